@@ -1,0 +1,230 @@
+package weft
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/weftworks/weft/internal/engine"
+	"github.com/weftworks/weft/store"
+)
+
+// QueueConfig configures one queue a client works.
+type QueueConfig struct {
+	// MaxWorkers is how many of the queue's tasks run at once on this
+	// client.
+	MaxWorkers int
+}
+
+// Config configures a Client. A client with no Workers only enqueues and
+// reads; one with Workers also runs tasks once started.
+type Config struct {
+	// Queues to work, with their concurrency. Default: {"default": 100}
+	// when Workers are given.
+	Queues map[string]QueueConfig
+	// Workers by kind.
+	Workers *Workers
+	// NodeID names this client in leases and logs; it must be unique
+	// among running clients. Default: host-pid-random.
+	NodeID string
+	// LeaseTTL is how long a claimed task stays leased without renewal;
+	// leases are renewed every LeaseTTL/3 while handlers run. Default 30s.
+	LeaseTTL time.Duration
+	// PollInterval is the safety-net poll for work. Default 5s.
+	PollInterval time.Duration
+	// RescueInterval is how often tasks whose lease expired are rescued;
+	// negative disables. Default: LeaseTTL.
+	RescueInterval time.Duration
+	// FailUnknownKinds makes this client claim tasks of kinds it has no
+	// worker for, and fail them. By default they are left for other
+	// workers.
+	FailUnknownKinds bool
+	// Logger for the client's diagnostics. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Client enqueues, inspects and cancels tasks, and — when it has workers
+// and is started — runs them. It is safe for concurrent use and can be
+// started and stopped more than once.
+type Client struct {
+	st     store.Store
+	cfg    Config
+	nodeID string
+	log    *slog.Logger
+
+	mu  sync.Mutex
+	eng *engine.Engine
+}
+
+// NewClient returns a client on st. The store stays the caller's: close it
+// after stopping the client.
+func NewClient(st store.Store, cfg *Config) (*Client, error) {
+	if st == nil {
+		return nil, errors.New("weft: NewClient: store is nil")
+	}
+	c := &Client{st: st}
+	if cfg != nil {
+		c.cfg = *cfg
+	}
+	if c.cfg.Logger == nil {
+		c.cfg.Logger = slog.Default()
+	}
+	c.log = c.cfg.Logger
+	if c.cfg.Workers != nil && len(c.cfg.Queues) == 0 {
+		c.cfg.Queues = map[string]QueueConfig{store.DefaultQueue: {MaxWorkers: 100}}
+	}
+	for name, q := range c.cfg.Queues {
+		if !store.ValidName(name) {
+			return nil, &ValidationError{Index: -1, Field: "queues", Message: fmt.Sprintf("%q is not a valid queue name", name)}
+		}
+		if q.MaxWorkers <= 0 {
+			return nil, &ValidationError{Index: -1, Field: "queues." + name + ".max_workers", Message: fmt.Sprintf("%d must be at least 1", q.MaxWorkers)}
+		}
+	}
+	if c.cfg.LeaseTTL < 0 || c.cfg.PollInterval < 0 {
+		return nil, &ValidationError{Index: -1, Field: "lease_ttl/poll_interval", Message: "must not be negative"}
+	}
+	if c.cfg.LeaseTTL == 0 {
+		c.cfg.LeaseTTL = 30 * time.Second
+	}
+	if c.cfg.RescueInterval == 0 {
+		c.cfg.RescueInterval = c.cfg.LeaseTTL
+	}
+	c.nodeID = c.cfg.NodeID
+	if c.nodeID == "" {
+		c.nodeID = defaultNodeID()
+	}
+	return c, nil
+}
+
+func defaultNodeID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "node"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// NodeID is the id this client writes as lease owner.
+func (c *Client) NodeID() string { return c.nodeID }
+
+// Store is the backend the client runs on.
+func (c *Client) Store() store.Store { return c.st }
+
+// Start begins working the configured queues. A client without workers
+// has nothing to start and returns an error.
+func (c *Client) Start(ctx context.Context) error {
+	if c.cfg.Workers == nil || len(c.cfg.Workers.kinds) == 0 {
+		return errors.New("weft: Start: no workers registered (Config.Workers)")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.eng != nil {
+		return errors.New("weft: Start: client already started")
+	}
+	queues := make(map[string]int, len(c.cfg.Queues))
+	for name, q := range c.cfg.Queues {
+		queues[name] = q.MaxWorkers
+	}
+	rescue := c.cfg.RescueInterval
+	if rescue < 0 {
+		rescue = 0
+	}
+	eng, err := engine.New(engine.Config{
+		Store:            c.st,
+		Owner:            c.nodeID,
+		Queues:           queues,
+		Kinds:            c.cfg.Workers.kinds,
+		FailUnknownKinds: c.cfg.FailUnknownKinds,
+		LeaseTTL:         c.cfg.LeaseTTL,
+		PollInterval:     c.cfg.PollInterval,
+		RescueInterval:   rescue,
+		Logger:           c.log,
+	})
+	if err != nil {
+		return fmt.Errorf("weft: Start: %w", err)
+	}
+	if err := eng.Start(ctx); err != nil {
+		return fmt.Errorf("weft: Start: %w", err)
+	}
+	c.eng = eng
+	return nil
+}
+
+// Stop stops claiming, lets running tasks finish until ctx is done, then
+// cancels the rest with ErrShutdown: their tasks go back to pending without
+// spending an attempt. Every outcome is recorded before Stop returns. A
+// client that is not running returns nil.
+func (c *Client) Stop(ctx context.Context) error {
+	c.mu.Lock()
+	eng := c.eng
+	c.eng = nil
+	c.mu.Unlock()
+	if eng == nil {
+		return nil
+	}
+	return eng.Stop(ctx)
+}
+
+// Task states.
+const (
+	StatePending   = store.StatePending
+	StateRunning   = store.StateRunning
+	StateCompleted = store.StateCompleted
+	StateFailed    = store.StateFailed
+	StateCancelled = store.StateCancelled
+)
+
+type (
+	// TaskState is the lifecycle state of a task.
+	TaskState = store.State
+	// TaskRecord is a stored task as read back.
+	TaskRecord = store.Task
+	// Event is one entry of a task's event log.
+	Event = store.Event
+	// ListParams filters and pages List.
+	ListParams = store.ListParams
+)
+
+// Get reads a task; ErrNotFound when there is none.
+func (c *Client) Get(ctx context.Context, id string) (*TaskRecord, error) {
+	return c.st.Get(ctx, id)
+}
+
+// List reads tasks in creation order.
+func (c *Client) List(ctx context.Context, p ListParams) ([]*TaskRecord, error) {
+	return c.st.List(ctx, p)
+}
+
+// Events reads a task's events after the cursor after (0 for all).
+func (c *Client) Events(ctx context.Context, id string, after int64, limit int) ([]Event, error) {
+	return c.st.Events(ctx, id, after, limit)
+}
+
+// Cancel cancels a task. A pending task is cancelled at once; a running
+// one has its handler's context cancelled (cause ErrCancelRequested) and
+// ends cancelled unless the handler completes anyway. A task that already
+// finished yields ErrAlreadyFinished with the task.
+func (c *Client) Cancel(ctx context.Context, id string) (*TaskRecord, error) {
+	t, err := c.st.Cancel(ctx, id)
+	if err != nil {
+		return t, err
+	}
+	if t.State == store.StateRunning {
+		c.mu.Lock()
+		eng := c.eng
+		c.mu.Unlock()
+		if eng != nil {
+			eng.CancelLocal(id)
+		}
+	}
+	return t, nil
+}

@@ -1,0 +1,106 @@
+package weft
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/weftworks/weft/internal/engine"
+	"github.com/weftworks/weft/store"
+)
+
+// Sentinel errors, checked with errors.Is.
+var (
+	// ErrNotFound: no task has the given id.
+	ErrNotFound = store.ErrNotFound
+	// ErrLeaseLost: the attempt's lease is gone (the task was rescued,
+	// cancelled or re-claimed); the attempt's writes are refused and its
+	// context is cancelled with this cause.
+	ErrLeaseLost = store.ErrLeaseLost
+	// ErrAlreadyFinished: the task is already completed, failed or
+	// cancelled.
+	ErrAlreadyFinished = store.ErrAlreadyFinished
+	// ErrInvalid: the input was rejected; the error is a *ValidationError.
+	ErrInvalid = store.ErrInvalid
+	// ErrCancelRequested is the context cause seen by a handler whose task
+	// was cancelled while it ran.
+	ErrCancelRequested = engine.ErrCancelRequested
+	// ErrShutdown is the context cause seen by a handler still running when
+	// a graceful stop's grace period ends; its task goes back to pending
+	// without spending the attempt.
+	ErrShutdown = engine.ErrShutdown
+	// ErrAttemptTimeout is the context cause seen by a handler that ran
+	// past its attempt timeout.
+	ErrAttemptTimeout = engine.ErrAttemptTimeout
+	// ErrTxUnsupported: the client's backend cannot enqueue in a
+	// transaction of the given type.
+	ErrTxUnsupported = errors.New("backend does not support transactions of this type")
+)
+
+// ValidationError says which input was wrong and why; it wraps ErrInvalid.
+type ValidationError = store.ValidationError
+
+// PermanentError fails a task at once, whatever attempts remain. Return
+// Permanent(err) from a worker.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent marks err as not worth retrying: the task fails now.
+func Permanent(err error) error {
+	if err == nil {
+		err = errors.New("permanent failure")
+	}
+	return &PermanentError{Err: err}
+}
+
+// SnoozeError puts a task back to sleep without spending its attempt.
+// Return Snooze(d) from a worker.
+type SnoozeError struct{ Delay time.Duration }
+
+func (e *SnoozeError) Error() string { return fmt.Sprintf("snoozed for %s", e.Delay) }
+
+// Snooze runs the task again after d, without counting this attempt.
+func Snooze(d time.Duration) error {
+	return &SnoozeError{Delay: max(d, 0)}
+}
+
+// CancelError ends a task cancelled. Return Cancel(err) from a worker.
+type CancelError struct{ Err error }
+
+func (e *CancelError) Error() string { return "cancelled: " + e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *CancelError) Unwrap() error { return e.Err }
+
+// Cancel ends the task in the cancelled state, recording err as the reason.
+func Cancel(err error) error {
+	if err == nil {
+		err = errors.New("cancelled by its worker")
+	}
+	return &CancelError{Err: err}
+}
+
+// verdict classifies a worker's return value.
+func verdict(err error, result []byte) engine.Verdict {
+	var (
+		snooze *SnoozeError
+		perm   *PermanentError
+		cancel *CancelError
+	)
+	switch {
+	case err == nil:
+		return engine.Verdict{Action: engine.Complete, Result: result}
+	case errors.As(err, &snooze):
+		return engine.Verdict{Action: engine.Snooze, Delay: snooze.Delay, Err: err}
+	case errors.As(err, &perm):
+		return engine.Verdict{Action: engine.Fail, Err: err}
+	case errors.As(err, &cancel):
+		return engine.Verdict{Action: engine.Cancel, Err: err}
+	default:
+		return engine.Verdict{Action: engine.Retry, Err: err}
+	}
+}

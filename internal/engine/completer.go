@@ -1,0 +1,103 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/weftworks/weft/store"
+)
+
+// completer records outcomes in batches: whatever accumulated while the
+// previous batch was being written goes out as the next one.
+type completer struct {
+	st  store.Store
+	log *slog.Logger
+
+	mu      sync.Mutex
+	queue   []store.Outcome
+	closed  bool
+	ready   chan struct{}
+	stopped chan struct{}
+}
+
+const maxFinishBatch = 2048
+
+func newCompleter(st store.Store, log *slog.Logger) *completer {
+	c := &completer{st: st, log: log, ready: make(chan struct{}, 1), stopped: make(chan struct{})}
+	go c.loop()
+	return c
+}
+
+func (c *completer) submit(o store.Outcome) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		// A handler that outlived Stop still gets its outcome written.
+		c.write([]store.Outcome{o})
+		return
+	}
+	c.queue = append(c.queue, o)
+	c.mu.Unlock()
+	select {
+	case c.ready <- struct{}{}:
+	default:
+	}
+}
+
+// close writes everything submitted so far and stops the loop.
+func (c *completer) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	select {
+	case c.ready <- struct{}{}:
+	default:
+	}
+	<-c.stopped
+}
+
+func (c *completer) loop() {
+	defer close(c.stopped)
+	for range c.ready {
+		for {
+			c.mu.Lock()
+			n := min(len(c.queue), maxFinishBatch)
+			batch := c.queue[:n:n]
+			c.queue = c.queue[n:]
+			closed := c.closed
+			c.mu.Unlock()
+			if n == 0 {
+				if closed {
+					return
+				}
+				break
+			}
+			c.write(batch)
+		}
+	}
+}
+
+// write records a batch, retrying on failures of the store so that no
+// outcome is dropped while the store is reachable.
+func (c *completer) write(batch []store.Outcome) {
+	for attempt := 1; ; attempt++ {
+		results, err := c.st.Finish(context.Background(), batch)
+		if err == nil {
+			for i, r := range results {
+				if r != nil {
+					c.log.Warn("weft: outcome refused", "task", batch[i].TaskID, "state", batch[i].State, "err", r)
+				}
+			}
+			return
+		}
+		if errors.Is(err, store.ErrClosed) || attempt >= 10 {
+			c.log.Error("weft: outcomes not recorded; their tasks will be rescued when their leases expire", "count", len(batch), "err", err)
+			return
+		}
+		c.log.Error("weft: recording outcomes failed; retrying", "count", len(batch), "err", err)
+		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+	}
+}

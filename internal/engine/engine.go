@@ -1,0 +1,579 @@
+// Package engine runs tasks: it turns wakeups into batched claims, runs
+// handlers under renewed, fenced leases, records their outcomes in batches,
+// and stops gracefully.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weftworks/weft/store"
+)
+
+// Causes with which a handler's context is cancelled; context.Cause tells
+// the handler which one applied.
+var (
+	// ErrCancelRequested: someone cancelled the task while it ran.
+	ErrCancelRequested = errors.New("task cancellation requested")
+	// ErrShutdown: the engine is stopping and the grace period is over; the
+	// task goes back to pending without spending its attempt.
+	ErrShutdown = errors.New("worker shutting down")
+	// ErrAttemptTimeout: the attempt ran longer than its timeout.
+	ErrAttemptTimeout = errors.New("attempt timed out")
+)
+
+// Action is what a handler's verdict asks the engine to record.
+type Action int
+
+// The actions a verdict can take.
+const (
+	// Complete records success, with Verdict.Result.
+	Complete Action = iota
+	// Retry records a failed attempt; the task runs again after a backoff
+	// (or Verdict.Delay when set) while attempts remain, else it fails.
+	Retry
+	// Snooze runs the task again after Verdict.Delay without spending the
+	// attempt.
+	Snooze
+	// Fail fails the task at once, whatever attempts remain.
+	Fail
+	// Cancel ends the task cancelled.
+	Cancel
+)
+
+// Verdict is a handler's answer for one attempt.
+type Verdict struct {
+	Action Action
+	Result json.RawMessage
+	Err    error
+	Delay  time.Duration
+	// Stack is the goroutine stack of a recovered panic.
+	Stack string
+}
+
+// Handler runs one attempt of a task.
+type Handler func(ctx context.Context, x *Execution) Verdict
+
+// Kind is the registration of one task kind.
+type Kind struct {
+	Handler Handler
+	// Timeout bounds an attempt when the task sets no timeout of its own.
+	Timeout time.Duration
+	// Backoff returns the delay before retrying after a failed attempt;
+	// nil means DefaultBackoff.
+	Backoff func(attempt int) time.Duration
+}
+
+// Config configures an Engine.
+type Config struct {
+	Store store.Store
+	// Owner identifies this node in leases; it must be unique per engine.
+	Owner string
+	// Queues maps each queue this engine works to its concurrency.
+	Queues map[string]int
+	Kinds  map[string]Kind
+	// FailUnknownKinds makes the engine claim tasks of kinds it has no
+	// handler for and fail them; by default they are left for other
+	// workers.
+	FailUnknownKinds bool
+	// LeaseTTL is how long a claim holds a task without renewal. Leases
+	// are renewed every LeaseTTL/3. Default 30s.
+	LeaseTTL time.Duration
+	// PollInterval is the safety-net poll. Default 5s.
+	PollInterval time.Duration
+	// RescueInterval is how often expired leases are rescued; 0 disables.
+	RescueInterval time.Duration
+	// MaxClaim bounds one claim per queue. Default 1000.
+	MaxClaim int
+	Logger   *slog.Logger
+}
+
+// Engine runs the tasks of the configured queues. An Engine runs once:
+// Start, then Stop.
+type Engine struct {
+	cfg    Config
+	st     store.Store
+	log    *slog.Logger
+	queues []string
+	kinds  []string // claim filter; nil when unknown kinds are claimed too
+
+	mu      sync.Mutex
+	free    map[string]int
+	running map[string]*runningTask
+
+	gen       atomic.Int64
+	slotFreed chan struct{}
+
+	workCtx    context.Context
+	stopWork   context.CancelCauseFunc
+	stopClaim  chan struct{}
+	bgCtx      context.Context
+	stopBg     context.CancelFunc
+	handlers   sync.WaitGroup
+	background sync.WaitGroup
+	done       *completer
+	started    atomic.Bool
+	stopOnce   sync.Once
+	stopErr    error
+}
+
+type runningTask struct {
+	task    *store.Task
+	cancel  context.CancelCauseFunc
+	gen     int64
+	expires time.Time
+}
+
+// New validates cfg and builds an engine.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("engine: no store")
+	}
+	if cfg.Owner == "" {
+		return nil, errors.New("engine: no owner id")
+	}
+	if len(cfg.Queues) == 0 {
+		return nil, errors.New("engine: no queues to work")
+	}
+	for q, n := range cfg.Queues {
+		if !store.ValidName(q) {
+			return nil, &store.ValidationError{Index: -1, Field: "queue", Message: fmt.Sprintf("%q is not a valid queue name", q)}
+		}
+		if n <= 0 {
+			return nil, &store.ValidationError{Index: -1, Field: "queue " + q, Message: fmt.Sprintf("concurrency %d must be at least 1", n)}
+		}
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 30 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 5 * time.Second
+	}
+	if cfg.MaxClaim <= 0 {
+		cfg.MaxClaim = 1000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	e := &Engine{
+		cfg:       cfg,
+		st:        cfg.Store,
+		log:       cfg.Logger,
+		free:      make(map[string]int, len(cfg.Queues)),
+		running:   make(map[string]*runningTask),
+		slotFreed: make(chan struct{}, 1),
+		stopClaim: make(chan struct{}),
+	}
+	for q, n := range cfg.Queues {
+		e.queues = append(e.queues, q)
+		e.free[q] = n
+	}
+	slices.Sort(e.queues)
+	if !cfg.FailUnknownKinds {
+		for k := range cfg.Kinds {
+			e.kinds = append(e.kinds, k)
+		}
+		slices.Sort(e.kinds)
+	}
+	return e, nil
+}
+
+// Start begins claiming and running tasks. ctx bounds nothing beyond the
+// call: use Stop to end the engine.
+func (e *Engine) Start(ctx context.Context) error {
+	if !e.started.CompareAndSwap(false, true) {
+		return errors.New("engine: already started")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.workCtx, e.stopWork = context.WithCancelCause(context.WithoutCancel(ctx))
+	e.bgCtx, e.stopBg = context.WithCancel(context.WithoutCancel(ctx))
+	e.done = newCompleter(e.st, e.log)
+	// Subscribing before the first claim means no commit can slip between
+	// the claim and the subscription unnoticed.
+	wakeups, unsubscribe := e.st.Subscribe()
+	e.background.Add(3)
+	go func() {
+		defer e.background.Done()
+		defer unsubscribe()
+		e.dispatch(wakeups)
+	}()
+	go func() {
+		defer e.background.Done()
+		e.renewLeases()
+	}()
+	go func() {
+		defer e.background.Done()
+		e.watchCancels()
+	}()
+	if e.cfg.RescueInterval > 0 {
+		e.background.Add(1)
+		go func() {
+			defer e.background.Done()
+			e.rescue()
+		}()
+	}
+	return nil
+}
+
+// Stop stops claiming, waits for running handlers until ctx is done, then
+// cancels those still running (their tasks go back to pending without
+// spending an attempt), records every outcome, and returns. It returns an
+// error naming the handlers that ignored cancellation; their tasks stay
+// leased until rescued.
+func (e *Engine) Stop(ctx context.Context) error {
+	if !e.started.Load() {
+		return nil
+	}
+	e.stopOnce.Do(func() { e.stopErr = e.stop(ctx) })
+	return e.stopErr
+}
+
+// abandonAfter bounds how long Stop waits for handlers that were cancelled
+// at the end of the grace period.
+const abandonAfter = 5 * time.Second
+
+func (e *Engine) stop(ctx context.Context) error {
+	close(e.stopClaim)
+	handlersDone := make(chan struct{})
+	go func() {
+		e.handlers.Wait()
+		close(handlersDone)
+	}()
+	var err error
+	select {
+	case <-handlersDone:
+	case <-ctx.Done():
+		e.stopWork(ErrShutdown)
+		select {
+		case <-handlersDone:
+		case <-time.After(abandonAfter):
+			e.mu.Lock()
+			n := len(e.running)
+			e.mu.Unlock()
+			err = fmt.Errorf("engine: %d handlers ignored cancellation; their tasks stay leased until rescued", n)
+		}
+	}
+	e.stopWork(ErrShutdown)
+	e.done.close()
+	e.stopBg()
+	e.background.Wait()
+	return err
+}
+
+// CancelLocal cancels the handler running taskID in this engine, if any.
+func (e *Engine) CancelLocal(taskID string) bool {
+	e.mu.Lock()
+	r, ok := e.running[taskID]
+	e.mu.Unlock()
+	if ok {
+		r.cancel(ErrCancelRequested)
+	}
+	return ok
+}
+
+// Running is the number of handlers running now.
+func (e *Engine) Running() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.running)
+}
+
+func (e *Engine) dispatch(wakeups <-chan struct{}) {
+	mayHaveWork := make(map[string]bool, len(e.queues))
+	markAll := func() {
+		for _, q := range e.queues {
+			mayHaveWork[q] = true
+		}
+	}
+	markAll()
+	poll := time.NewTicker(e.cfg.PollInterval)
+	defer poll.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var failures int
+	for {
+		next, err := e.claim(mayHaveWork)
+		switch {
+		case err != nil && e.bgCtx.Err() != nil:
+			return
+		case err != nil:
+			failures++
+			delay := min(time.Duration(failures)*50*time.Millisecond, e.cfg.PollInterval)
+			e.log.Error("weft: claim failed; retrying", "err", err, "retry_in", delay)
+			timer.Reset(delay)
+		case !next.IsZero():
+			failures = 0
+			timer.Reset(max(time.Until(next), time.Millisecond))
+		default:
+			failures = 0
+		}
+		select {
+		case <-e.stopClaim:
+			return
+		case <-wakeups:
+			markAll()
+		case <-e.slotFreed:
+		case <-poll.C:
+			markAll()
+		case <-timer.C:
+			markAll()
+		}
+	}
+}
+
+// claim claims for every queue that may have work and has free slots. It
+// returns the earliest run_at of pending work it left behind, if any, so
+// the dispatcher can sleep exactly until then.
+func (e *Engine) claim(mayHaveWork map[string]bool) (time.Time, error) {
+	req := store.ClaimRequest{Owner: e.cfg.Owner, Kinds: e.kinds, LeaseTTL: e.cfg.LeaseTTL}
+	e.mu.Lock()
+	for _, q := range e.queues {
+		if mayHaveWork[q] && e.free[q] > 0 {
+			req.Queues = append(req.Queues, store.QueueClaim{Queue: q, Limit: min(e.free[q], e.cfg.MaxClaim)})
+		}
+	}
+	e.mu.Unlock()
+	if len(req.Queues) == 0 {
+		return time.Time{}, nil
+	}
+	gen := e.gen.Add(1)
+	tasks, err := e.st.Claim(e.bgCtx, req)
+	if err != nil {
+		return time.Time{}, err
+	}
+	got := make(map[string]int, len(req.Queues))
+	expires := time.Now().Add(e.cfg.LeaseTTL)
+	e.mu.Lock()
+	for _, t := range tasks {
+		got[t.Queue]++
+		e.free[t.Queue]--
+		ctx, cancel := context.WithCancelCause(e.workCtx)
+		r := &runningTask{task: t, cancel: cancel, gen: gen, expires: expires}
+		e.running[t.ID] = r
+		e.handlers.Add(1)
+		go e.run(ctx, r)
+	}
+	e.mu.Unlock()
+	var drained []string
+	for _, qc := range req.Queues {
+		if got[qc.Queue] < qc.Limit {
+			mayHaveWork[qc.Queue] = false
+			drained = append(drained, qc.Queue)
+		}
+	}
+	if len(drained) == 0 {
+		return time.Time{}, nil
+	}
+	next, ok, err := e.st.NextRunAt(e.bgCtx, drained, e.kinds)
+	if err != nil || !ok {
+		return time.Time{}, err
+	}
+	return next, nil
+}
+
+func (e *Engine) run(ctx context.Context, r *runningTask) {
+	defer e.handlers.Done()
+	t := r.task
+	v := e.invoke(ctx, t)
+	cause := context.Cause(ctx)
+	e.mu.Lock()
+	if e.running[t.ID] == r {
+		delete(e.running, t.ID)
+	}
+	e.free[t.Queue]++
+	e.mu.Unlock()
+	r.cancel(nil)
+	select {
+	case e.slotFreed <- struct{}{}:
+	default:
+	}
+	if o, ok := e.decide(t, v, cause); ok {
+		e.done.submit(o)
+	}
+}
+
+func (e *Engine) invoke(ctx context.Context, t *store.Task) (v Verdict) {
+	k, ok := e.cfg.Kinds[t.Kind]
+	if !ok {
+		return Verdict{Action: Fail, Err: fmt.Errorf("no worker is registered for kind %q", t.Kind)}
+	}
+	timeout := t.AttemptTimeout
+	if timeout <= 0 {
+		timeout = k.Timeout
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("%w after %s", ErrAttemptTimeout, timeout))
+		defer cancel()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			v = Verdict{Action: Retry, Err: fmt.Errorf("panic: %v", p), Stack: string(debug.Stack())}
+		}
+	}()
+	v = k.Handler(ctx, &Execution{Task: t, store: e.st})
+	if v.Action != Complete && v.Err == nil {
+		v.Err = errors.New("handler gave no error")
+	}
+	if v.Action == Retry && errors.Is(context.Cause(ctx), ErrAttemptTimeout) {
+		v.Err = fmt.Errorf("%w: %w", context.Cause(ctx), v.Err)
+	}
+	return v
+}
+
+// decide turns a verdict into the outcome to record. The cause of the
+// context's cancellation, if any, takes precedence over the verdict unless
+// the handler completed anyway.
+func (e *Engine) decide(t *store.Task, v Verdict, cause error) (store.Outcome, bool) {
+	now := time.Now()
+	o := store.Outcome{TaskID: t.ID, Epoch: t.LeaseEpoch}
+	attemptErr := func() *store.AttemptError {
+		return &store.AttemptError{Attempt: t.Attempt, At: now.UTC(), Error: v.Err.Error(), Stack: v.Stack}
+	}
+	switch {
+	case errors.Is(cause, store.ErrLeaseLost):
+		e.log.Warn("weft: lease lost; outcome not recorded", "task", t.ID, "kind", t.Kind, "epoch", t.LeaseEpoch)
+		return o, false
+	case v.Action == Complete:
+		o.State, o.Event, o.Result = store.StateCompleted, store.EventCompleted, v.Result
+	case errors.Is(cause, ErrShutdown):
+		o.State, o.Event, o.RunAt, o.Refund = store.StatePending, store.EventReleased, now, true
+		o.EventData = mustJSON(map[string]any{"reason": "shutdown"})
+	case errors.Is(cause, ErrCancelRequested), v.Action == Cancel:
+		o.State, o.Event, o.Error = store.StateCancelled, store.EventCancelled, attemptErr()
+		o.EventData = mustJSON(map[string]any{"error": v.Err.Error()})
+	case v.Action == Fail:
+		o.State, o.Event, o.Error = store.StateFailed, store.EventFailed, attemptErr()
+		o.EventData = mustJSON(map[string]any{"error": v.Err.Error()})
+	case v.Action == Snooze:
+		o.State, o.Event, o.RunAt, o.Refund = store.StatePending, store.EventSnoozed, now.Add(v.Delay), true
+		o.EventData = mustJSON(map[string]any{"run_at": o.RunAt.UTC()})
+	case t.Attempt >= t.MaxAttempts:
+		o.State, o.Event, o.Error = store.StateFailed, store.EventFailed, attemptErr()
+		o.EventData = mustJSON(map[string]any{"error": v.Err.Error(), "reason": "attempts_exhausted"})
+	default:
+		delay := v.Delay
+		if delay <= 0 {
+			backoff := DefaultBackoff
+			if k, ok := e.cfg.Kinds[t.Kind]; ok && k.Backoff != nil {
+				backoff = k.Backoff
+			}
+			delay = backoff(t.Attempt)
+		}
+		o.State, o.Event, o.RunAt, o.Error = store.StatePending, store.EventRetryScheduled, now.Add(delay), attemptErr()
+		o.EventData = mustJSON(map[string]any{"error": v.Err.Error(), "run_at": o.RunAt.UTC()})
+	}
+	return o, true
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("engine: encode event data: %v", err))
+	}
+	return b
+}
+
+// renewLeases extends this node's leases every LeaseTTL/3 and cancels the
+// handlers whose lease is gone: re-claimed elsewhere, rescued, or not
+// renewed in time.
+func (e *Engine) renewLeases() {
+	ticker := time.NewTicker(e.cfg.LeaseTTL / 3)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-e.bgCtx.Done():
+			return
+		case <-ticker.C:
+		}
+		if e.Running() == 0 {
+			continue
+		}
+		gen := e.gen.Load()
+		started := time.Now()
+		leases, err := e.st.RenewLeases(e.bgCtx, e.cfg.Owner, e.cfg.LeaseTTL)
+		if err != nil {
+			e.log.Error("weft: lease renewal failed", "err", err)
+		}
+		held := make(map[string]store.Lease, len(leases))
+		for _, l := range leases {
+			held[l.TaskID] = l
+		}
+		e.mu.Lock()
+		for id, r := range e.running {
+			l, ok := held[id]
+			switch {
+			case err == nil && r.gen <= gen && (!ok || l.Epoch != r.task.LeaseEpoch):
+				r.cancel(store.ErrLeaseLost)
+			case err == nil && ok && l.CancelRequested:
+				r.cancel(ErrCancelRequested)
+			case err == nil && ok:
+				r.expires = started.Add(e.cfg.LeaseTTL)
+			case time.Now().After(r.expires):
+				r.cancel(store.ErrLeaseLost)
+			}
+		}
+		e.mu.Unlock()
+	}
+}
+
+// watchCancels notices cancellations requested by other processes: after a
+// commit by another connection, it asks the store which of this node's
+// tasks were cancelled. Checks are at most every cancelCheckEvery.
+func (e *Engine) watchCancels() {
+	wakeups, unsubscribe := e.st.Subscribe()
+	defer unsubscribe()
+	for {
+		select {
+		case <-e.bgCtx.Done():
+			return
+		case <-wakeups:
+		}
+		if e.Running() > 0 {
+			ids, err := e.st.CancelRequested(e.bgCtx, e.cfg.Owner)
+			if err != nil && e.bgCtx.Err() == nil {
+				e.log.Error("weft: cancel check failed", "err", err)
+			}
+			for _, id := range ids {
+				e.CancelLocal(id)
+			}
+		}
+		select {
+		case <-e.bgCtx.Done():
+			return
+		case <-time.After(cancelCheckEvery):
+		}
+	}
+}
+
+const cancelCheckEvery = 50 * time.Millisecond
+
+func (e *Engine) rescue() {
+	ticker := time.NewTicker(e.cfg.RescueInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-e.bgCtx.Done():
+			return
+		case <-ticker.C:
+		}
+		n, err := e.st.RescueExpired(e.bgCtx, 1000)
+		switch {
+		case err != nil && e.bgCtx.Err() == nil:
+			e.log.Error("weft: lease rescue failed", "err", err)
+		case n > 0:
+			e.log.Info("weft: rescued tasks with expired leases", "count", n)
+		}
+	}
+}

@@ -1,0 +1,43 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors that callers check with errors.Is.
+var (
+	// ErrNotFound: no task has the given id.
+	ErrNotFound = errors.New("task not found")
+	// ErrLeaseLost: a worker write named an epoch that is no longer the
+	// task's current lease (the task was rescued, cancelled or re-claimed).
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrAlreadyFinished: the task is already in a terminal state.
+	ErrAlreadyFinished = errors.New("task already finished")
+	// ErrInvalid: the input was rejected; the error is a *ValidationError
+	// naming the task and field.
+	ErrInvalid = errors.New("invalid input")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store closed")
+)
+
+// ValidationError says which input was wrong and why. It wraps ErrInvalid.
+type ValidationError struct {
+	// Index is the position of the offending task in its batch, or -1 when
+	// the input was not part of a batch.
+	Index int
+	// Field is the name of the offending field (for example "kind").
+	Field string
+	// Message says what is wrong with it.
+	Message string
+}
+
+func (e *ValidationError) Error() string {
+	if e.Index >= 0 {
+		return fmt.Sprintf("invalid task %d: %s: %s", e.Index, e.Field, e.Message)
+	}
+	return fmt.Sprintf("invalid %s: %s", e.Field, e.Message)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *ValidationError) Unwrap() error { return ErrInvalid }

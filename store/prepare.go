@@ -1,0 +1,143 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Defaults applied by Prepare.
+const (
+	DefaultQueue        = "default"
+	DefaultMaxAttempts  = 25
+	DefaultMaxArgsBytes = 1 << 20
+	// MaxNameLength bounds kind and queue names.
+	MaxNameLength = 128
+	// MaxUniqueKeyLength bounds unique keys.
+	MaxUniqueKeyLength = 512
+	// MaxAttemptsLimit bounds MaxAttempts.
+	MaxAttemptsLimit = 10000
+)
+
+// Limits bounds what Prepare accepts. The zero value means the defaults.
+type Limits struct {
+	// MaxArgsBytes bounds the encoded size of a task's args and, separately,
+	// of its metadata. Default 1 MiB.
+	MaxArgsBytes int
+}
+
+// ArgsLimit is the effective bound on args, metadata and progress data.
+func (l Limits) ArgsLimit() int {
+	if l.MaxArgsBytes > 0 {
+		return l.MaxArgsBytes
+	}
+	return DefaultMaxArgsBytes
+}
+
+// ValidName reports whether s may name a kind or a queue: 1 to 128
+// characters, starting with a letter, then letters, digits, '_', '-', '.'
+// or ':'.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > MaxNameLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Prepare validates a batch and fills its defaults in place: an id, the
+// default queue, RunAt = now, MaxAttempts, empty args as {}. The first
+// problem found is returned as a *ValidationError and the batch must then be
+// rejected whole.
+func Prepare(tasks []NewTask, limits Limits, now time.Time) error {
+	if len(tasks) == 0 {
+		return &ValidationError{Index: -1, Field: "tasks", Message: "the batch is empty"}
+	}
+	for i := range tasks {
+		if err := prepareOne(&tasks[i], limits, now); err != nil {
+			err.Index = i
+			if len(tasks) == 1 {
+				err.Index = -1
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func prepareOne(t *NewTask, limits Limits, now time.Time) *ValidationError {
+	bad := func(field, format string, args ...any) *ValidationError {
+		return &ValidationError{Field: field, Message: fmt.Sprintf(format, args...)}
+	}
+	if t.Kind == "" {
+		return bad("kind", "must not be empty")
+	}
+	if !ValidName(t.Kind) {
+		return bad("kind", "%q is not a valid name (1-%d characters: a letter, then letters, digits, '_', '-', '.', ':')", t.Kind, MaxNameLength)
+	}
+	if t.Queue == "" {
+		t.Queue = DefaultQueue
+	} else if !ValidName(t.Queue) {
+		return bad("queue", "%q is not a valid name (1-%d characters: a letter, then letters, digits, '_', '-', '.', ':')", t.Queue, MaxNameLength)
+	}
+	if len(bytes.TrimSpace(t.Args)) == 0 {
+		t.Args = json.RawMessage("{}")
+	}
+	if len(t.Args) > limits.ArgsLimit() {
+		return bad("args", "%d bytes exceeds the limit of %d bytes", len(t.Args), limits.ArgsLimit())
+	}
+	if !json.Valid(t.Args) {
+		return bad("args", "not valid JSON")
+	}
+	if len(bytes.TrimSpace(t.Metadata)) == 0 {
+		t.Metadata = nil
+	} else {
+		if len(t.Metadata) > limits.ArgsLimit() {
+			return bad("metadata", "%d bytes exceeds the limit of %d bytes", len(t.Metadata), limits.ArgsLimit())
+		}
+		if !isJSONObject(t.Metadata) {
+			return bad("metadata", "must be a JSON object")
+		}
+	}
+	switch {
+	case t.MaxAttempts == 0:
+		t.MaxAttempts = DefaultMaxAttempts
+	case t.MaxAttempts < 0 || t.MaxAttempts > MaxAttemptsLimit:
+		return bad("max_attempts", "%d is out of range (1-%d)", t.MaxAttempts, MaxAttemptsLimit)
+	}
+	if t.AttemptTimeout < 0 {
+		return bad("attempt_timeout", "%s is negative", t.AttemptTimeout)
+	}
+	if len(t.UniqueKey) > MaxUniqueKeyLength {
+		return bad("unique_key", "%d bytes exceeds the limit of %d", len(t.UniqueKey), MaxUniqueKeyLength)
+	}
+	if t.RunAt.IsZero() {
+		t.RunAt = now
+	}
+	if t.ID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return bad("id", "cannot generate: %v", err)
+		}
+		t.ID = id.String()
+	} else if _, err := uuid.Parse(t.ID); err != nil {
+		return bad("id", "%q is not a UUID", t.ID)
+	}
+	return nil
+}
+
+func isJSONObject(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+}

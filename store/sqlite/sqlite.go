@@ -1,0 +1,214 @@
+// Package sqlite is Weft's embedded storage backend: one SQLite file in WAL
+// mode, every write funnelled through a single writer goroutine that commits
+// queued writes together (group commit), reads on a separate pool, and a
+// change watcher that notices commits by other connections and processes.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
+
+	"github.com/weftworks/weft/internal/wake"
+	"github.com/weftworks/weft/store"
+)
+
+// Synchronous is SQLite's synchronous setting for the database file. See
+// docs/operations.md for what each setting can lose on power failure.
+type Synchronous string
+
+// The synchronous settings Weft accepts.
+const (
+	// SyncFull fsyncs the WAL on every commit: an acknowledged write
+	// survives power loss. Group commit makes this affordable.
+	SyncFull Synchronous = "FULL"
+	// SyncNormal fsyncs only at checkpoints: an application crash loses
+	// nothing, but power loss can roll back the most recent commits.
+	SyncNormal Synchronous = "NORMAL"
+)
+
+// Options configures Open. The zero value is production-ready.
+type Options struct {
+	// Synchronous defaults to SyncFull.
+	Synchronous Synchronous
+	// BusyTimeout is how long a write waits for another process holding
+	// the file's write lock. Default 5s.
+	BusyTimeout time.Duration
+	// WatchInterval is how often the writer checks whether another
+	// connection or process committed (PRAGMA data_version). Default 2ms.
+	WatchInterval time.Duration
+	// MaxGroup bounds how many queued writes one transaction coalesces.
+	// Default 512.
+	MaxGroup int
+	// ReadConns bounds the read pool. Default 4.
+	ReadConns int
+	// CacheSizeKiB is each connection's page cache. Default 16384 (16 MiB).
+	CacheSizeKiB int
+	// Limits bounds accepted tasks.
+	Limits store.Limits
+	// Logger receives the backend's diagnostics. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; default time.Now. Tests replace it.
+	Now func() time.Time
+}
+
+func (o *Options) withDefaults() Options {
+	var out Options
+	if o != nil {
+		out = *o
+	}
+	if out.Synchronous == "" {
+		out.Synchronous = SyncFull
+	}
+	if out.BusyTimeout <= 0 {
+		out.BusyTimeout = 5 * time.Second
+	}
+	if out.WatchInterval <= 0 {
+		out.WatchInterval = 2 * time.Millisecond
+	}
+	if out.MaxGroup <= 0 {
+		out.MaxGroup = 512
+	}
+	if out.ReadConns <= 0 {
+		out.ReadConns = 4
+	}
+	if out.CacheSizeKiB <= 0 {
+		out.CacheSizeKiB = 16384
+	}
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	if out.Now == nil {
+		out.Now = time.Now
+	}
+	return out
+}
+
+// Store is the SQLite backend. It implements store.Store and
+// store.TxEnqueuer[*sql.Tx].
+type Store struct {
+	path   string
+	opts   Options
+	rdb    *sql.DB
+	wdb    *sql.DB
+	writer *writer
+	wake   wake.Broadcaster
+}
+
+var (
+	_ store.Store               = (*Store)(nil)
+	_ store.TxEnqueuer[*sql.Tx] = (*Store)(nil)
+)
+
+// Open opens (creating if needed) the database file at path, applies any
+// pending migrations, and starts the writer. The caller must Close it.
+func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
+	o := opts.withDefaults()
+	if path == "" {
+		return nil, &store.ValidationError{Index: -1, Field: "database path", Message: "must not be empty"}
+	}
+	if o.Synchronous != SyncFull && o.Synchronous != SyncNormal {
+		return nil, &store.ValidationError{Index: -1, Field: "synchronous", Message: fmt.Sprintf("%q is not FULL or NORMAL", o.Synchronous)}
+	}
+	if strings.ContainsRune(path, 0) {
+		return nil, &store.ValidationError{Index: -1, Field: "database path", Message: "contains a NUL byte"}
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("sqlite: open %s: directory %s does not exist", path, dir)
+		}
+	}
+	s := &Store{path: path, opts: o}
+	s.wdb = openDB(path, o, false)
+	s.wdb.SetMaxOpenConns(1)
+	s.wdb.SetMaxIdleConns(1)
+	s.wdb.SetConnMaxLifetime(0)
+	if err := migrate(ctx, s.wdb); err != nil {
+		s.wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s.rdb = openDB(path, o, true)
+	s.rdb.SetMaxOpenConns(o.ReadConns)
+	s.rdb.SetMaxIdleConns(o.ReadConns)
+	w, err := newWriter(ctx, s.wdb, o, s.wake.Notify)
+	if err != nil {
+		s.rdb.Close()
+		s.wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s.writer = w
+	return s, nil
+}
+
+// Path is the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close stops the writer after it has committed every queued write, then
+// closes the connections.
+func (s *Store) Close() error {
+	s.writer.close()
+	return errors.Join(s.rdb.Close(), s.wdb.Close())
+}
+
+// Subscribe implements store.Store.
+func (s *Store) Subscribe() (<-chan struct{}, func()) { return s.wake.Subscribe() }
+
+func (s *Store) now() time.Time { return s.opts.Now() }
+
+// openDB builds a pool without registering a global driver name: each pool
+// gets its own connector with the pragmas Weft needs.
+func openDB(path string, o Options, readOnly bool) *sql.DB {
+	q := url.Values{}
+	q.Set("_busy_timeout", fmt.Sprint(o.BusyTimeout.Milliseconds()))
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", string(o.Synchronous))
+	q.Set("_stmt_cache_size", "64")
+	q.Set("_cache_size", fmt.Sprint(-o.CacheSizeKiB))
+	if readOnly {
+		q.Set("_query_only", "true")
+	}
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+	return sql.OpenDB(&connector{dsn: dsn, drv: &sqlite3.SQLiteDriver{ConnectHook: connectHook}})
+}
+
+// connectHook sets the pragmas that have no DSN parameter.
+func connectHook(c *sqlite3.SQLiteConn) error {
+	for _, p := range []string{
+		"PRAGMA temp_store = MEMORY",
+		"PRAGMA foreign_keys = OFF",
+	} {
+		if _, err := c.Exec(p, nil); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+type connector struct {
+	dsn string
+	drv *sqlite3.SQLiteDriver
+}
+
+func (c *connector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
+func (c *connector) Driver() driver.Driver                        { return c.drv }
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func nullMicros(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMicros(v.Int64)
+}

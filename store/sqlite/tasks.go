@@ -1,0 +1,576 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/weftworks/weft/store"
+)
+
+// dbtx is what the write statements need: the writer's connection or a
+// caller's *sql.Tx.
+type dbtx interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// taskColumns is the column list every task read and RETURNING clause uses,
+// in the order scanTask expects.
+const taskColumns = `id, kind, queue, args, priority, state, run_at, attempt, max_attempts,
+	attempt_timeout_us, errors, result, unique_key, metadata, lease_owner, lease_epoch,
+	lease_expires_at, cancel_requested, created_at, attempted_at, finalized_at`
+
+// uniqueHeld is the set of states in which a task holds its unique key; it
+// matches the partial unique index.
+const uniqueHeld = `('pending', 'running', 'completed')`
+
+// Rows per multi-row INSERT: large enough to amortise statement overhead,
+// small enough to stay far below SQLite's bound-parameter limit.
+const (
+	insertChunk = 64
+	eventChunk  = 128
+)
+
+// kindIn returns the SQL condition restricting rows to kinds, and its
+// arguments; both are empty when kinds is.
+func kindIn(kinds []string) (string, []any) {
+	if len(kinds) == 0 {
+		return "", nil
+	}
+	args := make([]any, len(kinds))
+	for i, k := range kinds {
+		args[i] = k
+	}
+	return " AND kind IN (" + strings.Repeat("?,", len(kinds)-1) + "?)", args
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanTask(r scanner) (*store.Task, error) {
+	var (
+		t                                  store.Task
+		state                              string
+		runAt, createdAt, timeoutUS        int64
+		errs, result, metadata             []byte
+		uniqueKey, owner                   sql.NullString
+		leaseExp, attemptedAt, finalizedAt sql.NullInt64
+		cancelRequested                    int
+	)
+	if err := r.Scan(&t.ID, &t.Kind, &t.Queue, &t.Args, &t.Priority, &state, &runAt, &t.Attempt, &t.MaxAttempts,
+		&timeoutUS, &errs, &result, &uniqueKey, &metadata, &owner, &t.LeaseEpoch,
+		&leaseExp, &cancelRequested, &createdAt, &attemptedAt, &finalizedAt); err != nil {
+		return nil, err
+	}
+	t.State = store.State(state)
+	t.RunAt = fromMicros(runAt)
+	t.AttemptTimeout = time.Duration(timeoutUS) * time.Microsecond
+	if len(errs) > 0 {
+		if err := json.Unmarshal(errs, &t.Errors); err != nil {
+			return nil, fmt.Errorf("task %s: decode error history: %w", t.ID, err)
+		}
+	}
+	if len(result) > 0 {
+		t.Result = json.RawMessage(result)
+	}
+	if len(metadata) > 0 {
+		t.Metadata = json.RawMessage(metadata)
+	}
+	t.UniqueKey = uniqueKey.String
+	t.LeaseOwner = owner.String
+	t.LeaseExpiresAt = nullMicros(leaseExp)
+	t.CancelRequested = cancelRequested != 0
+	t.CreatedAt = fromMicros(createdAt)
+	t.AttemptedAt = nullMicros(attemptedAt)
+	t.FinalizedAt = nullMicros(finalizedAt)
+	return &t, nil
+}
+
+func scanTasks(rows *sql.Rows) ([]*store.Task, error) {
+	defer rows.Close()
+	var out []*store.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// placeholders returns "(?,?,?),(?,?,?)" for n rows of width columns.
+func placeholders(n, width int) string {
+	return repeatRows(n, "("+strings.Repeat("?,", width-1)+"?)")
+}
+
+// repeatRows joins n copies of row with commas.
+func repeatRows(n int, row string) string {
+	var b strings.Builder
+	b.Grow(n * (len(row) + 1))
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	return b.String()
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return []byte(b)
+}
+
+// event is an event row waiting to be written with its transition.
+type event struct {
+	taskID  string
+	typ     store.EventType
+	attempt int
+	data    []byte
+}
+
+func insertEvents(ctx context.Context, db dbtx, events []event, at int64) error {
+	for len(events) > 0 {
+		n := min(len(events), eventChunk)
+		args := make([]any, 0, n*5)
+		for _, e := range events[:n] {
+			args = append(args, e.taskID, string(e.typ), e.attempt, at, nullBytes(e.data))
+		}
+		if _, err := db.ExecContext(ctx, "INSERT INTO weft_events (task_id, type, attempt, at, data) VALUES "+placeholders(n, 5), args...); err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		events = events[n:]
+	}
+	return nil
+}
+
+// Enqueue implements store.Store.
+func (s *Store) Enqueue(ctx context.Context, tasks []store.NewTask) ([]store.EnqueueResult, error) {
+	now := s.now()
+	tasks = slices.Clone(tasks)
+	if err := store.Prepare(tasks, s.opts.Limits, now); err != nil {
+		return nil, err
+	}
+	var res []store.EnqueueResult
+	err := s.writer.do(ctx, func(q *execer) error {
+		var err error
+		res, err = insertTasks(context.Background(), q.conn, tasks, now)
+		q.wake = err == nil
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// EnqueueTx implements store.TxEnqueuer: the tasks are written inside the
+// caller's transaction and become visible when it commits. The writer's
+// change watcher notices that commit within milliseconds.
+func (s *Store) EnqueueTx(ctx context.Context, tx *sql.Tx, tasks []store.NewTask) ([]store.EnqueueResult, error) {
+	if tx == nil {
+		return nil, &store.ValidationError{Index: -1, Field: "tx", Message: "must not be nil"}
+	}
+	now := s.now()
+	tasks = slices.Clone(tasks)
+	if err := store.Prepare(tasks, s.opts.Limits, now); err != nil {
+		return nil, err
+	}
+	return insertTasks(ctx, tx, tasks, now)
+}
+
+// insertTasks writes a prepared batch. Unique keys are resolved first —
+// against the table and within the batch — so a duplicate is answered with
+// the existing id rather than an error.
+func insertTasks(ctx context.Context, db dbtx, tasks []store.NewTask, now time.Time) ([]store.EnqueueResult, error) {
+	res := make([]store.EnqueueResult, len(tasks))
+	fresh := make([]int, 0, len(tasks))
+	var seen map[string]int
+	for i := range tasks {
+		t := &tasks[i]
+		res[i].ID = t.ID
+		if t.UniqueKey == "" {
+			fresh = append(fresh, i)
+			continue
+		}
+		if seen == nil {
+			seen = make(map[string]int)
+		}
+		if j, ok := seen[t.UniqueKey]; ok {
+			res[i] = store.EnqueueResult{ID: res[j].ID, Duplicate: true}
+			continue
+		}
+		var existing string
+		err := db.QueryRowContext(ctx, "SELECT id FROM weft_tasks WHERE unique_key = ? AND state IN "+uniqueHeld, t.UniqueKey).Scan(&existing)
+		switch {
+		case err == nil:
+			res[i] = store.EnqueueResult{ID: existing, Duplicate: true}
+		case errors.Is(err, sql.ErrNoRows):
+			fresh = append(fresh, i)
+		default:
+			return nil, fmt.Errorf("check unique key: %w", err)
+		}
+		seen[t.UniqueKey] = i
+	}
+	createdAt := micros(now)
+	events := make([]event, 0, len(fresh))
+	for len(fresh) > 0 {
+		n := min(len(fresh), insertChunk)
+		args := make([]any, 0, n*11)
+		for _, i := range fresh[:n] {
+			t := &tasks[i]
+			args = append(args, t.ID, t.Kind, t.Queue, []byte(t.Args), t.Priority, micros(t.RunAt),
+				t.MaxAttempts, t.AttemptTimeout.Microseconds(), nullString(t.UniqueKey), nullBytes(t.Metadata), createdAt)
+			events = append(events, event{taskID: t.ID, typ: store.EventCreated})
+		}
+		_, err := db.ExecContext(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at,
+			max_attempts, attempt_timeout_us, unique_key, metadata, created_at) VALUES `+
+			repeatRows(n, "(?,?,?,?,?,'pending',?,?,?,?,?,?)"), args...)
+		if err != nil {
+			return nil, fmt.Errorf("insert tasks: %w", err)
+		}
+		fresh = fresh[n:]
+	}
+	if err := insertEvents(ctx, db, events, createdAt); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Claim implements store.Store. One UPDATE claims across every requested
+// queue: each queue contributes its own index-ordered, limited subquery.
+func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Task, error) {
+	if req.Owner == "" {
+		return nil, &store.ValidationError{Index: -1, Field: "owner", Message: "must not be empty"}
+	}
+	if req.LeaseTTL <= 0 {
+		return nil, &store.ValidationError{Index: -1, Field: "lease_ttl", Message: "must be positive"}
+	}
+	var (
+		parts []string
+		args  []any
+	)
+	now := s.now()
+	nowUS := micros(now)
+	args = append(args, req.Owner, micros(now.Add(req.LeaseTTL)), nowUS)
+	kindFilter, kindArgs := kindIn(req.Kinds)
+	for _, qc := range req.Queues {
+		if qc.Limit <= 0 {
+			continue
+		}
+		parts = append(parts, `SELECT id FROM (SELECT id FROM weft_tasks
+			WHERE state = 'pending' AND queue = ? AND run_at <= ?`+kindFilter+`
+			ORDER BY priority DESC, run_at, id LIMIT ?)`)
+		args = append(append(append(args, qc.Queue, nowUS), kindArgs...), qc.Limit)
+	}
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	query := `UPDATE weft_tasks SET state = 'running', attempt = attempt + 1, lease_epoch = lease_epoch + 1,
+		lease_owner = ?, lease_expires_at = ?, attempted_at = ?
+		WHERE id IN (` + strings.Join(parts, " UNION ALL ") + `) RETURNING ` + taskColumns
+	var claimed []*store.Task
+	err := s.writer.do(ctx, func(q *execer) error {
+		rows, err := q.query(query, args...)
+		if err != nil {
+			return fmt.Errorf("claim: %w", err)
+		}
+		claimed, err = scanTasks(rows)
+		if err != nil {
+			return fmt.Errorf("claim: %w", err)
+		}
+		events := make([]event, len(claimed))
+		for i, t := range claimed {
+			events[i] = event{taskID: t.ID, typ: store.EventStarted, attempt: t.Attempt}
+		}
+		return insertEvents(context.Background(), q.conn, events, nowUS)
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(claimed, func(i, j int) bool {
+		a, b := claimed[i], claimed[j]
+		if a.Priority != b.Priority {
+			return a.Priority > b.Priority
+		}
+		if !a.RunAt.Equal(b.RunAt) {
+			return a.RunAt.Before(b.RunAt)
+		}
+		return a.ID < b.ID
+	})
+	return claimed, nil
+}
+
+// finishSQL records one outcome under its epoch. A pending outcome of a task
+// whose cancellation was requested becomes cancelled instead: the request
+// wins over a retry.
+const finishSQL = `UPDATE weft_tasks SET
+	state = CASE WHEN ?1 = 'pending' AND cancel_requested = 1 THEN 'cancelled' ELSE ?1 END,
+	result = coalesce(?2, result),
+	errors = CASE WHEN ?3 IS NULL THEN errors ELSE json_insert(coalesce(errors, '[]'), '$[#]', json(?3)) END,
+	run_at = coalesce(?4, run_at),
+	attempt = attempt - ?5,
+	lease_expires_at = NULL,
+	lease_owner = CASE WHEN ?1 = 'pending' THEN NULL ELSE lease_owner END,
+	finalized_at = CASE WHEN ?1 = 'pending' AND cancel_requested = 0 THEN NULL ELSE ?6 END
+	WHERE id = ?7 AND lease_epoch = ?8 AND state = 'running'
+	RETURNING state, attempt`
+
+// Finish implements store.Store.
+func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, error) {
+	if len(outcomes) == 0 {
+		return nil, nil
+	}
+	type prepared struct {
+		errJSON []byte
+		runAt   any
+		refund  int
+	}
+	prep := make([]prepared, len(outcomes))
+	for i, o := range outcomes {
+		switch o.State {
+		case store.StateCompleted, store.StateFailed, store.StateCancelled, store.StatePending:
+		default:
+			return nil, &store.ValidationError{Index: i, Field: "state", Message: fmt.Sprintf("%q is not an outcome state", o.State)}
+		}
+		if o.Error != nil {
+			b, err := json.Marshal(o.Error)
+			if err != nil {
+				return nil, fmt.Errorf("encode attempt error: %w", err)
+			}
+			prep[i].errJSON = b
+		}
+		if o.State == store.StatePending {
+			prep[i].runAt = micros(o.RunAt)
+		}
+		if o.Refund {
+			prep[i].refund = 1
+		}
+	}
+	nowUS := micros(s.now())
+	results := make([]error, len(outcomes))
+	err := s.writer.do(ctx, func(q *execer) error {
+		events := make([]event, 0, len(outcomes))
+		for i, o := range outcomes {
+			var (
+				state   string
+				attempt int
+			)
+			err := q.queryRow(finishSQL, string(o.State), nullBytes(o.Result), nullBytes(prep[i].errJSON),
+				prep[i].runAt, prep[i].refund, nowUS, o.TaskID, o.Epoch).Scan(&state, &attempt)
+			if errors.Is(err, sql.ErrNoRows) {
+				results[i] = fmt.Errorf("task %s epoch %d: %w", o.TaskID, o.Epoch, store.ErrLeaseLost)
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("finish task %s: %w", o.TaskID, err)
+			}
+			results[i] = nil
+			typ, data := o.Event, o.EventData
+			if store.State(state) != o.State {
+				typ, data = store.EventCancelled, nil
+			}
+			if state == string(store.StatePending) {
+				q.wake = true
+			}
+			events = append(events, event{taskID: o.TaskID, typ: typ, attempt: attempt + prep[i].refund, data: data})
+		}
+		return insertEvents(context.Background(), q.conn, events, nowUS)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// RenewLeases implements store.Store.
+func (s *Store) RenewLeases(ctx context.Context, owner string, ttl time.Duration) ([]store.Lease, error) {
+	expires := micros(s.now().Add(ttl))
+	var leases []store.Lease
+	err := s.writer.do(ctx, func(q *execer) error {
+		leases = leases[:0]
+		rows, err := q.query(`UPDATE weft_tasks SET lease_expires_at = ?
+			WHERE lease_owner = ? AND state = 'running' RETURNING id, lease_epoch, cancel_requested`, expires, owner)
+		if err != nil {
+			return fmt.Errorf("renew leases: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var l store.Lease
+			if err := rows.Scan(&l.TaskID, &l.Epoch, &l.CancelRequested); err != nil {
+				return fmt.Errorf("renew leases: %w", err)
+			}
+			leases = append(leases, l)
+		}
+		return rows.Err()
+	})
+	return leases, err
+}
+
+// Heartbeat implements store.Store.
+func (s *Store) Heartbeat(ctx context.Context, taskID string, epoch int64, ttl time.Duration) (bool, error) {
+	expires := micros(s.now().Add(ttl))
+	var cancel bool
+	err := s.writer.do(ctx, func(q *execer) error {
+		err := q.queryRow(`UPDATE weft_tasks SET lease_expires_at = ?
+			WHERE id = ? AND lease_epoch = ? AND state = 'running' RETURNING cancel_requested`,
+			expires, taskID, epoch).Scan(&cancel)
+		if errors.Is(err, sql.ErrNoRows) {
+			return leaseLostOrMissing(q.conn, taskID, epoch)
+		}
+		return err
+	})
+	return cancel, err
+}
+
+// leaseLostOrMissing tells a stale epoch from an unknown task.
+func leaseLostOrMissing(db dbtx, taskID string, epoch int64) error {
+	var one int
+	err := db.QueryRowContext(context.Background(), "SELECT 1 FROM weft_tasks WHERE id = ?", taskID).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("task %s: %w", taskID, store.ErrNotFound)
+	case err != nil:
+		return err
+	}
+	return fmt.Errorf("task %s epoch %d: %w", taskID, epoch, store.ErrLeaseLost)
+}
+
+// Progress implements store.Store.
+func (s *Store) Progress(ctx context.Context, taskID string, epoch int64, data json.RawMessage) error {
+	if len(data) > 0 && !json.Valid(data) {
+		return &store.ValidationError{Index: -1, Field: "progress", Message: "not valid JSON"}
+	}
+	if max := s.opts.Limits.ArgsLimit(); len(data) > max {
+		return &store.ValidationError{Index: -1, Field: "progress", Message: fmt.Sprintf("%d bytes exceeds the limit of %d bytes", len(data), max)}
+	}
+	nowUS := micros(s.now())
+	return s.writer.do(ctx, func(q *execer) error {
+		var attempt int
+		err := q.queryRow("SELECT attempt FROM weft_tasks WHERE id = ? AND lease_epoch = ? AND state = 'running'", taskID, epoch).Scan(&attempt)
+		if errors.Is(err, sql.ErrNoRows) {
+			return leaseLostOrMissing(q.conn, taskID, epoch)
+		}
+		if err != nil {
+			return fmt.Errorf("progress: %w", err)
+		}
+		return insertEvents(context.Background(), q.conn, []event{{taskID: taskID, typ: store.EventProgress, attempt: attempt, data: data}}, nowUS)
+	})
+}
+
+// Cancel implements store.Store.
+func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) {
+	nowUS := micros(s.now())
+	var t *store.Task
+	err := s.writer.do(ctx, func(q *execer) error {
+		var err error
+		t, err = scanTask(q.queryRow("SELECT "+taskColumns+" FROM weft_tasks WHERE id = ?", taskID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("task %s: %w", taskID, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("cancel: %w", err)
+		}
+		switch t.State {
+		case store.StatePending:
+			if _, err := q.exec("UPDATE weft_tasks SET state = 'cancelled', finalized_at = ? WHERE id = ?", nowUS, taskID); err != nil {
+				return fmt.Errorf("cancel: %w", err)
+			}
+			t.State, t.FinalizedAt = store.StateCancelled, fromMicros(nowUS)
+			return insertEvents(context.Background(), q.conn, []event{{taskID: taskID, typ: store.EventCancelled, attempt: t.Attempt}}, nowUS)
+		case store.StateRunning:
+			if t.CancelRequested {
+				return nil
+			}
+			if _, err := q.exec("UPDATE weft_tasks SET cancel_requested = 1 WHERE id = ?", taskID); err != nil {
+				return fmt.Errorf("cancel: %w", err)
+			}
+			t.CancelRequested = true
+			return insertEvents(context.Background(), q.conn, []event{{taskID: taskID, typ: store.EventCancelRequested, attempt: t.Attempt}}, nowUS)
+		default:
+			return fmt.Errorf("task %s is %s: %w", taskID, t.State, store.ErrAlreadyFinished)
+		}
+	})
+	if errors.Is(err, store.ErrAlreadyFinished) {
+		return t, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// RescueExpired implements store.Store.
+func (s *Store) RescueExpired(ctx context.Context, limit int) (int, error) {
+	if limit <= 0 {
+		limit = math.MaxInt32
+	}
+	now := s.now()
+	nowUS := micros(now)
+	at, _ := json.Marshal(now.UTC())
+	n := 0
+	err := s.writer.do(ctx, func(q *execer) error {
+		n = 0
+		rows, err := q.query(`UPDATE weft_tasks SET
+			state = CASE WHEN cancel_requested = 1 THEN 'cancelled' WHEN attempt >= max_attempts THEN 'failed' ELSE 'pending' END,
+			lease_epoch = lease_epoch + 1,
+			lease_expires_at = NULL,
+			lease_owner = NULL,
+			run_at = ?1,
+			errors = json_insert(coalesce(errors, '[]'), '$[#]',
+				json_object('attempt', attempt, 'at', json(?2), 'error', 'lease expired: the worker stopped renewing it')),
+			finalized_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN ?1 END
+			WHERE id IN (SELECT id FROM weft_tasks WHERE state = 'running' AND lease_expires_at < ?1 LIMIT ?3)
+			RETURNING id, state, attempt`, nowUS, string(at), limit)
+		if err != nil {
+			return fmt.Errorf("rescue: %w", err)
+		}
+		var events []event
+		for rows.Next() {
+			var (
+				e     event
+				state string
+			)
+			if err := rows.Scan(&e.taskID, &state, &e.attempt); err != nil {
+				rows.Close()
+				return fmt.Errorf("rescue: %w", err)
+			}
+			switch store.State(state) {
+			case store.StatePending:
+				e.typ = store.EventRescued
+				q.wake = true
+			case store.StateFailed:
+				e.typ = store.EventFailed
+			default:
+				e.typ = store.EventCancelled
+			}
+			e.data = []byte(`{"reason":"lease_expired"}`)
+			events = append(events, e)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("rescue: %w", err)
+		}
+		rows.Close()
+		n = len(events)
+		return insertEvents(context.Background(), q.conn, events, nowUS)
+	})
+	return n, err
+}

@@ -1,0 +1,257 @@
+// Package store defines the storage contract that every Weft backend
+// implements, and the validation every entry path shares.
+//
+// A backend persists tasks and their event logs, claims ready tasks under
+// fenced leases, records outcomes exactly once, and tells subscribers when
+// work may have become ready. The conformance suite in store/storetest holds
+// every backend to the same behaviour.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// State is the lifecycle state of a task. A task is stored in exactly one
+// state at a time.
+type State string
+
+// The states of a task. Pending tasks are ready once their RunAt has passed.
+const (
+	StatePending   State = "pending"
+	StateRunning   State = "running"
+	StateCompleted State = "completed"
+	StateFailed    State = "failed"
+	StateCancelled State = "cancelled"
+)
+
+// States lists every state in lifecycle order.
+func States() []State {
+	return []State{StatePending, StateRunning, StateCompleted, StateFailed, StateCancelled}
+}
+
+// Terminal reports whether no further transition can happen from s (short of
+// an explicit retry by an operator).
+func (s State) Terminal() bool {
+	return s == StateCompleted || s == StateFailed || s == StateCancelled
+}
+
+// Valid reports whether s is one of the known states.
+func (s State) Valid() bool {
+	switch s {
+	case StatePending, StateRunning, StateCompleted, StateFailed, StateCancelled:
+		return true
+	}
+	return false
+}
+
+// EventType names an entry of a task's event log.
+type EventType string
+
+// The event types a backend writes. Terminal events (completed, failed,
+// cancelled) are written in the same transaction as the terminal state.
+const (
+	EventCreated         EventType = "created"
+	EventStarted         EventType = "started"
+	EventProgress        EventType = "progress"
+	EventRetryScheduled  EventType = "retry_scheduled"
+	EventSnoozed         EventType = "snoozed"
+	EventReleased        EventType = "released"
+	EventRescued         EventType = "rescued"
+	EventCancelRequested EventType = "cancel_requested"
+	EventCompleted       EventType = "completed"
+	EventFailed          EventType = "failed"
+	EventCancelled       EventType = "cancelled"
+)
+
+// Task is a stored task as a backend reads it back.
+type Task struct {
+	ID             string
+	Kind           string
+	Queue          string
+	Args           json.RawMessage
+	Priority       int
+	State          State
+	RunAt          time.Time
+	Attempt        int
+	MaxAttempts    int
+	AttemptTimeout time.Duration
+	// Errors holds one entry per failed attempt, oldest first.
+	Errors    []AttemptError
+	Result    json.RawMessage
+	UniqueKey string
+	Metadata  json.RawMessage
+	// LeaseOwner, LeaseEpoch and LeaseExpiresAt describe the current (or
+	// last) lease. The epoch increases on every claim and every rescue.
+	LeaseOwner      string
+	LeaseEpoch      int64
+	LeaseExpiresAt  time.Time
+	CancelRequested bool
+	CreatedAt       time.Time
+	AttemptedAt     time.Time
+	FinalizedAt     time.Time
+}
+
+// AttemptError records why one attempt failed.
+type AttemptError struct {
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at"`
+	Error   string    `json:"error"`
+	Stack   string    `json:"stack,omitempty"`
+}
+
+// NewTask is a task to enqueue. Prepare fills its defaults and validates it;
+// backends call Prepare on every entry path so that the rules are the same
+// everywhere.
+type NewTask struct {
+	// ID is assigned by Prepare (a UUIDv7) when empty.
+	ID    string
+	Kind  string
+	Queue string
+	Args  json.RawMessage
+	// Priority orders ready tasks of one queue: higher runs first.
+	Priority int
+	// RunAt is when the task becomes ready; zero means now.
+	RunAt          time.Time
+	MaxAttempts    int
+	AttemptTimeout time.Duration
+	// UniqueKey, when set, makes the enqueue idempotent: while a task with
+	// the same key is pending, running or completed, enqueueing another
+	// returns the existing task's id flagged as a duplicate.
+	UniqueKey string
+	Metadata  json.RawMessage
+}
+
+// EnqueueResult is the outcome of enqueueing one task.
+type EnqueueResult struct {
+	ID string
+	// Duplicate is true when a task with the same unique key already
+	// existed; ID is then that task's id and nothing was written.
+	Duplicate bool
+}
+
+// Event is one entry of a task's append-only event log.
+type Event struct {
+	// Seq is the event's cursor: it increases monotonically across the
+	// whole log and is never reused, so a reader resumes with "after Seq".
+	Seq     int64
+	TaskID  string
+	Type    EventType
+	Attempt int
+	At      time.Time
+	Data    json.RawMessage
+}
+
+// QueueClaim asks for at most Limit ready tasks of one queue.
+type QueueClaim struct {
+	Queue string
+	Limit int
+}
+
+// ClaimRequest asks a backend to lease ready tasks to one owner.
+type ClaimRequest struct {
+	// Owner identifies the claiming node; it is written as the lease owner.
+	Owner  string
+	Queues []QueueClaim
+	// Kinds, when non-empty, restricts the claim to these kinds; tasks of
+	// other kinds are left for other workers.
+	Kinds    []string
+	LeaseTTL time.Duration
+}
+
+// Outcome is the result of one attempt, recorded by Finish under the lease
+// epoch of the claim that ran it.
+type Outcome struct {
+	TaskID string
+	Epoch  int64
+	// State is the state to move to: completed, failed, cancelled, or
+	// pending (a retry, a snooze, or a release at shutdown).
+	State  State
+	Result json.RawMessage
+	// Error, when set, is appended to the task's error history.
+	Error *AttemptError
+	// RunAt is when a pending outcome becomes ready again.
+	RunAt time.Time
+	// Refund gives the attempt back: a pending outcome that does not count
+	// against MaxAttempts (snooze, release at shutdown).
+	Refund bool
+	// Event is the event written with the transition.
+	Event     EventType
+	EventData json.RawMessage
+}
+
+// Lease is a running task held by a node, as RenewLeases reports it.
+type Lease struct {
+	TaskID          string
+	Epoch           int64
+	CancelRequested bool
+}
+
+// ListParams filters and pages a task listing. Results are ordered by id
+// (creation order); After is the last id of the previous page.
+type ListParams struct {
+	Queue  string
+	Kind   string
+	States []State
+	After  string
+	Limit  int
+}
+
+// Store is the storage contract. Every method is safe for concurrent use.
+// Writes that name an epoch are fenced: they succeed only while the task is
+// running under that epoch, and otherwise fail with ErrLeaseLost.
+type Store interface {
+	// Enqueue stores a batch atomically: either every task is written (or
+	// recognised as a duplicate) or nothing is.
+	Enqueue(ctx context.Context, tasks []NewTask) ([]EnqueueResult, error)
+	// Claim leases ready tasks, highest priority first, then earliest
+	// RunAt, then oldest. Each claimed task has its attempt and epoch
+	// incremented and a started event written.
+	Claim(ctx context.Context, req ClaimRequest) ([]*Task, error)
+	// Finish records outcomes. The returned slice has one entry per
+	// outcome: nil, or ErrLeaseLost when the epoch is stale. The error is
+	// for failures of the whole call.
+	Finish(ctx context.Context, outcomes []Outcome) ([]error, error)
+	// RenewLeases extends every lease held by owner and returns them.
+	RenewLeases(ctx context.Context, owner string, ttl time.Duration) ([]Lease, error)
+	// Heartbeat extends one task's lease under its epoch and reports
+	// whether cancellation was requested.
+	Heartbeat(ctx context.Context, taskID string, epoch int64, ttl time.Duration) (cancelRequested bool, err error)
+	// Progress appends a progress event under the task's epoch.
+	Progress(ctx context.Context, taskID string, epoch int64, data json.RawMessage) error
+	// Cancel cancels a pending task at once, or requests cancellation of a
+	// running one. A terminal task yields ErrAlreadyFinished together with
+	// the task.
+	Cancel(ctx context.Context, taskID string) (*Task, error)
+	// CancelRequested lists the running tasks of owner whose cancellation
+	// was requested.
+	CancelRequested(ctx context.Context, owner string) ([]string, error)
+	// RescueExpired returns running tasks whose lease expired to pending
+	// (attempt spent), or to failed when no attempt remains, or to
+	// cancelled when cancellation was requested; it bumps their epoch so
+	// the old owner's writes are refused. It handles at most limit tasks.
+	RescueExpired(ctx context.Context, limit int) (int, error)
+	// Get reads one task; ErrNotFound when there is none.
+	Get(ctx context.Context, taskID string) (*Task, error)
+	// List reads tasks in id order.
+	List(ctx context.Context, p ListParams) ([]*Task, error)
+	// Events reads a task's events with Seq > after, oldest first.
+	Events(ctx context.Context, taskID string, after int64, limit int) ([]Event, error)
+	// NextRunAt is the earliest RunAt of pending tasks in the queues,
+	// restricted to kinds when that is non-empty.
+	NextRunAt(ctx context.Context, queues, kinds []string) (t time.Time, ok bool, err error)
+	// Subscribe returns a channel that receives a value, coalesced, after
+	// any commit that may have made work ready — by this store or, within
+	// milliseconds, by another connection or process. stop releases it.
+	Subscribe() (ch <-chan struct{}, stop func())
+	// Close releases the backend. Pending writes are completed first.
+	Close() error
+}
+
+// TxEnqueuer is implemented by backends that can enqueue inside a caller's
+// own transaction of type TTx (for example *sql.Tx on SQLite). The tasks
+// become visible when, and only if, the caller commits.
+type TxEnqueuer[TTx any] interface {
+	EnqueueTx(ctx context.Context, tx TTx, tasks []NewTask) ([]EnqueueResult, error)
+}

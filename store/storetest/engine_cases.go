@@ -1,0 +1,549 @@
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft"
+	"github.com/weftworks/weft/store"
+)
+
+var engineCases = []testCase{
+	{"runs a task and records its result", testRunsTask},
+	{"retries with backoff, then completes", testRetries},
+	{"exhausted attempts fail", testExhausted},
+	{"verdicts: permanent, cancel, snooze, panic", testVerdicts},
+	{"attempt timeout cancels the handler", testAttemptTimeout},
+	{"cancel a running task", testCancelRunning},
+	{"cancel from another store reaches the handler", testCancelFromElsewhere},
+	{"graceful stop waits, then releases without spending attempts", testGracefulStop},
+	{"wakeup: an enqueue starts work at once", testWakeEnqueue},
+	{"wakeup: commits by other connections", testWakeExternal},
+	{"wakeup: a delayed task starts at its run_at", testWakeDelayed},
+	{"priority order with one worker", testPriorityOrder},
+	{"per-queue concurrency is honoured", testConcurrency},
+	{"unknown kinds are left for others, or failed", testUnknownKinds},
+	{"bad enqueue input is a clear error", testClientValidation},
+	{"a client starts and stops many times", testRestart},
+}
+
+type okArgs struct {
+	N int `json:"n"`
+}
+
+func (okArgs) Kind() string { return "st.ok" }
+
+type failArgs struct {
+	Mode string `json:"mode"`
+}
+
+func (failArgs) Kind() string { return "st.fail" }
+
+type blockArgs struct{}
+
+func (blockArgs) Kind() string { return "st.block" }
+
+// startClient starts a client on the env's store with fast test timings;
+// it is stopped when the test ends.
+func startClient(t *testing.T, e *env, st store.Store, workers *weft.Workers, cfg weft.Config) *weft.Client {
+	t.Helper()
+	if st == nil {
+		st = e.st
+	}
+	cfg.Workers = workers
+	if cfg.PollInterval == 0 {
+		// Long, so that tests prove the wakeup paths, not the poll.
+		cfg.PollInterval = time.Hour
+	}
+	c, err := weft.NewClient(st, &cfg)
+	if err != nil {
+		t.Fatalf("new client: %v", err)
+	}
+	if err := c.Start(e.ctx); err != nil {
+		t.Fatalf("start client: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = c.Stop(ctx)
+	})
+	return c
+}
+
+func waitState(t *testing.T, e *env, id string, want store.State) *store.Task {
+	t.Helper()
+	var got *store.Task
+	eventually(t, 10*time.Second, fmt.Sprintf("task %s did not reach %s", id, want), func() bool {
+		got = e.get(t, id)
+		return got.State == want
+	})
+	return got
+}
+
+func fastRetry(int) time.Duration { return 5 * time.Millisecond }
+
+func testRunsTask(t *testing.T, e *env) {
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[okArgs]) error {
+		return tk.SetResult(map[string]int{"double": tk.Args.N * 2})
+	})
+	c := startClient(t, e, nil, ws, weft.Config{})
+	res, err := c.Enqueue(e.ctx, okArgs{N: 21}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitState(t, e, res.ID, store.StateCompleted)
+	assertJSON(t, "result", got.Result, json.RawMessage(`{"double":42}`))
+	if got.Attempt != 1 || got.FinalizedAt.IsZero() {
+		t.Fatalf("attempt %d finalized %v", got.Attempt, got.FinalizedAt)
+	}
+	want := []store.EventType{store.EventCreated, store.EventStarted, store.EventCompleted}
+	if evs := eventTypes(e.events(t, res.ID)); !reflect.DeepEqual(evs, want) {
+		t.Fatalf("events = %v, want %v", evs, want)
+	}
+}
+
+func testRetries(t *testing.T, e *env) {
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[failArgs]) error {
+		if tk.Attempt < 3 {
+			return fmt.Errorf("flaky %d", tk.Attempt)
+		}
+		if len(tk.Errors) != 2 || tk.Errors[1].Error != "flaky 2" {
+			return weft.Permanent(fmt.Errorf("history not passed to attempt 3: %+v", tk.Errors))
+		}
+		return nil
+	}, weft.WithBackoff(fastRetry))
+	c := startClient(t, e, nil, ws, weft.Config{})
+	res, _ := c.Enqueue(e.ctx, failArgs{}, nil)
+	got := waitState(t, e, res.ID, store.StateCompleted)
+	if got.Attempt != 3 || len(got.Errors) != 2 || got.Errors[0].Error != "flaky 1" || got.Errors[0].Attempt != 1 {
+		t.Fatalf("attempt %d errors %+v", got.Attempt, got.Errors)
+	}
+	want := []store.EventType{store.EventCreated, store.EventStarted, store.EventRetryScheduled, store.EventStarted,
+		store.EventRetryScheduled, store.EventStarted, store.EventCompleted}
+	if evs := eventTypes(e.events(t, res.ID)); !reflect.DeepEqual(evs, want) {
+		t.Fatalf("events = %v", evs)
+	}
+}
+
+func testExhausted(t *testing.T, e *env) {
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[failArgs]) error {
+		return errors.New("always")
+	}, weft.WithBackoff(fastRetry))
+	c := startClient(t, e, nil, ws, weft.Config{})
+	res, _ := c.Enqueue(e.ctx, failArgs{}, &weft.EnqueueOpts{MaxAttempts: 2})
+	got := waitState(t, e, res.ID, store.StateFailed)
+	if got.Attempt != 2 || len(got.Errors) != 2 {
+		t.Fatalf("attempt %d errors %d, want 2 and 2", got.Attempt, len(got.Errors))
+	}
+}
+
+func testVerdicts(t *testing.T, e *env) {
+	var snoozed atomic.Int32
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[failArgs]) error {
+		switch tk.Args.Mode {
+		case "permanent":
+			return weft.Permanent(errors.New("bad input"))
+		case "cancel":
+			return weft.Cancel(errors.New("no longer wanted"))
+		case "snooze":
+			if snoozed.Add(1) <= 2 {
+				return weft.Snooze(10 * time.Millisecond)
+			}
+			return nil
+		case "panic":
+			if tk.Attempt == 1 {
+				panic("kaboom")
+			}
+			return nil
+		}
+		return errors.New("unknown mode")
+	}, weft.WithBackoff(fastRetry))
+	c := startClient(t, e, nil, ws, weft.Config{})
+	enq := func(mode string) string {
+		res, err := c.Enqueue(e.ctx, failArgs{Mode: mode}, &weft.EnqueueOpts{MaxAttempts: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.ID
+	}
+	perm, cancel, snooze, pnc := enq("permanent"), enq("cancel"), enq("snooze"), enq("panic")
+	if got := waitState(t, e, perm, store.StateFailed); got.Attempt != 1 || !strings.Contains(got.Errors[0].Error, "bad input") {
+		t.Errorf("permanent: attempt %d errors %+v", got.Attempt, got.Errors)
+	}
+	if got := waitState(t, e, cancel, store.StateCancelled); got.Attempt != 1 || !strings.Contains(got.Errors[0].Error, "no longer wanted") {
+		t.Errorf("cancel: attempt %d errors %+v", got.Attempt, got.Errors)
+	}
+	if got := waitState(t, e, snooze, store.StateCompleted); got.Attempt != 1 || len(got.Errors) != 0 {
+		t.Errorf("snooze spent attempts: attempt %d errors %+v", got.Attempt, got.Errors)
+	}
+	got := waitState(t, e, pnc, store.StateCompleted)
+	if got.Attempt != 2 || len(got.Errors) != 1 || !strings.Contains(got.Errors[0].Error, "kaboom") || !strings.Contains(got.Errors[0].Stack, "goroutine") {
+		t.Errorf("panic: attempt %d errors %+v; want the panic and its stack recorded", got.Attempt, got.Errors)
+	}
+}
+
+func testAttemptTimeout(t *testing.T, e *env) {
+	causes := make(chan error, 4)
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[blockArgs]) error {
+		<-ctx.Done()
+		causes <- context.Cause(ctx)
+		return ctx.Err()
+	}, weft.WithTimeout(time.Hour), weft.WithBackoff(fastRetry))
+	c := startClient(t, e, nil, ws, weft.Config{})
+	// The task's own timeout overrides the worker's.
+	res, _ := c.Enqueue(e.ctx, blockArgs{}, &weft.EnqueueOpts{Timeout: 30 * time.Millisecond, MaxAttempts: 1})
+	got := waitState(t, e, res.ID, store.StateFailed)
+	if cause := <-causes; !errors.Is(cause, weft.ErrAttemptTimeout) {
+		t.Fatalf("handler saw cause %v, want ErrAttemptTimeout", cause)
+	}
+	if !strings.Contains(got.Errors[0].Error, "timed out") {
+		t.Fatalf("recorded error %q does not say it timed out", got.Errors[0].Error)
+	}
+}
+
+func blockingWorkers(started chan<- string, causes chan<- error) *weft.Workers {
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[blockArgs]) error {
+		started <- tk.ID
+		<-ctx.Done()
+		causes <- context.Cause(ctx)
+		return ctx.Err()
+	})
+	return ws
+}
+
+func testCancelRunning(t *testing.T, e *env) {
+	started, causes := make(chan string, 1), make(chan error, 1)
+	c := startClient(t, e, nil, blockingWorkers(started, causes), weft.Config{})
+	res, _ := c.Enqueue(e.ctx, blockArgs{}, nil)
+	<-started
+	if _, err := c.Cancel(e.ctx, res.ID); err != nil {
+		t.Fatal(err)
+	}
+	if cause := <-causes; !errors.Is(cause, weft.ErrCancelRequested) {
+		t.Fatalf("cause = %v, want ErrCancelRequested", cause)
+	}
+	waitState(t, e, res.ID, store.StateCancelled)
+	if _, err := c.Cancel(e.ctx, res.ID); !errors.Is(err, weft.ErrAlreadyFinished) {
+		t.Fatalf("second cancel: %v, want ErrAlreadyFinished", err)
+	}
+}
+
+func testCancelFromElsewhere(t *testing.T, e *env) {
+	started, causes := make(chan string, 1), make(chan error, 1)
+	c := startClient(t, e, nil, blockingWorkers(started, causes), weft.Config{})
+	res, _ := c.Enqueue(e.ctx, blockArgs{}, nil)
+	<-started
+	other := e.open(t)
+	if _, err := other.Cancel(e.ctx, res.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case cause := <-causes:
+		if !errors.Is(cause, weft.ErrCancelRequested) {
+			t.Fatalf("cause = %v", cause)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a cancel written by another store did not reach the handler")
+	}
+	waitState(t, e, res.ID, store.StateCancelled)
+}
+
+func testGracefulStop(t *testing.T, e *env) {
+	release := make(chan struct{})
+	var causes sync.Map
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[okArgs]) error {
+		if tk.Args.N == 1 {
+			<-release // finishes within the grace period
+			return nil
+		}
+		<-ctx.Done() // outlives it
+		causes.Store(tk.ID, context.Cause(ctx))
+		return ctx.Err()
+	})
+	c, err := weft.NewClient(e.st, &weft.Config{Workers: ws, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	quick, _ := c.Enqueue(e.ctx, okArgs{N: 1}, nil)
+	slow, _ := c.Enqueue(e.ctx, okArgs{N: 2}, nil)
+	waitState(t, e, quick.ID, store.StateRunning)
+	waitState(t, e, slow.ID, store.StateRunning)
+	ctx, cancel := context.WithTimeout(e.ctx, 150*time.Millisecond)
+	defer cancel()
+	go func() { time.Sleep(20 * time.Millisecond); close(release) }()
+	if err := c.Stop(ctx); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	// Stop returns only once every outcome is recorded.
+	if got := e.get(t, quick.ID); got.State != store.StateCompleted {
+		t.Fatalf("task finished in the grace period is %s", got.State)
+	}
+	got := e.get(t, slow.ID)
+	if got.State != store.StatePending || got.Attempt != 0 || len(got.Errors) != 0 || got.RunAt.After(time.Now()) {
+		t.Fatalf("interrupted task: state %s attempt %d errors %v run_at %v; want pending now, attempt unspent", got.State, got.Attempt, got.Errors, got.RunAt)
+	}
+	if cause, _ := causes.Load(slow.ID); !errors.Is(cause.(error), weft.ErrShutdown) {
+		t.Fatalf("cause = %v, want ErrShutdown", cause)
+	}
+	evs := eventTypes(e.events(t, slow.ID))
+	if evs[len(evs)-1] != store.EventReleased {
+		t.Fatalf("events = %v, want a final released", evs)
+	}
+	// Nothing is claimed after Stop.
+	late, _ := c.Enqueue(e.ctx, okArgs{N: 1}, nil)
+	time.Sleep(50 * time.Millisecond)
+	if got := e.get(t, late.ID); got.State != store.StatePending {
+		t.Fatalf("a stopped client claimed a task")
+	}
+}
+
+// timeToStart enqueues through enqueue and measures until the handler runs.
+func timeToStart(t *testing.T, e *env, starts <-chan time.Time, enqueue func()) time.Duration {
+	t.Helper()
+	begin := time.Now()
+	enqueue()
+	select {
+	case at := <-starts:
+		return at.Sub(begin)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the task did not start within 5s")
+	}
+	return 0
+}
+
+func startRecorder(t *testing.T, e *env) (*weft.Client, chan time.Time) {
+	starts := make(chan time.Time, 16)
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[okArgs]) error {
+		starts <- time.Now()
+		return nil
+	})
+	c := startClient(t, e, nil, ws, weft.Config{})
+	// Let the dispatcher go idle.
+	time.Sleep(20 * time.Millisecond)
+	return c, starts
+}
+
+func testWakeEnqueue(t *testing.T, e *env) {
+	c, starts := startRecorder(t, e)
+	for i := 0; i < 5; i++ {
+		d := timeToStart(t, e, starts, func() {
+			if _, err := c.Enqueue(e.ctx, okArgs{}, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if d > 200*time.Millisecond {
+			t.Fatalf("enqueue %d took %s to start (poll is 1h): no wakeup", i, d)
+		}
+	}
+}
+
+func testWakeExternal(t *testing.T, e *env) {
+	_, starts := startRecorder(t, e)
+	other := e.open(t)
+	d := timeToStart(t, e, starts, func() {
+		if _, err := other.Enqueue(e.ctx, []store.NewTask{{Kind: okArgs{}.Kind()}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if d > 200*time.Millisecond {
+		t.Fatalf("a commit by another store took %s to start", d)
+	}
+	if e.h.EnqueueInOwnTx == nil {
+		return
+	}
+	d = timeToStart(t, e, starts, func() {
+		if _, err := e.h.EnqueueInOwnTx(t, e.st, e.db, []store.NewTask{{Kind: okArgs{}.Kind()}}, true); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if d > 200*time.Millisecond {
+		t.Fatalf("a commit in the caller's own transaction took %s to start", d)
+	}
+}
+
+func testWakeDelayed(t *testing.T, e *env) {
+	c, starts := startRecorder(t, e)
+	const delay = 300 * time.Millisecond
+	d := timeToStart(t, e, starts, func() {
+		if _, err := c.Enqueue(e.ctx, okArgs{}, &weft.EnqueueOpts{Delay: delay}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if d < delay || d > delay+200*time.Millisecond {
+		t.Fatalf("a task delayed %s started after %s", delay, d)
+	}
+}
+
+func testPriorityOrder(t *testing.T, e *env) {
+	var (
+		mu    sync.Mutex
+		order []int
+	)
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[okArgs]) error {
+		mu.Lock()
+		order = append(order, tk.Args.N)
+		mu.Unlock()
+		return nil
+	})
+	c, _ := weft.NewClient(e.st, &weft.Config{})
+	prios := []int{0, 5, -1, 5, 10, 0}
+	var ids []string
+	for i, p := range prios {
+		res, err := c.Enqueue(e.ctx, okArgs{N: i}, &weft.EnqueueOpts{Queue: "serial", Priority: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.ID)
+	}
+	startClient(t, e, nil, ws, weft.Config{Queues: map[string]weft.QueueConfig{"serial": {MaxWorkers: 1}}})
+	for _, id := range ids {
+		waitState(t, e, id, store.StateCompleted)
+	}
+	want := []int{4, 1, 3, 0, 5, 2}
+	mu.Lock()
+	defer mu.Unlock()
+	if !reflect.DeepEqual(order, want) {
+		t.Fatalf("ran in order %v, want %v (priority, then age)", order, want)
+	}
+}
+
+func testConcurrency(t *testing.T, e *env) {
+	var running, peak atomic.Int32
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[okArgs]) error {
+		n := running.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+		running.Add(-1)
+		return nil
+	})
+	c := startClient(t, e, nil, ws, weft.Config{Queues: map[string]weft.QueueConfig{"narrow": {MaxWorkers: 3}}})
+	batch := make([]weft.EnqueueParams, 30)
+	for i := range batch {
+		batch[i] = weft.EnqueueParams{Args: okArgs{N: i}, Opts: &weft.EnqueueOpts{Queue: "narrow"}}
+	}
+	res, err := c.EnqueueMany(e.ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		waitState(t, e, r.ID, store.StateCompleted)
+	}
+	if p := peak.Load(); p != 3 {
+		t.Fatalf("peak concurrency %d, want exactly 3", p)
+	}
+}
+
+func testUnknownKinds(t *testing.T, e *env) {
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[okArgs]) error { return nil })
+	leaver := startClient(t, e, nil, ws, weft.Config{Queues: map[string]weft.QueueConfig{"mixed": {MaxWorkers: 5}}})
+	res, err := e.st.Enqueue(e.ctx, []store.NewTask{{Kind: "nobody.handles", Queue: "mixed"}, {Kind: okArgs{}.Kind(), Queue: "mixed"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, res[1].ID, store.StateCompleted)
+	time.Sleep(50 * time.Millisecond)
+	if got := e.get(t, res[0].ID); got.State != store.StatePending {
+		t.Fatalf("an unknown kind was claimed by a client that leaves them: %s", got.State)
+	}
+	_ = leaver.Stop(e.ctx)
+	startClient(t, e, nil, ws, weft.Config{Queues: map[string]weft.QueueConfig{"mixed": {MaxWorkers: 5}}, FailUnknownKinds: true})
+	got := waitState(t, e, res[0].ID, store.StateFailed)
+	if got.Attempt != 1 || !strings.Contains(got.Errors[0].Error, `no worker is registered for kind "nobody.handles"`) {
+		t.Fatalf("failed unknown kind: attempt %d errors %+v", got.Attempt, got.Errors)
+	}
+}
+
+func testClientValidation(t *testing.T, e *env) {
+	c, err := weft.NewClient(e.st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		opts  *weft.EnqueueOpts
+		field string
+	}{
+		{&weft.EnqueueOpts{Delay: -time.Second}, "delay"},
+		{&weft.EnqueueOpts{Delay: time.Second, RunAt: time.Now()}, "delay"},
+		{&weft.EnqueueOpts{Queue: "no spaces"}, "queue"},
+		{&weft.EnqueueOpts{MaxAttempts: -2}, "max_attempts"},
+		{&weft.EnqueueOpts{Timeout: -time.Second}, "timeout"},
+		{&weft.EnqueueOpts{Metadata: map[string]any{"f": func() {}}}, "metadata"},
+	}
+	for _, tc := range cases {
+		_, err := c.Enqueue(e.ctx, okArgs{}, tc.opts)
+		var ve *weft.ValidationError
+		if !errors.As(err, &ve) || ve.Field != tc.field || !errors.Is(err, weft.ErrInvalid) {
+			t.Errorf("opts %+v: err = %v, want a ValidationError on %q", tc.opts, err, tc.field)
+		}
+	}
+	_, err = c.EnqueueMany(e.ctx, []weft.EnqueueParams{{Args: okArgs{}}, {Args: okArgs{}, Opts: &weft.EnqueueOpts{Delay: -1}}})
+	var ve *weft.ValidationError
+	if !errors.As(err, &ve) || ve.Index != 1 {
+		t.Fatalf("batch: err = %v, want task 1 named", err)
+	}
+	if all, _ := e.st.List(e.ctx, store.ListParams{}); len(all) != 0 {
+		t.Fatalf("rejected input wrote %d tasks", len(all))
+	}
+	if err := c.Start(e.ctx); err == nil {
+		t.Fatal("a client without workers started")
+	}
+	if _, err := weft.NewClient(e.st, &weft.Config{Queues: map[string]weft.QueueConfig{"q": {MaxWorkers: 0}}}); !errors.Is(err, weft.ErrInvalid) {
+		t.Fatalf("zero workers: %v", err)
+	}
+	if _, err := weft.EnqueueTx(e.ctx, c, 42, okArgs{}, nil); !errors.Is(err, weft.ErrTxUnsupported) {
+		t.Fatalf("EnqueueTx with an int: %v, want ErrTxUnsupported", err)
+	}
+}
+
+func testRestart(t *testing.T, e *env) {
+	var ran atomic.Int32
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[okArgs]) error {
+		ran.Add(1)
+		return nil
+	})
+	c, err := weft.NewClient(e.st, &weft.Config{Workers: ws, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		if err := c.Start(e.ctx); err != nil {
+			t.Fatalf("start %d: %v", i, err)
+		}
+		res, _ := c.Enqueue(e.ctx, okArgs{}, nil)
+		waitState(t, e, res.ID, store.StateCompleted)
+		if err := c.Stop(e.ctx); err != nil {
+			t.Fatalf("stop %d: %v", i, err)
+		}
+	}
+	if ran.Load() != 3 {
+		t.Fatalf("ran %d tasks, want 3", ran.Load())
+	}
+}

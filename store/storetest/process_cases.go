@@ -1,0 +1,280 @@
+package storetest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft"
+	"github.com/weftworks/weft/store"
+)
+
+var processCases = []testCase{
+	{"two processes drain 10,000 tasks, each exactly once", testTwoProcesses},
+	{"a worker process killed with SIGKILL loses nothing", testKilledProcess},
+}
+
+// Environment of a worker process started by the suite.
+const (
+	envChild      = "WEFT_STORETEST_CHILD"
+	envDB         = "WEFT_STORETEST_DB"
+	envLedger     = "WEFT_STORETEST_LEDGER"
+	envWorkMillis = "WEFT_STORETEST_WORK_MS"
+)
+
+type ledgerArgs struct {
+	N int `json:"n"`
+}
+
+func (ledgerArgs) Kind() string { return "st.ledger" }
+
+// ChildMain runs a worker process for the suite's multi-process cases when
+// the environment asks for one, and exits; otherwise it returns at once.
+// Call it first thing in the backend test package's TestMain.
+func ChildMain(open func(ctx context.Context, db string) (store.Store, error)) {
+	if os.Getenv(envChild) == "" {
+		return
+	}
+	if err := runChild(open); err != nil {
+		fmt.Fprintln(os.Stderr, "storetest child:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// runChild works st.ledger tasks, appending one line per execution to its
+// ledger file — "task-id pid" — until SIGTERM, then stops gracefully.
+func runChild(open func(ctx context.Context, db string) (store.Store, error)) error {
+	ctx := context.Background()
+	st, err := open(ctx, os.Getenv(envDB))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ledger, err := os.OpenFile(os.Getenv(envLedger), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer ledger.Close()
+	work, _ := strconv.Atoi(os.Getenv(envWorkMillis))
+	pid := os.Getpid()
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, t *weft.Task[ledgerArgs]) error {
+		if work > 0 {
+			time.Sleep(time.Duration(work) * time.Millisecond)
+		}
+		_, err := fmt.Fprintf(ledger, "%s %d\n", t.ID, pid)
+		return err
+	})
+	c, err := weft.NewClient(st, &weft.Config{
+		Workers:        ws,
+		Queues:         map[string]weft.QueueConfig{"default": {MaxWorkers: 20}},
+		LeaseTTL:       time.Second,
+		RescueInterval: 200 * time.Millisecond,
+	})
+	if err != nil {
+		return err
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	<-term
+	stopCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return c.Stop(stopCtx)
+}
+
+type child struct {
+	cmd    *exec.Cmd
+	ledger string
+}
+
+func startChildren(t *testing.T, e *env, n int, workMillis int) []*child {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var children []*child
+	for i := 0; i < n; i++ {
+		c := &child{ledger: filepath.Join(t.TempDir(), fmt.Sprintf("ledger-%d", i))}
+		c.cmd = exec.Command(exe, "-test.run=^$")
+		c.cmd.Env = append(os.Environ(), envChild+"=worker", envDB+"="+e.db, envLedger+"="+c.ledger,
+			envWorkMillis+"="+strconv.Itoa(workMillis))
+		c.cmd.Stderr = os.Stderr
+		out, err := c.cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.cmd.Start(); err != nil {
+			t.Fatalf("start worker process: %v", err)
+		}
+		t.Cleanup(func() { _ = c.cmd.Process.Kill(); _ = c.cmd.Wait() })
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil || strings.TrimSpace(line) != "ready" {
+			t.Fatalf("worker process %d did not get ready: %q %v", i, line, err)
+		}
+		children = append(children, c)
+	}
+	return children
+}
+
+func enqueueLedgerTasks(t *testing.T, e *env, n int) map[string]bool {
+	t.Helper()
+	ids := make(map[string]bool, n)
+	for done := 0; done < n; {
+		size := min(500, n-done)
+		batch := make([]store.NewTask, size)
+		for i := range batch {
+			batch[i] = store.NewTask{Kind: ledgerArgs{}.Kind(), Args: []byte(fmt.Sprintf(`{"n":%d}`, done+i))}
+		}
+		res := e.enqueue(t, batch...)
+		for _, r := range res {
+			ids[r.ID] = true
+		}
+		done += size
+	}
+	return ids
+}
+
+func countState(t *testing.T, e *env, state store.State) int {
+	t.Helper()
+	n, after := 0, ""
+	for {
+		page, err := e.st.List(e.ctx, store.ListParams{States: []store.State{state}, After: after, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(page)
+		if len(page) < 1000 {
+			return n
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
+// readLedgers returns how often each task ran, and how many runs each
+// process made.
+func readLedgers(t *testing.T, children []*child) (map[string]int, []int) {
+	t.Helper()
+	runs := map[string]int{}
+	per := make([]int, len(children))
+	for i, c := range children {
+		b, err := os.ReadFile(c.ledger)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if id, _, ok := strings.Cut(line, " "); ok {
+				runs[id]++
+				per[i]++
+			}
+		}
+	}
+	return runs, per
+}
+
+// assertCompletedOnce checks that every task is completed with exactly one
+// completed event.
+func assertCompletedOnce(t *testing.T, e *env, ids map[string]bool) {
+	t.Helper()
+	for id := range ids {
+		evs := e.events(t, id)
+		completed := 0
+		for _, ev := range evs {
+			if ev.Type == store.EventCompleted {
+				completed++
+			}
+		}
+		if completed != 1 {
+			t.Fatalf("task %s has %d completed events, want exactly 1: %v", id, completed, eventTypes(evs))
+		}
+	}
+}
+
+func stopChildren(t *testing.T, children []*child) {
+	t.Helper()
+	for _, c := range children {
+		if c.cmd.ProcessState != nil {
+			continue
+		}
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		if err := c.cmd.Wait(); err != nil {
+			t.Errorf("worker process exited with %v", err)
+		}
+	}
+}
+
+func testTwoProcesses(t *testing.T, e *env) {
+	const n = 10000
+	children := startChildren(t, e, 2, 0)
+	ids := enqueueLedgerTasks(t, e, n)
+	eventually(t, 2*time.Minute, "10,000 tasks not all completed", func() bool {
+		return countState(t, e, store.StateCompleted) == n
+	})
+	stopChildren(t, children)
+	runs, per := readLedgers(t, children)
+	if len(runs) != n {
+		t.Fatalf("the ledgers name %d tasks, want %d", len(runs), n)
+	}
+	for id, k := range runs {
+		if !ids[id] || k != 1 {
+			t.Fatalf("task %s ran %d times (known %v), want exactly once", id, k, ids[id])
+		}
+	}
+	if per[0] == 0 || per[1] == 0 {
+		t.Fatalf("runs per process = %v: both processes should have worked", per)
+	}
+	t.Logf("runs per process: %v", per)
+	assertCompletedOnce(t, e, ids)
+}
+
+func testKilledProcess(t *testing.T, e *env) {
+	const n = 3000
+	children := startChildren(t, e, 3, 2)
+	ids := enqueueLedgerTasks(t, e, n)
+	eventually(t, time.Minute, "work did not start", func() bool {
+		_, per := readLedgers(t, children)
+		return per[0] > 50
+	})
+	victim := children[0]
+	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = victim.cmd.Wait()
+	eventually(t, 2*time.Minute, "not every task completed after a SIGKILL", func() bool {
+		return countState(t, e, store.StateCompleted) == n
+	})
+	stopChildren(t, children[1:])
+	runs, per := readLedgers(t, children)
+	for id := range ids {
+		if runs[id] == 0 {
+			t.Fatalf("task %s completed but no process ran it", id)
+		}
+	}
+	rescued := 0
+	for id := range ids {
+		for _, ev := range e.events(t, id) {
+			if ev.Type == store.EventRescued {
+				rescued++
+			}
+		}
+	}
+	t.Logf("runs per process %v, rescued %d tasks of the killed process", per, rescued)
+	if rescued == 0 {
+		t.Fatalf("the killed process held no task to rescue: per-process runs %v", per)
+	}
+	assertCompletedOnce(t, e, ids)
+}

@@ -1,0 +1,770 @@
+package storetest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/weftworks/weft/store"
+)
+
+var storeCases = []testCase{
+	{"enqueue fills defaults and writes a created event", testEnqueueDefaults},
+	{"enqueue keeps every field", testEnqueueFields},
+	{"batch with one bad task writes nothing", testBatchAtomic},
+	{"validation names the task and field", testValidation},
+	{"unique key returns the existing task", testUniqueKey},
+	{"unique key is released by failure and cancel", testUniqueKeyReleased},
+	{"claim leases, bumps attempt and epoch", testClaim},
+	{"claim order: priority, then run_at, then age", testClaimOrder},
+	{"claim respects run_at, queues, limits and kinds", testClaimFilters},
+	{"claim never hands one task to two owners", testClaimExclusive},
+	{"finish records each outcome once under its epoch", testFinishFenced},
+	{"finish: retry, snooze, release, fail, cancel", testFinishStates},
+	{"cancel: pending, running, finished, missing", testCancel},
+	{"cancel request wins over a retry", testCancelBeatsRetry},
+	{"heartbeat and progress are fenced", testHeartbeatProgress},
+	{"renew leases extends and reports cancels", testRenewLeases},
+	{"rescue expired leases", testRescue},
+	{"events resume after a cursor", testEventsCursor},
+	{"next run_at across priorities and kinds", testNextRunAt},
+	{"list filters and pages", testList},
+	{"subscribe wakes on work-making commits", testSubscribe},
+	{"enqueue in the caller's transaction", testEnqueueTx},
+	{"a second store on the same database sees and wakes", testSecondStore},
+}
+
+func testEnqueueDefaults(t *testing.T, e *env) {
+	before := time.Now().Add(-time.Second)
+	res := e.enqueue(t, store.NewTask{Kind: "email"})
+	if len(res) != 1 || res[0].Duplicate {
+		t.Fatalf("result = %+v, want one fresh task", res)
+	}
+	id, err := uuid.Parse(res[0].ID)
+	if err != nil || id.Version() != 7 {
+		t.Fatalf("id %q is not a UUIDv7 (err %v)", res[0].ID, err)
+	}
+	got := e.get(t, res[0].ID)
+	if got.Kind != "email" || got.Queue != store.DefaultQueue || got.State != store.StatePending ||
+		got.Attempt != 0 || got.MaxAttempts != store.DefaultMaxAttempts || string(got.Args) != "{}" {
+		t.Fatalf("defaults not applied: %+v", got)
+	}
+	if got.RunAt.Before(before) || got.CreatedAt.Before(before) || got.RunAt.After(time.Now().Add(time.Second)) {
+		t.Fatalf("run_at %v / created_at %v not about now", got.RunAt, got.CreatedAt)
+	}
+	if evs := e.events(t, got.ID); !reflect.DeepEqual(eventTypes(evs), []store.EventType{store.EventCreated}) {
+		t.Fatalf("events = %v, want [created]", eventTypes(evs))
+	}
+	if _, err := e.st.Get(e.ctx, uuid.NewString()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("get of unknown id: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testEnqueueFields(t *testing.T, e *env) {
+	runAt := time.Now().Add(time.Hour).Truncate(time.Microsecond)
+	in := store.NewTask{
+		Kind: "report.build", Queue: "reports", Args: json.RawMessage(`{"month":"2026-11","ids":[1,2]}`),
+		Priority: 7, RunAt: runAt, MaxAttempts: 3, AttemptTimeout: 90 * time.Second,
+		UniqueKey: "report-2026-11", Metadata: json.RawMessage(`{"tenant":"acme"}`),
+	}
+	res := e.enqueue(t, in)
+	got := e.get(t, res[0].ID)
+	if got.Kind != in.Kind || got.Queue != in.Queue || got.Priority != 7 || !got.RunAt.Equal(runAt) ||
+		got.MaxAttempts != 3 || got.AttemptTimeout != 90*time.Second || got.UniqueKey != in.UniqueKey {
+		t.Fatalf("fields not kept: %+v", got)
+	}
+	assertJSON(t, "args", got.Args, in.Args)
+	assertJSON(t, "metadata", got.Metadata, in.Metadata)
+}
+
+func assertJSON(t *testing.T, what string, got, want json.RawMessage) {
+	t.Helper()
+	var a, b any
+	if err := json.Unmarshal(got, &a); err != nil {
+		t.Fatalf("%s: stored value %q is not JSON: %v", what, got, err)
+	}
+	_ = json.Unmarshal(want, &b)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("%s = %s, want %s", what, got, want)
+	}
+}
+
+func testBatchAtomic(t *testing.T, e *env) {
+	batch := []store.NewTask{task("a"), task("b"), {Kind: "c", Args: json.RawMessage(`{not json`)}, task("d")}
+	_, err := e.st.Enqueue(e.ctx, batch)
+	var ve *store.ValidationError
+	if !errors.As(err, &ve) || ve.Index != 2 || ve.Field != "args" || !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("err = %v, want a ValidationError for task 2, field args", err)
+	}
+	if all, err := e.st.List(e.ctx, store.ListParams{}); err != nil || len(all) != 0 {
+		t.Fatalf("after a rejected batch the store holds %d tasks (err %v), want 0", len(all), err)
+	}
+	// A large valid batch is all there afterwards, and keeps batch order.
+	big := make([]store.NewTask, 500)
+	for i := range big {
+		big[i] = store.NewTask{Kind: "bulk", Args: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}
+	}
+	res := e.enqueue(t, big...)
+	all, err := e.st.List(e.ctx, store.ListParams{Limit: 1000})
+	if err != nil || len(all) != 500 {
+		t.Fatalf("list after batch of 500: %d tasks, err %v", len(all), err)
+	}
+	for i, r := range res {
+		if all[i].ID != r.ID {
+			t.Fatalf("task %d: listed %s, enqueued %s: ids are not in creation order", i, all[i].ID, r.ID)
+		}
+	}
+}
+
+func testValidation(t *testing.T, e *env) {
+	huge := json.RawMessage(`{"x":"` + strings.Repeat("a", store.DefaultMaxArgsBytes) + `"}`)
+	cases := []struct {
+		task  store.NewTask
+		field string
+	}{
+		{store.NewTask{}, "kind"},
+		{store.NewTask{Kind: "9lives"}, "kind"},
+		{store.NewTask{Kind: "has space"}, "kind"},
+		{store.NewTask{Kind: "k", Queue: "bad/queue"}, "queue"},
+		{store.NewTask{Kind: "k", Queue: strings.Repeat("q", store.MaxNameLength+1)}, "queue"},
+		{store.NewTask{Kind: "k", Args: json.RawMessage(`{"a":`)}, "args"},
+		{store.NewTask{Kind: "k", Args: huge}, "args"},
+		{store.NewTask{Kind: "k", Metadata: json.RawMessage(`[1]`)}, "metadata"},
+		{store.NewTask{Kind: "k", MaxAttempts: -1}, "max_attempts"},
+		{store.NewTask{Kind: "k", AttemptTimeout: -time.Second}, "attempt_timeout"},
+		{store.NewTask{Kind: "k", ID: "not-a-uuid"}, "id"},
+		{store.NewTask{Kind: "k", UniqueKey: strings.Repeat("u", store.MaxUniqueKeyLength+1)}, "unique_key"},
+	}
+	for _, c := range cases {
+		_, err := e.st.Enqueue(e.ctx, []store.NewTask{c.task})
+		var ve *store.ValidationError
+		if !errors.As(err, &ve) || ve.Field != c.field || ve.Index != -1 {
+			t.Errorf("enqueue %+v: err = %v, want a ValidationError on %q", c.task.Kind, err, c.field)
+		}
+	}
+	if _, err := e.st.Enqueue(e.ctx, nil); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("empty batch: err = %v, want ErrInvalid", err)
+	}
+	if all, _ := e.st.List(e.ctx, store.ListParams{}); len(all) != 0 {
+		t.Fatalf("rejected input wrote %d tasks", len(all))
+	}
+}
+
+func testUniqueKey(t *testing.T, e *env) {
+	first := e.enqueue(t, store.NewTask{Kind: "sync", UniqueKey: "user-42"})[0]
+	again := e.enqueue(t, store.NewTask{Kind: "sync", UniqueKey: "user-42"})[0]
+	if !again.Duplicate || again.ID != first.ID {
+		t.Fatalf("second enqueue = %+v, want duplicate of %s", again, first.ID)
+	}
+	// Within one batch: the second of two equal keys is the duplicate.
+	batch := e.enqueue(t, store.NewTask{Kind: "sync", UniqueKey: "user-7"}, store.NewTask{Kind: "sync", UniqueKey: "user-7"}, task("other"))
+	if batch[0].Duplicate || !batch[1].Duplicate || batch[1].ID != batch[0].ID || batch[2].Duplicate {
+		t.Fatalf("batch results = %+v", batch)
+	}
+	// Still held while running and once completed.
+	claimed := e.claim(t, "n1", time.Minute, q(store.DefaultQueue, 10))
+	for _, c := range claimed {
+		if c.ID == first.ID {
+			if res := e.enqueue(t, store.NewTask{Kind: "sync", UniqueKey: "user-42"})[0]; !res.Duplicate {
+				t.Fatalf("running task's key was not held")
+			}
+			finish(t, e, store.Outcome{TaskID: c.ID, Epoch: c.LeaseEpoch, State: store.StateCompleted, Event: store.EventCompleted})
+		}
+	}
+	if res := e.enqueue(t, store.NewTask{Kind: "sync", UniqueKey: "user-42"})[0]; !res.Duplicate || res.ID != first.ID {
+		t.Fatalf("completed task's key was not held: %+v", res)
+	}
+	all, _ := e.st.List(e.ctx, store.ListParams{Kind: "sync"})
+	if len(all) != 2 {
+		t.Fatalf("%d sync tasks stored, want 2", len(all))
+	}
+}
+
+func testUniqueKeyReleased(t *testing.T, e *env) {
+	a := e.enqueue(t, store.NewTask{Kind: "k", UniqueKey: "once"})[0]
+	if _, err := e.st.Cancel(e.ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	b := e.enqueue(t, store.NewTask{Kind: "k", UniqueKey: "once"})[0]
+	if b.Duplicate || b.ID == a.ID {
+		t.Fatalf("key of a cancelled task still held: %+v", b)
+	}
+	c := e.claim(t, "n1", time.Minute, q(store.DefaultQueue, 1))[0]
+	finish(t, e, store.Outcome{TaskID: c.ID, Epoch: c.LeaseEpoch, State: store.StateFailed, Event: store.EventFailed,
+		Error: &store.AttemptError{Attempt: 1, At: time.Now(), Error: "boom"}})
+	if d := e.enqueue(t, store.NewTask{Kind: "k", UniqueKey: "once"})[0]; d.Duplicate {
+		t.Fatalf("key of a failed task still held")
+	}
+}
+
+func finish(t *testing.T, e *env, outcomes ...store.Outcome) {
+	t.Helper()
+	res, err := e.st.Finish(e.ctx, outcomes)
+	if err != nil {
+		t.Fatalf("finish: %v", err)
+	}
+	for i, r := range res {
+		if r != nil {
+			t.Fatalf("finish outcome %d (%s): %v", i, outcomes[i].TaskID, r)
+		}
+	}
+}
+
+func testClaim(t *testing.T, e *env) {
+	id := e.enqueue(t, task("k"))[0].ID
+	before := time.Now()
+	got := e.claim(t, "node-a", time.Minute, q(store.DefaultQueue, 5))
+	if len(got) != 1 || got[0].ID != id {
+		t.Fatalf("claimed %v, want the one task", got)
+	}
+	c := got[0]
+	if c.State != store.StateRunning || c.Attempt != 1 || c.LeaseEpoch != 1 || c.LeaseOwner != "node-a" {
+		t.Fatalf("claimed task = state %s attempt %d epoch %d owner %q", c.State, c.Attempt, c.LeaseEpoch, c.LeaseOwner)
+	}
+	if c.LeaseExpiresAt.Before(before.Add(59*time.Second)) || c.AttemptedAt.IsZero() {
+		t.Fatalf("lease expiry %v / attempted_at %v not set", c.LeaseExpiresAt, c.AttemptedAt)
+	}
+	if again := e.claim(t, "node-b", time.Minute, q(store.DefaultQueue, 5)); len(again) != 0 {
+		t.Fatalf("a running task was claimed again: %v", again)
+	}
+	if evs := eventTypes(e.events(t, id)); !reflect.DeepEqual(evs, []store.EventType{store.EventCreated, store.EventStarted}) {
+		t.Fatalf("events = %v", evs)
+	}
+	if _, err := e.st.Claim(e.ctx, store.ClaimRequest{Queues: []store.QueueClaim{q("default", 1)}, LeaseTTL: time.Second}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("claim without owner: err = %v, want ErrInvalid", err)
+	}
+}
+
+func testClaimOrder(t *testing.T, e *env) {
+	now := time.Now()
+	var order []string
+	add := func(prio int, runAt time.Time) string {
+		id := e.enqueue(t, store.NewTask{Kind: "k", Priority: prio, RunAt: runAt})[0].ID
+		return id
+	}
+	low := add(0, now.Add(-time.Minute))
+	highLate := add(5, now.Add(-time.Second))
+	highEarly := add(5, now.Add(-time.Hour))
+	lowSameA := add(0, now.Add(-30*time.Second))
+	lowSameB := add(0, now.Add(-30*time.Second))
+	neg := add(-3, now.Add(-2*time.Hour))
+	for {
+		got := e.claim(t, "n", time.Minute, q(store.DefaultQueue, 1))
+		if len(got) == 0 {
+			break
+		}
+		order = append(order, got[0].ID)
+	}
+	want := []string{highEarly, highLate, low, lowSameA, lowSameB, neg}
+	if !reflect.DeepEqual(order, want) {
+		t.Fatalf("claim order = %v\nwant %v", order, want)
+	}
+	// A batch claim returns the same order.
+	for i := 0; i < 3; i++ {
+		add(i, now.Add(-time.Minute))
+	}
+	batch := e.claim(t, "n", time.Minute, q(store.DefaultQueue, 10))
+	if len(batch) != 3 || batch[0].Priority != 2 || batch[2].Priority != 0 {
+		t.Fatalf("batch claim not in priority order: %v", batch)
+	}
+}
+
+func testClaimFilters(t *testing.T, e *env) {
+	e.enqueue(t,
+		store.NewTask{Kind: "a", Queue: "q1"}, store.NewTask{Kind: "a", Queue: "q1"}, store.NewTask{Kind: "a", Queue: "q1"},
+		store.NewTask{Kind: "b", Queue: "q2"}, store.NewTask{Kind: "c", Queue: "q2"},
+		store.NewTask{Kind: "a", Queue: "q3", RunAt: time.Now().Add(time.Hour)},
+	)
+	got, err := e.st.Claim(e.ctx, store.ClaimRequest{Owner: "n", LeaseTTL: time.Minute,
+		Queues: []store.QueueClaim{q("q1", 2), q("q2", 5), q("q3", 5)}, Kinds: []string{"a", "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, c := range got {
+		count[c.Queue+"/"+c.Kind]++
+	}
+	if !reflect.DeepEqual(count, map[string]int{"q1/a": 2, "q2/b": 1}) {
+		t.Fatalf("claimed %v, want 2 of q1/a (limit), 1 of q2/b (kind filter), none of q3 (future)", count)
+	}
+	if got := e.claim(t, "n", time.Minute, q("q1", 0)); len(got) != 0 {
+		t.Fatalf("a zero limit claimed %d", len(got))
+	}
+}
+
+func testClaimExclusive(t *testing.T, e *env) {
+	const n = 400
+	batch := make([]store.NewTask, n)
+	for i := range batch {
+		batch[i] = task("k")
+	}
+	e.enqueue(t, batch...)
+	other := e.open(t)
+	seen := make(chan string, 2*n)
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		st := e.st
+		if w%2 == 1 {
+			st = other
+		}
+		go func(w int) {
+			for {
+				got, err := st.Claim(e.ctx, store.ClaimRequest{Owner: fmt.Sprintf("w%d", w), LeaseTTL: time.Minute, Queues: []store.QueueClaim{q("default", 7)}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(got) == 0 {
+					errs <- nil
+					return
+				}
+				for _, c := range got {
+					seen <- c.ID
+				}
+			}
+		}(w)
+	}
+	for w := 0; w < 8; w++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("claim: %v", err)
+		}
+	}
+	close(seen)
+	ids := map[string]bool{}
+	for id := range seen {
+		if ids[id] {
+			t.Fatalf("task %s claimed twice", id)
+		}
+		ids[id] = true
+	}
+	if len(ids) != n {
+		t.Fatalf("claimed %d distinct tasks, want %d", len(ids), n)
+	}
+}
+
+func testFinishFenced(t *testing.T, e *env) {
+	id := e.enqueue(t, task("k"))[0].ID
+	c := e.claim(t, "n", time.Minute, q("default", 1))[0]
+	ok := store.Outcome{TaskID: id, Epoch: c.LeaseEpoch, State: store.StateCompleted, Event: store.EventCompleted, Result: json.RawMessage(`{"ok":true}`)}
+	stale := ok
+	stale.Epoch = c.LeaseEpoch - 1
+	res, err := e.st.Finish(e.ctx, []store.Outcome{stale, ok, ok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(res[0], store.ErrLeaseLost) || res[1] != nil || !errors.Is(res[2], store.ErrLeaseLost) {
+		t.Fatalf("results = %v, want [lease lost, nil, lease lost]", res)
+	}
+	got := e.get(t, id)
+	if got.State != store.StateCompleted || got.FinalizedAt.IsZero() {
+		t.Fatalf("task = %s finalized %v", got.State, got.FinalizedAt)
+	}
+	assertJSON(t, "result", got.Result, json.RawMessage(`{"ok":true}`))
+	completed := 0
+	for _, ev := range e.events(t, id) {
+		if ev.Type == store.EventCompleted {
+			completed++
+		}
+	}
+	if completed != 1 {
+		t.Fatalf("%d completed events, want exactly 1", completed)
+	}
+}
+
+func testFinishStates(t *testing.T, e *env) {
+	mk := func() *store.Task {
+		e.enqueue(t, store.NewTask{Kind: "k", MaxAttempts: 5})
+		return e.claim(t, "n", time.Minute, q("default", 1))[0]
+	}
+	at := time.Now().Add(time.Hour).Truncate(time.Microsecond)
+	boom := &store.AttemptError{Attempt: 1, At: time.Now().UTC().Truncate(time.Microsecond), Error: "boom", Stack: "goroutine 1"}
+	cases := []struct {
+		o           store.Outcome
+		state       store.State
+		attempt     int
+		errs        int
+		event       store.EventType
+		runAt       time.Time
+		ownerKept   bool
+		finalized   bool
+		description string
+	}{
+		{store.Outcome{State: store.StatePending, RunAt: at, Error: boom, Event: store.EventRetryScheduled}, store.StatePending, 1, 1, store.EventRetryScheduled, at, false, false, "retry"},
+		{store.Outcome{State: store.StatePending, RunAt: at, Refund: true, Event: store.EventSnoozed}, store.StatePending, 0, 0, store.EventSnoozed, at, false, false, "snooze"},
+		{store.Outcome{State: store.StatePending, RunAt: at, Refund: true, Event: store.EventReleased}, store.StatePending, 0, 0, store.EventReleased, at, false, false, "release"},
+		{store.Outcome{State: store.StateFailed, Error: boom, Event: store.EventFailed}, store.StateFailed, 1, 1, store.EventFailed, time.Time{}, true, true, "fail"},
+		{store.Outcome{State: store.StateCancelled, Error: boom, Event: store.EventCancelled}, store.StateCancelled, 1, 1, store.EventCancelled, time.Time{}, true, true, "cancel"},
+	}
+	for _, c := range cases {
+		tk := mk()
+		o := c.o
+		o.TaskID, o.Epoch = tk.ID, tk.LeaseEpoch
+		finish(t, e, o)
+		got := e.get(t, tk.ID)
+		if got.State != c.state || got.Attempt != c.attempt || len(got.Errors) != c.errs {
+			t.Errorf("%s: state %s attempt %d errors %d, want %s %d %d", c.description, got.State, got.Attempt, len(got.Errors), c.state, c.attempt, c.errs)
+		}
+		if c.errs > 0 && (got.Errors[0].Error != "boom" || got.Errors[0].Stack != "goroutine 1" || got.Errors[0].Attempt != 1) {
+			t.Errorf("%s: error history = %+v", c.description, got.Errors)
+		}
+		if !c.runAt.IsZero() && !got.RunAt.Equal(c.runAt) {
+			t.Errorf("%s: run_at %v, want %v", c.description, got.RunAt, c.runAt)
+		}
+		if (got.LeaseOwner != "") != c.ownerKept || got.FinalizedAt.IsZero() == c.finalized {
+			t.Errorf("%s: owner %q finalized %v", c.description, got.LeaseOwner, got.FinalizedAt)
+		}
+		evs := e.events(t, tk.ID)
+		if last := evs[len(evs)-1]; last.Type != c.event {
+			t.Errorf("%s: last event %s, want %s", c.description, last.Type, c.event)
+		}
+		if c.state == store.StatePending {
+			// Out of the way of the next case's claim.
+			if _, err := e.st.Cancel(e.ctx, tk.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := e.st.Finish(e.ctx, []store.Outcome{{TaskID: "x", State: store.StateRunning}}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("finish to running: err = %v, want ErrInvalid", err)
+	}
+}
+
+func testCancel(t *testing.T, e *env) {
+	pending := e.enqueue(t, store.NewTask{Kind: "k", Queue: "p"})[0].ID
+	got, err := e.st.Cancel(e.ctx, pending)
+	if err != nil || got.State != store.StateCancelled {
+		t.Fatalf("cancel pending: %v, %v", got, err)
+	}
+	if evs := eventTypes(e.events(t, pending)); evs[len(evs)-1] != store.EventCancelled {
+		t.Fatalf("events = %v", evs)
+	}
+	if c := e.claim(t, "n", time.Minute, q("p", 1)); len(c) != 0 {
+		t.Fatalf("a cancelled task was claimed")
+	}
+	running := e.enqueue(t, store.NewTask{Kind: "k", Queue: "r"})[0].ID
+	c := e.claim(t, "n", time.Minute, q("r", 1))[0]
+	got, err = e.st.Cancel(e.ctx, running)
+	if err != nil || got.State != store.StateRunning || !got.CancelRequested {
+		t.Fatalf("cancel running: %+v, %v; want running with cancel requested", got, err)
+	}
+	if ids, err := e.st.CancelRequested(e.ctx, "n"); err != nil || !reflect.DeepEqual(ids, []string{running}) {
+		t.Fatalf("CancelRequested = %v, %v", ids, err)
+	}
+	finish(t, e, store.Outcome{TaskID: running, Epoch: c.LeaseEpoch, State: store.StateCancelled, Event: store.EventCancelled})
+	got, err = e.st.Cancel(e.ctx, running)
+	if !errors.Is(err, store.ErrAlreadyFinished) || got == nil || got.State != store.StateCancelled {
+		t.Fatalf("cancel finished: %v, %v; want ErrAlreadyFinished with the task", got, err)
+	}
+	if _, err := e.st.Cancel(e.ctx, uuid.NewString()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("cancel missing: %v", err)
+	}
+}
+
+func testCancelBeatsRetry(t *testing.T, e *env) {
+	id := e.enqueue(t, task("k"))[0].ID
+	c := e.claim(t, "n", time.Minute, q("default", 1))[0]
+	if _, err := e.st.Cancel(e.ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	finish(t, e, store.Outcome{TaskID: id, Epoch: c.LeaseEpoch, State: store.StatePending, RunAt: time.Now(), Event: store.EventRetryScheduled,
+		Error: &store.AttemptError{Attempt: 1, At: time.Now(), Error: "interrupted"}})
+	if got := e.get(t, id); got.State != store.StateCancelled || got.FinalizedAt.IsZero() {
+		t.Fatalf("state = %s, want cancelled", got.State)
+	}
+	evs := eventTypes(e.events(t, id))
+	if evs[len(evs)-1] != store.EventCancelled {
+		t.Fatalf("events = %v, want a final cancelled", evs)
+	}
+}
+
+func testHeartbeatProgress(t *testing.T, e *env) {
+	id := e.enqueue(t, task("k"))[0].ID
+	c := e.claim(t, "n", time.Second, q("default", 1))[0]
+	cancel, err := e.st.Heartbeat(e.ctx, id, c.LeaseEpoch, time.Hour)
+	if err != nil || cancel {
+		t.Fatalf("heartbeat = %v, %v", cancel, err)
+	}
+	if got := e.get(t, id); got.LeaseExpiresAt.Before(time.Now().Add(50 * time.Minute)) {
+		t.Fatalf("heartbeat did not extend the lease: %v", got.LeaseExpiresAt)
+	}
+	if err := e.st.Progress(e.ctx, id, c.LeaseEpoch, json.RawMessage(`{"done":3,"of":10}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.Heartbeat(e.ctx, id, c.LeaseEpoch+1, time.Hour); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("stale heartbeat: %v, want ErrLeaseLost", err)
+	}
+	if err := e.st.Progress(e.ctx, id, c.LeaseEpoch-1, json.RawMessage(`{}`)); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("stale progress: %v, want ErrLeaseLost", err)
+	}
+	if err := e.st.Progress(e.ctx, id, c.LeaseEpoch, json.RawMessage(`{nope`)); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("bad progress JSON: %v, want ErrInvalid", err)
+	}
+	if _, err := e.st.Heartbeat(e.ctx, uuid.NewString(), 1, time.Hour); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("heartbeat of a missing task: %v, want ErrNotFound", err)
+	}
+	if _, err := e.st.Cancel(e.ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if cancel, err := e.st.Heartbeat(e.ctx, id, c.LeaseEpoch, time.Hour); err != nil || !cancel {
+		t.Fatalf("heartbeat after cancel = %v, %v; want cancel requested", cancel, err)
+	}
+	evs := e.events(t, id)
+	var progress []store.Event
+	for _, ev := range evs {
+		if ev.Type == store.EventProgress {
+			progress = append(progress, ev)
+		}
+	}
+	if len(progress) != 1 || progress[0].Attempt != 1 {
+		t.Fatalf("progress events = %+v", progress)
+	}
+	assertJSON(t, "progress", progress[0].Data, json.RawMessage(`{"done":3,"of":10}`))
+}
+
+func testRenewLeases(t *testing.T, e *env) {
+	e.enqueue(t, task("k"), task("k"), task("k"))
+	mine := e.claim(t, "me", time.Second, q("default", 2))
+	theirs := e.claim(t, "them", time.Second, q("default", 1))
+	if _, err := e.st.Cancel(e.ctx, mine[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	leases, err := e.st.RenewLeases(e.ctx, "me", time.Hour)
+	if err != nil || len(leases) != 2 {
+		t.Fatalf("renew = %v, %v; want my 2 leases", leases, err)
+	}
+	for _, l := range leases {
+		if l.CancelRequested != (l.TaskID == mine[0].ID) {
+			t.Fatalf("lease %+v: wrong cancel flag", l)
+		}
+		if got := e.get(t, l.TaskID); got.LeaseExpiresAt.Before(time.Now().Add(50 * time.Minute)) {
+			t.Fatalf("lease of %s not extended", l.TaskID)
+		}
+	}
+	if got := e.get(t, theirs[0].ID); got.LeaseExpiresAt.After(time.Now().Add(time.Minute)) {
+		t.Fatalf("another owner's lease was extended")
+	}
+}
+
+func testRescue(t *testing.T, e *env) {
+	e.enqueue(t,
+		store.NewTask{Kind: "k", Queue: "retry", MaxAttempts: 3},
+		store.NewTask{Kind: "k", Queue: "last", MaxAttempts: 1},
+		store.NewTask{Kind: "k", Queue: "cancel", MaxAttempts: 3},
+		store.NewTask{Kind: "k", Queue: "alive", MaxAttempts: 3},
+	)
+	retry := e.claim(t, "dead", time.Millisecond, q("retry", 1))[0]
+	last := e.claim(t, "dead", time.Millisecond, q("last", 1))[0]
+	cancel := e.claim(t, "dead", time.Millisecond, q("cancel", 1))[0]
+	alive := e.claim(t, "live", time.Hour, q("alive", 1))[0]
+	if _, err := e.st.Cancel(e.ctx, cancel.ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	n, err := e.st.RescueExpired(e.ctx, 100)
+	if err != nil || n != 3 {
+		t.Fatalf("rescued %d (err %v), want 3", n, err)
+	}
+	for _, c := range []struct {
+		task  *store.Task
+		state store.State
+		event store.EventType
+	}{{retry, store.StatePending, store.EventRescued}, {last, store.StateFailed, store.EventFailed}, {cancel, store.StateCancelled, store.EventCancelled}, {alive, store.StateRunning, store.EventStarted}} {
+		got := e.get(t, c.task.ID)
+		evs := e.events(t, c.task.ID)
+		if got.State != c.state || evs[len(evs)-1].Type != c.event {
+			t.Errorf("%s: state %s last event %s, want %s / %s", c.task.Queue, got.State, evs[len(evs)-1].Type, c.state, c.event)
+		}
+		if c.state != store.StateRunning {
+			if got.LeaseEpoch != c.task.LeaseEpoch+1 || len(got.Errors) != 1 || !strings.Contains(got.Errors[0].Error, "lease expired") {
+				t.Errorf("%s: epoch %d errors %+v; want epoch bumped and the lost attempt recorded", c.task.Queue, got.LeaseEpoch, got.Errors)
+			}
+		}
+	}
+	// The dead owner's late completion is refused.
+	res, err := e.st.Finish(e.ctx, []store.Outcome{{TaskID: retry.ID, Epoch: retry.LeaseEpoch, State: store.StateCompleted, Event: store.EventCompleted}})
+	if err != nil || !errors.Is(res[0], store.ErrLeaseLost) {
+		t.Fatalf("late completion: %v %v, want ErrLeaseLost", res, err)
+	}
+	// The rescued task runs again as attempt 2.
+	again := e.claim(t, "live", time.Hour, q("retry", 1))
+	if len(again) != 1 || again[0].Attempt != 2 || again[0].LeaseEpoch != retry.LeaseEpoch+2 {
+		t.Fatalf("re-claim = %+v", again)
+	}
+}
+
+func testEventsCursor(t *testing.T, e *env) {
+	id := e.enqueue(t, task("k"))[0].ID
+	c := e.claim(t, "n", time.Minute, q("default", 1))[0]
+	for i := 0; i < 5; i++ {
+		if err := e.st.Progress(e.ctx, id, c.LeaseEpoch, json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finish(t, e, store.Outcome{TaskID: id, Epoch: c.LeaseEpoch, State: store.StateCompleted, Event: store.EventCompleted})
+	all := e.events(t, id)
+	if len(all) != 8 {
+		t.Fatalf("%d events, want 8 (created, started, 5 progress, completed)", len(all))
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i].Seq <= all[i-1].Seq {
+			t.Fatalf("event cursors not increasing: %d then %d", all[i-1].Seq, all[i].Seq)
+		}
+	}
+	rest, err := e.st.Events(e.ctx, id, all[3].Seq, 2)
+	if err != nil || len(rest) != 2 || rest[0].Seq != all[4].Seq || rest[1].Seq != all[5].Seq {
+		t.Fatalf("events after %d limit 2 = %+v, %v", all[3].Seq, rest, err)
+	}
+	if none, _ := e.st.Events(e.ctx, id, all[7].Seq, 0); len(none) != 0 {
+		t.Fatalf("events after the last = %v", none)
+	}
+}
+
+func testNextRunAt(t *testing.T, e *env) {
+	if _, ok, err := e.st.NextRunAt(e.ctx, []string{"default"}, nil); ok || err != nil {
+		t.Fatalf("empty queue: ok %v err %v", ok, err)
+	}
+	base := time.Now().Add(time.Hour).Truncate(time.Microsecond)
+	e.enqueue(t,
+		store.NewTask{Kind: "a", Priority: 9, RunAt: base.Add(3 * time.Minute)},
+		store.NewTask{Kind: "a", Priority: 0, RunAt: base.Add(2 * time.Minute)},
+		store.NewTask{Kind: "b", Priority: -4, RunAt: base.Add(time.Minute)},
+		store.NewTask{Kind: "a", Queue: "other", RunAt: base},
+	)
+	got, ok, err := e.st.NextRunAt(e.ctx, []string{"default"}, nil)
+	if err != nil || !ok || !got.Equal(base.Add(time.Minute)) {
+		t.Fatalf("next = %v %v %v, want %v", got, ok, err, base.Add(time.Minute))
+	}
+	got, _, _ = e.st.NextRunAt(e.ctx, []string{"default"}, []string{"a"})
+	if !got.Equal(base.Add(2 * time.Minute)) {
+		t.Fatalf("next for kind a = %v, want %v", got, base.Add(2*time.Minute))
+	}
+	got, _, _ = e.st.NextRunAt(e.ctx, []string{"default", "other"}, nil)
+	if !got.Equal(base) {
+		t.Fatalf("next over two queues = %v, want %v", got, base)
+	}
+}
+
+func testList(t *testing.T, e *env) {
+	var ids []string
+	for i := 0; i < 7; i++ {
+		kind := "a"
+		if i%2 == 1 {
+			kind = "b"
+		}
+		ids = append(ids, e.enqueue(t, store.NewTask{Kind: kind, Queue: "l"})[0].ID)
+	}
+	c := e.claim(t, "n", time.Minute, q("l", 1))[0]
+	page1, err := e.st.List(e.ctx, store.ListParams{Queue: "l", Limit: 3})
+	if err != nil || len(page1) != 3 || page1[0].ID != ids[0] {
+		t.Fatalf("page 1 = %d tasks, %v", len(page1), err)
+	}
+	page2, _ := e.st.List(e.ctx, store.ListParams{Queue: "l", Limit: 3, After: page1[2].ID})
+	if len(page2) != 3 || page2[0].ID != ids[3] {
+		t.Fatalf("page 2 does not resume after page 1")
+	}
+	bs, _ := e.st.List(e.ctx, store.ListParams{Kind: "b"})
+	if len(bs) != 3 {
+		t.Fatalf("kind filter: %d, want 3", len(bs))
+	}
+	running, _ := e.st.List(e.ctx, store.ListParams{States: []store.State{store.StateRunning}})
+	if len(running) != 1 || running[0].ID != c.ID {
+		t.Fatalf("state filter: %v", running)
+	}
+	if _, err := e.st.List(e.ctx, store.ListParams{States: []store.State{"sleeping"}}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("unknown state: %v, want ErrInvalid", err)
+	}
+}
+
+func testSubscribe(t *testing.T, e *env) {
+	ch, stop := e.st.Subscribe()
+	defer stop()
+	drain(ch)
+	e.enqueue(t, task("k"))
+	expectWake(t, ch, "enqueue")
+	c := e.claim(t, "n", time.Minute, q("default", 1))[0]
+	drain(ch)
+	finish(t, e, store.Outcome{TaskID: c.ID, Epoch: c.LeaseEpoch, State: store.StatePending, RunAt: time.Now(), Refund: true, Event: store.EventReleased})
+	expectWake(t, ch, "a task released to pending")
+	// Many commits coalesce into at most one pending signal.
+	for i := 0; i < 20; i++ {
+		e.enqueue(t, task("k"))
+	}
+	expectWake(t, ch, "burst")
+	select {
+	case <-ch:
+		select {
+		case <-ch:
+			t.Fatal("more than one pending signal after a burst")
+		case <-time.After(20 * time.Millisecond):
+		}
+	case <-time.After(20 * time.Millisecond):
+	}
+}
+
+func drain(ch <-chan struct{}) {
+	for {
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Millisecond):
+			return
+		}
+	}
+}
+
+// expectWake asserts a wakeup within a generous bound: it proves the path
+// exists; its speed is measured in benchmarks.
+func expectWake(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(200 * time.Millisecond):
+		t.Fatalf("no wakeup within 200ms after %s", what)
+	}
+}
+
+func testEnqueueTx(t *testing.T, e *env) {
+	if e.h.EnqueueInOwnTx == nil {
+		t.Skip("backend has no caller-transaction enqueue")
+	}
+	ch, stop := e.st.Subscribe()
+	defer stop()
+	drain(ch)
+	if _, err := e.h.EnqueueInOwnTx(t, e.st, e.db, []store.NewTask{task("tx")}, false); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := e.st.List(e.ctx, store.ListParams{Kind: "tx"}); len(all) != 0 {
+		t.Fatalf("a rolled-back transaction left %d tasks", len(all))
+	}
+	res, err := e.h.EnqueueInOwnTx(t, e.st, e.db, []store.NewTask{task("tx"), task("tx")}, true)
+	if err != nil || len(res) != 2 {
+		t.Fatalf("enqueue in tx: %v %v", res, err)
+	}
+	expectWake(t, ch, "a commit on the caller's own connection")
+	if all, _ := e.st.List(e.ctx, store.ListParams{Kind: "tx"}); len(all) != 2 {
+		t.Fatalf("committed transaction: %d tasks, want 2", len(all))
+	}
+	if _, err := e.h.EnqueueInOwnTx(t, e.st, e.db, []store.NewTask{{Kind: ""}}, true); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("invalid task in tx: %v, want ErrInvalid", err)
+	}
+}
+
+func testSecondStore(t *testing.T, e *env) {
+	other := e.open(t)
+	ch, stop := e.st.Subscribe()
+	defer stop()
+	drain(ch)
+	res, err := other.Enqueue(e.ctx, []store.NewTask{task("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectWake(t, ch, "a commit by another store on the same database")
+	if got := e.get(t, res[0].ID); got.State != store.StatePending {
+		t.Fatalf("task written by the other store: %s", got.State)
+	}
+}

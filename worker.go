@@ -1,0 +1,140 @@
+package weft
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/weftworks/weft/internal/engine"
+	"github.com/weftworks/weft/store"
+)
+
+// TaskArgs is implemented by the argument type of each task kind. Kind
+// names the kind; it must be stable, since stored tasks refer to it. Args
+// are stored as JSON.
+type TaskArgs interface {
+	Kind() string
+}
+
+// Worker runs tasks of one kind. Work's return decides the outcome: nil
+// completes the task; Snooze(d) runs it again later without spending the
+// attempt; Permanent(err) fails it now; Cancel(err) cancels it; any other
+// error retries it with backoff while attempts remain. A panic counts as a
+// failed attempt, recorded with its stack.
+type Worker[T TaskArgs] interface {
+	Work(ctx context.Context, t *Task[T]) error
+}
+
+// WorkerFunc adapts a function to a Worker.
+type WorkerFunc[T TaskArgs] func(ctx context.Context, t *Task[T]) error
+
+// Work calls f.
+func (f WorkerFunc[T]) Work(ctx context.Context, t *Task[T]) error { return f(ctx, t) }
+
+// Task is one attempt of a task, as its worker sees it.
+type Task[T TaskArgs] struct {
+	ID    string
+	Kind  string
+	Queue string
+	// Args are the decoded arguments.
+	Args        T
+	Priority    int
+	Attempt     int
+	MaxAttempts int
+	Metadata    json.RawMessage
+	CreatedAt   time.Time
+	// Errors are the errors of earlier attempts, oldest first.
+	Errors []AttemptError
+
+	exec   *engine.Execution
+	result json.RawMessage
+}
+
+// AttemptError records why one attempt failed.
+type AttemptError = store.AttemptError
+
+// SetResult stores v, encoded as JSON, as the task's result when the
+// attempt completes.
+func (t *Task[T]) SetResult(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("weft: encode result: %w", err)
+	}
+	t.result = b
+	return nil
+}
+
+// Progress appends a progress event, v encoded as JSON, to the task's event
+// log. It fails with ErrLeaseLost once this attempt no longer holds the task.
+func (t *Task[T]) Progress(ctx context.Context, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("weft: encode progress: %w", err)
+	}
+	return t.exec.Progress(ctx, b)
+}
+
+// Workers is the registry of workers by kind, handed to a Client in Config.
+type Workers struct {
+	kinds map[string]engine.Kind
+}
+
+// NewWorkers returns an empty registry.
+func NewWorkers() *Workers { return &Workers{kinds: make(map[string]engine.Kind)} }
+
+// WorkerOption configures a worker's kind.
+type WorkerOption func(*workerConfig)
+
+type workerConfig struct {
+	timeout time.Duration
+	backoff func(attempt int) time.Duration
+}
+
+// WithTimeout bounds each attempt of the kind, unless the task sets its own
+// timeout. The handler's context is cancelled with ErrAttemptTimeout.
+func WithTimeout(d time.Duration) WorkerOption {
+	return func(c *workerConfig) { c.timeout = d }
+}
+
+// WithBackoff sets the kind's retry policy: the delay before the next
+// attempt after attempt n failed. The default is exponential with jitter.
+func WithBackoff(f func(attempt int) time.Duration) WorkerOption {
+	return func(c *workerConfig) { c.backoff = f }
+}
+
+// AddWorker registers w for T's kind. It panics if the kind is not a valid
+// name or already has a worker: both are programming errors.
+func AddWorker[T TaskArgs](ws *Workers, w Worker[T], opts ...WorkerOption) {
+	var zero T
+	kind := zero.Kind()
+	if !store.ValidName(kind) {
+		panic(fmt.Sprintf("weft: AddWorker: kind %q is not a valid name", kind))
+	}
+	if _, dup := ws.kinds[kind]; dup {
+		panic(fmt.Sprintf("weft: AddWorker: kind %q already has a worker", kind))
+	}
+	k := engine.Kind{Handler: func(ctx context.Context, x *engine.Execution) engine.Verdict {
+		st := x.Task
+		t := &Task[T]{
+			ID: st.ID, Kind: st.Kind, Queue: st.Queue, Priority: st.Priority,
+			Attempt: st.Attempt, MaxAttempts: st.MaxAttempts, Metadata: st.Metadata,
+			CreatedAt: st.CreatedAt, Errors: st.Errors, exec: x,
+		}
+		if err := json.Unmarshal(st.Args, &t.Args); err != nil {
+			return engine.Verdict{Action: engine.Fail, Err: fmt.Errorf("decode args of kind %q: %w", kind, err)}
+		}
+		return verdict(w.Work(ctx, t), t.result)
+	}}
+	var c workerConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	k.Timeout, k.Backoff = c.timeout, c.backoff
+	ws.kinds[kind] = k
+}
+
+// AddWorkerFunc registers a function as the worker for T's kind.
+func AddWorkerFunc[T TaskArgs](ws *Workers, f func(ctx context.Context, t *Task[T]) error, opts ...WorkerOption) {
+	AddWorker[T](ws, WorkerFunc[T](f), opts...)
+}
