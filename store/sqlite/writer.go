@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
 
 	"github.com/weftworks/weft/store"
 )
@@ -54,6 +57,8 @@ type writer struct {
 	maxGroup int
 	interval time.Duration
 	notify   func()
+	// busyTimeout bounds how long begin waits for another process's lock.
+	busyTimeout time.Duration
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -68,14 +73,19 @@ func newWriter(ctx context.Context, db *sql.DB, o Options, notify func()) (*writ
 		return nil, fmt.Errorf("writer connection: %w", err)
 	}
 	w := &writer{
-		conn:     conn,
-		ops:      make(chan *op, 4*o.MaxGroup),
-		log:      o.Logger,
-		maxGroup: o.MaxGroup,
-		interval: o.WatchInterval,
-		notify:   notify,
-		closing:  make(chan struct{}),
-		done:     make(chan struct{}),
+		conn:        conn,
+		ops:         make(chan *op, 4*o.MaxGroup),
+		log:         o.Logger,
+		maxGroup:    o.MaxGroup,
+		interval:    o.WatchInterval,
+		notify:      notify,
+		busyTimeout: o.BusyTimeout,
+		closing:     make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("writer connection: %w", err)
 	}
 	if w.dataVersion, err = w.readDataVersion(); err != nil {
 		conn.Close()
@@ -189,9 +199,27 @@ func (w *writer) finish(ops []*op, err error) {
 	}
 }
 
+// begin takes the file's write lock. The writer's connection has no busy
+// timeout of its own: SQLite's busy handler sleeps in steps of up to 100ms,
+// which would let a busier process starve this one. Polling the lock in
+// short, jittered steps keeps waits to about a millisecond.
+func (w *writer) begin(q *execer) error {
+	deadline := time.Now().Add(w.busyTimeout)
+	pause := 50 * time.Microsecond
+	for {
+		_, err := q.exec("BEGIN IMMEDIATE")
+		var se sqlite3.Error
+		if err == nil || !errors.As(err, &se) || se.Code != sqlite3.ErrBusy || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(pause/2 + rand.N(pause))
+		pause = min(2*pause, 2*time.Millisecond)
+	}
+}
+
 func (w *writer) runTx(ops []*op) (err error) {
 	q := &execer{conn: w.conn}
-	if _, err := q.exec("BEGIN IMMEDIATE"); err != nil {
+	if err := w.begin(q); err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
 	defer func() {

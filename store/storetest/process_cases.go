@@ -29,6 +29,7 @@ const (
 	envDB         = "WEFT_STORETEST_DB"
 	envLedger     = "WEFT_STORETEST_LEDGER"
 	envWorkMillis = "WEFT_STORETEST_WORK_MS"
+	envLeaseMS    = "WEFT_STORETEST_LEASE_MS"
 )
 
 type ledgerArgs struct {
@@ -66,6 +67,7 @@ func runChild(open func(ctx context.Context, db string) (store.Store, error)) er
 	}
 	defer ledger.Close()
 	work, _ := strconv.Atoi(os.Getenv(envWorkMillis))
+	leaseMS, _ := strconv.Atoi(os.Getenv(envLeaseMS))
 	pid := os.Getpid()
 	ws := weft.NewWorkers()
 	weft.AddWorkerFunc(ws, func(ctx context.Context, t *weft.Task[ledgerArgs]) error {
@@ -78,7 +80,7 @@ func runChild(open func(ctx context.Context, db string) (store.Store, error)) er
 	c, err := weft.NewClient(st, &weft.Config{
 		Workers:        ws,
 		Queues:         map[string]weft.QueueConfig{"default": {MaxWorkers: 20}},
-		LeaseTTL:       time.Second,
+		LeaseTTL:       time.Duration(leaseMS) * time.Millisecond,
 		RescueInterval: 200 * time.Millisecond,
 	})
 	if err != nil {
@@ -101,7 +103,9 @@ type child struct {
 	ledger string
 }
 
-func startChildren(t *testing.T, e *env, n int, workMillis int) []*child {
+// startChildren starts n worker processes whose handlers take workMillis
+// and whose leases last leaseMillis.
+func startChildren(t *testing.T, e *env, n, workMillis, leaseMillis int) []*child {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -112,7 +116,7 @@ func startChildren(t *testing.T, e *env, n int, workMillis int) []*child {
 		c := &child{ledger: filepath.Join(t.TempDir(), fmt.Sprintf("ledger-%d", i))}
 		c.cmd = exec.Command(exe, "-test.run=^$")
 		c.cmd.Env = append(os.Environ(), envChild+"=worker", envDB+"="+e.db, envLedger+"="+c.ledger,
-			envWorkMillis+"="+strconv.Itoa(workMillis))
+			envWorkMillis+"="+strconv.Itoa(workMillis), envLeaseMS+"="+strconv.Itoa(leaseMillis))
 		c.cmd.Stderr = os.Stderr
 		out, err := c.cmd.StdoutPipe()
 		if err != nil {
@@ -219,7 +223,8 @@ func stopChildren(t *testing.T, children []*child) {
 
 func testTwoProcesses(t *testing.T, e *env) {
 	const n = 10000
-	children := startChildren(t, e, 2, 0)
+	// Leases long enough that none expires: then each task runs once.
+	children := startChildren(t, e, 2, 0, 60000)
 	ids := enqueueLedgerTasks(t, e, n)
 	eventually(t, 2*time.Minute, "10,000 tasks not all completed", func() bool {
 		return countState(t, e, store.StateCompleted) == n
@@ -243,7 +248,7 @@ func testTwoProcesses(t *testing.T, e *env) {
 
 func testKilledProcess(t *testing.T, e *env) {
 	const n = 3000
-	children := startChildren(t, e, 3, 2)
+	children := startChildren(t, e, 3, 2, 1000)
 	ids := enqueueLedgerTasks(t, e, n)
 	eventually(t, time.Minute, "work did not start", func() bool {
 		_, per := readLedgers(t, children)

@@ -1,0 +1,32 @@
+# Weft's build and test entry points. `make test` is what CI runs.
+GO ?= go
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+PKGS := ./...
+
+.PHONY: test lint vet unit bench quickstart build
+
+## test: everything CI checks — formatting, vet, staticcheck, race-enabled tests
+test: lint unit
+
+lint: vet
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
+	$(STATICCHECK) $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+## unit: all tests with the race detector, plus each benchmark once at a tiny size
+unit:
+	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count=1 $(PKGS)
+
+## bench: the benchmarks recorded in docs/benchmarks.md
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x -count 3 ./store/sqlite/
+
+quickstart:
+	$(GO) run ./examples/quickstart
+
+build:
+	$(GO) build $(PKGS)
