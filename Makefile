@@ -19,11 +19,11 @@ vet:
 ## unit: all tests with the race detector, plus each benchmark once at a tiny size
 unit:
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count=1 $(PKGS)
+	WEFT_BENCH_TASKS=2000 WEFT_BENCH_SAMPLES=100 $(GO) test -run '^$$' -bench . -benchtime 1x -count=1 $(PKGS)
 
-## bench: the benchmarks recorded in docs/benchmarks.md
+## bench: the benchmarks recorded in docs/benchmarks.md (full sizes, 5 runs each)
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x -count 3 ./store/sqlite/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 5 . ./store/sqlite/
 
 quickstart:
 	$(GO) run ./examples/quickstart

@@ -133,8 +133,9 @@ type EnqueueResult struct {
 
 // Event is one entry of a task's append-only event log.
 type Event struct {
-	// Seq is the event's cursor: it increases monotonically across the
-	// whole log and is never reused, so a reader resumes with "after Seq".
+	// Seq is the event's cursor: it increases monotonically across each
+	// task's events (and across the log as it grows), so a reader resumes
+	// with "events after Seq".
 	Seq     int64
 	TaskID  string
 	Type    EventType

@@ -94,6 +94,36 @@ func scanTask(r scanner) (*store.Task, error) {
 	return &t, nil
 }
 
+// claimColumns is what a claim returns: only what a worker needs and the
+// claim did not itself decide. Every column costs the writer a conversion.
+const claimColumns = `id, kind, queue, args, priority, run_at, attempt, max_attempts,
+	attempt_timeout_us, errors, metadata, lease_epoch, created_at`
+
+// scanClaimed reads a claimColumns row; lease fields come from the claim.
+func scanClaimed(r scanner, owner string, expires, attempted time.Time) (*store.Task, error) {
+	var (
+		t                         store.Task
+		runAt, createdAt, timeout int64
+		errs, metadata            []byte
+	)
+	if err := r.Scan(&t.ID, &t.Kind, &t.Queue, &t.Args, &t.Priority, &runAt, &t.Attempt, &t.MaxAttempts,
+		&timeout, &errs, &metadata, &t.LeaseEpoch, &createdAt); err != nil {
+		return nil, err
+	}
+	if len(errs) > 0 {
+		if err := json.Unmarshal(errs, &t.Errors); err != nil {
+			return nil, fmt.Errorf("task %s: decode error history: %w", t.ID, err)
+		}
+	}
+	if len(metadata) > 0 {
+		t.Metadata = metadata
+	}
+	t.State, t.LeaseOwner, t.LeaseExpiresAt, t.AttemptedAt = store.StateRunning, owner, expires, attempted
+	t.RunAt, t.CreatedAt = fromMicros(runAt), fromMicros(createdAt)
+	t.AttemptTimeout = time.Duration(timeout) * time.Microsecond
+	return &t, nil
+}
+
 func scanTasks(rows *sql.Rows) ([]*store.Task, error) {
 	defer rows.Close()
 	var out []*store.Task
@@ -270,15 +300,16 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 	)
 	now := s.now()
 	nowUS := micros(now)
-	args = append(args, req.Owner, micros(now.Add(req.LeaseTTL)), nowUS)
+	expires := fromMicros(micros(now.Add(req.LeaseTTL)))
+	args = append(args, req.Owner, micros(expires), nowUS)
 	kindFilter, kindArgs := kindIn(req.Kinds)
 	for _, qc := range req.Queues {
 		if qc.Limit <= 0 {
 			continue
 		}
-		parts = append(parts, `SELECT id FROM (SELECT id FROM weft_tasks
+		parts = append(parts, `SELECT rowid FROM (SELECT rowid FROM weft_tasks
 			WHERE state = 'pending' AND queue = ? AND run_at <= ?`+kindFilter+`
-			ORDER BY priority DESC, run_at, id LIMIT ?)`)
+			ORDER BY priority DESC, run_at, rowid LIMIT ?)`)
 		args = append(append(append(args, qc.Queue, nowUS), kindArgs...), qc.Limit)
 	}
 	if len(parts) == 0 {
@@ -286,15 +317,23 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 	}
 	query := `UPDATE weft_tasks SET state = 'running', attempt = attempt + 1, lease_epoch = lease_epoch + 1,
 		lease_owner = ?, lease_expires_at = ?, attempted_at = ?
-		WHERE id IN (` + strings.Join(parts, " UNION ALL ") + `) RETURNING ` + taskColumns
+		WHERE rowid IN (` + strings.Join(parts, " UNION ALL ") + `) RETURNING ` + claimColumns
 	var claimed []*store.Task
-	err := s.writer.do(ctx, func(q *execer) error {
+	err := s.writer.doLight(ctx, func(q *execer) error {
 		rows, err := q.query(query, args...)
 		if err != nil {
 			return fmt.Errorf("claim: %w", err)
 		}
-		claimed, err = scanTasks(rows)
-		if err != nil {
+		defer rows.Close()
+		claimed = claimed[:0]
+		for rows.Next() {
+			t, err := scanClaimed(rows, req.Owner, expires, fromMicros(nowUS))
+			if err != nil {
+				return fmt.Errorf("claim: %w", err)
+			}
+			claimed = append(claimed, t)
+		}
+		if err := rows.Err(); err != nil {
 			return fmt.Errorf("claim: %w", err)
 		}
 		events := make([]event, len(claimed))
@@ -319,79 +358,89 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 	return claimed, nil
 }
 
-// finishSQL records one outcome under its epoch. A pending outcome of a task
-// whose cancellation was requested becomes cancelled instead: the request
-// wins over a retry.
+// finishSQL records a batch of outcomes, each under its epoch, in one
+// statement; the VALUES rows are (id, epoch, state, result, error, run_at,
+// refund). A pending outcome of a task whose cancellation was requested
+// becomes cancelled instead: the request wins over a retry.
 const finishSQL = `UPDATE weft_tasks SET
-	state = CASE WHEN ?1 = 'pending' AND cancel_requested = 1 THEN 'cancelled' ELSE ?1 END,
-	result = coalesce(?2, result),
-	errors = CASE WHEN ?3 IS NULL THEN errors ELSE json_insert(coalesce(errors, '[]'), '$[#]', json(?3)) END,
-	run_at = coalesce(?4, run_at),
-	attempt = attempt - ?5,
+	state = CASE WHEN v.column3 = 'pending' AND cancel_requested = 1 THEN 'cancelled' ELSE v.column3 END,
+	result = coalesce(v.column4, result),
+	errors = CASE WHEN v.column5 IS NULL THEN errors ELSE json_insert(coalesce(errors, '[]'), '$[#]', json(v.column5)) END,
+	run_at = coalesce(v.column6, run_at),
+	attempt = attempt - v.column7,
 	lease_expires_at = NULL,
-	lease_owner = CASE WHEN ?1 = 'pending' THEN NULL ELSE lease_owner END,
-	finalized_at = CASE WHEN ?1 = 'pending' AND cancel_requested = 0 THEN NULL ELSE ?6 END
-	WHERE id = ?7 AND lease_epoch = ?8 AND state = 'running'
-	RETURNING state, attempt`
+	lease_owner = CASE WHEN v.column3 = 'pending' THEN NULL ELSE lease_owner END,
+	finalized_at = CASE WHEN v.column3 = 'pending' AND cancel_requested = 0 THEN NULL ELSE ?1 END
+	FROM (VALUES %s) AS v
+	WHERE weft_tasks.id = v.column1 AND weft_tasks.lease_epoch = v.column2 AND weft_tasks.state = 'running'
+	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt`
+
+// finishChunk bounds the outcomes of one finish statement.
+const finishChunk = 128
 
 // Finish implements store.Store.
 func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, error) {
 	if len(outcomes) == 0 {
 		return nil, nil
 	}
-	type prepared struct {
-		errJSON []byte
-		runAt   any
-		refund  int
-	}
-	prep := make([]prepared, len(outcomes))
+	rows := make([][]any, len(outcomes))
 	for i, o := range outcomes {
 		switch o.State {
 		case store.StateCompleted, store.StateFailed, store.StateCancelled, store.StatePending:
 		default:
 			return nil, &store.ValidationError{Index: i, Field: "state", Message: fmt.Sprintf("%q is not an outcome state", o.State)}
 		}
+		var errJSON, runAt any
 		if o.Error != nil {
 			b, err := json.Marshal(o.Error)
 			if err != nil {
 				return nil, fmt.Errorf("encode attempt error: %w", err)
 			}
-			prep[i].errJSON = b
+			errJSON = string(b)
 		}
 		if o.State == store.StatePending {
-			prep[i].runAt = micros(o.RunAt)
+			runAt = micros(o.RunAt)
 		}
+		refund := 0
 		if o.Refund {
-			prep[i].refund = 1
+			refund = 1
 		}
+		rows[i] = []any{o.TaskID, o.Epoch, string(o.State), nullBytes(o.Result), errJSON, runAt, refund}
 	}
 	nowUS := micros(s.now())
 	results := make([]error, len(outcomes))
 	err := s.writer.do(ctx, func(q *execer) error {
 		events := make([]event, 0, len(outcomes))
-		for i, o := range outcomes {
-			var (
-				state   string
-				attempt int
-			)
-			err := q.queryRow(finishSQL, string(o.State), nullBytes(o.Result), nullBytes(prep[i].errJSON),
-				prep[i].runAt, prep[i].refund, nowUS, o.TaskID, o.Epoch).Scan(&state, &attempt)
-			if errors.Is(err, sql.ErrNoRows) {
-				results[i] = fmt.Errorf("task %s epoch %d: %w", o.TaskID, o.Epoch, store.ErrLeaseLost)
-				continue
+		for off := 0; off < len(outcomes); off += finishChunk {
+			chunk := outcomes[off:min(off+finishChunk, len(outcomes))]
+			args := make([]any, 1, 1+7*len(chunk))
+			args[0] = nowUS
+			for i := range chunk {
+				args = append(args, rows[off+i]...)
 			}
+			applied, err := finishRows(q, len(chunk), args)
 			if err != nil {
-				return fmt.Errorf("finish task %s: %w", o.TaskID, err)
+				return err
 			}
-			results[i] = nil
-			typ, data := o.Event, o.EventData
-			if store.State(state) != o.State {
-				typ, data = store.EventCancelled, nil
+			for i, o := range chunk {
+				key := leaseKey{o.TaskID, o.Epoch}
+				res, ok := applied[key]
+				if !ok {
+					results[off+i] = fmt.Errorf("task %s epoch %d: %w", o.TaskID, o.Epoch, store.ErrLeaseLost)
+					continue
+				}
+				// A duplicate outcome in the batch was not applied twice.
+				delete(applied, key)
+				results[off+i] = nil
+				typ, data := o.Event, o.EventData
+				if res.state != o.State {
+					typ, data = store.EventCancelled, nil
+				}
+				if res.state == store.StatePending {
+					q.wake = true
+				}
+				events = append(events, event{taskID: o.TaskID, typ: typ, attempt: res.attempt + rows[off+i][6].(int), data: data})
 			}
-			if state == string(store.StatePending) {
-				q.wake = true
-			}
-			events = append(events, event{taskID: o.TaskID, typ: typ, attempt: attempt + prep[i].refund, data: data})
 		}
 		return insertEvents(context.Background(), q.conn, events, nowUS)
 	})
@@ -401,11 +450,46 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 	return results, nil
 }
 
+type finished struct {
+	state   store.State
+	attempt int
+}
+
+type leaseKey struct {
+	id    string
+	epoch int64
+}
+
+func finishRows(q *execer, n int, args []any) (map[leaseKey]finished, error) {
+	rows, err := q.query(fmt.Sprintf(finishSQL, placeholders(n, 7)), args...)
+	if err != nil {
+		return nil, fmt.Errorf("finish: %w", err)
+	}
+	defer rows.Close()
+	applied := make(map[leaseKey]finished, n)
+	for rows.Next() {
+		var (
+			k     leaseKey
+			state string
+			f     finished
+		)
+		if err := rows.Scan(&k.id, &k.epoch, &state, &f.attempt); err != nil {
+			return nil, fmt.Errorf("finish: %w", err)
+		}
+		f.state = store.State(state)
+		applied[k] = f
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("finish: %w", err)
+	}
+	return applied, nil
+}
+
 // RenewLeases implements store.Store.
 func (s *Store) RenewLeases(ctx context.Context, owner string, ttl time.Duration) ([]store.Lease, error) {
 	expires := micros(s.now().Add(ttl))
 	var leases []store.Lease
-	err := s.writer.do(ctx, func(q *execer) error {
+	err := s.writer.doLight(ctx, func(q *execer) error {
 		leases = leases[:0]
 		rows, err := q.query(`UPDATE weft_tasks SET lease_expires_at = ?
 			WHERE lease_owner = ? AND state = 'running' RETURNING id, lease_epoch, cancel_requested`, expires, owner)
@@ -429,7 +513,7 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, ttl time.Duration
 func (s *Store) Heartbeat(ctx context.Context, taskID string, epoch int64, ttl time.Duration) (bool, error) {
 	expires := micros(s.now().Add(ttl))
 	var cancel bool
-	err := s.writer.do(ctx, func(q *execer) error {
+	err := s.writer.doLight(ctx, func(q *execer) error {
 		err := q.queryRow(`UPDATE weft_tasks SET lease_expires_at = ?
 			WHERE id = ? AND lease_epoch = ? AND state = 'running' RETURNING cancel_requested`,
 			expires, taskID, epoch).Scan(&cancel)

@@ -23,6 +23,11 @@ type op struct {
 	ctx  context.Context
 	run  func(q *execer) error
 	done chan error
+	// durable ops are fsynced on commit (under SyncFull). Claims and lease
+	// extensions are not: losing one to a power failure only puts the task
+	// back where it was, and the next durable commit syncs the WAL up to
+	// and including them anyway.
+	durable bool
 	// wake records whether run asked for a wakeup on commit.
 	wake bool
 }
@@ -59,6 +64,9 @@ type writer struct {
 	notify   func()
 	// busyTimeout bounds how long begin waits for another process's lock.
 	busyTimeout time.Duration
+	// fullSync is the configured durability; syncIsFull is the
+	// connection's current setting.
+	fullSync, syncIsFull bool
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -80,6 +88,8 @@ func newWriter(ctx context.Context, db *sql.DB, o Options, notify func()) (*writ
 		interval:    o.WatchInterval,
 		notify:      notify,
 		busyTimeout: o.BusyTimeout,
+		fullSync:    o.Synchronous == SyncFull,
+		syncIsFull:  o.Synchronous == SyncFull,
 		closing:     make(chan struct{}),
 		done:        make(chan struct{}),
 	}
@@ -95,9 +105,18 @@ func newWriter(ctx context.Context, db *sql.DB, o Options, notify func()) (*writ
 	return w, nil
 }
 
-// do submits run and waits for its transaction to commit.
+// do submits a durable write and waits for its transaction to commit.
 func (w *writer) do(ctx context.Context, run func(q *execer) error) error {
-	o := &op{ctx: ctx, run: run, done: make(chan error, 1)}
+	return w.submit(ctx, &op{ctx: ctx, run: run, done: make(chan error, 1), durable: true})
+}
+
+// doLight submits a write whose loss on power failure is harmless (see
+// op.durable) and waits for its commit.
+func (w *writer) doLight(ctx context.Context, run func(q *execer) error) error {
+	return w.submit(ctx, &op{ctx: ctx, run: run, done: make(chan error, 1)})
+}
+
+func (w *writer) submit(ctx context.Context, o *op) error {
 	select {
 	case <-w.closing:
 		return store.ErrClosed
@@ -199,6 +218,23 @@ func (w *writer) finish(ops []*op, err error) {
 	}
 }
 
+// setSync switches the connection between FULL and NORMAL synchronous
+// before a transaction, only when the mode changes.
+func (w *writer) setSync(q *execer, full bool) error {
+	if w.syncIsFull == full {
+		return nil
+	}
+	mode := "NORMAL"
+	if full {
+		mode = "FULL"
+	}
+	if _, err := q.exec("PRAGMA synchronous = " + mode); err != nil {
+		return fmt.Errorf("sqlite: set synchronous: %w", err)
+	}
+	w.syncIsFull = full
+	return nil
+}
+
 // begin takes the file's write lock. The writer's connection has no busy
 // timeout of its own: SQLite's busy handler sleeps in steps of up to 100ms,
 // which would let a busier process starve this one. Polling the lock in
@@ -219,6 +255,15 @@ func (w *writer) begin(q *execer) error {
 
 func (w *writer) runTx(ops []*op) (err error) {
 	q := &execer{conn: w.conn}
+	if w.fullSync {
+		durable := false
+		for _, o := range ops {
+			durable = durable || o.durable
+		}
+		if err := w.setSync(q, durable); err != nil {
+			return err
+		}
+	}
 	if err := w.begin(q); err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}

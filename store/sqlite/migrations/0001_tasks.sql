@@ -1,4 +1,8 @@
 -- Tasks and their event log. Times are Unix microseconds (UTC).
+--
+-- weft_tasks is a rowid table: measured here, claim-and-complete runs about
+-- a third faster than with the UUID as a WITHOUT ROWID key, because the
+-- partial indexes then carry an 8-byte rowid instead of a 36-byte id.
 CREATE TABLE weft_tasks (
     id                 TEXT    NOT NULL PRIMARY KEY,
     kind               TEXT    NOT NULL,
@@ -21,17 +25,18 @@ CREATE TABLE weft_tasks (
     created_at         INTEGER NOT NULL,
     attempted_at       INTEGER,
     finalized_at       INTEGER
-) WITHOUT ROWID;
+);
 
--- The claim reads only pending rows, in priority order within a queue.
-CREATE INDEX weft_tasks_claim ON weft_tasks (queue, priority DESC, run_at, id)
+-- The claim reads only pending rows, in priority order within a queue; ties
+-- go to the oldest row, by rowid, which every index entry already ends with.
+CREATE INDEX weft_tasks_claim ON weft_tasks (queue, priority DESC, run_at)
     WHERE state = 'pending';
 
--- Lease renewal and cancel checks read a node's running rows; rescue reads
--- expired ones.
-CREATE INDEX weft_tasks_running_owner ON weft_tasks (lease_owner)
-    WHERE state = 'running';
-CREATE INDEX weft_tasks_running_expiry ON weft_tasks (lease_expires_at)
+-- Lease renewal and cancel checks read a node's running rows. Rescue scans
+-- all running rows through the same index: there are only as many as there
+-- are busy workers, and an index on the expiry would cost every claim and
+-- completion another b-tree write.
+CREATE INDEX weft_tasks_running ON weft_tasks (lease_owner)
     WHERE state = 'running';
 
 -- A unique key is held while its task is pending, running or completed; a
@@ -45,8 +50,10 @@ CREATE UNIQUE INDEX weft_tasks_unique_key ON weft_tasks (unique_key)
 CREATE INDEX weft_tasks_unsuccessful ON weft_tasks (state, id)
     WHERE state IN ('failed', 'cancelled');
 
+-- seq is the rowid: it only grows while a task has events, because a
+-- task's events are deleted with the task, never before it.
 CREATE TABLE weft_events (
-    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq     INTEGER PRIMARY KEY,
     task_id TEXT    NOT NULL,
     type    TEXT    NOT NULL,
     attempt INTEGER NOT NULL,

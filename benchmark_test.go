@@ -1,0 +1,251 @@
+package weft_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft"
+	"github.com/weftworks/weft/store/sqlite"
+)
+
+// Benchmark sizes come from the environment so that CI can run every
+// benchmark once at a tiny size: WEFT_BENCH_TASKS (default 100,000),
+// WEFT_BENCH_WORKERS (default 2,000, as River's benchmark), WEFT_BENCH_SAMPLES (default 2,000).
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+type noopArgs struct {
+	N int `json:"n"`
+}
+
+func (noopArgs) Kind() string { return "bench.noop" }
+
+type stampArgs struct {
+	// T0 is when the task was enqueued, in Unix nanoseconds.
+	T0 int64 `json:"t0"`
+}
+
+func (stampArgs) Kind() string { return "bench.stamp" }
+
+func openBenchStore(b *testing.B, path string) *sqlite.Store {
+	b.Helper()
+	st, err := sqlite.Open(context.Background(), path, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st
+}
+
+func insertNoops(b *testing.B, c *weft.Client, n int) time.Duration {
+	b.Helper()
+	const batch = 1000
+	start := time.Now()
+	for done := 0; done < n; done += batch {
+		params := make([]weft.EnqueueParams, min(batch, n-done))
+		for i := range params {
+			params[i] = weft.EnqueueParams{Args: noopArgs{N: done + i}}
+		}
+		if _, err := c.EnqueueMany(context.Background(), params); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(start)
+}
+
+// BenchmarkInsert measures batch enqueue throughput: batches of 1,000.
+func BenchmarkInsert(b *testing.B) {
+	n := envInt("WEFT_BENCH_TASKS", 100_000)
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		st := openBenchStore(b, filepath.Join(b.TempDir(), "insert.db"))
+		c, _ := weft.NewClient(st, nil)
+		total += insertNoops(b, c, n)
+		st.Close()
+	}
+	b.ReportMetric(float64(n*b.N)/total.Seconds(), "tasks/s")
+}
+
+// BenchmarkBurndown inserts N no-op tasks, then measures from Start until
+// the last completion is recorded.
+func BenchmarkBurndown(b *testing.B) {
+	n := envInt("WEFT_BENCH_TASKS", 100_000)
+	workers := envInt("WEFT_BENCH_WORKERS", 2000)
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		st := openBenchStore(b, filepath.Join(b.TempDir(), "burndown.db"))
+		var done atomic.Int64
+		all := make(chan struct{})
+		ws := weft.NewWorkers()
+		weft.AddWorkerFunc(ws, func(ctx context.Context, t *weft.Task[noopArgs]) error {
+			if done.Add(1) == int64(n) {
+				close(all)
+			}
+			return nil
+		})
+		c, err := weft.NewClient(st, &weft.Config{Workers: ws, Queues: map[string]weft.QueueConfig{"default": {MaxWorkers: workers}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		insertNoops(b, c, n)
+		start := time.Now()
+		if err := c.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		<-all
+		// Stop returns once every outcome is recorded.
+		if err := c.Stop(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(start)
+		st.Close()
+	}
+	b.ReportMetric(float64(n*b.N)/total.Seconds(), "tasks/s")
+}
+
+// latencyRun starts a client whose handler records enqueue-to-start
+// latencies of stampArgs tasks, and returns a function that waits for want
+// samples.
+func latencyRun(b *testing.B, st *sqlite.Store, want int) (*weft.Client, func() []time.Duration) {
+	b.Helper()
+	var (
+		mu      sync.Mutex
+		samples []time.Duration
+	)
+	all := make(chan struct{})
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, t *weft.Task[stampArgs]) error {
+		d := time.Duration(time.Now().UnixNano() - t.Args.T0)
+		mu.Lock()
+		samples = append(samples, d)
+		if len(samples) == want {
+			close(all)
+		}
+		mu.Unlock()
+		return nil
+	})
+	c, err := weft.NewClient(st, &weft.Config{Workers: ws, PollInterval: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return c, func() []time.Duration {
+		select {
+		case <-all:
+		case <-time.After(2 * time.Minute):
+			b.Fatal("latency samples did not arrive")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(samples)
+	}
+}
+
+func reportPercentiles(b *testing.B, samples []time.Duration) {
+	slices.Sort(samples)
+	at := func(p float64) float64 {
+		return float64(samples[min(len(samples)-1, int(p*float64(len(samples))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(at(0.50), "p50_ms")
+	b.ReportMetric(at(0.90), "p90_ms")
+	b.ReportMetric(at(0.99), "p99_ms")
+	b.ReportMetric(float64(samples[len(samples)-1].Microseconds())/1000, "max_ms")
+}
+
+// enqueueStamped enqueues n tasks one at a time, one every interval.
+func enqueueStamped(ctx context.Context, c *weft.Client, n int, interval time.Duration) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for i := 0; i < n; i++ {
+		<-tick.C
+		if _, err := c.Enqueue(ctx, stampArgs{T0: time.Now().UnixNano()}, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BenchmarkLatency measures enqueue-to-handler-start in one process: tasks
+// are enqueued one at a time, every 2ms, into a running client.
+func BenchmarkLatency(b *testing.B) {
+	n := envInt("WEFT_BENCH_SAMPLES", 2000)
+	for i := 0; i < b.N; i++ {
+		st := openBenchStore(b, filepath.Join(b.TempDir(), "latency.db"))
+		c, wait := latencyRun(b, st, n)
+		if err := enqueueStamped(context.Background(), c, n, 2*time.Millisecond); err != nil {
+			b.Fatal(err)
+		}
+		reportPercentiles(b, wait())
+		_ = c.Stop(context.Background())
+		st.Close()
+	}
+}
+
+// BenchmarkCrossProcessLatency measures enqueue-to-handler-start when the
+// producer is another process on the same database file.
+func BenchmarkCrossProcessLatency(b *testing.B) {
+	n := envInt("WEFT_BENCH_SAMPLES", 2000)
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		path := filepath.Join(b.TempDir(), "xlatency.db")
+		st := openBenchStore(b, path)
+		c, wait := latencyRun(b, st, n)
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), envProducerDB+"="+path, envProducerCount+"="+strconv.Itoa(n))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("producer process: %v\n%s", err, out)
+		}
+		reportPercentiles(b, wait())
+		_ = c.Stop(context.Background())
+		st.Close()
+	}
+}
+
+const (
+	envProducerDB    = "WEFT_BENCH_PRODUCER_DB"
+	envProducerCount = "WEFT_BENCH_PRODUCER_COUNT"
+)
+
+// TestMain turns the test binary into the producer process of
+// BenchmarkCrossProcessLatency when asked to.
+func TestMain(m *testing.M) {
+	if path := os.Getenv(envProducerDB); path != "" {
+		if err := produce(path, envInt(envProducerCount, 1000)); err != nil {
+			fmt.Fprintln(os.Stderr, "producer:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func produce(path string, n int) error {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, path, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	c, err := weft.NewClient(st, nil)
+	if err != nil {
+		return err
+	}
+	return enqueueStamped(ctx, c, n, 2*time.Millisecond)
+}
