@@ -463,9 +463,10 @@ func (e *Engine) invoke(ctx context.Context, t *store.Task) (v Verdict) {
 	return v
 }
 
-// decide turns a verdict into the outcome to record. The cause of the
-// context's cancellation, if any, takes precedence over the verdict unless
-// the handler completed anyway.
+// decide turns a verdict into the outcome to record. A handler that
+// completed is recorded completed whatever cancelled its context; otherwise
+// a cancel request or a shutdown decides, except that an explicit verdict
+// (fail, cancel, snooze) is honoured over a shutdown.
 func (e *Engine) decide(t *store.Task, v Verdict, cause error) (store.Outcome, bool) {
 	now := time.Now()
 	o := store.Outcome{TaskID: t.ID, Epoch: t.LeaseEpoch}
@@ -478,7 +479,9 @@ func (e *Engine) decide(t *store.Task, v Verdict, cause error) (store.Outcome, b
 		return o, false
 	case v.Action == Complete:
 		o.State, o.Event, o.Result = store.StateCompleted, store.EventCompleted, v.Result
-	case errors.Is(cause, ErrShutdown):
+	case errors.Is(cause, ErrShutdown) && v.Action == Retry:
+		// An attempt cut short by shutdown is not the task's failure; an
+		// explicit verdict (fail, cancel, snooze) is still honoured below.
 		o.State, o.Event, o.RunAt, o.Refund = store.StatePending, store.EventReleased, now, true
 		o.EventData = mustJSON(map[string]any{"reason": "shutdown"})
 	case errors.Is(cause, ErrCancelRequested), v.Action == Cancel:
