@@ -22,7 +22,7 @@ import (
 type op struct {
 	ctx  context.Context
 	run  func(q *execer) error
-	done chan error
+	done chan result
 	// durable ops are fsynced on commit (under SyncFull). Claims and lease
 	// extensions are not: losing one to a power failure only puts the task
 	// back where it was, and the next durable commit syncs the WAL up to
@@ -30,6 +30,13 @@ type op struct {
 	durable bool
 	// wake records whether run asked for a wakeup on commit.
 	wake bool
+}
+
+// result answers a waiting submitter: either its op's outcome, or lead —
+// the submitter is to take the writer's lock and commit the next group.
+type result struct {
+	err  error
+	lead bool
 }
 
 // execer runs statements on the writer's connection. The driver caches
@@ -52,27 +59,38 @@ func (q *execer) queryRow(query string, args ...any) *sql.Row {
 	return q.conn.QueryRowContext(context.Background(), query, args...)
 }
 
-// writer owns the only write connection of this process. Submitted ops are
-// queued; the writer takes everything queued (up to MaxGroup) and commits it
-// as one transaction. Under load this turns many small fsyncs into one.
+// writer owns the only write connection of this process and commits
+// queued writes together (group commit). There is no writer goroutine to
+// hand ops to: a submitter that finds the connection free commits the group
+// itself — everything queued, its own op included — and then hands the lead
+// to the first op still queued, whose submitter commits the next group.
+// Uncontended, a write costs no goroutine handoff; under load, every
+// transaction carries all the writes that queued while the previous one
+// committed, so many small fsyncs become one.
 type writer struct {
 	conn     *sql.Conn
-	ops      chan *op
 	log      *slog.Logger
 	maxGroup int
 	interval time.Duration
 	notify   func()
 	// busyTimeout bounds how long begin waits for another process's lock.
 	busyTimeout time.Duration
+
+	// lock is held by the submitter committing a group; it guards the
+	// connection and the fields below it.
+	lock sync.Mutex
 	// fullSync is the configured durability; syncIsFull is the
 	// connection's current setting.
 	fullSync, syncIsFull bool
+	dataVersion          int64
+
+	qmu    sync.Mutex
+	queue  []*op
+	closed bool
 
 	closeOnce sync.Once
 	closing   chan struct{}
-	done      chan struct{}
-
-	dataVersion int64
+	watching  chan struct{}
 }
 
 func newWriter(ctx context.Context, db *sql.DB, o Options, notify func()) (*writer, error) {
@@ -82,7 +100,6 @@ func newWriter(ctx context.Context, db *sql.DB, o Options, notify func()) (*writ
 	}
 	w := &writer{
 		conn:        conn,
-		ops:         make(chan *op, 4*o.MaxGroup),
 		log:         o.Logger,
 		maxGroup:    o.MaxGroup,
 		interval:    o.WatchInterval,
@@ -91,7 +108,7 @@ func newWriter(ctx context.Context, db *sql.DB, o Options, notify func()) (*writ
 		fullSync:    o.Synchronous == SyncFull,
 		syncIsFull:  o.Synchronous == SyncFull,
 		closing:     make(chan struct{}),
-		done:        make(chan struct{}),
+		watching:    make(chan struct{}),
 	}
 	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
 		conn.Close()
@@ -101,84 +118,125 @@ func newWriter(ctx context.Context, db *sql.DB, o Options, notify func()) (*writ
 		conn.Close()
 		return nil, err
 	}
-	go w.loop()
+	go w.watchIdle()
 	return w, nil
 }
 
 // do submits a durable write and waits for its transaction to commit.
 func (w *writer) do(ctx context.Context, run func(q *execer) error) error {
-	return w.submit(ctx, &op{ctx: ctx, run: run, done: make(chan error, 1), durable: true})
+	return w.submit(ctx, &op{ctx: ctx, run: run, durable: true})
 }
 
 // doLight submits a write whose loss on power failure is harmless (see
 // op.durable) and waits for its commit.
 func (w *writer) doLight(ctx context.Context, run func(q *execer) error) error {
-	return w.submit(ctx, &op{ctx: ctx, run: run, done: make(chan error, 1)})
+	return w.submit(ctx, &op{ctx: ctx, run: run})
 }
 
 func (w *writer) submit(ctx context.Context, o *op) error {
-	select {
-	case <-w.closing:
-		return store.ErrClosed
-	default:
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	select {
-	case w.ops <- o:
-	case <-w.closing:
+	// Room for a lead and the result: a lead may be handed to o just
+	// before another submitter commits o's group.
+	o.done = make(chan result, 2)
+	w.qmu.Lock()
+	if w.closed {
+		w.qmu.Unlock()
 		return store.ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
+	}
+	w.queue = append(w.queue, o)
+	w.qmu.Unlock()
+	if w.lock.TryLock() {
+		w.lead()
 	}
 	// Once queued, the op runs or is refused as a whole; waiting for the
 	// answer keeps the caller from guessing whether it was written.
-	return <-o.done
+	for {
+		r := <-o.done
+		if !r.lead {
+			return r.err
+		}
+		w.lock.Lock()
+		w.lead()
+	}
 }
 
+// lead commits one group while holding the lock, then releases the lock
+// and hands the lead to the next queued op, if any.
+func (w *writer) lead() {
+	for {
+		batch := w.take()
+		if len(batch) > 0 {
+			w.commit(batch)
+		}
+		w.watch()
+		w.qmu.Lock()
+		var next *op
+		if len(w.queue) > 0 {
+			next = w.queue[0]
+		}
+		w.qmu.Unlock()
+		w.lock.Unlock()
+		if next != nil {
+			next.done <- result{lead: true}
+			return
+		}
+		// An op queued after the check above found the lock still held and
+		// is waiting: whoever gets the lock now commits it.
+		w.qmu.Lock()
+		pending := len(w.queue) > 0
+		w.qmu.Unlock()
+		if !pending || !w.lock.TryLock() {
+			return
+		}
+	}
+}
+
+// take removes up to maxGroup ops from the queue.
+func (w *writer) take() []*op {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	n := min(len(w.queue), w.maxGroup)
+	batch := w.queue[:n:n]
+	w.queue = w.queue[n:]
+	return batch
+}
+
+// close refuses new writes, commits everything already queued, and closes
+// the connection.
 func (w *writer) close() {
 	w.closeOnce.Do(func() {
+		w.qmu.Lock()
+		w.closed = true
+		w.qmu.Unlock()
 		close(w.closing)
-		<-w.done
+		<-w.watching
+		w.lock.Lock()
+		for batch := w.take(); len(batch) > 0; batch = w.take() {
+			w.commit(batch)
+		}
 		w.conn.Close()
+		w.lock.Unlock()
 	})
 }
 
-func (w *writer) loop() {
-	defer close(w.done)
+// watchIdle checks for commits by other connections while no submitter is
+// committing; a committing submitter checks after each group itself.
+func (w *writer) watchIdle() {
+	defer close(w.watching)
 	ticker := time.NewTicker(w.interval)
 	defer ticker.Stop()
-	batch := make([]*op, 0, w.maxGroup)
 	for {
 		select {
-		case o := <-w.ops:
-			batch = append(batch[:0], o)
-			batch = w.drain(batch)
-			w.commit(batch)
-			w.watch()
-		case <-ticker.C:
-			w.watch()
 		case <-w.closing:
-			// Everything already queued is written before the writer stops.
-			for {
-				batch = w.drain(batch[:0])
-				if len(batch) == 0 {
-					return
-				}
-				w.commit(batch)
-			}
+			return
+		case <-ticker.C:
+		}
+		if w.lock.TryLock() {
+			w.lead()
 		}
 	}
-}
-
-func (w *writer) drain(batch []*op) []*op {
-	for len(batch) < w.maxGroup {
-		select {
-		case o := <-w.ops:
-			batch = append(batch, o)
-		default:
-			return batch
-		}
-	}
-	return batch
 }
 
 // commit runs a group in one transaction. If any op fails, the group is
@@ -188,7 +246,7 @@ func (w *writer) commit(batch []*op) {
 	live := batch[:0]
 	for _, o := range batch {
 		if err := o.ctx.Err(); err != nil {
-			o.done <- err
+			o.done <- result{err: err}
 			continue
 		}
 		live = append(live, o)
@@ -211,7 +269,7 @@ func (w *writer) finish(ops []*op, err error) {
 	wake := false
 	for _, o := range ops {
 		wake = wake || (err == nil && o.wake)
-		o.done <- err
+		o.done <- result{err: err}
 	}
 	if wake {
 		w.notify()
