@@ -55,7 +55,7 @@ func (s *leaseStore) Finish(_ context.Context, os []store.Outcome) ([]error, err
 	return make([]error, len(os)), nil
 }
 
-func runLeaseCase(t *testing.T, st *leaseStore) (cause error, finished []store.Outcome) {
+func runLeaseCase(t *testing.T, st *leaseStore) (finished []store.Outcome, cause error) {
 	t.Helper()
 	causes := make(chan error, 1)
 	e, err := New(Config{
@@ -82,13 +82,13 @@ func runLeaseCase(t *testing.T, st *leaseStore) (cause error, finished []store.O
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return cause, st.finished
+	return st.finished, cause
 }
 
 // A renewal that no longer reports the task means another owner has it: the
 // handler is cancelled with ErrLeaseLost and its outcome is not written.
 func TestLeaseLostCancelsHandler(t *testing.T) {
-	cause, finished := runLeaseCase(t, &leaseStore{held: false})
+	finished, cause := runLeaseCase(t, &leaseStore{held: false})
 	if !errors.Is(cause, store.ErrLeaseLost) {
 		t.Fatalf("cause = %v, want ErrLeaseLost", cause)
 	}
@@ -100,7 +100,7 @@ func TestLeaseLostCancelsHandler(t *testing.T) {
 // A renewal that reports a cancel request cancels the handler, and the
 // attempt is recorded cancelled.
 func TestRenewalDeliversCancel(t *testing.T) {
-	cause, finished := runLeaseCase(t, &leaseStore{held: true, cancel: true})
+	finished, cause := runLeaseCase(t, &leaseStore{held: true, cancel: true})
 	if !errors.Is(cause, ErrCancelRequested) {
 		t.Fatalf("cause = %v, want ErrCancelRequested", cause)
 	}
