@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,17 +97,17 @@ func scanTask(r scanner) (*store.Task, error) {
 
 // claimColumns is what a claim returns: only what a worker needs and the
 // claim did not itself decide. Every column costs the writer a conversion.
-const claimColumns = `id, kind, queue, args, priority, run_at, attempt, max_attempts,
+const claimColumns = `rowid, id, kind, queue, args, priority, run_at, attempt, max_attempts,
 	attempt_timeout_us, errors, metadata, lease_epoch, created_at`
 
 // scanClaimed reads a claimColumns row; lease fields come from the claim.
-func scanClaimed(r scanner, owner string, expires, attempted time.Time) (*store.Task, error) {
+func scanClaimed(r scanner, rowid *int64, owner string, expires, attempted time.Time) (*store.Task, error) {
 	var (
 		t                         store.Task
 		runAt, createdAt, timeout int64
 		errs, metadata            []byte
 	)
-	if err := r.Scan(&t.ID, &t.Kind, &t.Queue, &t.Args, &t.Priority, &runAt, &t.Attempt, &t.MaxAttempts,
+	if err := r.Scan(rowid, &t.ID, &t.Kind, &t.Queue, &t.Args, &t.Priority, &runAt, &t.Attempt, &t.MaxAttempts,
 		&timeout, &errs, &metadata, &t.LeaseEpoch, &createdAt); err != nil {
 		return nil, err
 	}
@@ -261,7 +262,6 @@ func insertTasks(ctx context.Context, db dbtx, tasks []store.NewTask, now time.T
 		seen[t.UniqueKey] = i
 	}
 	createdAt := micros(now)
-	events := make([]event, 0, len(fresh))
 	for len(fresh) > 0 {
 		n := min(len(fresh), insertChunk)
 		args := make([]any, 0, n*11)
@@ -269,18 +269,26 @@ func insertTasks(ctx context.Context, db dbtx, tasks []store.NewTask, now time.T
 			t := &tasks[i]
 			args = append(args, t.ID, t.Kind, t.Queue, []byte(t.Args), t.Priority, micros(t.RunAt),
 				t.MaxAttempts, t.AttemptTimeout.Microseconds(), nullString(t.UniqueKey), nullBytes(t.Metadata), createdAt)
-			events = append(events, event{taskID: t.ID, typ: store.EventCreated})
 		}
-		_, err := db.ExecContext(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at,
+		r, err := db.ExecContext(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at,
 			max_attempts, attempt_timeout_us, unique_key, metadata, created_at) VALUES `+
 			repeatRows(n, "(?,?,?,?,?,'pending',?,?,?,?,?,?)"), args...)
 		if err != nil {
 			return nil, fmt.Errorf("insert tasks: %w", err)
 		}
+		last, err := r.LastInsertId()
+		if err != nil {
+			return nil, fmt.Errorf("insert tasks: %w", err)
+		}
+		// The statement's rows took consecutive rowids ending at last (the
+		// write lock is held, so no other writer interleaves): their created
+		// events are copied from them in SQL rather than bound row by row.
+		if _, err := db.ExecContext(ctx, `INSERT INTO weft_events (task_id, type, attempt, at)
+			SELECT id, 'created', 0, created_at FROM weft_tasks WHERE rowid BETWEEN ? AND ? ORDER BY rowid`,
+			last-int64(n)+1, last); err != nil {
+			return nil, fmt.Errorf("insert created events: %w", err)
+		}
 		fresh = fresh[n:]
-	}
-	if err := insertEvents(ctx, db, events, createdAt); err != nil {
-		return nil, err
 	}
 	return res, nil
 }
@@ -326,21 +334,34 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 		}
 		defer rows.Close()
 		claimed = claimed[:0]
+		// The started events are copied from the claimed rows in SQL; only
+		// their rowids, as one JSON array, cross from Go.
+		rowids := []byte{'['}
 		for rows.Next() {
-			t, err := scanClaimed(rows, req.Owner, expires, fromMicros(nowUS))
+			var rowid int64
+			t, err := scanClaimed(rows, &rowid, req.Owner, expires, fromMicros(nowUS))
 			if err != nil {
 				return fmt.Errorf("claim: %w", err)
 			}
+			if len(claimed) > 0 {
+				rowids = append(rowids, ',')
+			}
+			rowids = strconv.AppendInt(rowids, rowid, 10)
 			claimed = append(claimed, t)
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("claim: %w", err)
 		}
-		events := make([]event, len(claimed))
-		for i, t := range claimed {
-			events[i] = event{taskID: t.ID, typ: store.EventStarted, attempt: t.Attempt}
+		if len(claimed) == 0 {
+			return nil
 		}
-		return insertEvents(context.Background(), q.conn, events, nowUS)
+		_, err = q.exec(`INSERT INTO weft_events (task_id, type, attempt, at)
+			SELECT id, 'started', attempt, attempted_at FROM weft_tasks
+			WHERE rowid IN (SELECT value FROM json_each(?))`, string(append(rowids, ']')))
+		if err != nil {
+			return fmt.Errorf("claim: insert started events: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
