@@ -17,7 +17,7 @@ import (
 
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, taskID string) (*store.Task, error) {
-	t, err := scanTask(s.rdb.QueryRowContext(ctx, "SELECT "+taskColumns+" FROM weft_tasks WHERE id = ?", taskID))
+	t, err := scanTask(s.rdb.QueryRowContext(ctx, "SELECT "+taskColumns+" FROM weft_tasks WHERE id = +?", taskID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("task %s: %w", taskID, store.ErrNotFound)
 	}
@@ -37,10 +37,10 @@ func (s *Store) List(ctx context.Context, p store.ListParams) ([]*store.Task, er
 		args  []any
 	)
 	if p.Queue != "" {
-		where, args = append(where, "queue = ?"), append(args, p.Queue)
+		where, args = append(where, "queue = +?"), append(args, p.Queue)
 	}
 	if p.Kind != "" {
-		where, args = append(where, "kind = ?"), append(args, p.Kind)
+		where, args = append(where, "kind = +?"), append(args, p.Kind)
 	}
 	if len(p.States) > 0 {
 		marks := make([]string, len(p.States))
@@ -54,7 +54,7 @@ func (s *Store) List(ctx context.Context, p store.ListParams) ([]*store.Task, er
 		where = append(where, "state IN ("+strings.Join(marks, ",")+")")
 	}
 	if p.After != "" {
-		where, args = append(where, "id > ?"), append(args, p.After)
+		where, args = append(where, "id > +?"), append(args, p.After)
 	}
 	limit := p.Limit
 	if limit <= 0 || limit > MaxListLimit {
@@ -122,7 +122,7 @@ func (s *Store) NextRunAt(ctx context.Context, queues, kinds []string) (time.Tim
 		for {
 			var prio, runAt int64
 			err := s.rdb.QueryRowContext(ctx, `SELECT priority, run_at FROM weft_tasks
-				WHERE state = 'pending' AND queue = ? AND priority < ?`+kindFilter+`
+				WHERE state = 'pending' AND queue = +? AND priority < +?`+kindFilter+`
 				ORDER BY priority DESC, run_at LIMIT 1`, append([]any{q, below}, kindArgs...)...).Scan(&prio, &runAt)
 			if errors.Is(err, sql.ErrNoRows) {
 				break
@@ -145,7 +145,7 @@ func (s *Store) NextRunAt(ctx context.Context, queues, kinds []string) (time.Tim
 // CancelRequested implements store.Store.
 func (s *Store) CancelRequested(ctx context.Context, owner string) ([]string, error) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT id FROM weft_tasks
-		WHERE lease_owner = ? AND state = 'running' AND cancel_requested = 1`, owner)
+		WHERE lease_owner = +? AND state = 'running' AND cancel_requested = 1`, owner)
 	if err != nil {
 		return nil, fmt.Errorf("cancel requests: %w", err)
 	}

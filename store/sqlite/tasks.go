@@ -41,6 +41,12 @@ const (
 	eventChunk  = 128
 )
 
+// Parameters compared in a WHERE clause on weft_tasks are written +? (a
+// no-op unary plus). Bare, SQLite compares a bound value against the
+// partial indexes' conditions while planning and then re-prepares the
+// statement whenever the binding changes: measured, a one-row claim took
+// 120µs instead of 20µs, and a one-row index read 21µs instead of 5µs.
+
 // kindIn returns the SQL condition restricting rows to kinds, and its
 // arguments; both are empty when kinds is.
 func kindIn(kinds []string) (string, []any) {
@@ -51,7 +57,7 @@ func kindIn(kinds []string) (string, []any) {
 	for i, k := range kinds {
 		args[i] = k
 	}
-	return " AND kind IN (" + strings.Repeat("?,", len(kinds)-1) + "?)", args
+	return " AND kind IN (" + strings.Repeat("+?,", len(kinds)-1) + "+?)", args
 }
 
 type scanner interface{ Scan(dest ...any) error }
@@ -250,7 +256,7 @@ func insertTasks(ctx context.Context, db dbtx, tasks []store.NewTask, now time.T
 			continue
 		}
 		var existing string
-		err := db.QueryRowContext(ctx, "SELECT id FROM weft_tasks WHERE unique_key = ? AND state IN "+uniqueHeld, t.UniqueKey).Scan(&existing)
+		err := db.QueryRowContext(ctx, "SELECT id FROM weft_tasks WHERE unique_key = +? AND state IN "+uniqueHeld, t.UniqueKey).Scan(&existing)
 		switch {
 		case err == nil:
 			res[i] = store.EnqueueResult{ID: existing, Duplicate: true}
@@ -315,10 +321,13 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 		if qc.Limit <= 0 {
 			continue
 		}
+		// The limit is written into the statement: with a bound LIMIT,
+		// SQLite evaluates the IN subquery far more slowly (measured 5x for
+		// a one-row claim).
 		parts = append(parts, `SELECT rowid FROM (SELECT rowid FROM weft_tasks
-			WHERE state = 'pending' AND queue = ? AND run_at <= ?`+kindFilter+`
-			ORDER BY priority DESC, run_at, rowid LIMIT ?)`)
-		args = append(append(append(args, qc.Queue, nowUS), kindArgs...), qc.Limit)
+			WHERE state = 'pending' AND queue = +? AND run_at <= +?`+kindFilter+`
+			ORDER BY priority DESC, run_at, rowid LIMIT `+strconv.Itoa(qc.Limit)+`)`)
+		args = append(append(args, qc.Queue, nowUS), kindArgs...)
 	}
 	if len(parts) == 0 {
 		return nil, nil
@@ -513,7 +522,7 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, ttl time.Duration
 	err := s.writer.doLight(ctx, func(q *execer) error {
 		leases = leases[:0]
 		rows, err := q.query(`UPDATE weft_tasks SET lease_expires_at = ?
-			WHERE lease_owner = ? AND state = 'running' RETURNING id, lease_epoch, cancel_requested`, expires, owner)
+			WHERE lease_owner = +? AND state = 'running' RETURNING id, lease_epoch, cancel_requested`, expires, owner)
 		if err != nil {
 			return fmt.Errorf("renew leases: %w", err)
 		}
@@ -536,7 +545,7 @@ func (s *Store) Heartbeat(ctx context.Context, taskID string, epoch int64, ttl t
 	var cancel bool
 	err := s.writer.doLight(ctx, func(q *execer) error {
 		err := q.queryRow(`UPDATE weft_tasks SET lease_expires_at = ?
-			WHERE id = ? AND lease_epoch = ? AND state = 'running' RETURNING cancel_requested`,
+			WHERE id = +? AND lease_epoch = +? AND state = 'running' RETURNING cancel_requested`,
 			expires, taskID, epoch).Scan(&cancel)
 		if errors.Is(err, sql.ErrNoRows) {
 			return leaseLostOrMissing(q.conn, taskID, epoch)
@@ -549,7 +558,7 @@ func (s *Store) Heartbeat(ctx context.Context, taskID string, epoch int64, ttl t
 // leaseLostOrMissing tells a stale epoch from an unknown task.
 func leaseLostOrMissing(db dbtx, taskID string, epoch int64) error {
 	var one int
-	err := db.QueryRowContext(context.Background(), "SELECT 1 FROM weft_tasks WHERE id = ?", taskID).Scan(&one)
+	err := db.QueryRowContext(context.Background(), "SELECT 1 FROM weft_tasks WHERE id = +?", taskID).Scan(&one)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("task %s: %w", taskID, store.ErrNotFound)
@@ -570,7 +579,7 @@ func (s *Store) Progress(ctx context.Context, taskID string, epoch int64, data j
 	nowUS := micros(s.now())
 	return s.writer.do(ctx, func(q *execer) error {
 		var attempt int
-		err := q.queryRow("SELECT attempt FROM weft_tasks WHERE id = ? AND lease_epoch = ? AND state = 'running'", taskID, epoch).Scan(&attempt)
+		err := q.queryRow("SELECT attempt FROM weft_tasks WHERE id = +? AND lease_epoch = +? AND state = 'running'", taskID, epoch).Scan(&attempt)
 		if errors.Is(err, sql.ErrNoRows) {
 			return leaseLostOrMissing(q.conn, taskID, epoch)
 		}
@@ -587,7 +596,7 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 	var t *store.Task
 	err := s.writer.do(ctx, func(q *execer) error {
 		var err error
-		t, err = scanTask(q.queryRow("SELECT "+taskColumns+" FROM weft_tasks WHERE id = ?", taskID))
+		t, err = scanTask(q.queryRow("SELECT "+taskColumns+" FROM weft_tasks WHERE id = +?", taskID))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("task %s: %w", taskID, store.ErrNotFound)
 		}
@@ -596,7 +605,7 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 		}
 		switch t.State {
 		case store.StatePending:
-			if _, err := q.exec("UPDATE weft_tasks SET state = 'cancelled', finalized_at = ? WHERE id = ?", nowUS, taskID); err != nil {
+			if _, err := q.exec("UPDATE weft_tasks SET state = 'cancelled', finalized_at = ? WHERE id = +?", nowUS, taskID); err != nil {
 				return fmt.Errorf("cancel: %w", err)
 			}
 			t.State, t.FinalizedAt = store.StateCancelled, fromMicros(nowUS)
@@ -605,7 +614,7 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 			if t.CancelRequested {
 				return nil
 			}
-			if _, err := q.exec("UPDATE weft_tasks SET cancel_requested = 1 WHERE id = ?", taskID); err != nil {
+			if _, err := q.exec("UPDATE weft_tasks SET cancel_requested = 1 WHERE id = +?", taskID); err != nil {
 				return fmt.Errorf("cancel: %w", err)
 			}
 			t.CancelRequested = true
@@ -643,8 +652,8 @@ func (s *Store) RescueExpired(ctx context.Context, limit int) (int, error) {
 			errors = json_insert(coalesce(errors, '[]'), '$[#]',
 				json_object('attempt', attempt, 'at', json(?2), 'error', 'lease expired: the worker stopped renewing it')),
 			finalized_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN ?1 END
-			WHERE id IN (SELECT id FROM weft_tasks WHERE state = 'running' AND lease_expires_at < ?1 LIMIT ?3)
-			RETURNING id, state, attempt`, nowUS, string(at), limit)
+			WHERE rowid IN (SELECT rowid FROM weft_tasks WHERE state = 'running' AND lease_expires_at < +?1 LIMIT `+strconv.Itoa(limit)+`)
+			RETURNING id, state, attempt`, nowUS, string(at))
 		if err != nil {
 			return fmt.Errorf("rescue: %w", err)
 		}
