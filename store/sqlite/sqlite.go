@@ -47,6 +47,10 @@ type Options struct {
 	// WatchInterval is how often the writer checks whether another
 	// connection or process committed (PRAGMA data_version). Default 2ms.
 	WatchInterval time.Duration
+	// CheckpointInterval is how often the WAL is copied back into the
+	// database file, off the writer's path, when anything was committed.
+	// Default 100ms.
+	CheckpointInterval time.Duration
 	// MaxGroup bounds how many queued writes one transaction coalesces.
 	// Default 512.
 	MaxGroup int
@@ -76,6 +80,9 @@ func (o *Options) withDefaults() Options {
 	if out.WatchInterval <= 0 {
 		out.WatchInterval = 2 * time.Millisecond
 	}
+	if out.CheckpointInterval <= 0 {
+		out.CheckpointInterval = 100 * time.Millisecond
+	}
 	if out.MaxGroup <= 0 {
 		out.MaxGroup = 512
 	}
@@ -101,7 +108,9 @@ type Store struct {
 	opts   Options
 	rdb    *sql.DB
 	wdb    *sql.DB
+	cdb    *sql.DB
 	writer *writer
+	ckpt   *checkpointer
 	wake   wake.Broadcaster
 }
 
@@ -140,8 +149,13 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	s.rdb = openDB(path, o, true)
 	s.rdb.SetMaxOpenConns(o.ReadConns)
 	s.rdb.SetMaxIdleConns(o.ReadConns)
-	w, err := newWriter(ctx, s.wdb, o, s.wake.Notify)
+	s.cdb = openDB(path, o, false)
+	s.cdb.SetMaxOpenConns(1)
+	s.ckpt = newCheckpointer(s.cdb, o.CheckpointInterval, o.Logger)
+	w, err := newWriter(ctx, s.wdb, o, s.wake.Notify, s.ckpt.committed)
 	if err != nil {
+		s.ckpt.close()
+		s.cdb.Close()
 		s.rdb.Close()
 		s.wdb.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -157,7 +171,8 @@ func (s *Store) Path() string { return s.path }
 // closes the connections.
 func (s *Store) Close() error {
 	s.writer.close()
-	return errors.Join(s.rdb.Close(), s.wdb.Close())
+	s.ckpt.close()
+	return errors.Join(s.cdb.Close(), s.rdb.Close(), s.wdb.Close())
 }
 
 // Subscribe implements store.Store.

@@ -73,6 +73,8 @@ type writer struct {
 	maxGroup int
 	interval time.Duration
 	notify   func()
+	// committed is told of every commit (the checkpointer counts them).
+	committed func()
 	// busyTimeout bounds how long begin waits for another process's lock.
 	busyTimeout time.Duration
 
@@ -93,7 +95,7 @@ type writer struct {
 	watching  chan struct{}
 }
 
-func newWriter(ctx context.Context, db *sql.DB, o Options, notify func()) (*writer, error) {
+func newWriter(ctx context.Context, db *sql.DB, o Options, notify, committed func()) (*writer, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("writer connection: %w", err)
@@ -104,13 +106,15 @@ func newWriter(ctx context.Context, db *sql.DB, o Options, notify func()) (*writ
 		maxGroup:    o.MaxGroup,
 		interval:    o.WatchInterval,
 		notify:      notify,
+		committed:   committed,
 		busyTimeout: o.BusyTimeout,
 		fullSync:    o.Synchronous == SyncFull,
 		syncIsFull:  o.Synchronous == SyncFull,
 		closing:     make(chan struct{}),
 		watching:    make(chan struct{}),
 	}
-	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+	// Checkpoints are the checkpointer's job, off the writer's commits.
+	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 0; PRAGMA wal_autocheckpoint = 0"); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("writer connection: %w", err)
 	}
@@ -343,6 +347,7 @@ func (w *writer) runTx(ops []*op) (err error) {
 	if _, err := q.exec("COMMIT"); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
+	w.committed()
 	return nil
 }
 
