@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -372,6 +373,12 @@ func (e *Engine) claim(mayHaveWork map[string]bool) (time.Time, error) {
 		e.hand(r)
 	}
 	e.mu.Unlock()
+	if len(tasks) > 0 {
+		// Let the handed-off workers start before this goroutine goes into
+		// the store again: a cgo call holds the P, and a woken worker would
+		// otherwise wait tens of microseconds for the scheduler to move it.
+		runtime.Gosched()
+	}
 	var drained []string
 	for _, qc := range req.Queues {
 		if got[qc.Queue] < qc.Limit {

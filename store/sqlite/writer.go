@@ -170,11 +170,11 @@ func (w *writer) submit(ctx context.Context, o *op) error {
 // and hands the lead to the next queued op, if any.
 func (w *writer) lead() {
 	for {
-		batch := w.take()
-		if len(batch) > 0 {
+		if batch := w.take(); len(batch) > 0 {
 			w.commit(batch)
+		} else {
+			w.watch()
 		}
-		w.watch()
 		w.qmu.Lock()
 		var next *op
 		if len(w.queue) > 0 {
@@ -269,7 +269,11 @@ func (w *writer) commit(batch []*op) {
 	}
 }
 
+// finish answers the ops of a transaction. The change watch runs first: it
+// is a call into SQLite, and the goroutines woken below would otherwise
+// wait for it to give up the processor.
 func (w *writer) finish(ops []*op, err error) {
+	w.watch()
 	wake := false
 	for _, o := range ops {
 		wake = wake || (err == nil && o.wake)
