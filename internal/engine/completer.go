@@ -18,6 +18,7 @@ type completer struct {
 
 	mu      sync.Mutex
 	queue   []store.Outcome
+	spare   []store.Outcome
 	closed  bool
 	ready   chan struct{}
 	stopped chan struct{}
@@ -63,19 +64,31 @@ func (c *completer) loop() {
 	defer close(c.stopped)
 	for range c.ready {
 		for {
+			// Two buffers take turns: handlers append to one while the
+			// other is being written, so the queue is not reallocated.
 			c.mu.Lock()
-			n := min(len(c.queue), maxFinishBatch)
-			batch := c.queue[:n:n]
-			c.queue = c.queue[n:]
+			batch := c.queue
+			c.queue, c.spare = c.spare[:0], nil
 			closed := c.closed
 			c.mu.Unlock()
-			if n == 0 {
+			if len(batch) == 0 {
+				c.mu.Lock()
+				c.spare = batch
+				c.mu.Unlock()
 				if closed {
 					return
 				}
 				break
 			}
-			c.write(batch)
+			for rest := batch; len(rest) > 0; {
+				n := min(len(rest), maxFinishBatch)
+				c.write(rest[:n])
+				rest = rest[n:]
+			}
+			clear(batch) // drop references to results until reuse
+			c.mu.Lock()
+			c.spare = batch[:0]
+			c.mu.Unlock()
 		}
 	}
 }

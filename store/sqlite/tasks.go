@@ -413,55 +413,60 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 	if len(outcomes) == 0 {
 		return nil, nil
 	}
-	rows := make([][]any, len(outcomes))
-	for i, o := range outcomes {
-		switch o.State {
-		case store.StateCompleted, store.StateFailed, store.StateCancelled, store.StatePending:
-		default:
-			return nil, &store.ValidationError{Index: i, Field: "state", Message: fmt.Sprintf("%q is not an outcome state", o.State)}
-		}
-		var errJSON, runAt any
-		if o.Error != nil {
-			b, err := json.Marshal(o.Error)
-			if err != nil {
-				return nil, fmt.Errorf("encode attempt error: %w", err)
-			}
-			errJSON = string(b)
-		}
-		if o.State == store.StatePending {
-			runAt = micros(o.RunAt)
-		}
-		refund := 0
-		if o.Refund {
-			refund = 1
-		}
-		rows[i] = []any{o.TaskID, o.Epoch, string(o.State), nullBytes(o.Result), errJSON, runAt, refund}
-	}
+	// The statements' arguments are built here, before the write is
+	// queued, so the writer's critical section only executes them.
 	nowUS := micros(s.now())
+	chunks := make([][]any, 0, (len(outcomes)+finishChunk-1)/finishChunk)
+	refunds := make([]int, len(outcomes))
+	for off := 0; off < len(outcomes); off += finishChunk {
+		chunk := outcomes[off:min(off+finishChunk, len(outcomes))]
+		args := make([]any, 1, 1+7*len(chunk))
+		args[0] = nowUS
+		for j, o := range chunk {
+			i := off + j
+			switch o.State {
+			case store.StateCompleted, store.StateFailed, store.StateCancelled, store.StatePending:
+			default:
+				return nil, &store.ValidationError{Index: i, Field: "state", Message: fmt.Sprintf("%q is not an outcome state", o.State)}
+			}
+			var errJSON, runAt any
+			if o.Error != nil {
+				b, err := json.Marshal(o.Error)
+				if err != nil {
+					return nil, fmt.Errorf("encode attempt error: %w", err)
+				}
+				errJSON = string(b)
+			}
+			if o.State == store.StatePending {
+				runAt = micros(o.RunAt)
+			}
+			if o.Refund {
+				refunds[i] = 1
+			}
+			args = append(args, o.TaskID, o.Epoch, string(o.State), nullBytes(o.Result), errJSON, runAt, refunds[i])
+		}
+		chunks = append(chunks, args)
+	}
 	results := make([]error, len(outcomes))
 	err := s.writer.do(ctx, func(q *execer) error {
 		events := make([]event, 0, len(outcomes))
-		for off := 0; off < len(outcomes); off += finishChunk {
+		for c, args := range chunks {
+			off := c * finishChunk
 			chunk := outcomes[off:min(off+finishChunk, len(outcomes))]
-			args := make([]any, 1, 1+7*len(chunk))
-			args[0] = nowUS
-			for i := range chunk {
-				args = append(args, rows[off+i]...)
-			}
 			applied, err := finishRows(q, len(chunk), args)
 			if err != nil {
 				return err
 			}
-			for i, o := range chunk {
+			for j, o := range chunk {
 				key := leaseKey{o.TaskID, o.Epoch}
 				res, ok := applied[key]
 				if !ok {
-					results[off+i] = fmt.Errorf("task %s epoch %d: %w", o.TaskID, o.Epoch, store.ErrLeaseLost)
+					results[off+j] = fmt.Errorf("task %s epoch %d: %w", o.TaskID, o.Epoch, store.ErrLeaseLost)
 					continue
 				}
 				// A duplicate outcome in the batch was not applied twice.
 				delete(applied, key)
-				results[off+i] = nil
+				results[off+j] = nil
 				typ, data := o.Event, o.EventData
 				if res.state != o.State {
 					typ, data = store.EventCancelled, nil
@@ -469,7 +474,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 				if res.state == store.StatePending {
 					q.wake = true
 				}
-				events = append(events, event{taskID: o.TaskID, typ: typ, attempt: res.attempt + rows[off+i][6].(int), data: data})
+				events = append(events, event{taskID: o.TaskID, typ: typ, attempt: res.attempt + refunds[off+j], data: data})
 			}
 		}
 		return insertEvents(context.Background(), q.conn, events, nowUS)
