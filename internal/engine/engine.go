@@ -121,6 +121,8 @@ type Engine struct {
 	handlers   sync.WaitGroup
 	workers    sync.WaitGroup
 	idle       chan *runningTask
+	retire     chan struct{}
+	dispatched chan struct{}
 	background sync.WaitGroup
 	done       *completer
 	started    atomic.Bool
@@ -168,14 +170,16 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Logger = slog.Default()
 	}
 	e := &Engine{
-		cfg:       cfg,
-		st:        cfg.Store,
-		log:       cfg.Logger,
-		free:      make(map[string]int, len(cfg.Queues)),
-		running:   make(map[string]*runningTask),
-		slotFreed: make(chan struct{}, 1),
-		stopClaim: make(chan struct{}),
-		idle:      make(chan *runningTask),
+		cfg:        cfg,
+		st:         cfg.Store,
+		log:        cfg.Logger,
+		free:       make(map[string]int, len(cfg.Queues)),
+		running:    make(map[string]*runningTask),
+		slotFreed:  make(chan struct{}, 1),
+		stopClaim:  make(chan struct{}),
+		idle:       make(chan *runningTask),
+		retire:     make(chan struct{}),
+		dispatched: make(chan struct{}),
 	}
 	for q, n := range cfg.Queues {
 		e.queues = append(e.queues, q)
@@ -209,6 +213,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.background.Add(3)
 	go func() {
 		defer e.background.Done()
+		defer close(e.dispatched)
 		defer unsubscribe()
 		e.dispatch(wakeups)
 	}()
@@ -249,6 +254,9 @@ const abandonAfter = 5 * time.Second
 
 func (e *Engine) stop(ctx context.Context) error {
 	close(e.stopClaim)
+	// A claim under way finishes and hands its tasks out first, so that
+	// they are among the handlers waited for below.
+	<-e.dispatched
 	handlersDone := make(chan struct{})
 	go func() {
 		e.handlers.Wait()
@@ -269,6 +277,7 @@ func (e *Engine) stop(ctx context.Context) error {
 		}
 	}
 	e.stopWork(ErrShutdown)
+	close(e.retire)
 	if err == nil {
 		e.workers.Wait()
 	}
@@ -397,8 +406,8 @@ func (e *Engine) claim(mayHaveWork map[string]bool) (time.Time, error) {
 }
 
 // hand gives r to an idle worker goroutine, or starts one. Workers live
-// until Stop: a fresh goroutine per task would regrow its stack for every
-// handler (measured: 15% of CPU in a no-op burn-down).
+// until Stop: a fresh goroutine per task regrew its stack for every handler
+// (measured: 15% of CPU in a no-op burn-down).
 func (e *Engine) hand(r *runningTask) {
 	select {
 	case e.idle <- r:
@@ -414,7 +423,7 @@ func (e *Engine) worker(r *runningTask) {
 		e.run(r)
 		select {
 		case r = <-e.idle:
-		case <-e.stopClaim:
+		case <-e.retire:
 			return
 		}
 	}
