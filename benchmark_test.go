@@ -19,7 +19,8 @@ import (
 
 // Benchmark sizes come from the environment so that CI can run every
 // benchmark once at a tiny size: WEFT_BENCH_TASKS (default 100,000),
-// WEFT_BENCH_WORKERS (default 2,000, as River's benchmark), WEFT_BENCH_SAMPLES (default 2,000).
+// WEFT_BENCH_WORKERS (default 2,000, as River's benchmark),
+// WEFT_BENCH_SAMPLES (default 2,000), WEFT_BENCH_SYNC (FULL or NORMAL).
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
@@ -40,9 +41,11 @@ type stampArgs struct {
 
 func (stampArgs) Kind() string { return "bench.stamp" }
 
+// openBenchStore opens a store with the default settings, or with
+// synchronous=NORMAL when WEFT_BENCH_SYNC=NORMAL.
 func openBenchStore(b *testing.B, path string) *sqlite.Store {
 	b.Helper()
-	st, err := sqlite.Open(context.Background(), path, nil)
+	st, err := sqlite.Open(context.Background(), path, &sqlite.Options{Synchronous: sqlite.Synchronous(os.Getenv("WEFT_BENCH_SYNC"))})
 	if err != nil {
 		b.Fatal(err)
 	}
