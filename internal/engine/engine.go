@@ -364,11 +364,12 @@ func (e *Engine) claim(mayHaveWork map[string]bool) (time.Time, error) {
 	if len(req.Queues) == 0 {
 		return time.Time{}, nil
 	}
-	gen := e.gen.Add(1)
 	tasks, err := e.st.Claim(e.bgCtx, req)
 	if err != nil {
 		return time.Time{}, err
 	}
+	// Stamped after the claim committed: see renewLeases.
+	gen := e.gen.Add(1)
 	got := make(map[string]int, len(req.Queues))
 	expires := time.Now().Add(e.cfg.LeaseTTL)
 	e.mu.Lock()
@@ -539,18 +540,14 @@ func mustJSON(v any) json.RawMessage {
 // handlers whose lease is gone: re-claimed elsewhere, rescued, or not
 // renewed in time.
 func (e *Engine) renewLeases() {
-	ticker := time.NewTicker(e.cfg.LeaseTTL / 3)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-e.bgCtx.Done():
-			return
-		case <-ticker.C:
-		}
+	e.every(e.cfg.LeaseTTL/3, func() {
 		if e.Running() == 0 {
-			continue
+			return
 		}
-		gen := e.gen.Load()
+		// Only tasks whose claim committed before this renewal started are
+		// judged: a claim under way may commit after the renewal and so be
+		// missing from its answer. Claims are stamped after they commit.
+		gen := e.gen.Add(1)
 		started := time.Now()
 		leases, err := e.st.RenewLeases(e.bgCtx, e.cfg.Owner, e.cfg.LeaseTTL)
 		if err != nil {
@@ -564,7 +561,7 @@ func (e *Engine) renewLeases() {
 		for id, r := range e.running {
 			l, ok := held[id]
 			switch {
-			case err == nil && r.gen <= gen && (!ok || l.Epoch != r.task.LeaseEpoch):
+			case err == nil && r.gen < gen && (!ok || l.Epoch != r.task.LeaseEpoch):
 				r.cancel(store.ErrLeaseLost)
 			case err == nil && ok && l.CancelRequested:
 				r.cancel(ErrCancelRequested)
@@ -575,7 +572,7 @@ func (e *Engine) renewLeases() {
 			}
 		}
 		e.mu.Unlock()
-	}
+	})
 }
 
 // watchCancels notices cancellations requested by other processes: after a
@@ -610,20 +607,28 @@ func (e *Engine) watchCancels() {
 const cancelCheckEvery = 50 * time.Millisecond
 
 func (e *Engine) rescue() {
-	ticker := time.NewTicker(e.cfg.RescueInterval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-e.bgCtx.Done():
-			return
-		case <-ticker.C:
-		}
+	e.every(e.cfg.RescueInterval, func() {
 		n, err := e.st.RescueExpired(e.bgCtx, 1000)
 		switch {
 		case err != nil && e.bgCtx.Err() == nil:
 			e.log.Error("weft: lease rescue failed", "err", err)
 		case n > 0:
 			e.log.Info("weft: rescued tasks with expired leases", "count", n)
+		}
+	})
+}
+
+// every runs tick every interval until the engine stops; the first run is
+// one interval after the call.
+func (e *Engine) every(interval time.Duration, tick func()) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-e.bgCtx.Done():
+			return
+		case <-ticker.C:
+			tick()
 		}
 	}
 }
