@@ -93,8 +93,11 @@ func (c *completer) loop() {
 	}
 }
 
-// write records a batch, retrying on failures of the store so that no
-// outcome is dropped while the store is reachable.
+// write records a batch. While the engine runs it retries for as long as
+// the store fails (a full disk, a lost database): the node keeps renewing
+// these tasks' leases, so an outcome given up on would leave its task
+// leased until the node stops. Once Stop has begun it gives up after
+// stopRetries attempts; the tasks are then rescued when their leases expire.
 func (c *completer) write(batch []store.Outcome) {
 	for attempt := 1; ; attempt++ {
 		results, err := c.st.Finish(context.Background(), batch)
@@ -106,11 +109,18 @@ func (c *completer) write(batch []store.Outcome) {
 			}
 			return
 		}
-		if errors.Is(err, store.ErrClosed) || attempt >= 10 {
+		c.mu.Lock()
+		stopping := c.closed
+		c.mu.Unlock()
+		if errors.Is(err, store.ErrClosed) || stopping && attempt >= stopRetries {
 			c.log.Error("weft: outcomes not recorded; their tasks will be rescued when their leases expire", "count", len(batch), "err", err)
 			return
 		}
-		c.log.Error("weft: recording outcomes failed; retrying", "count", len(batch), "err", err)
-		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		delay := min(time.Duration(attempt)*100*time.Millisecond, 5*time.Second)
+		c.log.Error("weft: recording outcomes failed; retrying", "count", len(batch), "err", err, "retry_in", delay)
+		time.Sleep(delay)
 	}
 }
+
+// stopRetries bounds the attempts to record outcomes once Stop has begun.
+const stopRetries = 10
