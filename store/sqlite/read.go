@@ -116,14 +116,14 @@ func (s *Store) NextRunAt(ctx context.Context, queues, kinds []string) (time.Tim
 		best  int64
 		found bool
 	)
-	kindFilter, kindArgs := kindIn(kinds)
+	kindFilter := kindIn(len(kinds))
 	for _, q := range queues {
 		below := int64(math.MaxInt64)
 		for {
 			var prio, runAt int64
 			err := s.rdb.QueryRowContext(ctx, `SELECT priority, run_at FROM weft_tasks
 				WHERE state = 'pending' AND queue = +? AND priority < +?`+kindFilter+`
-				ORDER BY priority DESC, run_at LIMIT 1`, append([]any{q, below}, kindArgs...)...).Scan(&prio, &runAt)
+				ORDER BY priority DESC, run_at LIMIT 1`, nextArgs(q, below, kinds)...).Scan(&prio, &runAt)
 			if errors.Is(err, sql.ErrNoRows) {
 				break
 			}
@@ -140,6 +140,14 @@ func (s *Store) NextRunAt(ctx context.Context, queues, kinds []string) (time.Tim
 		return time.Time{}, false, nil
 	}
 	return fromMicros(best), true, nil
+}
+
+func nextArgs(queue string, below int64, kinds []string) []any {
+	a := append(make([]any, 0, 2+len(kinds)), queue, below)
+	for _, k := range kinds {
+		a = append(a, k)
+	}
+	return a
 }
 
 // CancelRequested implements store.Store.

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,17 +48,13 @@ const (
 // statement whenever the binding changes: measured, a one-row claim took
 // 120µs instead of 20µs, and a one-row index read 21µs instead of 5µs.
 
-// kindIn returns the SQL condition restricting rows to kinds, and its
-// arguments; both are empty when kinds is.
-func kindIn(kinds []string) (string, []any) {
-	if len(kinds) == 0 {
-		return "", nil
+// kindIn returns the SQL condition restricting rows to n kinds, whose
+// values follow as arguments; it is empty when n is 0.
+func kindIn(n int) string {
+	if n == 0 {
+		return ""
 	}
-	args := make([]any, len(kinds))
-	for i, k := range kinds {
-		args[i] = k
-	}
-	return " AND kind IN (" + strings.Repeat("+?,", len(kinds)-1) + "+?)", args
+	return " AND kind IN (" + strings.Repeat("+?,", n-1) + "+?)"
 }
 
 type scanner interface{ Scan(dest ...any) error }
@@ -106,29 +103,24 @@ func scanTask(r scanner) (*store.Task, error) {
 const claimColumns = `rowid, id, kind, queue, args, priority, run_at, attempt, max_attempts,
 	attempt_timeout_us, errors, metadata, lease_epoch, created_at`
 
-// scanClaimed reads a claimColumns row; lease fields come from the claim.
-func scanClaimed(r scanner, rowid *int64, owner string, expires, attempted time.Time) (*store.Task, error) {
-	var (
-		t                         store.Task
-		runAt, createdAt, timeout int64
-		errs, metadata            []byte
-	)
-	if err := r.Scan(rowid, &t.ID, &t.Kind, &t.Queue, &t.Args, &t.Priority, &runAt, &t.Attempt, &t.MaxAttempts,
-		&timeout, &errs, &metadata, &t.LeaseEpoch, &createdAt); err != nil {
-		return nil, err
+// claimedTask reads a claimColumns row; lease fields come from the claim.
+func claimedTask(v []driver.Value, owner string, expires, attempted time.Time) (*store.Task, error) {
+	t := &store.Task{
+		ID: asString(v[1]), Kind: asString(v[2]), Queue: asString(v[3]), Args: asBytes(v[4]),
+		Priority: int(asInt64(v[5])), RunAt: fromMicros(asInt64(v[6])), Attempt: int(asInt64(v[7])),
+		MaxAttempts: int(asInt64(v[8])), AttemptTimeout: time.Duration(asInt64(v[9])) * time.Microsecond,
+		LeaseEpoch: asInt64(v[12]), CreatedAt: fromMicros(asInt64(v[13])),
+		State: store.StateRunning, LeaseOwner: owner, LeaseExpiresAt: expires, AttemptedAt: attempted,
 	}
-	if len(errs) > 0 {
+	if errs := asBytes(v[10]); len(errs) > 0 {
 		if err := json.Unmarshal(errs, &t.Errors); err != nil {
 			return nil, fmt.Errorf("task %s: decode error history: %w", t.ID, err)
 		}
 	}
-	if len(metadata) > 0 {
-		t.Metadata = metadata
+	if md := asBytes(v[11]); len(md) > 0 {
+		t.Metadata = md
 	}
-	t.State, t.LeaseOwner, t.LeaseExpiresAt, t.AttemptedAt = store.StateRunning, owner, expires, attempted
-	t.RunAt, t.CreatedAt = fromMicros(runAt), fromMicros(createdAt)
-	t.AttemptTimeout = time.Duration(timeout) * time.Microsecond
-	return &t, nil
+	return t, nil
 }
 
 func scanTasks(rows *sql.Rows) ([]*store.Task, error) {
@@ -184,14 +176,18 @@ type event struct {
 	data    []byte
 }
 
-func insertEvents(ctx context.Context, db dbtx, events []event, at int64) error {
+func insertEvents(q *execer, events []event, at int64) error {
 	for len(events) > 0 {
 		n := min(len(events), eventChunk)
-		args := make([]any, 0, n*5)
+		a := make(args, 0, n*5)
 		for _, e := range events[:n] {
-			args = append(args, e.taskID, string(e.typ), e.attempt, at, nullBytes(e.data))
+			var data driver.Value
+			if len(e.data) > 0 {
+				data = []byte(e.data)
+			}
+			a.add(e.taskID, string(e.typ), int64(e.attempt), at, data)
 		}
-		if _, err := db.ExecContext(ctx, "INSERT INTO weft_events (task_id, type, attempt, at, data) VALUES "+placeholders(n, 5), args...); err != nil {
+		if err := q.rawExec("INSERT INTO weft_events (task_id, type, attempt, at, data) VALUES "+placeholders(n, 5), a); err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
 		events = events[n:]
@@ -309,14 +305,14 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 		return nil, &store.ValidationError{Index: -1, Field: "lease_ttl", Message: "must be positive"}
 	}
 	var (
-		parts []string
-		args  []any
+		parts   []string
+		anyArgs []driver.Value
 	)
 	now := s.now()
 	nowUS := micros(now)
 	expires := fromMicros(micros(now.Add(req.LeaseTTL)))
-	args = append(args, req.Owner, micros(expires), nowUS)
-	kindFilter, kindArgs := kindIn(req.Kinds)
+	anyArgs = append(anyArgs, req.Owner, micros(expires), nowUS)
+	kindFilter := kindIn(len(req.Kinds))
 	for _, qc := range req.Queues {
 		if qc.Limit <= 0 {
 			continue
@@ -327,7 +323,10 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 		parts = append(parts, `SELECT rowid FROM (SELECT rowid FROM weft_tasks
 			WHERE state = 'pending' AND queue = +? AND run_at <= +?`+kindFilter+`
 			ORDER BY priority DESC, run_at, rowid LIMIT `+strconv.Itoa(qc.Limit)+`)`)
-		args = append(append(args, qc.Queue, nowUS), kindArgs...)
+		anyArgs = append(anyArgs, qc.Queue, nowUS)
+		for _, k := range req.Kinds {
+			anyArgs = append(anyArgs, k)
+		}
 	}
 	if len(parts) == 0 {
 		return nil, nil
@@ -335,39 +334,38 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 	query := `UPDATE weft_tasks SET state = 'running', attempt = attempt + 1, lease_epoch = lease_epoch + 1,
 		lease_owner = ?, lease_expires_at = ?, attempted_at = ?
 		WHERE rowid IN (` + strings.Join(parts, " UNION ALL ") + `) RETURNING ` + claimColumns
+	a := make(args, 0, len(anyArgs))
+	a.add(anyArgs...)
+	attempted := fromMicros(nowUS)
 	var claimed []*store.Task
 	err := s.writer.doLight(ctx, func(q *execer) error {
-		rows, err := q.query(query, args...)
-		if err != nil {
-			return fmt.Errorf("claim: %w", err)
-		}
-		defer rows.Close()
 		claimed = claimed[:0]
 		// The started events are copied from the claimed rows in SQL; only
 		// their rowids, as one JSON array, cross from Go.
 		rowids := []byte{'['}
-		for rows.Next() {
-			var rowid int64
-			t, err := scanClaimed(rows, &rowid, req.Owner, expires, fromMicros(nowUS))
+		err := q.rawQuery(query, a, func(v []driver.Value) error {
+			t, err := claimedTask(v, req.Owner, expires, attempted)
 			if err != nil {
-				return fmt.Errorf("claim: %w", err)
+				return err
 			}
 			if len(claimed) > 0 {
 				rowids = append(rowids, ',')
 			}
-			rowids = strconv.AppendInt(rowids, rowid, 10)
+			rowids = strconv.AppendInt(rowids, asInt64(v[0]), 10)
 			claimed = append(claimed, t)
-		}
-		if err := rows.Err(); err != nil {
+			return nil
+		})
+		if err != nil {
 			return fmt.Errorf("claim: %w", err)
 		}
 		if len(claimed) == 0 {
 			return nil
 		}
-		_, err = q.exec(`INSERT INTO weft_events (task_id, type, attempt, at)
+		var ev args
+		ev.add(string(append(rowids, ']')))
+		if err := q.rawExec(`INSERT INTO weft_events (task_id, type, attempt, at)
 			SELECT id, 'started', attempt, attempted_at FROM weft_tasks
-			WHERE rowid IN (SELECT value FROM json_each(?))`, string(append(rowids, ']')))
-		if err != nil {
+			WHERE rowid IN (SELECT value FROM json_each(?))`, ev); err != nil {
 			return fmt.Errorf("claim: insert started events: %w", err)
 		}
 		return nil
@@ -416,12 +414,12 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 	// The statements' arguments are built here, before the write is
 	// queued, so the writer's critical section only executes them.
 	nowUS := micros(s.now())
-	chunks := make([][]any, 0, (len(outcomes)+finishChunk-1)/finishChunk)
+	chunks := make([]args, 0, (len(outcomes)+finishChunk-1)/finishChunk)
 	refunds := make([]int, len(outcomes))
 	for off := 0; off < len(outcomes); off += finishChunk {
 		chunk := outcomes[off:min(off+finishChunk, len(outcomes))]
-		args := make([]any, 1, 1+7*len(chunk))
-		args[0] = nowUS
+		a := make(args, 0, 1+7*len(chunk))
+		a.add(nowUS)
 		for j, o := range chunk {
 			i := off + j
 			switch o.State {
@@ -429,7 +427,10 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 			default:
 				return nil, &store.ValidationError{Index: i, Field: "state", Message: fmt.Sprintf("%q is not an outcome state", o.State)}
 			}
-			var errJSON, runAt any
+			var errJSON, runAt, result driver.Value
+			if len(o.Result) > 0 {
+				result = []byte(o.Result)
+			}
 			if o.Error != nil {
 				b, err := json.Marshal(o.Error)
 				if err != nil {
@@ -443,17 +444,17 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 			if o.Refund {
 				refunds[i] = 1
 			}
-			args = append(args, o.TaskID, o.Epoch, string(o.State), nullBytes(o.Result), errJSON, runAt, refunds[i])
+			a.add(o.TaskID, o.Epoch, string(o.State), result, errJSON, runAt, int64(refunds[i]))
 		}
-		chunks = append(chunks, args)
+		chunks = append(chunks, a)
 	}
 	results := make([]error, len(outcomes))
 	err := s.writer.do(ctx, func(q *execer) error {
 		events := make([]event, 0, len(outcomes))
-		for c, args := range chunks {
+		for c, a := range chunks {
 			off := c * finishChunk
 			chunk := outcomes[off:min(off+finishChunk, len(outcomes))]
-			applied, err := finishRows(q, len(chunk), args)
+			applied, err := finishRows(q, len(chunk), a)
 			if err != nil {
 				return err
 			}
@@ -477,7 +478,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 				events = append(events, event{taskID: o.TaskID, typ: typ, attempt: res.attempt + refunds[off+j], data: data})
 			}
 		}
-		return insertEvents(context.Background(), q.conn, events, nowUS)
+		return insertEvents(q, events, nowUS)
 	})
 	if err != nil {
 		return nil, err
@@ -495,26 +496,13 @@ type leaseKey struct {
 	epoch int64
 }
 
-func finishRows(q *execer, n int, args []any) (map[leaseKey]finished, error) {
-	rows, err := q.query(fmt.Sprintf(finishSQL, placeholders(n, 7)), args...)
-	if err != nil {
-		return nil, fmt.Errorf("finish: %w", err)
-	}
-	defer rows.Close()
+func finishRows(q *execer, n int, a args) (map[leaseKey]finished, error) {
 	applied := make(map[leaseKey]finished, n)
-	for rows.Next() {
-		var (
-			k     leaseKey
-			state string
-			f     finished
-		)
-		if err := rows.Scan(&k.id, &k.epoch, &state, &f.attempt); err != nil {
-			return nil, fmt.Errorf("finish: %w", err)
-		}
-		f.state = store.State(state)
-		applied[k] = f
-	}
-	if err := rows.Err(); err != nil {
+	err := q.rawQuery(fmt.Sprintf(finishSQL, placeholders(n, 7)), a, func(v []driver.Value) error {
+		applied[leaseKey{asString(v[0]), asInt64(v[1])}] = finished{state: store.State(asString(v[2])), attempt: int(asInt64(v[3]))}
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("finish: %w", err)
 	}
 	return applied, nil
@@ -591,7 +579,7 @@ func (s *Store) Progress(ctx context.Context, taskID string, epoch int64, data j
 		if err != nil {
 			return fmt.Errorf("progress: %w", err)
 		}
-		return insertEvents(context.Background(), q.conn, []event{{taskID: taskID, typ: store.EventProgress, attempt: attempt, data: data}}, nowUS)
+		return insertEvents(q, []event{{taskID: taskID, typ: store.EventProgress, attempt: attempt, data: data}}, nowUS)
 	})
 }
 
@@ -614,7 +602,7 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 				return fmt.Errorf("cancel: %w", err)
 			}
 			t.State, t.FinalizedAt = store.StateCancelled, fromMicros(nowUS)
-			return insertEvents(context.Background(), q.conn, []event{{taskID: taskID, typ: store.EventCancelled, attempt: t.Attempt}}, nowUS)
+			return insertEvents(q, []event{{taskID: taskID, typ: store.EventCancelled, attempt: t.Attempt}}, nowUS)
 		case store.StateRunning:
 			if t.CancelRequested {
 				return nil
@@ -623,7 +611,7 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 				return fmt.Errorf("cancel: %w", err)
 			}
 			t.CancelRequested = true
-			return insertEvents(context.Background(), q.conn, []event{{taskID: taskID, typ: store.EventCancelRequested, attempt: t.Attempt}}, nowUS)
+			return insertEvents(q, []event{{taskID: taskID, typ: store.EventCancelRequested, attempt: t.Attempt}}, nowUS)
 		default:
 			return fmt.Errorf("task %s is %s: %w", taskID, t.State, store.ErrAlreadyFinished)
 		}
@@ -689,7 +677,7 @@ func (s *Store) RescueExpired(ctx context.Context, limit int) (int, error) {
 		}
 		rows.Close()
 		n = len(events)
-		return insertEvents(context.Background(), q.conn, events, nowUS)
+		return insertEvents(q, events, nowUS)
 	})
 	return n, err
 }
