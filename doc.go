@@ -2,9 +2,9 @@
 // engine: applications enqueue tasks, Weft stores them durably and runs them
 // on typed Go workers under fenced leases, retrying failures with backoff.
 //
-// A Client sits on a storage backend — store/sqlite (embedded, the default)
-// or store/postgres — and, when started with workers, claims and runs
-// tasks:
+// A Client sits on a storage backend — today store/sqlite, embedded, which
+// every backend's conformance suite (store/storetest) holds the others to —
+// and, when started with workers, claims and runs tasks:
 //
 //	st, _ := sqlite.Open(ctx, "weft.db", nil)
 //	workers := weft.NewWorkers()

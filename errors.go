@@ -13,8 +13,8 @@ import (
 var (
 	// ErrNotFound: no task has the given id.
 	ErrNotFound = store.ErrNotFound
-	// ErrLeaseLost: the attempt's lease is gone (the task was rescued,
-	// cancelled or re-claimed); the attempt's writes are refused and its
+	// ErrLeaseLost: the attempt's lease is gone (it expired and the task
+	// was rescued, or re-claimed); the attempt's writes are refused and its
 	// context is cancelled with this cause.
 	ErrLeaseLost = store.ErrLeaseLost
 	// ErrAlreadyFinished: the task is already completed, failed or
