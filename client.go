@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weftworks/weft/internal/engine"
+	"github.com/weftworks/weft/internal/maintenance"
 	"github.com/weftworks/weft/store"
 )
 
@@ -39,7 +40,8 @@ type Config struct {
 	// PollInterval is the safety-net poll for work. Default 5s.
 	PollInterval time.Duration
 	// RescueInterval is how often tasks whose lease expired are rescued;
-	// negative disables. Default: LeaseTTL.
+	// negative disables. Default: WEFT_LEASE_RESCUE_INTERVAL when set, else
+	// LeaseTTL.
 	RescueInterval time.Duration
 	// FailUnknownKinds makes this client claim tasks of kinds it has no
 	// worker for, and fail them. By default they are left for other
@@ -58,8 +60,9 @@ type Client struct {
 	nodeID string
 	log    *slog.Logger
 
-	mu  sync.Mutex
-	eng *engine.Engine
+	mu    sync.Mutex
+	eng   *engine.Engine
+	maint *maintenance.Supervisor
 }
 
 // NewClient returns a client on st. The store stays the caller's: close it
@@ -94,7 +97,11 @@ func NewClient(st store.Store, cfg *Config) (*Client, error) {
 		c.cfg.LeaseTTL = 30 * time.Second
 	}
 	if c.cfg.RescueInterval == 0 {
-		c.cfg.RescueInterval = c.cfg.LeaseTTL
+		d, err := maintenance.Interval(rescueName, c.cfg.LeaseTTL)
+		if err != nil {
+			return nil, &ValidationError{Index: -1, Field: "rescue_interval", Message: err.Error()}
+		}
+		c.cfg.RescueInterval = d
 	}
 	c.nodeID = c.cfg.NodeID
 	if c.nodeID == "" {
@@ -134,10 +141,6 @@ func (c *Client) Start(ctx context.Context) error {
 	for name, q := range c.cfg.Queues {
 		queues[name] = q.MaxWorkers
 	}
-	rescue := c.cfg.RescueInterval
-	if rescue < 0 {
-		rescue = 0
-	}
 	eng, err := engine.New(engine.Config{
 		Store:            c.st,
 		Owner:            c.nodeID,
@@ -146,18 +149,47 @@ func (c *Client) Start(ctx context.Context) error {
 		FailUnknownKinds: c.cfg.FailUnknownKinds,
 		LeaseTTL:         c.cfg.LeaseTTL,
 		PollInterval:     c.cfg.PollInterval,
-		RescueInterval:   rescue,
 		Logger:           c.log,
 	})
 	if err != nil {
 		return fmt.Errorf("weft: Start: %w", err)
 	}
-	if err := eng.Start(ctx); err != nil {
+	maint, err := maintenance.Start(c.log, c.reconcilers()...)
+	if err != nil {
 		return fmt.Errorf("weft: Start: %w", err)
 	}
-	c.eng = eng
+	if err := eng.Start(ctx); err != nil {
+		maint.Shutdown(0)
+		return fmt.Errorf("weft: Start: %w", err)
+	}
+	c.eng, c.maint = eng, maint
 	return nil
 }
+
+// rescueName names the lease-rescue reconciler (and its knob,
+// WEFT_LEASE_RESCUE_INTERVAL).
+const rescueName = "lease_rescue"
+
+// reconcilers are the background loops a started client runs.
+func (c *Client) reconcilers() []maintenance.Reconciler {
+	return []maintenance.Reconciler{{
+		Name:     rescueName,
+		Interval: max(c.cfg.RescueInterval, 0),
+		Tick: func(ctx context.Context) error {
+			n, err := c.st.RescueExpired(ctx, rescueBatch)
+			if n > 0 {
+				c.log.Info("weft: rescued tasks with expired leases", "count", n)
+			}
+			return err
+		},
+	}}
+}
+
+// rescueBatch bounds one rescue pass, so the writer is never held long.
+const rescueBatch = 1000
+
+// maintenanceGrace bounds how long Stop waits for reconcilers.
+const maintenanceGrace = 5 * time.Second
 
 // Stop stops claiming, lets running tasks finish until ctx is done, then
 // cancels the rest with ErrShutdown: their tasks go back to pending without
@@ -165,12 +197,13 @@ func (c *Client) Start(ctx context.Context) error {
 // client that is not running returns nil.
 func (c *Client) Stop(ctx context.Context) error {
 	c.mu.Lock()
-	eng := c.eng
-	c.eng = nil
+	eng, maint := c.eng, c.maint
+	c.eng, c.maint = nil, nil
 	c.mu.Unlock()
 	if eng == nil {
 		return nil
 	}
+	maint.Shutdown(maintenanceGrace)
 	return eng.Stop(ctx)
 }
 

@@ -90,8 +90,6 @@ type Config struct {
 	LeaseTTL time.Duration
 	// PollInterval is the safety-net poll. Default 5s.
 	PollInterval time.Duration
-	// RescueInterval is how often expired leases are rescued; 0 disables.
-	RescueInterval time.Duration
 	// MaxClaim bounds one claim per queue. Default 1000.
 	MaxClaim int
 	Logger   *slog.Logger
@@ -225,13 +223,6 @@ func (e *Engine) Start(ctx context.Context) error {
 		defer e.background.Done()
 		e.watchCancels()
 	}()
-	if e.cfg.RescueInterval > 0 {
-		e.background.Add(1)
-		go func() {
-			defer e.background.Done()
-			e.rescue()
-		}()
-	}
 	return nil
 }
 
@@ -605,18 +596,6 @@ func (e *Engine) watchCancels() {
 }
 
 const cancelCheckEvery = 50 * time.Millisecond
-
-func (e *Engine) rescue() {
-	e.every(e.cfg.RescueInterval, func() {
-		n, err := e.st.RescueExpired(e.bgCtx, 1000)
-		switch {
-		case err != nil && e.bgCtx.Err() == nil:
-			e.log.Error("weft: lease rescue failed", "err", err)
-		case n > 0:
-			e.log.Info("weft: rescued tasks with expired leases", "count", n)
-		}
-	})
-}
 
 // every runs tick every interval until the engine stops; the first run is
 // one interval after the call.

@@ -1,0 +1,178 @@
+// Package maintenance runs Weft's background reconcilers — lease rescue
+// today; retention, cron and the rest as they arrive — each as a
+// long-lived loop on its own interval, under one supervisor that starts and
+// drains them together.
+package maintenance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Reconciler is one background loop: Tick runs every Interval.
+type Reconciler struct {
+	// Name identifies the loop in logs and in its configuration knob
+	// (WEFT_<NAME>_INTERVAL, see Interval).
+	Name string
+	// Interval between the end of one tick and the start of the next. Zero
+	// disables the reconciler: it is not started.
+	Interval time.Duration
+	// Tick does one pass. Its context is cancelled when the supervisor
+	// shuts down. An error or a panic is logged and the loop goes on.
+	Tick func(ctx context.Context) error
+}
+
+// Supervisor owns a set of reconciler loops.
+//
+// Its contract: every loop is registered before Start returns, so that an
+// immediate Shutdown still drains it; a loop's first tick comes one
+// interval after Start, not at once; a tick that overruns delays the next
+// one, which never comes sooner than one interval after it ended, so ticks
+// never burst; a failed or panicking tick is logged with the reconciler's
+// name and the loop goes on; Shutdown(grace) signals every loop, waits up to
+// grace, and returns how many did not stop in time (and logs their names);
+// a second Shutdown is a no-op; Close only signals.
+type Supervisor struct {
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	running map[string]chan struct{}
+	down    bool
+}
+
+// Start starts a loop for each reconciler with a non-zero interval.
+func Start(log *slog.Logger, reconcilers ...Reconciler) (*Supervisor, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	seen := make(map[string]bool, len(reconcilers))
+	for _, r := range reconcilers {
+		switch {
+		case r.Name == "":
+			return nil, errors.New("maintenance: a reconciler has no name")
+		case seen[r.Name]:
+			return nil, fmt.Errorf("maintenance: reconciler %q registered twice", r.Name)
+		case r.Interval < 0:
+			return nil, fmt.Errorf("maintenance: reconciler %q: negative interval %s", r.Name, r.Interval)
+		case r.Tick == nil:
+			return nil, fmt.Errorf("maintenance: reconciler %q has no tick", r.Name)
+		}
+		seen[r.Name] = true
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Supervisor{log: log, ctx: ctx, cancel: cancel, running: make(map[string]chan struct{})}
+	for _, r := range reconcilers {
+		if r.Interval == 0 {
+			log.Debug("weft: reconciler disabled (interval 0)", "reconciler", r.Name)
+			continue
+		}
+		done := make(chan struct{})
+		s.running[r.Name] = done
+		go s.loop(r, done)
+	}
+	return s, nil
+}
+
+// Running lists the reconcilers whose loops have not yet stopped.
+func (s *Supervisor) Running() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	for name, done := range s.running {
+		select {
+		case <-done:
+		default:
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (s *Supervisor) loop(r Reconciler, done chan struct{}) {
+	defer close(done)
+	timer := time.NewTimer(r.Interval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-timer.C:
+		}
+		s.tick(r)
+		// Counted from the end of the tick: an overrun delays the next
+		// tick instead of letting missed ones fire back to back.
+		timer.Reset(r.Interval)
+	}
+}
+
+func (s *Supervisor) tick(r Reconciler) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("weft: reconciler tick panicked", "reconciler", r.Name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
+	if err := r.Tick(s.ctx); err != nil && s.ctx.Err() == nil {
+		s.log.Warn("weft: reconciler tick failed", "reconciler", r.Name, "err", err)
+	}
+}
+
+// Shutdown signals every loop and waits up to grace for them to stop. It
+// returns how many did not stop in time, after logging their names. A
+// second Shutdown returns 0 at once.
+func (s *Supervisor) Shutdown(grace time.Duration) int {
+	s.mu.Lock()
+	if s.down {
+		s.mu.Unlock()
+		return 0
+	}
+	s.down = true
+	s.mu.Unlock()
+	s.cancel()
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	for _, done := range s.running {
+		select {
+		case <-done:
+		case <-deadline.C:
+			late := s.Running()
+			s.log.Warn("weft: reconcilers did not stop within the grace period", "grace", grace, "reconcilers", strings.Join(late, ","))
+			return len(late)
+		}
+	}
+	return 0
+}
+
+// Close signals every loop to stop and returns at once; use Shutdown to
+// wait for them.
+func (s *Supervisor) Close() { s.cancel() }
+
+// Interval is the interval configured for the named reconciler by the
+// environment variable WEFT_<NAME>_INTERVAL (a Go duration such as "30s";
+// "0" disables it), or def when the variable is unset. The same knob
+// drives every backend.
+func Interval(name string, def time.Duration) (time.Duration, error) {
+	key := "WEFT_" + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(name)) + "_INTERVAL"
+	v, ok := os.LookupEnv(key)
+	if !ok || v == "" {
+		return def, nil
+	}
+	if v == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%s=%q: want a duration such as 30s, or 0 to disable", key, v)
+	}
+	return d, nil
+}

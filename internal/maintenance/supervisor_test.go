@@ -1,0 +1,258 @@
+package maintenance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// logBuffer collects log output safely across goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newLogger() (*slog.Logger, *logBuffer) {
+	b := &logBuffer{}
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+// recorder is a tick that records when it ran.
+type recorder struct {
+	mu    sync.Mutex
+	times []time.Time
+	block time.Duration // how long the first tick takes
+	fail  error
+}
+
+func (r *recorder) tick(ctx context.Context) error {
+	r.mu.Lock()
+	first := len(r.times) == 0
+	r.times = append(r.times, time.Now())
+	r.mu.Unlock()
+	if first && r.block > 0 {
+		time.Sleep(r.block)
+	}
+	return r.fail
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.times)
+}
+
+func (r *recorder) snapshot() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.times...)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestRegisteredBeforeStartReturns(t *testing.T) {
+	log, _ := newLogger()
+	r := &recorder{}
+	s, err := Start(log, Reconciler{Name: "a", Interval: time.Hour, Tick: r.tick}, Reconciler{Name: "b", Interval: time.Hour, Tick: r.tick})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Running(); !reflect.DeepEqual(got, []string{"a", "b"}) {
+		t.Fatalf("running right after Start = %v, want [a b]", got)
+	}
+	if n := s.Shutdown(time.Second); n != 0 {
+		t.Fatalf("immediate shutdown left %d loops running", n)
+	}
+	if got := s.Running(); len(got) != 0 {
+		t.Fatalf("after shutdown still running: %v", got)
+	}
+	if r.count() != 0 {
+		t.Fatalf("a tick ran at start")
+	}
+}
+
+func TestFirstTickOneIntervalAfterStart(t *testing.T) {
+	log, _ := newLogger()
+	r := &recorder{}
+	const interval = 60 * time.Millisecond
+	began := time.Now()
+	s, _ := Start(log, Reconciler{Name: "a", Interval: interval, Tick: r.tick})
+	defer s.Shutdown(time.Second)
+	waitFor(t, "the first tick", func() bool { return r.count() >= 1 })
+	if d := r.snapshot()[0].Sub(began); d < interval {
+		t.Fatalf("first tick %s after start, want at least %s", d, interval)
+	}
+}
+
+func TestOverrunDelaysNeverBursts(t *testing.T) {
+	log, _ := newLogger()
+	const interval = 20 * time.Millisecond
+	r := &recorder{block: 5 * interval}
+	s, _ := Start(log, Reconciler{Name: "slow", Interval: interval, Tick: r.tick})
+	waitFor(t, "four ticks", func() bool { return r.count() >= 4 })
+	s.Shutdown(time.Second)
+	times := r.snapshot()
+	// After the 100ms first tick, the next comes one interval after it
+	// ended, not at once to make up for the missed ones.
+	if gap := times[1].Sub(times[0]); gap < 5*interval+interval {
+		t.Fatalf("tick after an overrun came %s after the slow tick began, want >= %s", gap, 6*interval)
+	}
+	for i := 2; i < len(times); i++ {
+		if gap := times[i].Sub(times[i-1]); gap < interval {
+			t.Fatalf("ticks %d and %d %s apart, less than the interval %s: a burst", i-1, i, gap, interval)
+		}
+	}
+}
+
+func TestZeroIntervalIsNotStarted(t *testing.T) {
+	log, logs := newLogger()
+	r := &recorder{}
+	s, err := Start(log, Reconciler{Name: "off", Interval: 0, Tick: r.tick}, Reconciler{Name: "on", Interval: time.Hour, Tick: r.tick})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(time.Second)
+	if got := s.Running(); !reflect.DeepEqual(got, []string{"on"}) {
+		t.Fatalf("running = %v, want [on]", got)
+	}
+	if !strings.Contains(logs.String(), "reconciler=off") {
+		t.Fatalf("disabling was not logged: %s", logs)
+	}
+}
+
+func TestFailedAndPanickingTicksAreLoggedAndTheLoopGoesOn(t *testing.T) {
+	log, logs := newLogger()
+	failing := &recorder{fail: errors.New("database is locked")}
+	var panics atomic.Int32
+	s, _ := Start(log,
+		Reconciler{Name: "failing", Interval: 5 * time.Millisecond, Tick: failing.tick},
+		Reconciler{Name: "panicking", Interval: 5 * time.Millisecond, Tick: func(context.Context) error {
+			panics.Add(1)
+			panic("boom")
+		}},
+	)
+	waitFor(t, "repeated ticks", func() bool { return failing.count() >= 3 && panics.Load() >= 3 })
+	s.Shutdown(time.Second)
+	out := logs.String()
+	for _, want := range []string{"reconciler=failing", "database is locked", "reconciler=panicking", "boom"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("log lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestShutdownReportsLoopsThatOverstay(t *testing.T) {
+	log, logs := newLogger()
+	release := make(chan struct{})
+	defer close(release)
+	started := make(chan struct{}, 1)
+	s, _ := Start(log,
+		Reconciler{Name: "stubborn", Interval: time.Millisecond, Tick: func(context.Context) error {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-release // ignores its context
+			return nil
+		}},
+		Reconciler{Name: "polite", Interval: time.Hour, Tick: func(context.Context) error { return nil }},
+	)
+	<-started
+	if n := s.Shutdown(30 * time.Millisecond); n != 1 {
+		t.Fatalf("Shutdown = %d, want 1 loop that did not stop", n)
+	}
+	if !strings.Contains(logs.String(), "stubborn") {
+		t.Fatalf("the late loop was not named in the log:\n%s", logs)
+	}
+	if n := s.Shutdown(time.Second); n != 0 {
+		t.Fatalf("second Shutdown = %d, want a no-op 0", n)
+	}
+}
+
+func TestTickContextCancelledOnShutdown(t *testing.T) {
+	log, _ := newLogger()
+	started := make(chan struct{})
+	s, _ := Start(log, Reconciler{Name: "long", Interval: time.Millisecond, Tick: func(ctx context.Context) error {
+		close(started)
+		<-ctx.Done()
+		return ctx.Err()
+	}})
+	<-started
+	if n := s.Shutdown(time.Second); n != 0 {
+		t.Fatalf("a tick watching its context did not stop: %d", n)
+	}
+}
+
+func TestCloseSignalsLoops(t *testing.T) {
+	log, _ := newLogger()
+	r := &recorder{}
+	s, _ := Start(log, Reconciler{Name: "a", Interval: 2 * time.Millisecond, Tick: r.tick})
+	waitFor(t, "a tick", func() bool { return r.count() >= 1 })
+	s.Close()
+	waitFor(t, "the loop to stop", func() bool { return len(s.Running()) == 0 })
+	n := r.count()
+	time.Sleep(20 * time.Millisecond)
+	if r.count() != n {
+		t.Fatalf("ticks went on after Close")
+	}
+}
+
+func TestStartRejectsBadReconcilers(t *testing.T) {
+	tick := func(context.Context) error { return nil }
+	for _, rs := range [][]Reconciler{
+		{{Name: "", Interval: time.Second, Tick: tick}},
+		{{Name: "a", Interval: time.Second, Tick: tick}, {Name: "a", Interval: time.Second, Tick: tick}},
+		{{Name: "a", Interval: -time.Second, Tick: tick}},
+		{{Name: "a", Interval: time.Second}},
+	} {
+		if _, err := Start(nil, rs...); err == nil {
+			t.Errorf("Start(%+v) accepted", rs)
+		}
+	}
+}
+
+func TestIntervalFromEnvironment(t *testing.T) {
+	t.Setenv("WEFT_LEASE_RESCUE_INTERVAL", "250ms")
+	if d, err := Interval("lease_rescue", time.Minute); err != nil || d != 250*time.Millisecond {
+		t.Fatalf("Interval = %s, %v", d, err)
+	}
+	t.Setenv("WEFT_LEASE_RESCUE_INTERVAL", "0")
+	if d, err := Interval("lease_rescue", time.Minute); err != nil || d != 0 {
+		t.Fatalf("Interval 0 = %s, %v", d, err)
+	}
+	t.Setenv("WEFT_LEASE_RESCUE_INTERVAL", "soon")
+	if _, err := Interval("lease_rescue", time.Minute); err == nil || !strings.Contains(err.Error(), "WEFT_LEASE_RESCUE_INTERVAL") {
+		t.Fatalf("bad value: %v, want an error naming the variable", err)
+	}
+	if d, err := Interval("retention", 7*time.Second); err != nil || d != 7*time.Second {
+		t.Fatalf("unset = %s, %v; want the default", d, err)
+	}
+}
