@@ -43,6 +43,13 @@ type Config struct {
 	// negative disables. Default: WEFT_LEASE_RESCUE_INTERVAL when set, else
 	// LeaseTTL.
 	RescueInterval time.Duration
+	// Retention is how long finished tasks and their events are kept, per
+	// terminal state; a negative age keeps them forever. Defaults: 24h for
+	// completed, 7 days for failed and cancelled.
+	Retention map[TaskState]time.Duration
+	// RetentionInterval is how often finished tasks are purged; negative
+	// disables. Default: WEFT_RETENTION_INTERVAL when set, else 30s.
+	RetentionInterval time.Duration
 	// FailUnknownKinds makes this client claim tasks of kinds it has no
 	// worker for, and fail them. By default they are left for other
 	// workers.
@@ -102,6 +109,25 @@ func NewClient(st store.Store, cfg *Config) (*Client, error) {
 			return nil, &ValidationError{Index: -1, Field: "rescue_interval", Message: err.Error()}
 		}
 		c.cfg.RescueInterval = d
+	}
+	retention := map[TaskState]time.Duration{
+		StateCompleted: 24 * time.Hour,
+		StateFailed:    7 * 24 * time.Hour,
+		StateCancelled: 7 * 24 * time.Hour,
+	}
+	for st, age := range c.cfg.Retention {
+		if !st.Terminal() {
+			return nil, &ValidationError{Index: -1, Field: "retention", Message: fmt.Sprintf("%q is not a terminal state", st)}
+		}
+		retention[st] = age
+	}
+	c.cfg.Retention = retention
+	if c.cfg.RetentionInterval == 0 {
+		d, err := maintenance.Interval(retentionName, 30*time.Second)
+		if err != nil {
+			return nil, &ValidationError{Index: -1, Field: "retention_interval", Message: err.Error()}
+		}
+		c.cfg.RetentionInterval = d
 	}
 	c.nodeID = c.cfg.NodeID
 	if c.nodeID == "" {
@@ -170,8 +196,16 @@ func (c *Client) Start(ctx context.Context) error {
 // WEFT_LEASE_RESCUE_INTERVAL).
 const rescueName = "lease_rescue"
 
+// retentionName names the purge of finished tasks (knob
+// WEFT_RETENTION_INTERVAL).
+const retentionName = "retention"
+
+// purgePasses bounds the purge windows one retention tick works through.
+const purgePasses = 20
+
 // reconcilers are the background loops a started client runs.
 func (c *Client) reconcilers() []maintenance.Reconciler {
+	var cursor string // where the retention sweep resumes
 	return []maintenance.Reconciler{{
 		Name:     rescueName,
 		Interval: max(c.cfg.RescueInterval, 0),
@@ -181,6 +215,36 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 				c.log.Info("weft: rescued tasks with expired leases", "count", n)
 			}
 			return err
+		},
+	}, {
+		Name:     retentionName,
+		Interval: max(c.cfg.RetentionInterval, 0),
+		Tick: func(ctx context.Context) error {
+			now := time.Now()
+			before := make(map[TaskState]time.Time, len(c.cfg.Retention))
+			for st, age := range c.cfg.Retention {
+				if age >= 0 {
+					before[st] = now.Add(-age)
+				}
+			}
+			total := 0
+			defer func() {
+				if total > 0 {
+					c.log.Info("weft: purged finished tasks", "count", total)
+				}
+			}()
+			for range purgePasses {
+				n, next, err := c.st.Purge(ctx, store.PurgeParams{Before: before, After: cursor})
+				if err != nil {
+					return err
+				}
+				total += n
+				cursor = next
+				if next == "" {
+					return nil
+				}
+			}
+			return nil
 		},
 	}}
 }

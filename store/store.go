@@ -199,6 +199,18 @@ type ListParams struct {
 	Limit  int
 }
 
+// PurgeParams selects what one Purge call may delete.
+type PurgeParams struct {
+	// Before maps terminal states to their cutoffs; a state that is absent
+	// is kept.
+	Before map[State]time.Time
+	// After is the cursor returned by the previous call; "" starts a sweep.
+	After string
+	// Window bounds how many tasks, in id order, one call looks at; Limit
+	// bounds how many it deletes. Defaults 10,000 and 1,000.
+	Window, Limit int
+}
+
 // Store is the storage contract. Every method is safe for concurrent use.
 // Writes that name an epoch are fenced: they succeed only while the task is
 // running under that epoch, and otherwise fail with ErrLeaseLost.
@@ -233,6 +245,12 @@ type Store interface {
 	// cancelled when cancellation was requested; it bumps their epoch so
 	// the old owner's writes are refused. It handles at most limit tasks.
 	RescueExpired(ctx context.Context, limit int) (int, error)
+	// Purge deletes finished tasks, and their events, whose FinalizedAt is
+	// older than their state's cutoff in p. It works through the table in
+	// id order, one bounded window per call, so no call holds the writer
+	// for long; callers pass the returned cursor back to continue ("" when
+	// a sweep of the whole table is complete).
+	Purge(ctx context.Context, p PurgeParams) (deleted int, next string, err error)
 	// Get reads one task; ErrNotFound when there is none.
 	Get(ctx context.Context, taskID string) (*Task, error)
 	// List reads tasks in id order.

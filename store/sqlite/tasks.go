@@ -718,3 +718,88 @@ func (s *Store) RescueExpired(ctx context.Context, limit int) (int, error) {
 	})
 	return n, err
 }
+
+// Purge implements store.Store. A window ends at the Window-th id after the
+// cursor, found on the id index alone; only rows inside it are examined,
+// so a pass costs the same however the table is made up.
+func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, string, error) {
+	window, limit := p.Window, p.Limit
+	if window <= 0 {
+		window = 10000
+	}
+	if limit <= 0 {
+		limit = 1000
+	}
+	for st := range p.Before {
+		if !st.Terminal() {
+			return 0, "", &store.ValidationError{Index: -1, Field: "before", Message: fmt.Sprintf("%q is not a terminal state", st)}
+		}
+	}
+	var (
+		conds   []string
+		cutoffs []driver.Value
+	)
+	for _, st := range []store.State{store.StateCompleted, store.StateFailed, store.StateCancelled} {
+		if cutoff, ok := p.Before[st]; ok {
+			conds = append(conds, "(state = '"+string(st)+"' AND finalized_at < +?)")
+			cutoffs = append(cutoffs, micros(cutoff))
+		}
+	}
+	if len(conds) == 0 {
+		return 0, "", nil
+	}
+	var (
+		deleted int
+		next    string
+	)
+	err := s.writer.do(ctx, func(q *execer) error {
+		deleted, next = 0, ""
+		end := ""
+		err := q.conn.QueryRowContext(context.Background(), "SELECT id FROM weft_tasks WHERE id > +? ORDER BY id LIMIT 1 OFFSET "+strconv.Itoa(window-1), p.After).Scan(&end)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("purge: %w", err)
+		}
+		var a args
+		a.add(p.After)
+		bound := ""
+		if end != "" {
+			bound = " AND id <= +?"
+			a.add(end)
+		}
+		a.add(cutoffs...)
+		// Ids are UUIDs, so Go's quoting of them is valid JSON.
+		ids := []byte{'['}
+		err = q.rawQuery(`DELETE FROM weft_tasks WHERE rowid IN (SELECT rowid FROM weft_tasks
+			WHERE id > +?`+bound+` AND (`+strings.Join(conds, " OR ")+`) LIMIT `+strconv.Itoa(limit)+`) RETURNING id`,
+			a, func(v []driver.Value) error {
+				if deleted > 0 {
+					ids = append(ids, ',')
+				}
+				ids = strconv.AppendQuote(ids, asString(v[0]))
+				deleted++
+				return nil
+			})
+		if err != nil {
+			return fmt.Errorf("purge: %w", err)
+		}
+		if deleted > 0 {
+			var ev args
+			ev.add(string(append(ids, ']')))
+			if err := q.rawExec("DELETE FROM weft_events WHERE task_id IN (SELECT value FROM json_each(?))", ev); err != nil {
+				return fmt.Errorf("purge events: %w", err)
+			}
+		}
+		switch {
+		case deleted == limit:
+			// The window may hold more: look at it again.
+			next = p.After
+		case end != "":
+			next = end
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, "", err
+	}
+	return deleted, next, nil
+}

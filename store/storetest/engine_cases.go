@@ -33,6 +33,7 @@ var engineCases = []testCase{
 	{"unknown kinds are left for others, or failed", testUnknownKinds},
 	{"bad enqueue input is a clear error", testClientValidation},
 	{"a client starts and stops many times", testRestart},
+	{"retention purges finished tasks by state", testRetention},
 }
 
 type okArgs struct {
@@ -545,5 +546,33 @@ func testRestart(t *testing.T, e *env) {
 	}
 	if ran.Load() != 3 {
 		t.Fatalf("ran %d tasks, want 3", ran.Load())
+	}
+}
+
+func testRetention(t *testing.T, e *env) {
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[failArgs]) error {
+		if tk.Args.Mode == "fail" {
+			return weft.Permanent(errors.New("no"))
+		}
+		return nil
+	})
+	c := startClient(t, e, nil, ws, weft.Config{
+		Retention:         map[weft.TaskState]time.Duration{weft.StateCompleted: 0, weft.StateFailed: -1},
+		RetentionInterval: 20 * time.Millisecond,
+	})
+	done, _ := c.Enqueue(e.ctx, failArgs{Mode: "ok"}, nil)
+	failed, _ := c.Enqueue(e.ctx, failArgs{Mode: "fail"}, nil)
+	waitState(t, e, failed.ID, store.StateFailed)
+	eventually(t, 5*time.Second, "the completed task was not purged", func() bool {
+		_, err := e.st.Get(e.ctx, done.ID)
+		return errors.Is(err, store.ErrNotFound)
+	})
+	time.Sleep(60 * time.Millisecond)
+	if got := e.get(t, failed.ID); got.State != store.StateFailed {
+		t.Fatalf("a failed task kept forever is %s", got.State)
+	}
+	if _, err := weft.NewClient(e.st, &weft.Config{Retention: map[weft.TaskState]time.Duration{weft.StateRunning: time.Hour}}); !errors.Is(err, weft.ErrInvalid) {
+		t.Fatalf("retention for running tasks: %v, want ErrInvalid", err)
 	}
 }

@@ -32,6 +32,7 @@ var storeCases = []testCase{
 	{"heartbeat and progress are fenced", testHeartbeatProgress},
 	{"renew leases extends and reports cancels", testRenewLeases},
 	{"rescue expired leases", testRescue},
+	{"purge finished tasks by age, window by window", testPurge},
 	{"events resume after a cursor", testEventsCursor},
 	{"next run_at across priorities and kinds", testNextRunAt},
 	{"list filters and pages", testList},
@@ -766,5 +767,77 @@ func testSecondStore(t *testing.T, e *env) {
 	expectWake(t, ch, "a commit by another store on the same database")
 	if got := e.get(t, res[0].ID); got.State != store.StatePending {
 		t.Fatalf("task written by the other store: %s", got.State)
+	}
+}
+
+func testPurge(t *testing.T, e *env) {
+	// 6 completed, 2 failed, 2 cancelled, 2 pending, 1 running.
+	var completed []string
+	for i := 0; i < 6; i++ {
+		completed = append(completed, e.enqueue(t, store.NewTask{Kind: "k", Queue: "done"})[0].ID)
+	}
+	for _, c := range e.claim(t, "n", time.Minute, q("done", 10)) {
+		finish(t, e, store.Outcome{TaskID: c.ID, Epoch: c.LeaseEpoch, State: store.StateCompleted, Event: store.EventCompleted})
+	}
+	e.enqueue(t, store.NewTask{Kind: "k", Queue: "bad"}, store.NewTask{Kind: "k", Queue: "bad"})
+	for _, c := range e.claim(t, "n", time.Minute, q("bad", 10)) {
+		finish(t, e, store.Outcome{TaskID: c.ID, Epoch: c.LeaseEpoch, State: store.StateFailed, Event: store.EventFailed,
+			Error: &store.AttemptError{Attempt: 1, At: time.Now(), Error: "x"}})
+	}
+	for _, r := range e.enqueue(t, store.NewTask{Kind: "k", Queue: "gone"}, store.NewTask{Kind: "k", Queue: "gone"}) {
+		if _, err := e.st.Cancel(e.ctx, r.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.enqueue(t, store.NewTask{Kind: "k", Queue: "wait"}, store.NewTask{Kind: "k", Queue: "wait"}, store.NewTask{Kind: "k", Queue: "run"})
+	e.claim(t, "n", time.Minute, q("run", 1))
+
+	if _, _, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StatePending: time.Now()}}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("purging pending tasks: %v, want ErrInvalid", err)
+	}
+	// A cutoff before the tasks finished deletes nothing.
+	if n, _, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StateFailed: time.Now().Add(-time.Hour)}}); err != nil || n != 0 {
+		t.Fatalf("purge with an old cutoff deleted %d (err %v)", n, err)
+	}
+	later := time.Now().Add(time.Hour)
+	// A limit stops a pass early and keeps the cursor on its window.
+	n, next, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StateCompleted: later}, Limit: 2})
+	if err != nil || n != 2 || next != "" {
+		t.Fatalf("limited purge = %d, %q, %v; want 2 deleted and the same (start) cursor", n, next, err)
+	}
+	// Small windows walk the table to the end of the sweep.
+	total, cursor := 2, ""
+	for pass := 0; ; pass++ {
+		n, next, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StateCompleted: later, store.StateCancelled: later}, After: cursor, Window: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+		if next == "" {
+			break
+		}
+		if next <= cursor || pass > 20 {
+			t.Fatalf("cursor did not advance: %q after %q", next, cursor)
+		}
+		cursor = next
+	}
+	if total != 8 {
+		t.Fatalf("purged %d tasks, want 8 (6 completed, 2 cancelled)", total)
+	}
+	for _, id := range completed {
+		if _, err := e.st.Get(e.ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("purged task %s still readable: %v", id, err)
+		}
+		if evs := e.events(t, id); len(evs) != 0 {
+			t.Fatalf("purged task %s kept %d events", id, len(evs))
+		}
+	}
+	left := map[store.State]int{}
+	all, _ := e.st.List(e.ctx, store.ListParams{})
+	for _, task := range all {
+		left[task.State]++
+	}
+	if want := map[store.State]int{store.StateFailed: 2, store.StatePending: 2, store.StateRunning: 1}; !reflect.DeepEqual(left, want) {
+		t.Fatalf("left after purge: %v, want %v", left, want)
 	}
 }
