@@ -180,7 +180,7 @@ func (c *Client) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("weft: Start: %w", err)
 	}
-	maint, err := maintenance.Start(c.log, c.reconcilers()...)
+	maint, err := maintenance.Start(c.log, c.leadership(), c.reconcilers()...)
 	if err != nil {
 		return fmt.Errorf("weft: Start: %w", err)
 	}
@@ -203,12 +203,30 @@ const retentionName = "retention"
 // purgePasses bounds the purge windows one retention tick works through.
 const purgePasses = 20
 
+// leaderRole is the role whose holder runs the singleton reconcilers.
+const leaderRole = "maintenance"
+
+// leadership elects, through the store, the one client among all those on
+// the database that runs the singleton reconcilers. Its lease is the
+// client's LeaseTTL, renewed every third of it.
+func (c *Client) leadership() *maintenance.Leadership {
+	return &maintenance.Leadership{
+		Lead: func(ctx context.Context) (bool, error) {
+			_, held, err := c.st.Lead(ctx, leaderRole, c.nodeID, c.cfg.LeaseTTL)
+			return held, err
+		},
+		Resign: func(ctx context.Context) error { return c.st.Resign(ctx, leaderRole, c.nodeID) },
+		Every:  c.cfg.LeaseTTL / 3,
+	}
+}
+
 // reconcilers are the background loops a started client runs.
 func (c *Client) reconcilers() []maintenance.Reconciler {
 	var cursor string // where the retention sweep resumes
 	return []maintenance.Reconciler{{
-		Name:     rescueName,
-		Interval: max(c.cfg.RescueInterval, 0),
+		Name:      rescueName,
+		Interval:  max(c.cfg.RescueInterval, 0),
+		Singleton: true,
 		Tick: func(ctx context.Context) error {
 			n, err := c.st.RescueExpired(ctx, rescueBatch)
 			if n > 0 {
@@ -217,8 +235,9 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 			return err
 		},
 	}, {
-		Name:     retentionName,
-		Interval: max(c.cfg.RetentionInterval, 0),
+		Name:      retentionName,
+		Interval:  max(c.cfg.RetentionInterval, 0),
+		Singleton: true,
 		Tick: func(ctx context.Context) error {
 			now := time.Now()
 			before := make(map[TaskState]time.Time, len(c.cfg.Retention))

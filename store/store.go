@@ -199,6 +199,17 @@ type ListParams struct {
 	Limit  int
 }
 
+// Leader is the holder of a role, as Store.Leader reads it. Its lease may
+// have expired: Current says whether it holds at the time given.
+type Leader struct {
+	Holder    string
+	Term      int64
+	ExpiresAt time.Time
+}
+
+// Current reports whether the leader's lease is still valid at now.
+func (l Leader) Current(now time.Time) bool { return now.Before(l.ExpiresAt) }
+
 // PurgeParams selects what one Purge call may delete.
 type PurgeParams struct {
 	// Before maps terminal states to their cutoffs; a state that is absent
@@ -251,6 +262,16 @@ type Store interface {
 	// for long; callers pass the returned cursor back to continue ("" when
 	// a sweep of the whole table is complete).
 	Purge(ctx context.Context, p PurgeParams) (deleted int, next string, err error)
+	// Lead takes or renews the leadership of role for holder until ttl from
+	// now. It succeeds when nobody leads, when holder already leads, or when
+	// the leader's lease has expired; term increases with every change of
+	// holder. held is false (and term the current leader's) otherwise.
+	Lead(ctx context.Context, role, holder string, ttl time.Duration) (term int64, held bool, err error)
+	// Resign gives up holder's leadership of role, if it has it, so that
+	// another node can take over at once.
+	Resign(ctx context.Context, role, holder string) error
+	// Leader reads who leads role; ErrNotFound when nobody ever has.
+	Leader(ctx context.Context, role string) (Leader, error)
 	// Get reads one task; ErrNotFound when there is none.
 	Get(ctx context.Context, taskID string) (*Task, error)
 	// List reads tasks in id order.

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,20 @@ type Reconciler struct {
 	// Tick does one pass. Its context is cancelled when the supervisor
 	// shuts down. An error or a panic is logged and the loop goes on.
 	Tick func(ctx context.Context) error
+	// Singleton reconcilers tick only while this node leads (see
+	// Leadership); the others tick on every node.
+	Singleton bool
+}
+
+// Leadership elects the one node that runs singleton reconcilers. The
+// supervisor calls Lead as soon as it starts and then every Every, and
+// Resign when it shuts down.
+type Leadership struct {
+	// Lead takes or renews leadership and reports whether this node holds
+	// it.
+	Lead   func(ctx context.Context) (bool, error)
+	Resign func(ctx context.Context) error
+	Every  time.Duration
 }
 
 // Supervisor owns a set of reconciler loops.
@@ -44,14 +59,19 @@ type Supervisor struct {
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
+	lead   *Leadership
+	// leading is whether this node holds leadership; always true without
+	// a Leadership.
+	leading atomic.Bool
 
 	mu      sync.Mutex
 	running map[string]chan struct{}
 	down    bool
 }
 
-// Start starts a loop for each reconciler with a non-zero interval.
-func Start(log *slog.Logger, reconcilers ...Reconciler) (*Supervisor, error) {
+// Start starts a loop for each reconciler with a non-zero interval. With a
+// nil lead, this node runs the singleton reconcilers too.
+func Start(log *slog.Logger, lead *Leadership, reconcilers ...Reconciler) (*Supervisor, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -69,8 +89,17 @@ func Start(log *slog.Logger, reconcilers ...Reconciler) (*Supervisor, error) {
 		}
 		seen[r.Name] = true
 	}
+	if lead != nil && (lead.Lead == nil || lead.Resign == nil || lead.Every <= 0) {
+		return nil, errors.New("maintenance: leadership needs Lead, Resign and a positive Every")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Supervisor{log: log, ctx: ctx, cancel: cancel, running: make(map[string]chan struct{})}
+	s := &Supervisor{log: log, ctx: ctx, cancel: cancel, lead: lead, running: make(map[string]chan struct{})}
+	s.leading.Store(lead == nil)
+	if lead != nil {
+		done := make(chan struct{})
+		s.running[leadershipName] = done
+		go s.leadLoop(done)
+	}
 	for _, r := range reconcilers {
 		if r.Interval == 0 {
 			log.Debug("weft: reconciler disabled (interval 0)", "reconciler", r.Name)
@@ -116,7 +145,43 @@ func (s *Supervisor) loop(r Reconciler, done chan struct{}) {
 	}
 }
 
+// leadershipName names the loop that keeps leadership.
+const leadershipName = "leadership"
+
+// leadLoop takes leadership at once, then renews it every Every.
+func (s *Supervisor) leadLoop(done chan struct{}) {
+	defer close(done)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-timer.C:
+		}
+		held, err := s.lead.Lead(s.ctx)
+		switch {
+		case err != nil && s.ctx.Err() == nil:
+			// Without an answer this node cannot know it still leads.
+			s.log.Warn("weft: leadership renewal failed", "err", err)
+			held = false
+		case err != nil:
+			return
+		}
+		if was := s.leading.Swap(held); was != held {
+			s.log.Info("weft: maintenance leadership changed", "leading", held)
+		}
+		timer.Reset(s.lead.Every)
+	}
+}
+
+// Leading reports whether this node runs the singleton reconcilers.
+func (s *Supervisor) Leading() bool { return s.leading.Load() }
+
 func (s *Supervisor) tick(r Reconciler) {
+	if r.Singleton && !s.leading.Load() {
+		return
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("weft: reconciler tick panicked", "reconciler", r.Name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -139,6 +204,15 @@ func (s *Supervisor) Shutdown(grace time.Duration) int {
 	s.down = true
 	s.mu.Unlock()
 	s.cancel()
+	if s.lead != nil && s.leading.Load() {
+		// Resigning lets another node take over at once rather than when
+		// the lease runs out.
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		if err := s.lead.Resign(ctx); err != nil {
+			s.log.Warn("weft: resigning maintenance leadership", "err", err)
+		}
+		cancel()
+	}
 	deadline := time.NewTimer(grace)
 	defer deadline.Stop()
 	for _, done := range s.running {

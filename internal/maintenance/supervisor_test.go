@@ -81,7 +81,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestRegisteredBeforeStartReturns(t *testing.T) {
 	log, _ := newLogger()
 	r := &recorder{}
-	s, err := Start(log, Reconciler{Name: "a", Interval: time.Hour, Tick: r.tick}, Reconciler{Name: "b", Interval: time.Hour, Tick: r.tick})
+	s, err := Start(log, nil, Reconciler{Name: "a", Interval: time.Hour, Tick: r.tick}, Reconciler{Name: "b", Interval: time.Hour, Tick: r.tick})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestFirstTickOneIntervalAfterStart(t *testing.T) {
 	r := &recorder{}
 	const interval = 60 * time.Millisecond
 	began := time.Now()
-	s, _ := Start(log, Reconciler{Name: "a", Interval: interval, Tick: r.tick})
+	s, _ := Start(log, nil, Reconciler{Name: "a", Interval: interval, Tick: r.tick})
 	defer s.Shutdown(time.Second)
 	waitFor(t, "the first tick", func() bool { return r.count() >= 1 })
 	if d := r.snapshot()[0].Sub(began); d < interval {
@@ -116,7 +116,7 @@ func TestOverrunDelaysNeverBursts(t *testing.T) {
 	log, _ := newLogger()
 	const interval = 20 * time.Millisecond
 	r := &recorder{block: 5 * interval}
-	s, _ := Start(log, Reconciler{Name: "slow", Interval: interval, Tick: r.tick})
+	s, _ := Start(log, nil, Reconciler{Name: "slow", Interval: interval, Tick: r.tick})
 	waitFor(t, "four ticks", func() bool { return r.count() >= 4 })
 	s.Shutdown(time.Second)
 	times := r.snapshot()
@@ -135,7 +135,7 @@ func TestOverrunDelaysNeverBursts(t *testing.T) {
 func TestZeroIntervalIsNotStarted(t *testing.T) {
 	log, logs := newLogger()
 	r := &recorder{}
-	s, err := Start(log, Reconciler{Name: "off", Interval: 0, Tick: r.tick}, Reconciler{Name: "on", Interval: time.Hour, Tick: r.tick})
+	s, err := Start(log, nil, Reconciler{Name: "off", Interval: 0, Tick: r.tick}, Reconciler{Name: "on", Interval: time.Hour, Tick: r.tick})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestFailedAndPanickingTicksAreLoggedAndTheLoopGoesOn(t *testing.T) {
 	log, logs := newLogger()
 	failing := &recorder{fail: errors.New("database is locked")}
 	var panics atomic.Int32
-	s, _ := Start(log,
+	s, _ := Start(log, nil,
 		Reconciler{Name: "failing", Interval: 5 * time.Millisecond, Tick: failing.tick},
 		Reconciler{Name: "panicking", Interval: 5 * time.Millisecond, Tick: func(context.Context) error {
 			panics.Add(1)
@@ -174,7 +174,7 @@ func TestShutdownReportsLoopsThatOverstay(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	started := make(chan struct{}, 1)
-	s, _ := Start(log,
+	s, _ := Start(log, nil,
 		Reconciler{Name: "stubborn", Interval: time.Millisecond, Tick: func(context.Context) error {
 			select {
 			case started <- struct{}{}:
@@ -200,7 +200,7 @@ func TestShutdownReportsLoopsThatOverstay(t *testing.T) {
 func TestTickContextCancelledOnShutdown(t *testing.T) {
 	log, _ := newLogger()
 	started := make(chan struct{})
-	s, _ := Start(log, Reconciler{Name: "long", Interval: time.Millisecond, Tick: func(ctx context.Context) error {
+	s, _ := Start(log, nil, Reconciler{Name: "long", Interval: time.Millisecond, Tick: func(ctx context.Context) error {
 		close(started)
 		<-ctx.Done()
 		return ctx.Err()
@@ -214,7 +214,7 @@ func TestTickContextCancelledOnShutdown(t *testing.T) {
 func TestCloseSignalsLoops(t *testing.T) {
 	log, _ := newLogger()
 	r := &recorder{}
-	s, _ := Start(log, Reconciler{Name: "a", Interval: 2 * time.Millisecond, Tick: r.tick})
+	s, _ := Start(log, nil, Reconciler{Name: "a", Interval: 2 * time.Millisecond, Tick: r.tick})
 	waitFor(t, "a tick", func() bool { return r.count() >= 1 })
 	s.Close()
 	waitFor(t, "the loop to stop", func() bool { return len(s.Running()) == 0 })
@@ -233,7 +233,7 @@ func TestStartRejectsBadReconcilers(t *testing.T) {
 		{{Name: "a", Interval: -time.Second, Tick: tick}},
 		{{Name: "a", Interval: time.Second}},
 	} {
-		if _, err := Start(nil, rs...); err == nil {
+		if _, err := Start(nil, nil, rs...); err == nil {
 			t.Errorf("Start(%+v) accepted", rs)
 		}
 	}
@@ -254,5 +254,60 @@ func TestIntervalFromEnvironment(t *testing.T) {
 	}
 	if d, err := Interval("retention", 7*time.Second); err != nil || d != 7*time.Second {
 		t.Fatalf("unset = %s, %v; want the default", d, err)
+	}
+}
+
+func TestSingletonsRunOnlyOnTheLeader(t *testing.T) {
+	log, _ := newLogger()
+	var (
+		leader   atomic.Bool
+		resigned atomic.Int32
+	)
+	lead := &Leadership{
+		Lead:   func(context.Context) (bool, error) { return leader.Load(), nil },
+		Resign: func(context.Context) error { resigned.Add(1); return nil },
+		Every:  2 * time.Millisecond,
+	}
+	single, everywhere := &recorder{}, &recorder{}
+	s, err := Start(log, lead,
+		Reconciler{Name: "single", Interval: 2 * time.Millisecond, Tick: single.tick, Singleton: true},
+		Reconciler{Name: "everywhere", Interval: 2 * time.Millisecond, Tick: everywhere.tick},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "ticks on every node", func() bool { return everywhere.count() >= 5 })
+	if single.count() != 0 || s.Leading() {
+		t.Fatalf("a singleton ticked %d times on a node that does not lead", single.count())
+	}
+	leader.Store(true)
+	waitFor(t, "leadership", s.Leading)
+	waitFor(t, "singleton ticks", func() bool { return single.count() >= 3 })
+	s.Shutdown(time.Second)
+	if resigned.Load() != 1 {
+		t.Fatalf("resigned %d times on shutdown, want once", resigned.Load())
+	}
+}
+
+func TestLeadershipErrorMeansNotLeading(t *testing.T) {
+	log, logs := newLogger()
+	var fail atomic.Bool
+	lead := &Leadership{
+		Lead: func(context.Context) (bool, error) {
+			if fail.Load() {
+				return true, errors.New("database is locked")
+			}
+			return true, nil
+		},
+		Resign: func(context.Context) error { return nil },
+		Every:  2 * time.Millisecond,
+	}
+	s, _ := Start(log, lead)
+	defer s.Shutdown(time.Second)
+	waitFor(t, "leadership", s.Leading)
+	fail.Store(true)
+	waitFor(t, "leadership to lapse", func() bool { return !s.Leading() })
+	if !strings.Contains(logs.String(), "database is locked") {
+		t.Fatalf("the failed renewal was not logged")
 	}
 }

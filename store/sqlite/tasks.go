@@ -803,3 +803,62 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, string, er
 	}
 	return deleted, next, nil
 }
+
+// Lead implements store.Store. Leadership writes are light: a lost one is
+// retaken by the next renewal.
+func (s *Store) Lead(ctx context.Context, role, holder string, ttl time.Duration) (int64, bool, error) {
+	if role == "" || holder == "" || ttl <= 0 {
+		return 0, false, &store.ValidationError{Index: -1, Field: "lead", Message: "role, holder and a positive ttl are required"}
+	}
+	now := s.now()
+	var (
+		term int64
+		held bool
+	)
+	err := s.writer.doLight(ctx, func(q *execer) error {
+		var who string
+		err := q.queryRow(`INSERT INTO weft_leaders (name, holder, term, expires_at) VALUES (?1, ?2, 1, ?3)
+			ON CONFLICT (name) DO UPDATE SET
+				term = CASE WHEN holder = excluded.holder THEN term ELSE term + 1 END,
+				holder = excluded.holder,
+				expires_at = excluded.expires_at
+			WHERE holder = excluded.holder OR expires_at < ?4
+			RETURNING holder, term`, role, holder, micros(now.Add(ttl)), micros(now)).Scan(&who, &term)
+		if errors.Is(err, sql.ErrNoRows) {
+			held = false
+			return q.queryRow("SELECT term FROM weft_leaders WHERE name = ?", role).Scan(&term)
+		}
+		held = err == nil && who == holder
+		return err
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("lead %s: %w", role, err)
+	}
+	return term, held, nil
+}
+
+// Resign implements store.Store. The row is kept, expired, so that the
+// next leader's term still follows this one's.
+func (s *Store) Resign(ctx context.Context, role, holder string) error {
+	return s.writer.do(ctx, func(q *execer) error {
+		_, err := q.exec("UPDATE weft_leaders SET expires_at = 0 WHERE name = ? AND holder = ?", role, holder)
+		return err
+	})
+}
+
+// Leader implements store.Store.
+func (s *Store) Leader(ctx context.Context, role string) (store.Leader, error) {
+	var (
+		l       store.Leader
+		expires int64
+	)
+	err := s.rdb.QueryRowContext(ctx, "SELECT holder, term, expires_at FROM weft_leaders WHERE name = ?", role).Scan(&l.Holder, &l.Term, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Leader{}, fmt.Errorf("leader of %s: %w", role, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Leader{}, fmt.Errorf("leader of %s: %w", role, err)
+	}
+	l.ExpiresAt = fromMicros(expires)
+	return l, nil
+}

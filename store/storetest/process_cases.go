@@ -21,6 +21,7 @@ import (
 var processCases = []testCase{
 	{"two processes drain 10,000 tasks, each exactly once", testTwoProcesses},
 	{"a worker process killed with SIGKILL loses nothing", testKilledProcess},
+	{"the maintenance leader killed with SIGKILL is replaced", testLeaderFailover},
 }
 
 // Environment of a worker process started by the suite.
@@ -30,6 +31,7 @@ const (
 	envLedger     = "WEFT_STORETEST_LEDGER"
 	envWorkMillis = "WEFT_STORETEST_WORK_MS"
 	envLeaseMS    = "WEFT_STORETEST_LEASE_MS"
+	envNodeID     = "WEFT_STORETEST_NODE"
 )
 
 type ledgerArgs struct {
@@ -78,6 +80,7 @@ func runChild(open func(ctx context.Context, db string) (store.Store, error)) er
 		return err
 	})
 	c, err := weft.NewClient(st, &weft.Config{
+		NodeID:         os.Getenv(envNodeID),
 		Workers:        ws,
 		Queues:         map[string]weft.QueueConfig{"default": {MaxWorkers: 20}},
 		LeaseTTL:       time.Duration(leaseMS) * time.Millisecond,
@@ -116,7 +119,8 @@ func startChildren(t *testing.T, e *env, n, workMillis, leaseMillis int) []*chil
 		c := &child{ledger: filepath.Join(t.TempDir(), fmt.Sprintf("ledger-%d", i))}
 		c.cmd = exec.Command(exe, "-test.run=^$")
 		c.cmd.Env = append(os.Environ(), envChild+"=worker", envDB+"="+e.db, envLedger+"="+c.ledger,
-			envWorkMillis+"="+strconv.Itoa(workMillis), envLeaseMS+"="+strconv.Itoa(leaseMillis))
+			envWorkMillis+"="+strconv.Itoa(workMillis), envLeaseMS+"="+strconv.Itoa(leaseMillis),
+			envNodeID+"="+fmt.Sprintf("node-%d", i))
 		c.cmd.Stderr = os.Stderr
 		out, err := c.cmd.StdoutPipe()
 		if err != nil {
@@ -282,4 +286,42 @@ func testKilledProcess(t *testing.T, e *env) {
 		t.Fatalf("the killed process held no task to rescue: per-process runs %v", per)
 	}
 	assertCompletedOnce(t, e, ids)
+}
+
+func testLeaderFailover(t *testing.T, e *env) {
+	const lease = 600 * time.Millisecond
+	children := startChildren(t, e, 3, 0, int(lease/time.Millisecond))
+	var first store.Leader
+	eventually(t, 10*time.Second, "no worker process became the maintenance leader", func() bool {
+		l, err := e.st.Leader(e.ctx, "maintenance")
+		first = l
+		return err == nil && l.Current(time.Now()) && strings.HasPrefix(l.Holder, "node-")
+	})
+	i, _ := strconv.Atoi(strings.TrimPrefix(first.Holder, "node-"))
+	if err := children[i].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = children[i].cmd.Wait()
+	killed := time.Now()
+	var next store.Leader
+	eventually(t, 10*time.Second, "nobody took over from the killed leader", func() bool {
+		l, err := e.st.Leader(e.ctx, "maintenance")
+		next = l
+		return err == nil && l.Holder != first.Holder && l.Current(time.Now())
+	})
+	// The lease runs out within one TTL; a renewal every TTL/3 then takes it.
+	if d := time.Since(killed); d > lease+lease/3+500*time.Millisecond {
+		t.Fatalf("takeover after %s; lease %s", d, lease)
+	}
+	if next.Term <= first.Term {
+		t.Fatalf("term %d after %d: a new leader must have a later term", next.Term, first.Term)
+	}
+	t.Logf("leader %s (term %d) killed; %s took over (term %d) after %s", first.Holder, first.Term, next.Holder, next.Term, time.Since(killed).Round(time.Millisecond))
+	var rest []*child
+	for j, c := range children {
+		if j != i {
+			rest = append(rest, c)
+		}
+	}
+	stopChildren(t, rest)
 }

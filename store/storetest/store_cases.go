@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +34,7 @@ var storeCases = []testCase{
 	{"renew leases extends and reports cancels", testRenewLeases},
 	{"rescue expired leases", testRescue},
 	{"purge finished tasks by age, window by window", testPurge},
+	{"leadership: one holder, terms, expiry, resignation", testLead},
 	{"events resume after a cursor", testEventsCursor},
 	{"next run_at across priorities and kinds", testNextRunAt},
 	{"list filters and pages", testList},
@@ -839,5 +841,76 @@ func testPurge(t *testing.T, e *env) {
 	}
 	if want := map[store.State]int{store.StateFailed: 2, store.StatePending: 2, store.StateRunning: 1}; !reflect.DeepEqual(left, want) {
 		t.Fatalf("left after purge: %v, want %v", left, want)
+	}
+}
+
+func testLead(t *testing.T, e *env) {
+	lead := func(st store.Store, holder string, ttl time.Duration) (int64, bool) {
+		t.Helper()
+		term, held, err := st.Lead(e.ctx, "maintenance", holder, ttl)
+		if err != nil {
+			t.Fatalf("lead by %s: %v", holder, err)
+		}
+		return term, held
+	}
+	other := e.open(t)
+	if _, err := e.st.Leader(e.ctx, "maintenance"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("leader before anyone led: %v, want ErrNotFound", err)
+	}
+	if term, held := lead(e.st, "a", time.Hour); !held || term != 1 {
+		t.Fatalf("first leader: term %d held %v", term, held)
+	}
+	if l, err := e.st.Leader(e.ctx, "maintenance"); err != nil || l.Holder != "a" || l.Term != 1 || !l.Current(time.Now()) {
+		t.Fatalf("leader = %+v, %v", l, err)
+	}
+	if term, held := lead(other, "b", time.Hour); held || term != 1 {
+		t.Fatalf("a second candidate: term %d held %v; want refused, term 1", term, held)
+	}
+	if term, held := lead(e.st, "a", 5*time.Millisecond); !held || term != 1 {
+		t.Fatalf("renewal: term %d held %v", term, held)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if term, held := lead(other, "b", time.Hour); !held || term != 2 {
+		t.Fatalf("takeover after expiry: term %d held %v; want term 2", term, held)
+	}
+	if _, held := lead(e.st, "a", time.Hour); held {
+		t.Fatal("the old leader renewed over the new one")
+	}
+	if err := other.Resign(e.ctx, "maintenance", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if term, held := lead(e.st, "a", time.Hour); !held || term != 3 {
+		t.Fatalf("after resignation: term %d held %v; want term 3 at once", term, held)
+	}
+	if _, _, err := e.st.Lead(e.ctx, "", "a", time.Hour); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("lead without a role: %v", err)
+	}
+	// Many candidates on two stores: exactly one wins a free role.
+	var (
+		mu      sync.Mutex
+		winners = map[string]bool{}
+		wg      sync.WaitGroup
+	)
+	for i := 0; i < 8; i++ {
+		st := e.st
+		if i%2 == 1 {
+			st = other
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			holder := fmt.Sprintf("n%d", i)
+			for j := 0; j < 5; j++ {
+				if _, held, err := st.Lead(e.ctx, "race", holder, time.Hour); err == nil && held {
+					mu.Lock()
+					winners[holder] = true
+					mu.Unlock()
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	if len(winners) != 1 {
+		t.Fatalf("%d candidates held the role: %v", len(winners), winners)
 	}
 }
