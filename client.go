@@ -67,9 +67,10 @@ type Client struct {
 	nodeID string
 	log    *slog.Logger
 
-	mu    sync.Mutex
-	eng   *engine.Engine
-	maint *maintenance.Supervisor
+	mu      sync.Mutex
+	eng     *engine.Engine
+	maint   *maintenance.Supervisor
+	started time.Time
 }
 
 // NewClient returns a client on st. The store stays the caller's: close it
@@ -180,6 +181,10 @@ func (c *Client) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("weft: Start: %w", err)
 	}
+	c.started = time.Now()
+	if err := c.st.NodeHeartbeat(ctx, c.node()); err != nil {
+		return fmt.Errorf("weft: Start: register node %s: %w", c.nodeID, err)
+	}
 	maint, err := maintenance.Start(c.log, c.leadership(), c.reconcilers()...)
 	if err != nil {
 		return fmt.Errorf("weft: Start: %w", err)
@@ -224,11 +229,18 @@ func (c *Client) leadership() *maintenance.Leadership {
 func (c *Client) reconcilers() []maintenance.Reconciler {
 	var cursor string // where the retention sweep resumes
 	return []maintenance.Reconciler{{
+		// Every node's liveness: a node silent for a lease TTL is dead, and
+		// the leader's rescue frees its tasks without waiting for their
+		// leases.
+		Name:     heartbeatName,
+		Interval: c.cfg.LeaseTTL / 3,
+		Tick:     func(ctx context.Context) error { return c.st.NodeHeartbeat(ctx, c.node()) },
+	}, {
 		Name:      rescueName,
 		Interval:  max(c.cfg.RescueInterval, 0),
 		Singleton: true,
 		Tick: func(ctx context.Context) error {
-			n, err := c.st.RescueExpired(ctx, rescueBatch)
+			n, err := c.st.Rescue(ctx, store.RescueParams{Limit: rescueBatch, DeadAfter: c.cfg.LeaseTTL})
 			if n > 0 {
 				c.log.Info("weft: rescued tasks with expired leases", "count", n)
 			}
@@ -268,6 +280,15 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 	}}
 }
 
+// heartbeatName names the node heartbeat.
+const heartbeatName = "node_heartbeat"
+
+// node is this client's liveness row.
+func (c *Client) node() store.Node {
+	host, _ := os.Hostname()
+	return store.Node{ID: c.nodeID, Host: host, PID: os.Getpid(), StartedAt: c.started}
+}
+
 // rescueBatch bounds one rescue pass, so the writer is never held long.
 const rescueBatch = 1000
 
@@ -286,8 +307,18 @@ func (c *Client) Stop(ctx context.Context) error {
 	if eng == nil {
 		return nil
 	}
+	// The engine stops first: heartbeats go on while handlers finish, so a
+	// long grace period never makes this node look dead.
+	err := eng.Stop(ctx)
 	maint.Shutdown(maintenanceGrace)
-	return eng.Stop(ctx)
+	if err == nil {
+		// Only a node that let go of every task leaves quietly; otherwise
+		// its row lets the leader find its tasks as a dead node's.
+		if rmErr := c.st.RemoveNode(context.WithoutCancel(ctx), c.nodeID); rmErr != nil {
+			c.log.Warn("weft: removing node row", "node", c.nodeID, "err", rmErr)
+		}
+	}
+	return err
 }
 
 // Task states.

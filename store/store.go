@@ -199,6 +199,25 @@ type ListParams struct {
 	Limit  int
 }
 
+// RescueParams bounds and widens one Rescue.
+type RescueParams struct {
+	// Limit bounds how many tasks one call rescues. Default 1,000.
+	Limit int
+	// DeadAfter, when positive, also rescues the tasks of nodes whose last
+	// heartbeat is older than this, whatever their leases say; such dead
+	// nodes' rows are then removed once they hold no task.
+	DeadAfter time.Duration
+}
+
+// Node is a process running a Weft client, as its heartbeat row records.
+type Node struct {
+	ID          string
+	Host        string
+	PID         int
+	StartedAt   time.Time
+	HeartbeatAt time.Time
+}
+
 // Leader is the holder of a role, as Store.Leader reads it. Its lease may
 // have expired: Current says whether it holds at the time given.
 type Leader struct {
@@ -251,11 +270,17 @@ type Store interface {
 	// CancelRequested lists the running tasks of owner whose cancellation
 	// was requested.
 	CancelRequested(ctx context.Context, owner string) ([]string, error)
-	// RescueExpired returns running tasks whose lease expired to pending
-	// (attempt spent), or to failed when no attempt remains, or to
-	// cancelled when cancellation was requested; it bumps their epoch so
-	// the old owner's writes are refused. It handles at most limit tasks.
-	RescueExpired(ctx context.Context, limit int) (int, error)
+	// Rescue returns orphaned running tasks — whose lease expired, or whose
+	// owner is a dead node — to pending (attempt spent), or to failed when
+	// no attempt remains, or to cancelled when cancellation was requested;
+	// it bumps their epoch so the old owner's writes are refused.
+	Rescue(ctx context.Context, p RescueParams) (int, error)
+	// NodeHeartbeat records that node is alive now, registering it if new.
+	NodeHeartbeat(ctx context.Context, node Node) error
+	// RemoveNode deletes a node's row, when it stops.
+	RemoveNode(ctx context.Context, id string) error
+	// Nodes lists the registered nodes.
+	Nodes(ctx context.Context) ([]Node, error)
 	// Purge deletes finished tasks, and their events, whose FinalizedAt is
 	// older than their state's cutoff in p. It works through the table in
 	// id order, one bounded window per call, so no call holds the writer

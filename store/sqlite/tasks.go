@@ -662,61 +662,117 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 	return t, nil
 }
 
-// RescueExpired implements store.Store.
-func (s *Store) RescueExpired(ctx context.Context, limit int) (int, error) {
+// Rescue implements store.Store.
+func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
+	limit := p.Limit
 	if limit <= 0 {
-		limit = math.MaxInt32
+		limit = 1000
 	}
 	now := s.now()
 	nowUS := micros(now)
+	deadBefore := int64(math.MinInt64)
+	if p.DeadAfter > 0 {
+		deadBefore = micros(now.Add(-p.DeadAfter))
+	}
 	at, _ := json.Marshal(now.UTC())
 	n := 0
 	err := s.writer.do(ctx, func(q *execer) error {
 		n = 0
-		rows, err := q.query(`UPDATE weft_tasks SET
+		var events []event
+		// SET sees the row as it was: the reason is decided from the old
+		// lease, and RETURNING reads it back from the error it wrote.
+		err := q.rawQuery(`UPDATE weft_tasks SET
 			state = CASE WHEN cancel_requested = 1 THEN 'cancelled' WHEN attempt >= max_attempts THEN 'failed' ELSE 'pending' END,
 			lease_epoch = lease_epoch + 1,
 			lease_expires_at = NULL,
 			lease_owner = NULL,
 			run_at = ?1,
 			errors = json_insert(coalesce(errors, '[]'), '$[#]',
-				json_object('attempt', attempt, 'at', json(?2), 'error', 'lease expired: the worker stopped renewing it')),
+				json_object('attempt', attempt, 'at', json(?2), 'error', CASE WHEN lease_expires_at < ?1
+					THEN 'lease expired: the worker stopped renewing it'
+					ELSE 'owner died: node ' || lease_owner || ' stopped sending heartbeats' END)),
 			finalized_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN ?1 END
-			WHERE rowid IN (SELECT rowid FROM weft_tasks WHERE state = 'running' AND lease_expires_at < +?1 LIMIT `+strconv.Itoa(limit)+`)
-			RETURNING id, state, attempt`, nowUS, string(at))
+			WHERE rowid IN (SELECT rowid FROM weft_tasks WHERE state = 'running' AND (lease_expires_at < +?1
+				OR lease_owner IN (SELECT id FROM weft_nodes WHERE heartbeat_at < +?3)) LIMIT `+strconv.Itoa(limit)+`)
+			RETURNING id, state, attempt, json_extract(errors, '$[#-1].error')`,
+			args{{Ordinal: 1, Value: nowUS}, {Ordinal: 2, Value: string(at)}, {Ordinal: 3, Value: deadBefore}},
+			func(v []driver.Value) error {
+				e := event{taskID: asString(v[0]), attempt: int(asInt64(v[2])), data: []byte(`{"reason":"lease_expired"}`)}
+				if strings.HasPrefix(asString(v[3]), "owner died") {
+					e.data = []byte(`{"reason":"owner_died"}`)
+				}
+				switch store.State(asString(v[1])) {
+				case store.StatePending:
+					e.typ = store.EventRescued
+					q.wake = true
+				case store.StateFailed:
+					e.typ = store.EventFailed
+				default:
+					e.typ = store.EventCancelled
+				}
+				events = append(events, e)
+				return nil
+			})
 		if err != nil {
 			return fmt.Errorf("rescue: %w", err)
 		}
-		var events []event
-		for rows.Next() {
-			var (
-				e     event
-				state string
-			)
-			if err := rows.Scan(&e.taskID, &state, &e.attempt); err != nil {
-				rows.Close()
-				return fmt.Errorf("rescue: %w", err)
-			}
-			switch store.State(state) {
-			case store.StatePending:
-				e.typ = store.EventRescued
-				q.wake = true
-			case store.StateFailed:
-				e.typ = store.EventFailed
-			default:
-				e.typ = store.EventCancelled
-			}
-			e.data = []byte(`{"reason":"lease_expired"}`)
-			events = append(events, e)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("rescue: %w", err)
-		}
-		rows.Close()
 		n = len(events)
+		if p.DeadAfter > 0 {
+			if _, err := q.exec(`DELETE FROM weft_nodes WHERE heartbeat_at < +?
+				AND id NOT IN (SELECT lease_owner FROM weft_tasks WHERE state = 'running')`, deadBefore); err != nil {
+				return fmt.Errorf("rescue: remove dead nodes: %w", err)
+			}
+		}
 		return insertEvents(q, events, nowUS)
 	})
 	return n, err
+}
+
+// NodeHeartbeat implements store.Store.
+func (s *Store) NodeHeartbeat(ctx context.Context, n store.Node) error {
+	if n.ID == "" {
+		return &store.ValidationError{Index: -1, Field: "node id", Message: "must not be empty"}
+	}
+	nowUS := micros(s.now())
+	started := nowUS
+	if !n.StartedAt.IsZero() {
+		started = micros(n.StartedAt)
+	}
+	return s.writer.doLight(ctx, func(q *execer) error {
+		_, err := q.exec(`INSERT INTO weft_nodes (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`, n.ID, n.Host, n.PID, started, nowUS)
+		return err
+	})
+}
+
+// RemoveNode implements store.Store.
+func (s *Store) RemoveNode(ctx context.Context, id string) error {
+	return s.writer.do(ctx, func(q *execer) error {
+		_, err := q.exec("DELETE FROM weft_nodes WHERE id = ?", id)
+		return err
+	})
+}
+
+// Nodes implements store.Store.
+func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
+	rows, err := s.rdb.QueryContext(ctx, "SELECT id, host, pid, started_at, heartbeat_at FROM weft_nodes ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("nodes: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Node
+	for rows.Next() {
+		var (
+			n         store.Node
+			start, hb int64
+		)
+		if err := rows.Scan(&n.ID, &n.Host, &n.PID, &start, &hb); err != nil {
+			return nil, fmt.Errorf("nodes: %w", err)
+		}
+		n.StartedAt, n.HeartbeatAt = fromMicros(start), fromMicros(hb)
+		out = append(out, n)
+	}
+	return out, rows.Err()
 }
 
 // Purge implements store.Store. A window ends at the Window-th id after the

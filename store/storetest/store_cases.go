@@ -33,6 +33,7 @@ var storeCases = []testCase{
 	{"heartbeat and progress are fenced", testHeartbeatProgress},
 	{"renew leases extends and reports cancels", testRenewLeases},
 	{"rescue expired leases", testRescue},
+	{"rescue the tasks of dead nodes", testRescueDeadNodes},
 	{"purge finished tasks by age, window by window", testPurge},
 	{"leadership: one holder, terms, expiry, resignation", testLead},
 	{"events resume after a cursor", testEventsCursor},
@@ -569,7 +570,7 @@ func testRescue(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond)
-	n, err := e.st.RescueExpired(e.ctx, 100)
+	n, err := e.st.Rescue(e.ctx, store.RescueParams{Limit: 100})
 	if err != nil || n != 3 {
 		t.Fatalf("rescued %d (err %v), want 3", n, err)
 	}
@@ -912,5 +913,50 @@ func testLead(t *testing.T, e *env) {
 	wg.Wait()
 	if len(winners) != 1 {
 		t.Fatalf("%d candidates held the role: %v", len(winners), winners)
+	}
+}
+
+func testRescueDeadNodes(t *testing.T, e *env) {
+	for _, id := range []string{"dead", "alive"} {
+		if err := e.st.NodeHeartbeat(e.ctx, store.Node{ID: id, Host: "h", PID: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.enqueue(t, store.NewTask{Kind: "k", Queue: "d"}, store.NewTask{Kind: "k", Queue: "a"}, store.NewTask{Kind: "k", Queue: "x"})
+	// Long leases: only the owner's death can free these tasks.
+	dead := e.claim(t, "dead", time.Hour, q("d", 1))[0]
+	alive := e.claim(t, "alive", time.Hour, q("a", 1))[0]
+	remote := e.claim(t, "remote-worker", time.Hour, q("x", 1))[0]
+	time.Sleep(30 * time.Millisecond)
+	if err := e.st.NodeHeartbeat(e.ctx, store.Node{ID: "alive"}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := e.st.Rescue(e.ctx, store.RescueParams{DeadAfter: 20 * time.Millisecond})
+	if err != nil || n != 1 {
+		t.Fatalf("rescued %d (err %v), want only the dead node's task", n, err)
+	}
+	got := e.get(t, dead.ID)
+	evs := e.events(t, dead.ID)
+	last := evs[len(evs)-1]
+	if got.State != store.StatePending || last.Type != store.EventRescued || !strings.Contains(string(last.Data), "owner_died") ||
+		!strings.Contains(got.Errors[0].Error, "owner died") {
+		t.Fatalf("dead node's task: %s, last event %s %s, errors %+v", got.State, last.Type, last.Data, got.Errors)
+	}
+	// An owner that is not a registered node (a remote worker) is judged
+	// by its lease alone.
+	for _, id := range []string{alive.ID, remote.ID} {
+		if got := e.get(t, id); got.State != store.StateRunning {
+			t.Fatalf("task %s of a live owner was rescued", id)
+		}
+	}
+	nodes, err := e.st.Nodes(e.ctx)
+	if err != nil || len(nodes) != 1 || nodes[0].ID != "alive" || nodes[0].PID != 1 {
+		t.Fatalf("nodes after rescue = %+v, %v; want the dead node removed", nodes, err)
+	}
+	if err := e.st.RemoveNode(e.ctx, "alive"); err != nil {
+		t.Fatal(err)
+	}
+	if nodes, _ := e.st.Nodes(e.ctx); len(nodes) != 0 {
+		t.Fatalf("nodes after removal = %+v", nodes)
 	}
 }
