@@ -87,8 +87,9 @@ func NewWorkers() *Workers { return &Workers{kinds: make(map[string]engine.Kind)
 type WorkerOption func(*workerConfig)
 
 type workerConfig struct {
-	timeout time.Duration
-	backoff func(attempt int) time.Duration
+	timeout      time.Duration
+	backoff      func(attempt int) time.Duration
+	notResumable bool
 }
 
 // WithTimeout bounds each attempt of the kind, unless the task sets its own
@@ -101,6 +102,14 @@ func WithTimeout(d time.Duration) WorkerOption {
 // attempt after attempt n failed. The default is exponential with jitter.
 func WithBackoff(f func(attempt int) time.Duration) WorkerOption {
 	return func(c *workerConfig) { c.backoff = f }
+}
+
+// NotResumable marks the kind's tasks as unsafe to run again after their
+// worker died mid-attempt (a crash, a kill, a lost node): such a task is
+// failed with reason owner_died instead of being retried. A handler that
+// returns an error is still retried as usual.
+func NotResumable() WorkerOption {
+	return func(c *workerConfig) { c.notResumable = true }
 }
 
 // AddWorker registers w for T's kind. It panics if the kind is not a valid
@@ -130,7 +139,7 @@ func AddWorker[T TaskArgs](ws *Workers, w Worker[T], opts ...WorkerOption) {
 	for _, o := range opts {
 		o(&c)
 	}
-	k.Timeout, k.Backoff = c.timeout, c.backoff
+	k.Timeout, k.Backoff, k.NotResumable = c.timeout, c.backoff, c.notResumable
 	ws.kinds[kind] = k
 }
 

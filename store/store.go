@@ -159,6 +159,10 @@ type ClaimRequest struct {
 	// other kinds are left for other workers.
 	Kinds    []string
 	LeaseTTL time.Duration
+	// NotResumable lists kinds whose orphaned tasks must not run again:
+	// when their owner dies, rescue fails them (reason owner_died) instead
+	// of returning them to pending.
+	NotResumable []string
 }
 
 // Outcome is the result of one attempt, recorded by Finish under the lease

@@ -71,6 +71,9 @@ type Kind struct {
 	// Backoff returns the delay before retrying after a failed attempt;
 	// nil means DefaultBackoff.
 	Backoff func(attempt int) time.Duration
+	// NotResumable tasks are failed, not retried, when their owner dies
+	// while running them.
+	NotResumable bool
 }
 
 // Config configures an Engine.
@@ -103,6 +106,7 @@ type Engine struct {
 	log    *slog.Logger
 	queues []string
 	kinds  []string // claim filter; nil when unknown kinds are claimed too
+	once   []string // kinds that may not be resumed
 
 	mu      sync.Mutex
 	free    map[string]int
@@ -184,12 +188,16 @@ func New(cfg Config) (*Engine, error) {
 		e.free[q] = n
 	}
 	slices.Sort(e.queues)
-	if !cfg.FailUnknownKinds {
-		for k := range cfg.Kinds {
+	for k, spec := range cfg.Kinds {
+		if !cfg.FailUnknownKinds {
 			e.kinds = append(e.kinds, k)
 		}
-		slices.Sort(e.kinds)
+		if spec.NotResumable {
+			e.once = append(e.once, k)
+		}
 	}
+	slices.Sort(e.kinds)
+	slices.Sort(e.once)
 	return e, nil
 }
 
@@ -344,7 +352,7 @@ func (e *Engine) dispatch(wakeups <-chan struct{}) {
 // returns the earliest run_at of pending work it left behind, if any, so
 // the dispatcher can sleep exactly until then.
 func (e *Engine) claim(mayHaveWork map[string]bool) (time.Time, error) {
-	req := store.ClaimRequest{Owner: e.cfg.Owner, Kinds: e.kinds, LeaseTTL: e.cfg.LeaseTTL}
+	req := store.ClaimRequest{Owner: e.cfg.Owner, Kinds: e.kinds, LeaseTTL: e.cfg.LeaseTTL, NotResumable: e.once}
 	e.mu.Lock()
 	for _, q := range e.queues {
 		if mayHaveWork[q] && e.free[q] > 0 {

@@ -331,8 +331,20 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 	if len(parts) == 0 {
 		return nil, nil
 	}
+	resumable := "1"
+	if len(req.NotResumable) > 0 {
+		quoted := make([]string, len(req.NotResumable))
+		for i, k := range req.NotResumable {
+			if !store.ValidName(k) {
+				return nil, &store.ValidationError{Index: -1, Field: "not_resumable", Message: fmt.Sprintf("%q is not a valid kind", k)}
+			}
+			// Valid names hold no quote, so they are safe as literals.
+			quoted[i] = "'" + k + "'"
+		}
+		resumable = "kind NOT IN (" + strings.Join(quoted, ",") + ")"
+	}
 	query := `UPDATE weft_tasks SET state = 'running', attempt = attempt + 1, lease_epoch = lease_epoch + 1,
-		lease_owner = ?, lease_expires_at = ?, attempted_at = ?
+		lease_owner = ?, lease_expires_at = ?, attempted_at = ?, resumable = ` + resumable + `
 		WHERE rowid IN (` + strings.Join(parts, " UNION ALL ") + `) RETURNING ` + claimColumns
 	a := make(args, 0, len(anyArgs))
 	a.add(anyArgs...)
@@ -682,16 +694,18 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 		// SET sees the row as it was: the reason is decided from the old
 		// lease, and RETURNING reads it back from the error it wrote.
 		err := q.rawQuery(`UPDATE weft_tasks SET
-			state = CASE WHEN cancel_requested = 1 THEN 'cancelled' WHEN attempt >= max_attempts THEN 'failed' ELSE 'pending' END,
+			state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
+				WHEN attempt >= max_attempts OR resumable = 0 THEN 'failed' ELSE 'pending' END,
 			lease_epoch = lease_epoch + 1,
 			lease_expires_at = NULL,
 			lease_owner = NULL,
 			run_at = ?1,
 			errors = json_insert(coalesce(errors, '[]'), '$[#]',
-				json_object('attempt', attempt, 'at', json(?2), 'error', CASE WHEN lease_expires_at < ?1
-					THEN 'lease expired: the worker stopped renewing it'
+				json_object('attempt', attempt, 'at', json(?2), 'error', CASE
+					WHEN resumable = 0 THEN 'owner died: the task may not be resumed'
+					WHEN lease_expires_at < ?1 THEN 'lease expired: the worker stopped renewing it'
 					ELSE 'owner died: node ' || lease_owner || ' stopped sending heartbeats' END)),
-			finalized_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN ?1 END
+			finalized_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts OR resumable = 0 THEN ?1 END
 			WHERE rowid IN (SELECT rowid FROM weft_tasks WHERE state = 'running' AND (lease_expires_at < +?1
 				OR lease_owner IN (SELECT id FROM weft_nodes WHERE heartbeat_at < +?3)) LIMIT `+strconv.Itoa(limit)+`)
 			RETURNING id, state, attempt, json_extract(errors, '$[#-1].error')`,

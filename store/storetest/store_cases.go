@@ -34,6 +34,7 @@ var storeCases = []testCase{
 	{"renew leases extends and reports cancels", testRenewLeases},
 	{"rescue expired leases", testRescue},
 	{"rescue the tasks of dead nodes", testRescueDeadNodes},
+	{"rescue fails tasks that may not be resumed", testRescueNotResumable},
 	{"purge finished tasks by age, window by window", testPurge},
 	{"leadership: one holder, terms, expiry, resignation", testLead},
 	{"events resume after a cursor", testEventsCursor},
@@ -958,5 +959,32 @@ func testRescueDeadNodes(t *testing.T, e *env) {
 	}
 	if nodes, _ := e.st.Nodes(e.ctx); len(nodes) != 0 {
 		t.Fatalf("nodes after removal = %+v", nodes)
+	}
+}
+
+func testRescueNotResumable(t *testing.T, e *env) {
+	once := e.enqueue(t, store.NewTask{Kind: "charge", MaxAttempts: 5})[0].ID
+	again := e.enqueue(t, store.NewTask{Kind: "resize", MaxAttempts: 5})[0].ID
+	claimed, err := e.st.Claim(e.ctx, store.ClaimRequest{Owner: "n", LeaseTTL: time.Millisecond,
+		Queues: []store.QueueClaim{q("default", 10)}, NotResumable: []string{"charge"}})
+	if err != nil || len(claimed) != 2 {
+		t.Fatalf("claim: %v %v", claimed, err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if n, err := e.st.Rescue(e.ctx, store.RescueParams{}); err != nil || n != 2 {
+		t.Fatalf("rescued %d, %v", n, err)
+	}
+	got := e.get(t, once)
+	evs := e.events(t, once)
+	last := evs[len(evs)-1]
+	if got.State != store.StateFailed || last.Type != store.EventFailed || !strings.Contains(string(last.Data), "owner_died") {
+		t.Fatalf("not-resumable task: %s, last event %s %s", got.State, last.Type, last.Data)
+	}
+	if got := e.get(t, again); got.State != store.StatePending {
+		t.Fatalf("resumable task: %s, want pending", got.State)
+	}
+	if _, err := e.st.Claim(e.ctx, store.ClaimRequest{Owner: "n", LeaseTTL: time.Second,
+		Queues: []store.QueueClaim{q("default", 1)}, NotResumable: []string{"bad'kind"}}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("a bad kind name in NotResumable: %v, want ErrInvalid", err)
 	}
 }
