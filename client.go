@@ -50,6 +50,9 @@ type Config struct {
 	// RetentionInterval is how often finished tasks are purged; negative
 	// disables. Default: WEFT_RETENTION_INTERVAL when set, else 30s.
 	RetentionInterval time.Duration
+	// CronInterval is how often schedules are checked for due slots;
+	// negative disables. Default: WEFT_CRON_INTERVAL when set, else 1s.
+	CronInterval time.Duration
 	// FailUnknownKinds makes this client claim tasks of kinds it has no
 	// worker for, and fail them. By default they are left for other
 	// workers.
@@ -129,6 +132,13 @@ func NewClient(st store.Store, cfg *Config) (*Client, error) {
 			return nil, &ValidationError{Index: -1, Field: "retention_interval", Message: err.Error()}
 		}
 		c.cfg.RetentionInterval = d
+	}
+	if c.cfg.CronInterval == 0 {
+		d, err := maintenance.Interval(cronName, time.Second)
+		if err != nil {
+			return nil, &ValidationError{Index: -1, Field: "cron_interval", Message: err.Error()}
+		}
+		c.cfg.CronInterval = d
 	}
 	c.nodeID = c.cfg.NodeID
 	if c.nodeID == "" {
@@ -247,6 +257,11 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 			return err
 		},
 	}, {
+		Name:      cronName,
+		Interval:  max(c.cfg.CronInterval, 0),
+		Singleton: true,
+		Tick:      c.runSchedules,
+	}, {
 		Name:      retentionName,
 		Interval:  max(c.cfg.RetentionInterval, 0),
 		Singleton: true,
@@ -279,6 +294,9 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 		},
 	}}
 }
+
+// cronName names the schedule runner (knob WEFT_CRON_INTERVAL).
+const cronName = "cron"
 
 // heartbeatName names the node heartbeat.
 const heartbeatName = "node_heartbeat"

@@ -222,6 +222,37 @@ type Node struct {
 	HeartbeatAt time.Time
 }
 
+// Missed says what a schedule does about slots missed while no node ran it.
+type Missed string
+
+// The missed-slot policies.
+const (
+	// MissedSkip enqueues nothing for missed slots.
+	MissedSkip Missed = "skip"
+	// MissedRunOnce enqueues one task for the latest missed slot.
+	MissedRunOnce Missed = "run_once"
+)
+
+// Schedule enqueues a task of Kind with Args at every slot of Spec.
+type Schedule struct {
+	Name string
+	// Spec is a cron expression ("*/5 * * * *", "@hourly") or
+	// "@every <duration>".
+	Spec        string
+	Kind        string
+	Queue       string
+	Args        json.RawMessage
+	Priority    int
+	MaxAttempts int
+	Metadata    json.RawMessage
+	Missed      Missed
+	Paused      bool
+	// NextAt is the next slot to enqueue.
+	NextAt    time.Time
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
 // Leader is the holder of a role, as Store.Leader reads it. Its lease may
 // have expired: Current says whether it holds at the time given.
 type Leader struct {
@@ -301,6 +332,17 @@ type Store interface {
 	Resign(ctx context.Context, role, holder string) error
 	// Leader reads who leads role; ErrNotFound when nobody ever has.
 	Leader(ctx context.Context, role string) (Leader, error)
+	// PutSchedule creates or replaces a schedule.
+	PutSchedule(ctx context.Context, sc Schedule) error
+	// Schedules lists every schedule by name.
+	Schedules(ctx context.Context) ([]Schedule, error)
+	// PauseSchedule pauses or resumes a schedule; ErrNotFound if none.
+	PauseSchedule(ctx context.Context, name string, paused bool) error
+	// DeleteSchedule removes a schedule; ErrNotFound if none.
+	DeleteSchedule(ctx context.Context, name string) error
+	// AdvanceSchedule moves a schedule's next slot from from to to, if it
+	// is still at from (another node may have moved it).
+	AdvanceSchedule(ctx context.Context, name string, from, to time.Time) (bool, error)
 	// Get reads one task; ErrNotFound when there is none.
 	Get(ctx context.Context, taskID string) (*Task, error)
 	// List reads tasks in id order.

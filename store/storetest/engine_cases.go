@@ -34,6 +34,9 @@ var engineCases = []testCase{
 	{"bad enqueue input is a clear error", testClientValidation},
 	{"a client starts and stops many times", testRestart},
 	{"retention purges finished tasks by state", testRetention},
+	{"cron: one task per slot across two nodes", testCronOnePerSlot},
+	{"cron: schedules are validated, paused, resumed, removed", testScheduleLifecycle},
+	{"cron: missed slots are skipped or run once", testCronMissed},
 }
 
 type okArgs struct {
@@ -575,4 +578,147 @@ func testRetention(t *testing.T, e *env) {
 	if _, err := weft.NewClient(e.st, &weft.Config{Retention: map[weft.TaskState]time.Duration{weft.StateRunning: time.Hour}}); !errors.Is(err, weft.ErrInvalid) {
 		t.Fatalf("retention for running tasks: %v, want ErrInvalid", err)
 	}
+}
+
+type tickArgs struct{}
+
+func (tickArgs) Kind() string { return "st.tick" }
+
+func noopTickWorkers() *weft.Workers {
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[tickArgs]) error { return nil })
+	return ws
+}
+
+func testCronOnePerSlot(t *testing.T, e *env) {
+	fast := weft.Config{CronInterval: 100 * time.Millisecond, NodeID: "cron-a"}
+	a := startClient(t, e, nil, noopTickWorkers(), fast)
+	fast.NodeID = "cron-b"
+	startClient(t, e, e.open(t), noopTickWorkers(), fast)
+	if err := a.Schedule(e.ctx, "heartbeat", "@every 1s", tickArgs{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+	tasks, err := e.st.List(e.ctx, store.ListParams{Kind: tickArgs{}.Kind()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots := map[string]int{}
+	for _, task := range tasks {
+		slots[task.UniqueKey]++
+	}
+	for key, n := range slots {
+		if n != 1 {
+			t.Fatalf("slot %s enqueued %d times", key, n)
+		}
+	}
+	if len(tasks) < 4 || len(tasks) > 6 {
+		t.Fatalf("%d tasks in 5s of an every-second schedule, want about 5", len(tasks))
+	}
+}
+
+func testScheduleLifecycle(t *testing.T, e *env) {
+	c := startClient(t, e, nil, noopTickWorkers(), weft.Config{CronInterval: 50 * time.Millisecond})
+	for _, tc := range []struct {
+		name, spec, field string
+		opts              *weft.ScheduleOpts
+	}{
+		{"bad name!", "@every 1s", "name", nil},
+		{"ok", "every second", "spec", nil},
+		{"ok", "61 * * * *", "spec", nil},
+		{"ok", "@every 1s", "queue", &weft.ScheduleOpts{Queue: "no spaces"}},
+		{"ok", "@every 1s", "missed", &weft.ScheduleOpts{Missed: "sometimes"}},
+	} {
+		err := c.Schedule(e.ctx, tc.name, tc.spec, tickArgs{}, tc.opts)
+		var ve *weft.ValidationError
+		if !errors.As(err, &ve) || ve.Field != tc.field {
+			t.Errorf("Schedule(%q, %q): %v, want a ValidationError on %q", tc.name, tc.spec, err, tc.field)
+		}
+	}
+	if err := c.Schedule(e.ctx, "paused", "@every 100ms", tickArgs{}, &weft.ScheduleOpts{Paused: true, Queue: "cron"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if tasks, _ := e.st.List(e.ctx, store.ListParams{Queue: "cron"}); len(tasks) != 0 {
+		t.Fatalf("a paused schedule enqueued %d tasks", len(tasks))
+	}
+	if err := c.ResumeSchedule(e.ctx, "paused"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "a resumed schedule enqueued nothing", func() bool {
+		tasks, _ := e.st.List(e.ctx, store.ListParams{Queue: "cron"})
+		return len(tasks) > 0
+	})
+	scs, err := c.Schedules(e.ctx)
+	if err != nil || len(scs) != 1 || scs[0].Name != "paused" || scs[0].Paused || scs[0].Queue != "cron" || scs[0].Missed != weft.MissedSkip {
+		t.Fatalf("schedules = %+v, %v", scs, err)
+	}
+	if err := c.RemoveSchedule(e.ctx, "paused"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveSchedule(e.ctx, "paused"); !errors.Is(err, weft.ErrNotFound) {
+		t.Fatalf("removing twice: %v, want ErrNotFound", err)
+	}
+	if err := c.PauseSchedule(e.ctx, "nope"); !errors.Is(err, weft.ErrNotFound) {
+		t.Fatalf("pausing a missing schedule: %v, want ErrNotFound", err)
+	}
+}
+
+// A schedule whose slots passed while no node ran it: run_once enqueues the
+// latest one at once, skip enqueues nothing until the next slot.
+func testCronMissed(t *testing.T, e *env) {
+	c, err := weft.NewClient(e.st, &weft.Config{Workers: noopTickWorkers(), CronInterval: 50 * time.Millisecond, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range []struct {
+		name   string
+		missed weft.Missed
+	}{{"catchup", weft.MissedRunOnce}, {"skipper", weft.MissedSkip}} {
+		if err := c.Schedule(e.ctx, sc.name, "@hourly", tickArgs{}, &weft.ScheduleOpts{Missed: sc.missed, Queue: sc.name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Pretend three hours of downtime: move both schedules' next slot back.
+	scs, _ := c.Schedules(e.ctx)
+	for _, sc := range scs {
+		back := sc.NextAt.Add(-3 * time.Hour)
+		if moved, err := e.st.AdvanceSchedule(e.ctx, sc.Name, sc.NextAt, back); err != nil || !moved {
+			t.Fatalf("rewind %s: %v %v", sc.Name, moved, err)
+		}
+	}
+	if err := c.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(e.ctx)
+	eventually(t, 5*time.Second, "run_once did not enqueue the missed slot", func() bool {
+		tasks, _ := e.st.List(e.ctx, store.ListParams{Queue: "catchup"})
+		return len(tasks) == 1
+	})
+	eventually(t, 5*time.Second, "the skipping schedule did not move to its next slot", func() bool {
+		scs, _ := c.Schedules(e.ctx)
+		for _, sc := range scs {
+			if sc.Name == "skipper" {
+				return sc.NextAt.After(time.Now())
+			}
+		}
+		return false
+	})
+	if tasks, _ := e.st.List(e.ctx, store.ListParams{Queue: "skipper"}); len(tasks) != 0 {
+		t.Fatalf("skip enqueued %d tasks for missed slots", len(tasks))
+	}
+	for _, sc := range mustSchedules(t, c, e) {
+		if !sc.NextAt.After(time.Now()) || sc.NextAt.After(time.Now().Add(time.Hour)) {
+			t.Fatalf("%s next slot %v, want within the coming hour", sc.Name, sc.NextAt)
+		}
+	}
+}
+
+func mustSchedules(t *testing.T, c *weft.Client, e *env) []weft.ScheduleRecord {
+	t.Helper()
+	scs, err := c.Schedules(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scs
 }
