@@ -3,6 +3,7 @@ package storetest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -276,8 +277,15 @@ func testKilledProcess(t *testing.T, e *env) {
 	rescued := 0
 	for id := range ids {
 		for _, ev := range e.events(t, id) {
-			if ev.Type == store.EventRescued {
-				rescued++
+			if ev.Type != store.EventRescued {
+				continue
+			}
+			rescued++
+			// The killed process held the task under its first claim's
+			// epoch; a late write under it is refused.
+			res, err := e.st.Finish(e.ctx, []store.Outcome{{TaskID: id, Epoch: 1, State: store.StateFailed, Event: store.EventFailed}})
+			if err != nil || !errors.Is(res[0], store.ErrLeaseLost) {
+				t.Fatalf("a late write by the killed process was not refused: %v %v", res, err)
 			}
 		}
 	}
