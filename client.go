@@ -357,7 +357,14 @@ type (
 	Event = store.Event
 	// ListParams filters and pages List.
 	ListParams = store.ListParams
+	// QueueStats counts one queue's tasks by state.
+	QueueStats = store.QueueStats
 )
+
+// Stats counts tasks per queue and state and finds each queue's oldest
+// ready task. Counts are kept as tasks change, so this costs the same at
+// any table size.
+func (c *Client) Stats(ctx context.Context) ([]QueueStats, error) { return c.st.Stats(ctx) }
 
 // Get reads a task; ErrNotFound when there is none.
 func (c *Client) Get(ctx context.Context, id string) (*TaskRecord, error) {

@@ -253,6 +253,15 @@ type Schedule struct {
 	UpdatedAt time.Time
 }
 
+// QueueStats describes one queue.
+type QueueStats struct {
+	Queue  string
+	Counts map[State]int64
+	// OldestReadyAt is the run_at of the longest-waiting ready task; zero
+	// when none is ready.
+	OldestReadyAt time.Time
+}
+
 // Leader is the holder of a role, as Store.Leader reads it. Its lease may
 // have expired: Current says whether it holds at the time given.
 type Leader struct {
@@ -343,6 +352,9 @@ type Store interface {
 	// AdvanceSchedule moves a schedule's next slot from from to to, if it
 	// is still at from (another node may have moved it).
 	AdvanceSchedule(ctx context.Context, name string, from, to time.Time) (bool, error)
+	// Stats counts tasks per queue and state, and finds each queue's
+	// oldest ready task, at a cost that does not grow with the table.
+	Stats(ctx context.Context) ([]QueueStats, error)
 	// Get reads one task; ErrNotFound when there is none.
 	Get(ctx context.Context, taskID string) (*Task, error)
 	// List reads tasks in id order.

@@ -264,6 +264,10 @@ func insertTasks(ctx context.Context, db dbtx, tasks []store.NewTask, now time.T
 		seen[t.UniqueKey] = i
 	}
 	createdAt := micros(now)
+	added := counts{}
+	for _, i := range fresh {
+		added.move(tasks[i].Queue, "", store.StatePending, 1)
+	}
 	for len(fresh) > 0 {
 		n := min(len(fresh), insertChunk)
 		args := make([]any, 0, n*11)
@@ -291,6 +295,9 @@ func insertTasks(ctx context.Context, db dbtx, tasks []store.NewTask, now time.T
 			return nil, fmt.Errorf("insert created events: %w", err)
 		}
 		fresh = fresh[n:]
+	}
+	if err := added.apply(ctx, db); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
@@ -373,6 +380,13 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 		if len(claimed) == 0 {
 			return nil
 		}
+		moved := counts{}
+		for _, t := range claimed {
+			moved.move(t.Queue, store.StatePending, store.StateRunning, 1)
+		}
+		if err := moved.apply(context.Background(), q.conn); err != nil {
+			return err
+		}
 		var ev args
 		ev.add(string(append(rowids, ']')))
 		if err := q.rawExec(`INSERT INTO weft_events (task_id, type, attempt, at)
@@ -413,7 +427,7 @@ const finishSQL = `UPDATE weft_tasks SET
 	finalized_at = CASE WHEN v.column3 = 'pending' AND cancel_requested = 0 THEN NULL ELSE ?1 END
 	FROM (VALUES %s) AS v
 	WHERE weft_tasks.id = v.column1 AND weft_tasks.lease_epoch = v.column2 AND weft_tasks.state = 'running'
-	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt`
+	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt, weft_tasks.queue`
 
 // completeSQL is finishSQL for the common case, completions, whose VALUES
 // rows are only (id, epoch, result): a third of the arguments and no
@@ -422,7 +436,7 @@ const completeSQL = `UPDATE weft_tasks SET
 	state = 'completed', result = v.column3, lease_expires_at = NULL, finalized_at = ?1
 	FROM (VALUES %s) AS v
 	WHERE weft_tasks.id = v.column1 AND weft_tasks.lease_epoch = v.column2 AND weft_tasks.state = 'running'
-	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt`
+	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt, weft_tasks.queue`
 
 // finishChunk bounds the outcomes of one finish statement.
 const finishChunk = 128
@@ -501,6 +515,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 	results := make([]error, len(outcomes))
 	err := s.writer.do(ctx, func(q *execer) error {
 		events := make([]event, 0, len(outcomes))
+		moved := counts{}
 		for _, st := range stmts {
 			applied, err := finishRows(q, st.query, len(st.idx), st.a)
 			if err != nil {
@@ -525,7 +540,11 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 					q.wake = true
 				}
 				events = append(events, event{taskID: o.TaskID, typ: typ, attempt: res.attempt + refunds[i], data: data})
+				moved.move(res.queue, store.StateRunning, res.state, 1)
 			}
+		}
+		if err := moved.apply(context.Background(), q.conn); err != nil {
+			return err
 		}
 		return insertEvents(q, events, nowUS)
 	})
@@ -538,6 +557,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 type finished struct {
 	state   store.State
 	attempt int
+	queue   string
 }
 
 type leaseKey struct {
@@ -548,7 +568,7 @@ type leaseKey struct {
 func finishRows(q *execer, query string, n int, a args) (map[leaseKey]finished, error) {
 	applied := make(map[leaseKey]finished, n)
 	err := q.rawQuery(query, a, func(v []driver.Value) error {
-		applied[leaseKey{asString(v[0]), asInt64(v[1])}] = finished{state: store.State(asString(v[2])), attempt: int(asInt64(v[3]))}
+		applied[leaseKey{asString(v[0]), asInt64(v[1])}] = finished{state: store.State(asString(v[2])), attempt: int(asInt64(v[3])), queue: asString(v[4])}
 		return nil
 	})
 	if err != nil {
@@ -651,6 +671,11 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 				return fmt.Errorf("cancel: %w", err)
 			}
 			t.State, t.FinalizedAt = store.StateCancelled, fromMicros(nowUS)
+			moved := counts{}
+			moved.move(t.Queue, store.StatePending, store.StateCancelled, 1)
+			if err := moved.apply(context.Background(), q.conn); err != nil {
+				return err
+			}
 			return insertEvents(q, []event{{taskID: taskID, typ: store.EventCancelled, attempt: t.Attempt}}, nowUS)
 		case store.StateRunning:
 			if t.CancelRequested {
@@ -691,6 +716,7 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 	err := s.writer.do(ctx, func(q *execer) error {
 		n = 0
 		var events []event
+		moved := counts{}
 		// SET sees the row as it was: the reason is decided from the old
 		// lease, and RETURNING reads it back from the error it wrote.
 		err := q.rawQuery(`UPDATE weft_tasks SET
@@ -708,13 +734,14 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 			finalized_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts OR resumable = 0 THEN ?1 END
 			WHERE rowid IN (SELECT rowid FROM weft_tasks WHERE state = 'running' AND (lease_expires_at < +?1
 				OR lease_owner IN (SELECT id FROM weft_nodes WHERE heartbeat_at < +?3)) LIMIT `+strconv.Itoa(limit)+`)
-			RETURNING id, state, attempt, json_extract(errors, '$[#-1].error')`,
+			RETURNING id, state, attempt, json_extract(errors, '$[#-1].error'), queue`,
 			args{{Ordinal: 1, Value: nowUS}, {Ordinal: 2, Value: string(at)}, {Ordinal: 3, Value: deadBefore}},
 			func(v []driver.Value) error {
 				e := event{taskID: asString(v[0]), attempt: int(asInt64(v[2])), data: []byte(`{"reason":"lease_expired"}`)}
 				if strings.HasPrefix(asString(v[3]), "owner died") {
 					e.data = []byte(`{"reason":"owner_died"}`)
 				}
+				moved.move(asString(v[4]), store.StateRunning, store.State(asString(v[1])), 1)
 				switch store.State(asString(v[1])) {
 				case store.StatePending:
 					e.typ = store.EventRescued
@@ -731,6 +758,9 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 			return fmt.Errorf("rescue: %w", err)
 		}
 		n = len(events)
+		if err := moved.apply(context.Background(), q.conn); err != nil {
+			return err
+		}
 		if p.DeadAfter > 0 {
 			if _, err := q.exec(`DELETE FROM weft_nodes WHERE heartbeat_at < +?
 				AND id NOT IN (SELECT lease_owner FROM weft_tasks WHERE state = 'running')`, deadBefore); err != nil {
@@ -839,18 +869,23 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, string, er
 		a.add(cutoffs...)
 		// Ids are UUIDs, so Go's quoting of them is valid JSON.
 		ids := []byte{'['}
+		removed := counts{}
 		err = q.rawQuery(`DELETE FROM weft_tasks WHERE rowid IN (SELECT rowid FROM weft_tasks
-			WHERE id > +?`+bound+` AND (`+strings.Join(conds, " OR ")+`) LIMIT `+strconv.Itoa(limit)+`) RETURNING id`,
+			WHERE id > +?`+bound+` AND (`+strings.Join(conds, " OR ")+`) LIMIT `+strconv.Itoa(limit)+`) RETURNING id, queue, state`,
 			a, func(v []driver.Value) error {
 				if deleted > 0 {
 					ids = append(ids, ',')
 				}
 				ids = strconv.AppendQuote(ids, asString(v[0]))
+				removed.move(asString(v[1]), store.State(asString(v[2])), "", 1)
 				deleted++
 				return nil
 			})
 		if err != nil {
 			return fmt.Errorf("purge: %w", err)
+		}
+		if err := removed.apply(context.Background(), q.conn); err != nil {
+			return err
 		}
 		if deleted > 0 {
 			var ev args

@@ -37,6 +37,7 @@ var storeCases = []testCase{
 	{"rescue fails tasks that may not be resumed", testRescueNotResumable},
 	{"purge finished tasks by age, window by window", testPurge},
 	{"leadership: one holder, terms, expiry, resignation", testLead},
+	{"queue statistics agree with the tasks after every kind of change", testStats},
 	{"events resume after a cursor", testEventsCursor},
 	{"next run_at across priorities and kinds", testNextRunAt},
 	{"list filters and pages", testList},
@@ -986,5 +987,92 @@ func testRescueNotResumable(t *testing.T, e *env) {
 	if _, err := e.st.Claim(e.ctx, store.ClaimRequest{Owner: "n", LeaseTTL: time.Second,
 		Queues: []store.QueueClaim{q("default", 1)}, NotResumable: []string{"bad'kind"}}); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("a bad kind name in NotResumable: %v, want ErrInvalid", err)
+	}
+}
+
+func testStats(t *testing.T, e *env) {
+	past := time.Now().Add(-time.Minute).Truncate(time.Microsecond)
+	e.enqueue(t,
+		store.NewTask{Kind: "k", Queue: "alpha", RunAt: past},
+		store.NewTask{Kind: "k", Queue: "alpha", Priority: 3},
+		store.NewTask{Kind: "k", Queue: "alpha", RunAt: time.Now().Add(time.Hour)},
+		store.NewTask{Kind: "k", Queue: "beta"}, store.NewTask{Kind: "k", Queue: "beta"},
+		store.NewTask{Kind: "k", Queue: "beta"}, store.NewTask{Kind: "k", Queue: "beta"},
+		store.NewTask{Kind: "k", Queue: "beta"}, store.NewTask{Kind: "k", Queue: "beta"},
+	)
+	if e.h.EnqueueInOwnTx != nil {
+		if _, err := e.h.EnqueueInOwnTx(t, e.st, e.db, []store.NewTask{{Kind: "k", Queue: "gamma"}}, true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.h.EnqueueInOwnTx(t, e.st, e.db, []store.NewTask{{Kind: "k", Queue: "gamma"}}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beta := e.claim(t, "n", time.Minute, q("beta", 5))
+	finish(t, e,
+		store.Outcome{TaskID: beta[0].ID, Epoch: beta[0].LeaseEpoch, State: store.StateCompleted, Event: store.EventCompleted},
+		store.Outcome{TaskID: beta[1].ID, Epoch: beta[1].LeaseEpoch, State: store.StateCompleted, Event: store.EventCompleted},
+		store.Outcome{TaskID: beta[2].ID, Epoch: beta[2].LeaseEpoch, State: store.StateFailed, Event: store.EventFailed,
+			Error: &store.AttemptError{Attempt: 1, At: time.Now(), Error: "x"}},
+		store.Outcome{TaskID: beta[3].ID, Epoch: beta[3].LeaseEpoch, State: store.StatePending, RunAt: time.Now().Add(time.Hour), Event: store.EventRetryScheduled},
+	)
+	// A stale outcome changes nothing.
+	if _, err := e.st.Finish(e.ctx, []store.Outcome{{TaskID: beta[0].ID, Epoch: 99, State: store.StateFailed, Event: store.EventFailed}}); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := e.st.List(e.ctx, store.ListParams{Queue: "beta", States: []store.State{store.StatePending}})
+	for _, task := range rest {
+		if task.RunAt.Before(time.Now()) {
+			if _, err := e.st.Cancel(e.ctx, task.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// beta[4] is left running under a short lease and rescued.
+	if _, err := e.st.Heartbeat(e.ctx, beta[4].ID, beta[4].LeaseEpoch, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if _, err := e.st.Rescue(e.ctx, store.RescueParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StateCompleted: time.Now().Add(time.Hour)}, Limit: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	want := map[string]map[store.State]int64{}
+	oldest := map[string]time.Time{}
+	all, err := e.st.List(e.ctx, store.ListParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, task := range all {
+		if want[task.Queue] == nil {
+			want[task.Queue] = map[store.State]int64{}
+		}
+		want[task.Queue][task.State]++
+		if task.State == store.StatePending && !task.RunAt.After(now) {
+			if o, ok := oldest[task.Queue]; !ok || task.RunAt.Before(o) {
+				oldest[task.Queue] = task.RunAt
+			}
+		}
+	}
+	stats, err := e.st.Stats(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]map[store.State]int64{}
+	for _, qs := range stats {
+		got[qs.Queue] = qs.Counts
+		if !qs.OldestReadyAt.Equal(oldest[qs.Queue]) {
+			t.Errorf("queue %s: oldest ready %v, want %v", qs.Queue, qs.OldestReadyAt, oldest[qs.Queue])
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("stats = %v\nwant %v", got, want)
+	}
+	if !oldest["alpha"].Equal(past) {
+		t.Fatalf("test setup: alpha's oldest ready task should be the one due a minute ago")
 	}
 }

@@ -1,0 +1,121 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/weftworks/weft/store"
+)
+
+// counts accumulates the changes a write makes to weft_counts.
+type counts map[[2]string]int64
+
+// move records n tasks of queue leaving state from (if any) for state to
+// (if any).
+func (c counts) move(queue string, from, to store.State, n int64) {
+	if from != "" {
+		c[[2]string{queue, string(from)}] -= n
+	}
+	if to != "" {
+		c[[2]string{queue, string(to)}] += n
+	}
+}
+
+// apply writes the accumulated changes in one statement.
+func (c counts) apply(ctx context.Context, db dbtx) error {
+	a := make([]any, 0, 3*len(c))
+	rows := 0
+	for k, n := range c {
+		if n == 0 {
+			continue
+		}
+		a = append(a, k[0], k[1], n)
+		rows++
+	}
+	if rows == 0 {
+		return nil
+	}
+	_, err := db.ExecContext(ctx, `INSERT INTO weft_counts (queue, state, n) VALUES `+placeholders(rows, 3)+`
+		ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n`, a...)
+	if err != nil {
+		return fmt.Errorf("update counts: %w", err)
+	}
+	return nil
+}
+
+// Stats implements store.Store: counts come from weft_counts, the oldest
+// ready task from the claim index (one seek per distinct priority).
+func (s *Store) Stats(ctx context.Context) ([]store.QueueStats, error) {
+	rows, err := s.rdb.QueryContext(ctx, "SELECT queue, state, n FROM weft_counts WHERE n != 0 ORDER BY queue")
+	if err != nil {
+		return nil, fmt.Errorf("stats: %w", err)
+	}
+	defer rows.Close()
+	var out []store.QueueStats
+	for rows.Next() {
+		var (
+			queue, state string
+			n            int64
+		)
+		if err := rows.Scan(&queue, &state, &n); err != nil {
+			return nil, fmt.Errorf("stats: %w", err)
+		}
+		if len(out) == 0 || out[len(out)-1].Queue != queue {
+			out = append(out, store.QueueStats{Queue: queue, Counts: map[store.State]int64{}})
+		}
+		out[len(out)-1].Counts[store.State(state)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("stats: %w", err)
+	}
+	now := s.now()
+	for i := range out {
+		if out[i].Counts[store.StatePending] == 0 {
+			continue
+		}
+		oldest, ok, err := s.oldestReady(ctx, out[i].Queue, now)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[i].OldestReadyAt = oldest
+		}
+	}
+	return out, nil
+}
+
+// oldestReady is the earliest run_at among the queue's ready tasks,
+// stepping through the distinct priorities with one index seek each.
+func (s *Store) oldestReady(ctx context.Context, queue string, now time.Time) (time.Time, bool, error) {
+	var (
+		best  int64
+		found bool
+	)
+	below := int64(math.MaxInt64)
+	for {
+		var prio sql.NullInt64
+		if err := s.rdb.QueryRowContext(ctx, `SELECT max(priority) FROM weft_tasks
+			WHERE state = 'pending' AND queue = +? AND priority < +?`, queue, below).Scan(&prio); err != nil {
+			return time.Time{}, false, fmt.Errorf("stats: %w", err)
+		}
+		if !prio.Valid {
+			break
+		}
+		var runAt sql.NullInt64
+		if err := s.rdb.QueryRowContext(ctx, `SELECT min(run_at) FROM weft_tasks
+			WHERE state = 'pending' AND queue = +? AND priority = +?`, queue, prio.Int64).Scan(&runAt); err != nil {
+			return time.Time{}, false, fmt.Errorf("stats: %w", err)
+		}
+		if runAt.Valid && runAt.Int64 <= micros(now) && (!found || runAt.Int64 < best) {
+			best, found = runAt.Int64, true
+		}
+		below = prio.Int64
+	}
+	if !found {
+		return time.Time{}, false, nil
+	}
+	return fromMicros(best), true, nil
+}
