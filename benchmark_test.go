@@ -262,3 +262,78 @@ func produce(path string, n int) error {
 	_, err = enqueueStamped(ctx, c, n, 2*time.Millisecond)
 	return err
 }
+
+// BenchmarkLatencyDuringRetention measures enqueue-to-handler-start while
+// retention purges WEFT_BENCH_TERMINAL (default 1,000,000) expired
+// completed tasks: purging must not stall claims.
+func BenchmarkLatencyDuringRetention(b *testing.B) {
+	terminal := envInt("WEFT_BENCH_TERMINAL", 1_000_000)
+	n := envInt("WEFT_BENCH_SAMPLES", 2000)
+	for i := 0; i < b.N; i++ {
+		path := filepath.Join(b.TempDir(), "retention.db")
+		st := openBenchStore(b, path)
+		seedCompleted(b, path, terminal)
+		var (
+			mu      sync.Mutex
+			samples []time.Duration
+		)
+		all := make(chan struct{})
+		ws := weft.NewWorkers()
+		weft.AddWorkerFunc(ws, func(ctx context.Context, t *weft.Task[stampArgs]) error {
+			mu.Lock()
+			samples = append(samples, time.Duration(time.Now().UnixNano()-t.Args.T0))
+			if len(samples) == n {
+				close(all)
+			}
+			mu.Unlock()
+			return nil
+		})
+		c, err := weft.NewClient(st, &weft.Config{Workers: ws, PollInterval: time.Minute, RetentionInterval: 50 * time.Millisecond})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if err := c.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := enqueueStamped(context.Background(), c, n, 2*time.Millisecond); err != nil {
+			b.Fatal(err)
+		}
+		<-all
+		elapsed := time.Since(start)
+		stats, err := c.Stats(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		left := int64(0)
+		for _, qs := range stats {
+			left += qs.Counts[weft.StateCompleted]
+		}
+		_ = c.Stop(context.Background())
+		st.Close()
+		reportPercentiles(b, samples)
+		b.ReportMetric(float64(int64(terminal)+int64(n)-left)/elapsed.Seconds(), "purged/s")
+	}
+}
+
+// seedCompleted writes n completed tasks that finished two days ago
+// straight into the database, with their counts.
+func seedCompleted(b *testing.B, path string, n int) {
+	b.Helper()
+	db, err := sqlite.OpenSQL(path, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	old := time.Now().Add(-48 * time.Hour).UnixMicro()
+	_, err = db.Exec(`WITH RECURSIVE seq(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM seq WHERE x < ?)
+		INSERT INTO weft_tasks (id, kind, queue, args, state, run_at, attempt, max_attempts, created_at, attempted_at, finalized_at)
+		SELECT printf('00000000-0000-7000-8000-%012d', x), 'bench.old', 'default', '{}', 'completed', ?2, 1, 25, ?2, ?2, ?2 FROM seq`, n, old)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO weft_counts (queue, state, n) VALUES ('default', 'completed', ?)
+		ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n`, n); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -285,6 +285,16 @@ type PurgeParams struct {
 	Window, Limit int
 }
 
+// PurgeResult is what one Purge call did.
+type PurgeResult struct {
+	Deleted int
+	// Next is where the sweep continues (the same window again when the
+	// limit cut it short).
+	Next string
+	// Done is true when this call reached the end of the table.
+	Done bool
+}
+
 // Store is the storage contract. Every method is safe for concurrent use.
 // Writes that name an epoch are fenced: they succeed only while the task is
 // running under that epoch, and otherwise fail with ErrLeaseLost.
@@ -328,9 +338,9 @@ type Store interface {
 	// Purge deletes finished tasks, and their events, whose FinalizedAt is
 	// older than their state's cutoff in p. It works through the table in
 	// id order, one bounded window per call, so no call holds the writer
-	// for long; callers pass the returned cursor back to continue ("" when
-	// a sweep of the whole table is complete).
-	Purge(ctx context.Context, p PurgeParams) (deleted int, next string, err error)
+	// for long; callers pass the returned Next back as After to continue
+	// until Done.
+	Purge(ctx context.Context, p PurgeParams) (PurgeResult, error)
 	// Lead takes or renews the leadership of role for holder until ttl from
 	// now. It succeeds when nobody leads, when holder already leads, or when
 	// the leader's lease has expired; term increases with every change of

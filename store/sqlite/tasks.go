@@ -822,7 +822,7 @@ func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
 // Purge implements store.Store. A window ends at the Window-th id after the
 // cursor, found on the id index alone; only rows inside it are examined,
 // so a pass costs the same however the table is made up.
-func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, string, error) {
+func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResult, error) {
 	window, limit := p.Window, p.Limit
 	if window <= 0 {
 		window = 10000
@@ -832,7 +832,7 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, string, er
 	}
 	for st := range p.Before {
 		if !st.Terminal() {
-			return 0, "", &store.ValidationError{Index: -1, Field: "before", Message: fmt.Sprintf("%q is not a terminal state", st)}
+			return store.PurgeResult{}, &store.ValidationError{Index: -1, Field: "before", Message: fmt.Sprintf("%q is not a terminal state", st)}
 		}
 	}
 	var (
@@ -846,14 +846,12 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, string, er
 		}
 	}
 	if len(conds) == 0 {
-		return 0, "", nil
+		return store.PurgeResult{Done: true}, nil
 	}
-	var (
-		deleted int
-		next    string
-	)
+	var res store.PurgeResult
 	err := s.writer.do(ctx, func(q *execer) error {
-		deleted, next = 0, ""
+		res = store.PurgeResult{}
+		deleted := 0
 		end := ""
 		err := q.conn.QueryRowContext(context.Background(), "SELECT id FROM weft_tasks WHERE id > +? ORDER BY id LIMIT 1 OFFSET "+strconv.Itoa(window-1), p.After).Scan(&end)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -894,19 +892,22 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, string, er
 				return fmt.Errorf("purge events: %w", err)
 			}
 		}
+		res.Deleted = deleted
 		switch {
 		case deleted == limit:
 			// The window may hold more: look at it again.
-			next = p.After
+			res.Next = p.After
 		case end != "":
-			next = end
+			res.Next = end
+		default:
+			res.Done = true
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, "", err
+		return store.PurgeResult{}, err
 	}
-	return deleted, next, nil
+	return res, nil
 }
 
 // Lead implements store.Store. Leadership writes are light: a lost one is

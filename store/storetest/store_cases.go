@@ -797,34 +797,34 @@ func testPurge(t *testing.T, e *env) {
 	e.enqueue(t, store.NewTask{Kind: "k", Queue: "wait"}, store.NewTask{Kind: "k", Queue: "wait"}, store.NewTask{Kind: "k", Queue: "run"})
 	e.claim(t, "n", time.Minute, q("run", 1))
 
-	if _, _, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StatePending: time.Now()}}); !errors.Is(err, store.ErrInvalid) {
+	if _, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StatePending: time.Now()}}); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("purging pending tasks: %v, want ErrInvalid", err)
 	}
 	// A cutoff before the tasks finished deletes nothing.
-	if n, _, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StateFailed: time.Now().Add(-time.Hour)}}); err != nil || n != 0 {
-		t.Fatalf("purge with an old cutoff deleted %d (err %v)", n, err)
+	if res, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StateFailed: time.Now().Add(-time.Hour)}}); err != nil || res.Deleted != 0 || !res.Done {
+		t.Fatalf("purge with an old cutoff = %+v (err %v), want nothing deleted and the sweep done", res, err)
 	}
 	later := time.Now().Add(time.Hour)
 	// A limit stops a pass early and keeps the cursor on its window.
-	n, next, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StateCompleted: later}, Limit: 2})
-	if err != nil || n != 2 || next != "" {
-		t.Fatalf("limited purge = %d, %q, %v; want 2 deleted and the same (start) cursor", n, next, err)
+	res, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StateCompleted: later}, Limit: 2})
+	if err != nil || res.Deleted != 2 || res.Next != "" || res.Done {
+		t.Fatalf("limited purge = %+v, %v; want 2 deleted, the same (start) cursor, not done", res, err)
 	}
 	// Small windows walk the table to the end of the sweep.
 	total, cursor := 2, ""
 	for pass := 0; ; pass++ {
-		n, next, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StateCompleted: later, store.StateCancelled: later}, After: cursor, Window: 3})
+		res, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StateCompleted: later, store.StateCancelled: later}, After: cursor, Window: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
-		total += n
-		if next == "" {
+		total += res.Deleted
+		if res.Done {
 			break
 		}
-		if next <= cursor || pass > 20 {
-			t.Fatalf("cursor did not advance: %q after %q", next, cursor)
+		if res.Next <= cursor || pass > 20 {
+			t.Fatalf("cursor did not advance: %q after %q", res.Next, cursor)
 		}
-		cursor = next
+		cursor = res.Next
 	}
 	if total != 8 {
 		t.Fatalf("purged %d tasks, want 8 (6 completed, 2 cancelled)", total)
@@ -1036,7 +1036,7 @@ func testStats(t *testing.T, e *env) {
 	if _, err := e.st.Rescue(e.ctx, store.RescueParams{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StateCompleted: time.Now().Add(time.Hour)}, Limit: 1}); err != nil {
+	if _, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StateCompleted: time.Now().Add(time.Hour)}, Limit: 1}); err != nil {
 		t.Fatal(err)
 	}
 
