@@ -337,3 +337,20 @@ func seedCompleted(b *testing.B, path string, n int) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkStats reads queue statistics with WEFT_BENCH_TERMINAL (default
+// 1,000,000) finished tasks and 1,000 pending ones in the table.
+func BenchmarkStats(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "stats.db")
+	st := openBenchStore(b, path)
+	defer st.Close()
+	seedCompleted(b, path, envInt("WEFT_BENCH_TERMINAL", 1_000_000))
+	c, _ := weft.NewClient(st, nil)
+	insertNoops(b, c, 1000)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Stats(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -264,6 +264,7 @@ func testKilledProcess(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 	_ = victim.cmd.Wait()
+	killed := time.Now()
 	eventually(t, 2*time.Minute, "not every task completed after a SIGKILL", func() bool {
 		return countState(t, e, store.StateCompleted) == n
 	})
@@ -281,6 +282,12 @@ func testKilledProcess(t *testing.T, e *env) {
 				continue
 			}
 			rescued++
+			// Rescued within a lease TTL (1s) plus a rescue interval
+			// (0.2s) — plus one more TTL if the killed process was the
+			// maintenance leader and another had to take over.
+			if d := ev.At.Sub(killed); d > 2*time.Second+200*time.Millisecond+time.Second {
+				t.Fatalf("task %s rescued %s after the kill", id, d)
+			}
 			// The killed process held the task under its first claim's
 			// epoch; a late write under it is refused.
 			res, err := e.st.Finish(e.ctx, []store.Outcome{{TaskID: id, Epoch: 1, State: store.StateFailed, Event: store.EventFailed}})
