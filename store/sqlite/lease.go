@@ -1,0 +1,211 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weftworks/weft/store"
+)
+
+// RenewLeases implements store.Store.
+func (s *Store) RenewLeases(ctx context.Context, owner string, ttl time.Duration) ([]store.Lease, error) {
+	expires := micros(s.now().Add(ttl))
+	var leases []store.Lease
+	err := s.writer.doLight(ctx, func(q *execer) error {
+		leases = leases[:0]
+		rows, err := q.query(`UPDATE weft_tasks SET lease_expires_at = ?
+			WHERE lease_owner = +? AND state = 'running' RETURNING id, lease_epoch, cancel_requested`, expires, owner)
+		if err != nil {
+			return fmt.Errorf("renew leases: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var l store.Lease
+			if err := rows.Scan(&l.TaskID, &l.Epoch, &l.CancelRequested); err != nil {
+				return fmt.Errorf("renew leases: %w", err)
+			}
+			leases = append(leases, l)
+		}
+		return rows.Err()
+	})
+	return leases, err
+}
+
+// Heartbeat implements store.Store.
+func (s *Store) Heartbeat(ctx context.Context, taskID string, epoch int64, ttl time.Duration) (bool, error) {
+	expires := micros(s.now().Add(ttl))
+	var cancel bool
+	err := s.writer.doLight(ctx, func(q *execer) error {
+		err := q.queryRow(`UPDATE weft_tasks SET lease_expires_at = ?
+			WHERE id = +? AND lease_epoch = +? AND state = 'running' RETURNING cancel_requested`,
+			expires, taskID, epoch).Scan(&cancel)
+		if errors.Is(err, sql.ErrNoRows) {
+			return leaseLostOrMissing(q.conn, taskID, epoch)
+		}
+		return err
+	})
+	return cancel, err
+}
+
+// leaseLostOrMissing tells a stale epoch from an unknown task.
+func leaseLostOrMissing(db dbtx, taskID string, epoch int64) error {
+	var one int
+	err := db.QueryRowContext(context.Background(), "SELECT 1 FROM weft_tasks WHERE id = +?", taskID).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("task %s: %w", taskID, store.ErrNotFound)
+	case err != nil:
+		return err
+	}
+	return fmt.Errorf("task %s epoch %d: %w", taskID, epoch, store.ErrLeaseLost)
+}
+
+// Progress implements store.Store.
+func (s *Store) Progress(ctx context.Context, taskID string, epoch int64, data json.RawMessage) error {
+	if len(data) > 0 && !json.Valid(data) {
+		return &store.ValidationError{Index: -1, Field: "progress", Message: "not valid JSON"}
+	}
+	if max := s.opts.Limits.ArgsLimit(); len(data) > max {
+		return &store.ValidationError{Index: -1, Field: "progress", Message: fmt.Sprintf("%d bytes exceeds the limit of %d bytes", len(data), max)}
+	}
+	nowUS := micros(s.now())
+	return s.writer.do(ctx, func(q *execer) error {
+		var attempt int
+		err := q.queryRow("SELECT attempt FROM weft_tasks WHERE id = +? AND lease_epoch = +? AND state = 'running'", taskID, epoch).Scan(&attempt)
+		if errors.Is(err, sql.ErrNoRows) {
+			return leaseLostOrMissing(q.conn, taskID, epoch)
+		}
+		if err != nil {
+			return fmt.Errorf("progress: %w", err)
+		}
+		return insertEvents(q, []event{{taskID: taskID, typ: store.EventProgress, attempt: attempt, data: data}}, nowUS)
+	})
+}
+
+// Cancel implements store.Store.
+func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) {
+	nowUS := micros(s.now())
+	var t *store.Task
+	err := s.writer.do(ctx, func(q *execer) error {
+		var err error
+		t, err = scanTask(q.queryRow("SELECT "+taskColumns+" FROM weft_tasks WHERE id = +?", taskID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("task %s: %w", taskID, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("cancel: %w", err)
+		}
+		switch t.State {
+		case store.StatePending:
+			if _, err := q.exec("UPDATE weft_tasks SET state = 'cancelled', finalized_at = ? WHERE id = +?", nowUS, taskID); err != nil {
+				return fmt.Errorf("cancel: %w", err)
+			}
+			t.State, t.FinalizedAt = store.StateCancelled, fromMicros(nowUS)
+			moved := counts{}
+			moved.move(t.Queue, store.StatePending, store.StateCancelled, 1)
+			if err := moved.apply(context.Background(), q.conn); err != nil {
+				return err
+			}
+			return insertEvents(q, []event{{taskID: taskID, typ: store.EventCancelled, attempt: t.Attempt}}, nowUS)
+		case store.StateRunning:
+			if t.CancelRequested {
+				return nil
+			}
+			if _, err := q.exec("UPDATE weft_tasks SET cancel_requested = 1 WHERE id = +?", taskID); err != nil {
+				return fmt.Errorf("cancel: %w", err)
+			}
+			t.CancelRequested = true
+			return insertEvents(q, []event{{taskID: taskID, typ: store.EventCancelRequested, attempt: t.Attempt}}, nowUS)
+		default:
+			return fmt.Errorf("task %s is %s: %w", taskID, t.State, store.ErrAlreadyFinished)
+		}
+	})
+	if errors.Is(err, store.ErrAlreadyFinished) {
+		return t, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Rescue implements store.Store.
+func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	now := s.now()
+	nowUS := micros(now)
+	deadBefore := int64(math.MinInt64)
+	if p.DeadAfter > 0 {
+		deadBefore = micros(now.Add(-p.DeadAfter))
+	}
+	at, _ := json.Marshal(now.UTC())
+	n := 0
+	err := s.writer.do(ctx, func(q *execer) error {
+		n = 0
+		var events []event
+		moved := counts{}
+		// SET sees the row as it was: the reason is decided from the old
+		// lease, and RETURNING reads it back from the error it wrote.
+		err := q.rawQuery(`UPDATE weft_tasks SET
+			state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
+				WHEN attempt >= max_attempts OR resumable = 0 THEN 'failed' ELSE 'pending' END,
+			lease_epoch = lease_epoch + 1,
+			lease_expires_at = NULL,
+			lease_owner = NULL,
+			run_at = ?1,
+			errors = json_insert(coalesce(errors, '[]'), '$[#]',
+				json_object('attempt', attempt, 'at', json(?2), 'error', CASE
+					WHEN resumable = 0 THEN 'owner died: the task may not be resumed'
+					WHEN lease_expires_at < ?1 THEN 'lease expired: the worker stopped renewing it'
+					ELSE 'owner died: node ' || lease_owner || ' stopped sending heartbeats' END)),
+			finalized_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts OR resumable = 0 THEN ?1 END
+			WHERE rowid IN (SELECT rowid FROM weft_tasks WHERE state = 'running' AND (lease_expires_at < +?1
+				OR lease_owner IN (SELECT id FROM weft_nodes WHERE heartbeat_at < +?3)) LIMIT `+strconv.Itoa(limit)+`)
+			RETURNING id, state, attempt, json_extract(errors, '$[#-1].error'), queue`,
+			args{{Ordinal: 1, Value: nowUS}, {Ordinal: 2, Value: string(at)}, {Ordinal: 3, Value: deadBefore}},
+			func(v []driver.Value) error {
+				e := event{taskID: asString(v[0]), attempt: int(asInt64(v[2])), data: []byte(`{"reason":"lease_expired"}`)}
+				if strings.HasPrefix(asString(v[3]), "owner died") {
+					e.data = []byte(`{"reason":"owner_died"}`)
+				}
+				moved.move(asString(v[4]), store.StateRunning, store.State(asString(v[1])), 1)
+				switch store.State(asString(v[1])) {
+				case store.StatePending:
+					e.typ = store.EventRescued
+					q.wake = true
+				case store.StateFailed:
+					e.typ = store.EventFailed
+				default:
+					e.typ = store.EventCancelled
+				}
+				events = append(events, e)
+				return nil
+			})
+		if err != nil {
+			return fmt.Errorf("rescue: %w", err)
+		}
+		n = len(events)
+		if err := moved.apply(context.Background(), q.conn); err != nil {
+			return err
+		}
+		if p.DeadAfter > 0 {
+			if _, err := q.exec(`DELETE FROM weft_nodes WHERE heartbeat_at < +?
+				AND id NOT IN (SELECT lease_owner FROM weft_tasks WHERE state = 'running')`, deadBefore); err != nil {
+				return fmt.Errorf("rescue: remove dead nodes: %w", err)
+			}
+		}
+		return insertEvents(q, events, nowUS)
+	})
+	return n, err
+}

@@ -1,0 +1,211 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weftworks/weft/store"
+)
+
+// NodeHeartbeat implements store.Store.
+func (s *Store) NodeHeartbeat(ctx context.Context, n store.Node) error {
+	if n.ID == "" {
+		return &store.ValidationError{Index: -1, Field: "node id", Message: "must not be empty"}
+	}
+	nowUS := micros(s.now())
+	started := nowUS
+	if !n.StartedAt.IsZero() {
+		started = micros(n.StartedAt)
+	}
+	return s.writer.doLight(ctx, func(q *execer) error {
+		_, err := q.exec(`INSERT INTO weft_nodes (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`, n.ID, n.Host, n.PID, started, nowUS)
+		return err
+	})
+}
+
+// RemoveNode implements store.Store.
+func (s *Store) RemoveNode(ctx context.Context, id string) error {
+	return s.writer.do(ctx, func(q *execer) error {
+		_, err := q.exec("DELETE FROM weft_nodes WHERE id = ?", id)
+		return err
+	})
+}
+
+// Nodes implements store.Store.
+func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
+	rows, err := s.rdb.QueryContext(ctx, "SELECT id, host, pid, started_at, heartbeat_at FROM weft_nodes ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("nodes: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Node
+	for rows.Next() {
+		var (
+			n         store.Node
+			start, hb int64
+		)
+		if err := rows.Scan(&n.ID, &n.Host, &n.PID, &start, &hb); err != nil {
+			return nil, fmt.Errorf("nodes: %w", err)
+		}
+		n.StartedAt, n.HeartbeatAt = fromMicros(start), fromMicros(hb)
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// Purge implements store.Store. A window ends at the Window-th id after the
+// cursor, found on the id index alone; only rows inside it are examined,
+// so a pass costs the same however the table is made up.
+func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResult, error) {
+	window, limit := p.Window, p.Limit
+	if window <= 0 {
+		window = 10000
+	}
+	if limit <= 0 {
+		limit = 1000
+	}
+	for st := range p.Before {
+		if !st.Terminal() {
+			return store.PurgeResult{}, &store.ValidationError{Index: -1, Field: "before", Message: fmt.Sprintf("%q is not a terminal state", st)}
+		}
+	}
+	var (
+		conds   []string
+		cutoffs []driver.Value
+	)
+	for _, st := range []store.State{store.StateCompleted, store.StateFailed, store.StateCancelled} {
+		if cutoff, ok := p.Before[st]; ok {
+			conds = append(conds, "(state = '"+string(st)+"' AND finalized_at < +?)")
+			cutoffs = append(cutoffs, micros(cutoff))
+		}
+	}
+	if len(conds) == 0 {
+		return store.PurgeResult{Done: true}, nil
+	}
+	var res store.PurgeResult
+	err := s.writer.do(ctx, func(q *execer) error {
+		res = store.PurgeResult{}
+		deleted := 0
+		end := ""
+		err := q.conn.QueryRowContext(context.Background(), "SELECT id FROM weft_tasks WHERE id > +? ORDER BY id LIMIT 1 OFFSET "+strconv.Itoa(window-1), p.After).Scan(&end)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("purge: %w", err)
+		}
+		var a args
+		a.add(p.After)
+		bound := ""
+		if end != "" {
+			bound = " AND id <= +?"
+			a.add(end)
+		}
+		a.add(cutoffs...)
+		// Ids are UUIDs, so Go's quoting of them is valid JSON.
+		ids := []byte{'['}
+		removed := counts{}
+		err = q.rawQuery(`DELETE FROM weft_tasks WHERE rowid IN (SELECT rowid FROM weft_tasks
+			WHERE id > +?`+bound+` AND (`+strings.Join(conds, " OR ")+`) LIMIT `+strconv.Itoa(limit)+`) RETURNING id, queue, state`,
+			a, func(v []driver.Value) error {
+				if deleted > 0 {
+					ids = append(ids, ',')
+				}
+				ids = strconv.AppendQuote(ids, asString(v[0]))
+				removed.move(asString(v[1]), store.State(asString(v[2])), "", 1)
+				deleted++
+				return nil
+			})
+		if err != nil {
+			return fmt.Errorf("purge: %w", err)
+		}
+		if err := removed.apply(context.Background(), q.conn); err != nil {
+			return err
+		}
+		if deleted > 0 {
+			var ev args
+			ev.add(string(append(ids, ']')))
+			if err := q.rawExec("DELETE FROM weft_events WHERE task_id IN (SELECT value FROM json_each(?))", ev); err != nil {
+				return fmt.Errorf("purge events: %w", err)
+			}
+		}
+		res.Deleted = deleted
+		switch {
+		case deleted == limit:
+			// The window may hold more: look at it again.
+			res.Next = p.After
+		case end != "":
+			res.Next = end
+		default:
+			res.Done = true
+		}
+		return nil
+	})
+	if err != nil {
+		return store.PurgeResult{}, err
+	}
+	return res, nil
+}
+
+// Lead implements store.Store. Leadership writes are light: a lost one is
+// retaken by the next renewal.
+func (s *Store) Lead(ctx context.Context, role, holder string, ttl time.Duration) (int64, bool, error) {
+	if role == "" || holder == "" || ttl <= 0 {
+		return 0, false, &store.ValidationError{Index: -1, Field: "lead", Message: "role, holder and a positive ttl are required"}
+	}
+	now := s.now()
+	var (
+		term int64
+		held bool
+	)
+	err := s.writer.doLight(ctx, func(q *execer) error {
+		var who string
+		err := q.queryRow(`INSERT INTO weft_leaders (name, holder, term, expires_at) VALUES (?1, ?2, 1, ?3)
+			ON CONFLICT (name) DO UPDATE SET
+				term = CASE WHEN holder = excluded.holder THEN term ELSE term + 1 END,
+				holder = excluded.holder,
+				expires_at = excluded.expires_at
+			WHERE holder = excluded.holder OR expires_at < ?4
+			RETURNING holder, term`, role, holder, micros(now.Add(ttl)), micros(now)).Scan(&who, &term)
+		if errors.Is(err, sql.ErrNoRows) {
+			held = false
+			return q.queryRow("SELECT term FROM weft_leaders WHERE name = ?", role).Scan(&term)
+		}
+		held = err == nil && who == holder
+		return err
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("lead %s: %w", role, err)
+	}
+	return term, held, nil
+}
+
+// Resign implements store.Store. The row is kept, expired, so that the
+// next leader's term still follows this one's.
+func (s *Store) Resign(ctx context.Context, role, holder string) error {
+	return s.writer.do(ctx, func(q *execer) error {
+		_, err := q.exec("UPDATE weft_leaders SET expires_at = 0 WHERE name = ? AND holder = ?", role, holder)
+		return err
+	})
+}
+
+// Leader implements store.Store.
+func (s *Store) Leader(ctx context.Context, role string) (store.Leader, error) {
+	var (
+		l       store.Leader
+		expires int64
+	)
+	err := s.rdb.QueryRowContext(ctx, "SELECT holder, term, expires_at FROM weft_leaders WHERE name = ?", role).Scan(&l.Holder, &l.Term, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Leader{}, fmt.Errorf("leader of %s: %w", role, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Leader{}, fmt.Errorf("leader of %s: %w", role, err)
+	}
+	l.ExpiresAt = fromMicros(expires)
+	return l, nil
+}
