@@ -1,0 +1,223 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/weftworks/weft/store"
+)
+
+// RenewLeases implements store.Store.
+func (s *Store) RenewLeases(ctx context.Context, owner string, ttl time.Duration) ([]store.Lease, error) {
+	rows, err := s.pool.Query(ctx, `UPDATE weft_tasks SET lease_expires_at = $1
+		WHERE lease_owner = $2 AND state = 'running' RETURNING id, lease_epoch, cancel_requested`,
+		micros(s.now().Add(ttl)), owner)
+	if err != nil {
+		return nil, fmt.Errorf("renew leases: %w", err)
+	}
+	leases, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Lease, error) {
+		var l store.Lease
+		err := r.Scan(&l.TaskID, &l.Epoch, &l.CancelRequested)
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("renew leases: %w", err)
+	}
+	return leases, nil
+}
+
+// Heartbeat implements store.Store.
+func (s *Store) Heartbeat(ctx context.Context, taskID string, epoch int64, ttl time.Duration) (bool, error) {
+	var cancel bool
+	err := s.pool.QueryRow(ctx, `UPDATE weft_tasks SET lease_expires_at = $1
+		WHERE id = $2 AND lease_epoch = $3 AND state = 'running' RETURNING cancel_requested`,
+		micros(s.now().Add(ttl)), taskID, epoch).Scan(&cancel)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, s.leaseLostOrMissing(ctx, taskID, epoch)
+	}
+	if err != nil {
+		return false, fmt.Errorf("heartbeat: %w", err)
+	}
+	return cancel, nil
+}
+
+func (s *Store) leaseLostOrMissing(ctx context.Context, taskID string, epoch int64) error {
+	var one int
+	err := s.pool.QueryRow(ctx, "SELECT 1 FROM weft_tasks WHERE id = $1", taskID).Scan(&one)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("task %s: %w", taskID, store.ErrNotFound)
+	case err != nil:
+		return err
+	}
+	return fmt.Errorf("task %s epoch %d: %w", taskID, epoch, store.ErrLeaseLost)
+}
+
+// Progress implements store.Store.
+func (s *Store) Progress(ctx context.Context, taskID string, epoch int64, data json.RawMessage) error {
+	if len(data) > 0 && !json.Valid(data) {
+		return &store.ValidationError{Index: -1, Field: "progress", Message: "not valid JSON"}
+	}
+	if limit := s.opts.Limits.ArgsLimit(); len(data) > limit {
+		return &store.ValidationError{Index: -1, Field: "progress", Message: fmt.Sprintf("%d bytes exceeds the limit of %d bytes", len(data), limit)}
+	}
+	nowUS := micros(s.now())
+	tag, err := s.pool.Exec(ctx, `INSERT INTO weft_events (task_id, type, attempt, at, data)
+		SELECT id, 'progress', attempt, $3, $4::jsonb FROM weft_tasks
+		WHERE id = $1 AND lease_epoch = $2 AND state = 'running'`, taskID, epoch, nowUS, nullText(data))
+	if err != nil {
+		return fmt.Errorf("progress: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return s.leaseLostOrMissing(ctx, taskID, epoch)
+	}
+	return nil
+}
+
+// Cancel implements store.Store.
+func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) {
+	nowUS := micros(s.now())
+	var t *store.Task
+	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+		var err error
+		t, err = scanTask(tx.QueryRow(ctx, "SELECT "+taskColumns+" FROM weft_tasks WHERE id = $1 FOR UPDATE", taskID))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, fmt.Errorf("task %s: %w", taskID, store.ErrNotFound)
+		}
+		if err != nil {
+			return false, fmt.Errorf("cancel: %w", err)
+		}
+		switch t.State {
+		case store.StatePending:
+			if _, err := tx.Exec(ctx, "UPDATE weft_tasks SET state = 'cancelled', finalized_at = $1 WHERE id = $2", nowUS, taskID); err != nil {
+				return false, fmt.Errorf("cancel: %w", err)
+			}
+			t.State, t.FinalizedAt = store.StateCancelled, fromMicros(nowUS)
+			moved := counts{}
+			moved.move(t.Queue, store.StatePending, store.StateCancelled, 1)
+			if err := moved.apply(ctx, tx); err != nil {
+				return false, err
+			}
+			return false, insertEvents(ctx, tx, []event{{taskID: taskID, typ: store.EventCancelled, attempt: t.Attempt}}, nowUS)
+		case store.StateRunning:
+			if t.CancelRequested {
+				return false, nil
+			}
+			if _, err := tx.Exec(ctx, "UPDATE weft_tasks SET cancel_requested = true WHERE id = $1", taskID); err != nil {
+				return false, fmt.Errorf("cancel: %w", err)
+			}
+			t.CancelRequested = true
+			// The owner learns of it from the notification.
+			return true, insertEvents(ctx, tx, []event{{taskID: taskID, typ: store.EventCancelRequested, attempt: t.Attempt}}, nowUS)
+		default:
+			return false, fmt.Errorf("task %s is %s: %w", taskID, t.State, store.ErrAlreadyFinished)
+		}
+	})
+	if errors.Is(err, store.ErrAlreadyFinished) {
+		return t, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// CancelRequested implements store.Store.
+func (s *Store) CancelRequested(ctx context.Context, owner string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM weft_tasks
+		WHERE lease_owner = $1 AND state = 'running' AND cancel_requested`, owner)
+	if err != nil {
+		return nil, fmt.Errorf("cancel requests: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("cancel requests: %w", err)
+	}
+	return ids, nil
+}
+
+// Rescue implements store.Store.
+func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	now := s.now()
+	nowUS := micros(now)
+	deadBefore := int64(-1 << 63)
+	if p.DeadAfter > 0 {
+		deadBefore = micros(now.Add(-p.DeadAfter))
+	}
+	n := 0
+	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+		rows, err := tx.Query(ctx, `UPDATE weft_tasks SET
+			state = CASE WHEN cancel_requested THEN 'cancelled'
+				WHEN attempt >= max_attempts OR NOT resumable THEN 'failed' ELSE 'pending' END,
+			lease_epoch = lease_epoch + 1,
+			lease_expires_at = NULL,
+			lease_owner = NULL,
+			run_at = $1,
+			errors = coalesce(errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', $2::text,
+				'error', CASE WHEN NOT resumable THEN 'owner died: the task may not be resumed'
+					WHEN lease_expires_at < $1 THEN 'lease expired: the worker stopped renewing it'
+					ELSE 'owner died: node ' || lease_owner || ' stopped sending heartbeats' END)),
+			finalized_at = CASE WHEN cancel_requested OR attempt >= max_attempts OR NOT resumable THEN $1::bigint END
+			WHERE id IN (SELECT id FROM weft_tasks WHERE state = 'running' AND (lease_expires_at < $1
+				OR lease_owner IN (SELECT id FROM weft_nodes WHERE heartbeat_at < $3)) LIMIT $4 FOR UPDATE SKIP LOCKED)
+			RETURNING id, state, attempt, errors->-1->>'error', queue`,
+			nowUS, now.UTC().Format(time.RFC3339Nano), deadBefore, limit)
+		if err != nil {
+			return false, fmt.Errorf("rescue: %w", err)
+		}
+		var events []event
+		moved := counts{}
+		notify := false
+		for rows.Next() {
+			var (
+				e            event
+				state, cause string
+				queue        string
+			)
+			if err := rows.Scan(&e.taskID, &state, &e.attempt, &cause, &queue); err != nil {
+				rows.Close()
+				return false, fmt.Errorf("rescue: %w", err)
+			}
+			e.data = []byte(`{"reason":"lease_expired"}`)
+			if strings.HasPrefix(cause, "owner died") {
+				e.data = []byte(`{"reason":"owner_died"}`)
+			}
+			switch store.State(state) {
+			case store.StatePending:
+				e.typ, notify = store.EventRescued, true
+			case store.StateFailed:
+				e.typ = store.EventFailed
+			default:
+				e.typ = store.EventCancelled
+			}
+			moved.move(queue, store.StateRunning, store.State(state), 1)
+			events = append(events, e)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return false, fmt.Errorf("rescue: %w", err)
+		}
+		n = len(events)
+		if err := moved.apply(ctx, tx); err != nil {
+			return false, err
+		}
+		if p.DeadAfter > 0 {
+			if _, err := tx.Exec(ctx, `DELETE FROM weft_nodes WHERE heartbeat_at < $1
+				AND id NOT IN (SELECT lease_owner FROM weft_tasks WHERE state = 'running' AND lease_owner IS NOT NULL)`, deadBefore); err != nil {
+				return false, fmt.Errorf("rescue: remove dead nodes: %w", err)
+			}
+		}
+		return notify, insertEvents(ctx, tx, events, nowUS)
+	})
+	return n, err
+}

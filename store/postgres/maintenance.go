@@ -1,0 +1,272 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/weftworks/weft/store"
+)
+
+// NodeHeartbeat implements store.Store.
+func (s *Store) NodeHeartbeat(ctx context.Context, n store.Node) error {
+	if n.ID == "" {
+		return &store.ValidationError{Index: -1, Field: "node id", Message: "must not be empty"}
+	}
+	nowUS := micros(s.now())
+	started := nowUS
+	if !n.StartedAt.IsZero() {
+		started = micros(n.StartedAt)
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO weft_nodes (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`, n.ID, n.Host, n.PID, started, nowUS)
+	if err != nil {
+		return fmt.Errorf("node heartbeat: %w", err)
+	}
+	return nil
+}
+
+// RemoveNode implements store.Store.
+func (s *Store) RemoveNode(ctx context.Context, id string) error {
+	if _, err := s.pool.Exec(ctx, "DELETE FROM weft_nodes WHERE id = $1", id); err != nil {
+		return fmt.Errorf("remove node: %w", err)
+	}
+	return nil
+}
+
+// Nodes implements store.Store.
+func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
+	rows, err := s.pool.Query(ctx, "SELECT id, host, pid, started_at, heartbeat_at FROM weft_nodes ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("nodes: %w", err)
+	}
+	nodes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Node, error) {
+		var (
+			n         store.Node
+			start, hb int64
+		)
+		err := r.Scan(&n.ID, &n.Host, &n.PID, &start, &hb)
+		n.StartedAt, n.HeartbeatAt = fromMicros(start), fromMicros(hb)
+		return n, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nodes: %w", err)
+	}
+	return nodes, nil
+}
+
+// Purge implements store.Store.
+func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResult, error) {
+	window, limit := p.Window, p.Limit
+	if window <= 0 {
+		window = 10000
+	}
+	if limit <= 0 {
+		limit = 1000
+	}
+	for st := range p.Before {
+		if !st.Terminal() {
+			return store.PurgeResult{}, &store.ValidationError{Index: -1, Field: "before", Message: fmt.Sprintf("%q is not a terminal state", st)}
+		}
+	}
+	cutoff := func(st store.State) *int64 {
+		if t, ok := p.Before[st]; ok {
+			v := micros(t)
+			return &v
+		}
+		return nil
+	}
+	if len(p.Before) == 0 {
+		return store.PurgeResult{Done: true}, nil
+	}
+	var res store.PurgeResult
+	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+		res = store.PurgeResult{}
+		var end *string
+		err := tx.QueryRow(ctx, "SELECT id FROM weft_tasks WHERE id > $1 ORDER BY id OFFSET $2 LIMIT 1", p.After, window-1).Scan(&end)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return false, fmt.Errorf("purge: %w", err)
+		}
+		rows, err := tx.Query(ctx, `DELETE FROM weft_tasks WHERE id IN (SELECT id FROM weft_tasks
+			WHERE id > $1 AND ($2::text IS NULL OR id <= $2)
+			AND ((state = 'completed' AND finalized_at < $3) OR (state = 'failed' AND finalized_at < $4)
+				OR (state = 'cancelled' AND finalized_at < $5))
+			LIMIT $6) RETURNING id, queue, state`,
+			p.After, end, cutoff(store.StateCompleted), cutoff(store.StateFailed), cutoff(store.StateCancelled), limit)
+		if err != nil {
+			return false, fmt.Errorf("purge: %w", err)
+		}
+		var ids []string
+		removed := counts{}
+		for rows.Next() {
+			var id, queue, state string
+			if err := rows.Scan(&id, &queue, &state); err != nil {
+				rows.Close()
+				return false, fmt.Errorf("purge: %w", err)
+			}
+			ids = append(ids, id)
+			removed.move(queue, store.State(state), "", 1)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return false, fmt.Errorf("purge: %w", err)
+		}
+		if len(ids) > 0 {
+			if _, err := tx.Exec(ctx, "DELETE FROM weft_events WHERE task_id = ANY($1::text[])", ids); err != nil {
+				return false, fmt.Errorf("purge events: %w", err)
+			}
+		}
+		if err := removed.apply(ctx, tx); err != nil {
+			return false, err
+		}
+		res.Deleted = len(ids)
+		switch {
+		case res.Deleted == limit:
+			res.Next = p.After
+		case end != nil:
+			res.Next = *end
+		default:
+			res.Done = true
+		}
+		return false, nil
+	})
+	if err != nil {
+		return store.PurgeResult{}, err
+	}
+	return res, nil
+}
+
+// Lead implements store.Store.
+func (s *Store) Lead(ctx context.Context, role, holder string, ttl time.Duration) (int64, bool, error) {
+	if role == "" || holder == "" || ttl <= 0 {
+		return 0, false, &store.ValidationError{Index: -1, Field: "lead", Message: "role, holder and a positive ttl are required"}
+	}
+	now := s.now()
+	var (
+		who  string
+		term int64
+	)
+	err := s.pool.QueryRow(ctx, `INSERT INTO weft_leaders (name, holder, term, expires_at) VALUES ($1, $2, 1, $3)
+		ON CONFLICT (name) DO UPDATE SET
+			term = CASE WHEN weft_leaders.holder = excluded.holder THEN weft_leaders.term ELSE weft_leaders.term + 1 END,
+			holder = excluded.holder,
+			expires_at = excluded.expires_at
+		WHERE weft_leaders.holder = excluded.holder OR weft_leaders.expires_at < $4
+		RETURNING holder, term`, role, holder, micros(now.Add(ttl)), micros(now)).Scan(&who, &term)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if err := s.pool.QueryRow(ctx, "SELECT term FROM weft_leaders WHERE name = $1", role).Scan(&term); err != nil {
+			return 0, false, fmt.Errorf("lead %s: %w", role, err)
+		}
+		return term, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("lead %s: %w", role, err)
+	}
+	return term, who == holder, nil
+}
+
+// Resign implements store.Store.
+func (s *Store) Resign(ctx context.Context, role, holder string) error {
+	if _, err := s.pool.Exec(ctx, "UPDATE weft_leaders SET expires_at = 0 WHERE name = $1 AND holder = $2", role, holder); err != nil {
+		return fmt.Errorf("resign %s: %w", role, err)
+	}
+	return nil
+}
+
+// Leader implements store.Store.
+func (s *Store) Leader(ctx context.Context, role string) (store.Leader, error) {
+	var (
+		l       store.Leader
+		expires int64
+	)
+	err := s.pool.QueryRow(ctx, "SELECT holder, term, expires_at FROM weft_leaders WHERE name = $1", role).Scan(&l.Holder, &l.Term, &expires)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Leader{}, fmt.Errorf("leader of %s: %w", role, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Leader{}, fmt.Errorf("leader of %s: %w", role, err)
+	}
+	l.ExpiresAt = fromMicros(expires)
+	return l, nil
+}
+
+// PutSchedule implements store.Store.
+func (s *Store) PutSchedule(ctx context.Context, sc store.Schedule) error {
+	nowUS := micros(s.now())
+	_, err := s.pool.Exec(ctx, `INSERT INTO weft_schedules (name, spec, kind, queue, args, priority, max_attempts,
+			metadata, missed, paused, next_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::jsonb, $9, $10, $11, $12, $12)
+		ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, kind = excluded.kind, queue = excluded.queue,
+			args = excluded.args, priority = excluded.priority, max_attempts = excluded.max_attempts,
+			metadata = excluded.metadata, missed = excluded.missed, paused = excluded.paused,
+			next_at = excluded.next_at, updated_at = excluded.updated_at`,
+		sc.Name, sc.Spec, sc.Kind, sc.Queue, string(sc.Args), sc.Priority, sc.MaxAttempts,
+		nullText(sc.Metadata), string(sc.Missed), sc.Paused, micros(sc.NextAt), nowUS)
+	if err != nil {
+		return fmt.Errorf("put schedule %s: %w", sc.Name, err)
+	}
+	return nil
+}
+
+// Schedules implements store.Store.
+func (s *Store) Schedules(ctx context.Context) ([]store.Schedule, error) {
+	rows, err := s.pool.Query(ctx, `SELECT name, spec, kind, queue, args, priority, max_attempts, metadata,
+		missed, paused, next_at, created_at, updated_at FROM weft_schedules ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("schedules: %w", err)
+	}
+	scs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Schedule, error) {
+		var (
+			sc                     store.Schedule
+			missed                 string
+			next, created, updated int64
+			metadata               []byte
+		)
+		err := r.Scan(&sc.Name, &sc.Spec, &sc.Kind, &sc.Queue, &sc.Args, &sc.Priority, &sc.MaxAttempts,
+			&metadata, &missed, &sc.Paused, &next, &created, &updated)
+		if len(metadata) > 0 {
+			sc.Metadata = metadata
+		}
+		sc.Missed = store.Missed(missed)
+		sc.NextAt, sc.CreatedAt, sc.UpdatedAt = fromMicros(next), fromMicros(created), fromMicros(updated)
+		return sc, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("schedules: %w", err)
+	}
+	return scs, nil
+}
+
+// PauseSchedule implements store.Store.
+func (s *Store) PauseSchedule(ctx context.Context, name string, paused bool) error {
+	tag, err := s.pool.Exec(ctx, "UPDATE weft_schedules SET paused = $1, updated_at = $2 WHERE name = $3", paused, micros(s.now()), name)
+	return scheduleResult(name, tag.RowsAffected(), err)
+}
+
+// DeleteSchedule implements store.Store.
+func (s *Store) DeleteSchedule(ctx context.Context, name string) error {
+	tag, err := s.pool.Exec(ctx, "DELETE FROM weft_schedules WHERE name = $1", name)
+	return scheduleResult(name, tag.RowsAffected(), err)
+}
+
+func scheduleResult(name string, n int64, err error) error {
+	if err != nil {
+		return fmt.Errorf("schedule %s: %w", name, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("schedule %s: %w", name, store.ErrNotFound)
+	}
+	return nil
+}
+
+// AdvanceSchedule implements store.Store.
+func (s *Store) AdvanceSchedule(ctx context.Context, name string, from, to time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, "UPDATE weft_schedules SET next_at = $1 WHERE name = $2 AND next_at = $3", micros(to), name, micros(from))
+	if err != nil {
+		return false, fmt.Errorf("advance schedule %s: %w", name, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}

@@ -1,0 +1,254 @@
+// Package postgres is Weft's PostgreSQL backend, for many nodes on one
+// database: claims with FOR UPDATE SKIP LOCKED, batched outcomes, wakeups by
+// LISTEN/NOTIFY (one NOTIFY per transaction) with a polling fallback, and
+// the same schema and semantics as the SQLite backend.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/weftworks/weft/internal/wake"
+	"github.com/weftworks/weft/store"
+)
+
+// Options configures Open. The zero value is ready for use.
+type Options struct {
+	// PollOnly disables LISTEN/NOTIFY, for transaction poolers such as
+	// PgBouncer; engines then rely on their poll.
+	PollOnly bool
+	Limits   store.Limits
+	Logger   *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Store is the PostgreSQL backend. It implements store.Store and
+// store.TxEnqueuer[pgx.Tx].
+type Store struct {
+	pool *pgxpool.Pool
+	// channel is the NOTIFY channel of commits that may have made work
+	// ready: weft_wake, suffixed with the schema when it is not public, so
+	// that deployments in separate schemas do not wake each other.
+	channel string
+	opts    Options
+	log     *slog.Logger
+	wake    wake.Broadcaster
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+var (
+	_ store.Store              = (*Store)(nil)
+	_ store.TxEnqueuer[pgx.Tx] = (*Store)(nil)
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Open connects to url (a postgres:// URL; its search_path selects the
+// schema), applies pending migrations under an advisory lock, and starts
+// the listener.
+func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, &store.ValidationError{Index: -1, Field: "database url", Message: err.Error()}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	var schema string
+	if err := pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	ch := "weft_wake"
+	if schema != "public" {
+		ch += "_" + schema
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	s := &Store{pool: pool, channel: pgx.Identifier{ch}.Sanitize(), opts: o, log: o.Logger, cancel: cancel, done: make(chan struct{})}
+	if o.PollOnly {
+		close(s.done)
+	} else {
+		go s.listen(lctx)
+	}
+	return s, nil
+}
+
+// Close stops the listener and closes the pool.
+func (s *Store) Close() error {
+	s.cancel()
+	<-s.done
+	s.pool.Close()
+	return nil
+}
+
+// Subscribe implements store.Store.
+func (s *Store) Subscribe() (<-chan struct{}, func()) { return s.wake.Subscribe() }
+
+func (s *Store) now() time.Time { return s.opts.Now() }
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func nullMicros(v *int64) time.Time {
+	if v == nil {
+		return time.Time{}
+	}
+	return fromMicros(*v)
+}
+
+// migrate applies the embedded migrations once, under a transaction-level
+// advisory lock so that nodes starting together do not race.
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return err
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit, a no-op
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(8412537201)"); err != nil {
+		return fmt.Errorf("migrate: lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS weft_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var current int
+	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM weft_migrations").Scan(&current); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, e := range entries {
+		num, name, _ := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
+		v, err := strconv.Atoi(num)
+		if err != nil || v <= current {
+			continue
+		}
+		body, err := migrationFiles.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, string(body)); err != nil {
+			return fmt.Errorf("migration %s: %w", e.Name(), err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO weft_migrations VALUES ($1, $2, $3)", v, name, time.Now().UnixMicro()); err != nil {
+			return fmt.Errorf("migration %s: %w", e.Name(), err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// listen holds one connection in LISTEN and turns notifications into
+// wakeups. After a lost connection it reconnects with backoff and wakes
+// everyone once, since notifications sent meanwhile were lost.
+func (s *Store) listen(ctx context.Context) {
+	defer close(s.done)
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("postgres: listener lost; reconnecting", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+		s.wake.Notify()
+	}
+}
+
+func (s *Store) listenOnce(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+s.channel); err != nil {
+		return err
+	}
+	defer func() { _, _ = conn.Exec(context.Background(), "UNLISTEN *") }()
+	for {
+		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+			return err
+		}
+		s.wake.Notify()
+	}
+}
+
+// tx runs f in a transaction, notifying listeners at commit when f asks.
+func (s *Store) tx(ctx context.Context, f func(tx pgx.Tx) (notify bool, err error)) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: begin: %w", err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit, a no-op
+	notify, err := f(tx)
+	if err != nil {
+		return err
+	}
+	if notify {
+		if err := s.notifyTx(ctx, tx); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit: %w", err)
+	}
+	if notify && s.opts.PollOnly {
+		s.wake.Notify()
+	}
+	return nil
+}
+
+// notifyTx sends the transaction's one NOTIFY; PostgreSQL delivers it at
+// commit, and only then.
+func (s *Store) notifyTx(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, "NOTIFY "+s.channel); err != nil {
+		return fmt.Errorf("postgres: notify: %w", err)
+	}
+	return nil
+}
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}

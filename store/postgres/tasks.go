@@ -1,0 +1,472 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/weftworks/weft/store"
+)
+
+// taskColumns is the column list every task read uses, in scanTask's order.
+const taskColumns = `id, kind, queue, args, priority, state, run_at, attempt, max_attempts,
+	attempt_timeout_us, errors, result, unique_key, metadata, lease_owner, lease_epoch,
+	lease_expires_at, cancel_requested, created_at, attempted_at, finalized_at`
+
+func scanTask(r pgx.Row) (*store.Task, error) {
+	var (
+		t                                  store.Task
+		state                              string
+		runAt, createdAt, timeoutUS        int64
+		errs, result, metadata             []byte
+		uniqueKey, owner                   *string
+		leaseExp, attemptedAt, finalizedAt *int64
+	)
+	if err := r.Scan(&t.ID, &t.Kind, &t.Queue, &t.Args, &t.Priority, &state, &runAt, &t.Attempt, &t.MaxAttempts,
+		&timeoutUS, &errs, &result, &uniqueKey, &metadata, &owner, &t.LeaseEpoch,
+		&leaseExp, &t.CancelRequested, &createdAt, &attemptedAt, &finalizedAt); err != nil {
+		return nil, err
+	}
+	t.State = store.State(state)
+	t.RunAt, t.CreatedAt = fromMicros(runAt), fromMicros(createdAt)
+	t.AttemptTimeout = time.Duration(timeoutUS) * time.Microsecond
+	if len(errs) > 0 {
+		if err := json.Unmarshal(errs, &t.Errors); err != nil {
+			return nil, fmt.Errorf("task %s: decode error history: %w", t.ID, err)
+		}
+	}
+	if len(result) > 0 {
+		t.Result = result
+	}
+	if len(metadata) > 0 {
+		t.Metadata = metadata
+	}
+	if uniqueKey != nil {
+		t.UniqueKey = *uniqueKey
+	}
+	if owner != nil {
+		t.LeaseOwner = *owner
+	}
+	t.LeaseExpiresAt, t.AttemptedAt, t.FinalizedAt = nullMicros(leaseExp), nullMicros(attemptedAt), nullMicros(finalizedAt)
+	return &t, nil
+}
+
+func nullText(b []byte) *string {
+	if len(b) == 0 {
+		return nil
+	}
+	s := string(b)
+	return &s
+}
+
+// counts accumulates the changes a write makes to weft_counts.
+type counts map[[2]string]int64
+
+func (c counts) move(queue string, from, to store.State, n int64) {
+	if from != "" {
+		c[[2]string{queue, string(from)}] -= n
+	}
+	if to != "" {
+		c[[2]string{queue, string(to)}] += n
+	}
+}
+
+// apply writes the changes in one statement, in a fixed order so that
+// concurrent transactions lock the counter rows in the same order.
+func (c counts) apply(ctx context.Context, tx pgx.Tx) error {
+	keys := make([][2]string, 0, len(c))
+	for k, n := range c {
+		if n != 0 {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i][0]+"\x00"+keys[i][1] < keys[j][0]+"\x00"+keys[j][1] })
+	queues, states, ns := make([]string, len(keys)), make([]string, len(keys)), make([]int64, len(keys))
+	for i, k := range keys {
+		queues[i], states[i], ns[i] = k[0], k[1], c[k]
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO weft_counts (queue, state, n)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+		ON CONFLICT (queue, state) DO UPDATE SET n = weft_counts.n + excluded.n`, queues, states, ns)
+	if err != nil {
+		return fmt.Errorf("update counts: %w", err)
+	}
+	return nil
+}
+
+// event is an event row waiting to be written with its transition.
+type event struct {
+	taskID  string
+	typ     store.EventType
+	attempt int
+	data    []byte
+}
+
+func insertEvents(ctx context.Context, tx pgx.Tx, events []event, at int64) error {
+	if len(events) == 0 {
+		return nil
+	}
+	ids, types, attempts, data := make([]string, len(events)), make([]string, len(events)), make([]int32, len(events)), make([]*string, len(events))
+	for i, e := range events {
+		ids[i], types[i], attempts[i], data[i] = e.taskID, string(e.typ), int32(e.attempt), nullText(e.data)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO weft_events (task_id, type, attempt, at, data)
+		SELECT id, type, attempt, $5, data::jsonb FROM unnest($1::text[], $2::text[], $3::int[], $4::text[]) AS e(id, type, attempt, data)`,
+		ids, types, attempts, data, at)
+	if err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	return nil
+}
+
+// Enqueue implements store.Store.
+func (s *Store) Enqueue(ctx context.Context, tasks []store.NewTask) ([]store.EnqueueResult, error) {
+	now := s.now()
+	tasks = slices.Clone(tasks)
+	if err := store.Prepare(tasks, s.opts.Limits, now); err != nil {
+		return nil, err
+	}
+	var res []store.EnqueueResult
+	for attempt := 1; ; attempt++ {
+		err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+			var err error
+			res, err = insertTasks(ctx, tx, tasks, now)
+			return true, err
+		})
+		// Two enqueues of one unique key raced: the retry finds the winner.
+		if err != nil && isUniqueViolation(err) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
+	}
+}
+
+// EnqueueTx implements store.TxEnqueuer: the tasks are written, and
+// listeners notified, when the caller's transaction commits.
+func (s *Store) EnqueueTx(ctx context.Context, tx pgx.Tx, tasks []store.NewTask) ([]store.EnqueueResult, error) {
+	if tx == nil {
+		return nil, &store.ValidationError{Index: -1, Field: "tx", Message: "must not be nil"}
+	}
+	now := s.now()
+	tasks = slices.Clone(tasks)
+	if err := store.Prepare(tasks, s.opts.Limits, now); err != nil {
+		return nil, err
+	}
+	res, err := insertTasks(ctx, tx, tasks, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.notifyTx(ctx, tx); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func insertTasks(ctx context.Context, tx pgx.Tx, tasks []store.NewTask, now time.Time) ([]store.EnqueueResult, error) {
+	res := make([]store.EnqueueResult, len(tasks))
+	fresh := make([]int, 0, len(tasks))
+	seen := map[string]int{}
+	for i := range tasks {
+		t := &tasks[i]
+		res[i].ID = t.ID
+		if t.UniqueKey == "" {
+			fresh = append(fresh, i)
+			continue
+		}
+		if j, ok := seen[t.UniqueKey]; ok {
+			res[i] = store.EnqueueResult{ID: res[j].ID, Duplicate: true}
+			continue
+		}
+		seen[t.UniqueKey] = i
+		var existing string
+		err := tx.QueryRow(ctx, `SELECT id FROM weft_tasks WHERE unique_key = $1
+			AND state IN ('pending', 'running', 'completed')`, t.UniqueKey).Scan(&existing)
+		switch {
+		case err == nil:
+			res[i] = store.EnqueueResult{ID: existing, Duplicate: true}
+		case errors.Is(err, pgx.ErrNoRows):
+			fresh = append(fresh, i)
+		default:
+			return nil, fmt.Errorf("check unique key: %w", err)
+		}
+	}
+	if len(fresh) == 0 {
+		return res, nil
+	}
+	n := len(fresh)
+	var (
+		ids, kinds, queues, argsJSON = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		prios, maxAttempts           = make([]int32, n), make([]int32, n)
+		runAts, timeouts             = make([]int64, n), make([]int64, n)
+		uniqueKeys, metadata         = make([]*string, n), make([]*string, n)
+		added                        = counts{}
+	)
+	for j, i := range fresh {
+		t := &tasks[i]
+		ids[j], kinds[j], queues[j], argsJSON[j] = t.ID, t.Kind, t.Queue, string(t.Args)
+		prios[j], maxAttempts[j] = int32(t.Priority), int32(t.MaxAttempts)
+		runAts[j], timeouts[j] = micros(t.RunAt), t.AttemptTimeout.Microseconds()
+		if t.UniqueKey != "" {
+			k := t.UniqueKey
+			uniqueKeys[j] = &k
+		}
+		metadata[j] = nullText(t.Metadata)
+		added.move(t.Queue, "", store.StatePending, 1)
+	}
+	createdAt := micros(now)
+	_, err := tx.Exec(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at, max_attempts,
+			attempt_timeout_us, unique_key, metadata, created_at)
+		SELECT id, kind, queue, args::jsonb, prio, 'pending', run_at, max_attempts, timeout, ukey, md::jsonb, $11
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::int[], $8::bigint[], $9::text[], $10::text[])
+			AS t(id, kind, queue, args, prio, run_at, max_attempts, timeout, ukey, md)`,
+		ids, kinds, queues, argsJSON, prios, runAts, maxAttempts, timeouts, uniqueKeys, metadata, createdAt)
+	if err != nil {
+		return nil, fmt.Errorf("insert tasks: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO weft_events (task_id, type, attempt, at)
+		SELECT unnest($1::text[]), 'created', 0, $2`, ids, createdAt); err != nil {
+		return nil, fmt.Errorf("insert created events: %w", err)
+	}
+	if err := added.apply(ctx, tx); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Claim implements store.Store. Each queue's candidates are locked with
+// FOR UPDATE SKIP LOCKED, so nodes claiming together never wait for, nor
+// take, each other's rows.
+func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Task, error) {
+	if req.Owner == "" {
+		return nil, &store.ValidationError{Index: -1, Field: "owner", Message: "must not be empty"}
+	}
+	if req.LeaseTTL <= 0 {
+		return nil, &store.ValidationError{Index: -1, Field: "lease_ttl", Message: "must be positive"}
+	}
+	for _, k := range req.NotResumable {
+		if !store.ValidName(k) {
+			return nil, &store.ValidationError{Index: -1, Field: "not_resumable", Message: fmt.Sprintf("%q is not a valid kind", k)}
+		}
+	}
+	now := s.now()
+	nowUS := micros(now)
+	expires := fromMicros(micros(now.Add(req.LeaseTTL)))
+	notResumable := req.NotResumable
+	if notResumable == nil {
+		notResumable = []string{} // NULL would make resumable NULL
+	}
+	a := []any{req.Owner, micros(expires), nowUS, notResumable}
+	var ctes, unions []string
+	kindFilter := ""
+	if len(req.Kinds) > 0 {
+		a = append(a, req.Kinds)
+		kindFilter = " AND kind = ANY($" + strconv.Itoa(len(a)) + "::text[])"
+	}
+	for i, qc := range req.Queues {
+		if qc.Limit <= 0 {
+			continue
+		}
+		a = append(a, qc.Queue)
+		name := "c" + strconv.Itoa(i)
+		ctes = append(ctes, name+` AS (SELECT id FROM weft_tasks WHERE state = 'pending' AND queue = $`+strconv.Itoa(len(a))+
+			` AND run_at <= $3`+kindFilter+` ORDER BY priority DESC, run_at, id LIMIT `+strconv.Itoa(qc.Limit)+` FOR UPDATE SKIP LOCKED)`)
+		unions = append(unions, "SELECT id FROM "+name)
+	}
+	if len(ctes) == 0 {
+		return nil, nil
+	}
+	query := `WITH ` + strings.Join(ctes, ", ") + `
+		UPDATE weft_tasks SET state = 'running', attempt = attempt + 1, lease_epoch = lease_epoch + 1,
+			lease_owner = $1, lease_expires_at = $2, attempted_at = $3, resumable = NOT (kind = ANY($4::text[]))
+		WHERE id IN (` + strings.Join(unions, " UNION ALL ") + `)
+		RETURNING id, kind, queue, args, priority, run_at, attempt, max_attempts, attempt_timeout_us, errors, metadata, lease_epoch, created_at`
+	attempted := fromMicros(nowUS)
+	var claimed []*store.Task
+	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+		claimed = claimed[:0]
+		rows, err := tx.Query(ctx, query, a...)
+		if err != nil {
+			return false, fmt.Errorf("claim: %w", err)
+		}
+		for rows.Next() {
+			var (
+				t                         store.Task
+				runAt, createdAt, timeout int64
+				errs, metadata            []byte
+			)
+			if err := rows.Scan(&t.ID, &t.Kind, &t.Queue, &t.Args, &t.Priority, &runAt, &t.Attempt, &t.MaxAttempts,
+				&timeout, &errs, &metadata, &t.LeaseEpoch, &createdAt); err != nil {
+				rows.Close()
+				return false, fmt.Errorf("claim: %w", err)
+			}
+			if len(errs) > 0 {
+				if err := json.Unmarshal(errs, &t.Errors); err != nil {
+					rows.Close()
+					return false, fmt.Errorf("claim: decode error history of %s: %w", t.ID, err)
+				}
+			}
+			if len(metadata) > 0 {
+				t.Metadata = metadata
+			}
+			t.State, t.LeaseOwner, t.LeaseExpiresAt, t.AttemptedAt = store.StateRunning, req.Owner, expires, attempted
+			t.RunAt, t.CreatedAt = fromMicros(runAt), fromMicros(createdAt)
+			t.AttemptTimeout = time.Duration(timeout) * time.Microsecond
+			claimed = append(claimed, &t)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return false, fmt.Errorf("claim: %w", err)
+		}
+		events := make([]event, len(claimed))
+		moved := counts{}
+		for i, t := range claimed {
+			events[i] = event{taskID: t.ID, typ: store.EventStarted, attempt: t.Attempt}
+			moved.move(t.Queue, store.StatePending, store.StateRunning, 1)
+		}
+		if err := moved.apply(ctx, tx); err != nil {
+			return false, err
+		}
+		return false, insertEvents(ctx, tx, events, nowUS)
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(claimed, func(i, j int) bool {
+		a, b := claimed[i], claimed[j]
+		if a.Priority != b.Priority {
+			return a.Priority > b.Priority
+		}
+		if !a.RunAt.Equal(b.RunAt) {
+			return a.RunAt.Before(b.RunAt)
+		}
+		return a.ID < b.ID
+	})
+	return claimed, nil
+}
+
+// Finish implements store.Store: one UPDATE … FROM unnest(…) for the batch,
+// fenced on (id, epoch, running).
+func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, error) {
+	if len(outcomes) == 0 {
+		return nil, nil
+	}
+	n := len(outcomes)
+	var (
+		ids, states       = make([]string, n), make([]string, n)
+		epochs, runAts    = make([]int64, n), make([]*int64, n)
+		results, errsJSON = make([]*string, n), make([]*string, n)
+		refunds           = make([]int32, n)
+	)
+	for i, o := range outcomes {
+		switch o.State {
+		case store.StateCompleted, store.StateFailed, store.StateCancelled, store.StatePending:
+		default:
+			return nil, &store.ValidationError{Index: i, Field: "state", Message: fmt.Sprintf("%q is not an outcome state", o.State)}
+		}
+		ids[i], states[i], epochs[i], results[i] = o.TaskID, string(o.State), o.Epoch, nullText(o.Result)
+		if o.Error != nil {
+			b, err := json.Marshal(o.Error)
+			if err != nil {
+				return nil, fmt.Errorf("encode attempt error: %w", err)
+			}
+			errsJSON[i] = nullText(b)
+		}
+		if o.State == store.StatePending {
+			r := micros(o.RunAt)
+			runAts[i] = &r
+		}
+		if o.Refund {
+			refunds[i] = 1
+		}
+	}
+	nowUS := micros(s.now())
+	results2 := make([]error, n)
+	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+		type key struct {
+			id    string
+			epoch int64
+		}
+		type applied struct {
+			state   string
+			attempt int
+			queue   string
+		}
+		rows, err := tx.Query(ctx, `UPDATE weft_tasks t SET
+			state = CASE WHEN v.state = 'pending' AND t.cancel_requested THEN 'cancelled' ELSE v.state END,
+			result = coalesce(v.result::jsonb, t.result),
+			errors = CASE WHEN v.err IS NULL THEN t.errors ELSE coalesce(t.errors, '[]'::jsonb) || jsonb_build_array(v.err::jsonb) END,
+			run_at = coalesce(v.run_at, t.run_at),
+			attempt = t.attempt - v.refund,
+			lease_expires_at = NULL,
+			lease_owner = CASE WHEN v.state = 'pending' THEN NULL ELSE t.lease_owner END,
+			finalized_at = CASE WHEN v.state = 'pending' AND NOT t.cancel_requested THEN NULL ELSE $8::bigint END
+			FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[])
+				AS v(id, epoch, state, result, err, run_at, refund)
+			WHERE t.id = v.id AND t.lease_epoch = v.epoch AND t.state = 'running'
+			RETURNING t.id, t.lease_epoch, t.state, t.attempt, t.queue`,
+			ids, epochs, states, results, errsJSON, runAts, refunds, nowUS)
+		if err != nil {
+			return false, fmt.Errorf("finish: %w", err)
+		}
+		done := map[key]applied{}
+		for rows.Next() {
+			var (
+				k key
+				a applied
+			)
+			if err := rows.Scan(&k.id, &k.epoch, &a.state, &a.attempt, &a.queue); err != nil {
+				rows.Close()
+				return false, fmt.Errorf("finish: %w", err)
+			}
+			done[k] = a
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return false, fmt.Errorf("finish: %w", err)
+		}
+		events := make([]event, 0, n)
+		moved := counts{}
+		notify := false
+		for i, o := range outcomes {
+			k := key{o.TaskID, o.Epoch}
+			a, ok := done[k]
+			if !ok {
+				results2[i] = fmt.Errorf("task %s epoch %d: %w", o.TaskID, o.Epoch, store.ErrLeaseLost)
+				continue
+			}
+			delete(done, k)
+			results2[i] = nil
+			typ, data := o.Event, o.EventData
+			if store.State(a.state) != o.State {
+				typ, data = store.EventCancelled, nil
+			}
+			if store.State(a.state) == store.StatePending {
+				notify = true
+			}
+			events = append(events, event{taskID: o.TaskID, typ: typ, attempt: a.attempt + int(refunds[i]), data: data})
+			moved.move(a.queue, store.StateRunning, store.State(a.state), 1)
+		}
+		if err := moved.apply(ctx, tx); err != nil {
+			return false, err
+		}
+		return notify, insertEvents(ctx, tx, events, nowUS)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results2, nil
+}
