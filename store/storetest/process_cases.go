@@ -21,7 +21,7 @@ import (
 
 var processCases = []testCase{
 	{"two processes drain 10,000 tasks, each exactly once", testTwoProcesses},
-	{"a worker process killed with SIGKILL loses nothing", testKilledProcess},
+	{"three worker processes drain 20,000 tasks; one killed with SIGKILL loses nothing", testKilledProcess},
 	{"the maintenance leader killed with SIGKILL is replaced", testLeaderFailover},
 }
 
@@ -252,12 +252,12 @@ func testTwoProcesses(t *testing.T, e *env) {
 }
 
 func testKilledProcess(t *testing.T, e *env) {
-	const n = 3000
-	children := startChildren(t, e, 3, 2, 1000)
+	const n = 20000
+	children := startChildren(t, e, 3, 1, 1000)
 	ids := enqueueLedgerTasks(t, e, n)
 	eventually(t, time.Minute, "work did not start", func() bool {
 		_, per := readLedgers(t, children)
-		return per[0] > 50
+		return per[0] > 500
 	})
 	victim := children[0]
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
