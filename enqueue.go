@@ -2,6 +2,7 @@ package weft
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -65,9 +66,10 @@ func (c *Client) EnqueueMany(ctx context.Context, params []EnqueueParams) ([]Enq
 	return c.st.Enqueue(ctx, tasks)
 }
 
-// EnqueueTx stores one task inside the caller's transaction tx (for the
-// SQLite backend, a *sql.Tx on the same database file): the task exists if
-// and only if tx commits, and workers notice the commit within
+// EnqueueTx stores one task inside the caller's transaction tx — for the
+// SQLite backend a *sql.Tx on the same database file; for PostgreSQL a
+// pgx.Tx, or a *sql.Tx opened through pgx's database/sql driver. The task
+// exists if and only if tx commits, and workers notice the commit within
 // milliseconds. ErrTxUnsupported when the backend cannot use a TTx.
 func EnqueueTx[TTx any](ctx context.Context, c *Client, tx TTx, args TaskArgs, opts *EnqueueOpts) (EnqueueResult, error) {
 	res, err := EnqueueManyTx(ctx, c, tx, []EnqueueParams{{Args: args, Opts: opts}})
@@ -79,15 +81,19 @@ func EnqueueTx[TTx any](ctx context.Context, c *Client, tx TTx, args TaskArgs, o
 
 // EnqueueManyTx stores a batch inside the caller's transaction tx.
 func EnqueueManyTx[TTx any](ctx context.Context, c *Client, tx TTx, params []EnqueueParams) ([]EnqueueResult, error) {
-	txe, ok := c.st.(store.TxEnqueuer[TTx])
-	if !ok {
-		return nil, fmt.Errorf("weft: %T: %w", tx, ErrTxUnsupported)
-	}
 	tasks, err := newTasks(params)
 	if err != nil {
 		return nil, err
 	}
-	return txe.EnqueueTx(ctx, tx, tasks)
+	if txe, ok := c.st.(store.TxEnqueuer[TTx]); ok {
+		return txe.EnqueueTx(ctx, tx, tasks)
+	}
+	if sqlTx, ok := any(tx).(*sql.Tx); ok {
+		if txe, ok := c.st.(store.SQLTxEnqueuer); ok {
+			return txe.EnqueueSQLTx(ctx, sqlTx, tasks)
+		}
+	}
+	return nil, fmt.Errorf("weft: %T: %w", tx, ErrTxUnsupported)
 }
 
 func newTasks(params []EnqueueParams) ([]store.NewTask, error) {

@@ -9,6 +9,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"time"
 )
@@ -380,6 +381,13 @@ type Store interface {
 	Subscribe() (ch <-chan struct{}, stop func())
 	// Close releases the backend. Pending writes are completed first.
 	Close() error
+}
+
+// SQLTxEnqueuer is implemented by backends whose native transaction type is
+// not *sql.Tx but that can also enqueue inside a database/sql transaction
+// (PostgreSQL through pgx's database/sql driver).
+type SQLTxEnqueuer interface {
+	EnqueueSQLTx(ctx context.Context, tx *sql.Tx, tasks []NewTask) ([]EnqueueResult, error)
 }
 
 // TxEnqueuer is implemented by backends that can enqueue inside a caller's

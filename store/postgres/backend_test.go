@@ -2,11 +2,15 @@ package postgres_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+
+	"github.com/weftworks/weft"
 
 	"github.com/weftworks/weft/store"
 	"github.com/weftworks/weft/store/postgres"
@@ -119,5 +123,56 @@ func TestPollOnly(t *testing.T) {
 func TestOpenRejectsBadURL(t *testing.T) {
 	if _, err := postgres.Open(context.Background(), "postgres://%zz", nil); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("bad URL: %v, want ErrInvalid", err)
+	}
+}
+
+type sqlTxArgs struct{}
+
+func (sqlTxArgs) Kind() string { return "sqltx" }
+
+// weft.EnqueueTx accepts a *sql.Tx opened through pgx's database/sql driver
+// as well as a pgx.Tx.
+func TestEnqueueInDatabaseSQLTx(t *testing.T) {
+	ctx := context.Background()
+	dsn := newSchema(t, serverURL(t))
+	st, err := postgres.Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := weft.NewClient(st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, commit := range []bool{false, true} {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := weft.EnqueueTx(ctx, c, tx, sqlTxArgs{}, &weft.EnqueueOpts{UniqueKey: "once"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			err = tx.Commit()
+		} else {
+			err = tx.Rollback()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, getErr := c.Get(ctx, res.ID)
+		if commit != (getErr == nil) {
+			t.Fatalf("commit=%v: get after the transaction: %v", commit, getErr)
+		}
+	}
+	stats, err := c.Stats(ctx)
+	if err != nil || len(stats) != 1 || stats[0].Counts[weft.StatePending] != 1 {
+		t.Fatalf("stats after one committed enqueue: %+v, %v", stats, err)
 	}
 }

@@ -53,6 +53,7 @@ type Store struct {
 var (
 	_ store.Store              = (*Store)(nil)
 	_ store.TxEnqueuer[pgx.Tx] = (*Store)(nil)
+	_ store.SQLTxEnqueuer      = (*Store)(nil)
 )
 
 //go:embed migrations/*.sql
@@ -241,7 +242,7 @@ func (s *Store) tx(ctx context.Context, f func(tx pgx.Tx) (notify bool, err erro
 
 // notifyTx sends the transaction's one NOTIFY; PostgreSQL delivers it at
 // commit, and only then.
-func (s *Store) notifyTx(ctx context.Context, tx pgx.Tx) error {
+func (s *Store) notifyTx(ctx context.Context, tx execer) error {
 	if _, err := tx.Exec(ctx, "NOTIFY "+s.channel); err != nil {
 		return fmt.Errorf("postgres: notify: %w", err)
 	}

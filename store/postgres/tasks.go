@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/weftworks/weft/store"
 )
@@ -81,7 +83,7 @@ func (c counts) move(queue string, from, to store.State, n int64) {
 
 // apply writes the changes in one statement, in a fixed order so that
 // concurrent transactions lock the counter rows in the same order.
-func (c counts) apply(ctx context.Context, tx pgx.Tx) error {
+func (c counts) apply(ctx context.Context, tx execer) error {
 	keys := make([][2]string, 0, len(c))
 	for k, n := range c {
 		if n != 0 {
@@ -113,7 +115,7 @@ type event struct {
 	data    []byte
 }
 
-func insertEvents(ctx context.Context, tx pgx.Tx, events []event, at int64) error {
+func insertEvents(ctx context.Context, tx execer, events []event, at int64) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -161,6 +163,19 @@ func (s *Store) EnqueueTx(ctx context.Context, tx pgx.Tx, tasks []store.NewTask)
 	if tx == nil {
 		return nil, &store.ValidationError{Index: -1, Field: "tx", Message: "must not be nil"}
 	}
+	return s.enqueueIn(ctx, tx, tasks)
+}
+
+// EnqueueSQLTx implements store.SQLTxEnqueuer: the same, in a database/sql
+// transaction opened through pgx's driver (github.com/jackc/pgx/v5/stdlib).
+func (s *Store) EnqueueSQLTx(ctx context.Context, tx *sql.Tx, tasks []store.NewTask) ([]store.EnqueueResult, error) {
+	if tx == nil {
+		return nil, &store.ValidationError{Index: -1, Field: "tx", Message: "must not be nil"}
+	}
+	return s.enqueueIn(ctx, sqlTx{tx}, tasks)
+}
+
+func (s *Store) enqueueIn(ctx context.Context, tx execer, tasks []store.NewTask) ([]store.EnqueueResult, error) {
 	now := s.now()
 	tasks = slices.Clone(tasks)
 	if err := store.Prepare(tasks, s.opts.Limits, now); err != nil {
@@ -176,7 +191,27 @@ func (s *Store) EnqueueTx(ctx context.Context, tx pgx.Tx, tasks []store.NewTask)
 	return res, nil
 }
 
-func insertTasks(ctx context.Context, tx pgx.Tx, tasks []store.NewTask, now time.Time) ([]store.EnqueueResult, error) {
+// execer is what the enqueue path needs from a transaction: pgx.Tx has it,
+// and sqlTx gives it to a *sql.Tx.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// sqlTx adapts a database/sql transaction on the pgx driver, which encodes
+// the same argument types (arrays included) as pgx itself.
+type sqlTx struct{ tx *sql.Tx }
+
+func (t sqlTx) Exec(ctx context.Context, query string, args ...any) (pgconn.CommandTag, error) {
+	_, err := t.tx.ExecContext(ctx, query, args...)
+	return pgconn.CommandTag{}, err
+}
+
+func (t sqlTx) QueryRow(ctx context.Context, query string, args ...any) pgx.Row {
+	return t.tx.QueryRowContext(ctx, query, args...)
+}
+
+func insertTasks(ctx context.Context, tx execer, tasks []store.NewTask, now time.Time) ([]store.EnqueueResult, error) {
 	res := make([]store.EnqueueResult, len(tasks))
 	fresh := make([]int, 0, len(tasks))
 	seen := map[string]int{}
@@ -198,7 +233,7 @@ func insertTasks(ctx context.Context, tx pgx.Tx, tasks []store.NewTask, now time
 		switch {
 		case err == nil:
 			res[i] = store.EnqueueResult{ID: existing, Duplicate: true}
-		case errors.Is(err, pgx.ErrNoRows):
+		case errors.Is(err, pgx.ErrNoRows), errors.Is(err, sql.ErrNoRows):
 			fresh = append(fresh, i)
 		default:
 			return nil, fmt.Errorf("check unique key: %w", err)
