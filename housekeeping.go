@@ -70,6 +70,11 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 			return err
 		},
 	}, {
+		Name:      backendName,
+		Interval:  10 * time.Second,
+		Singleton: true,
+		Tick:      c.st.Maintain,
+	}, {
 		Name:      cronName,
 		Interval:  max(c.cfg.CronInterval, 0),
 		Singleton: true,
@@ -112,6 +117,9 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 		},
 	}}
 }
+
+// backendName names the backend's own housekeeping (Store.Maintain).
+const backendName = "backend"
 
 // cronName names the schedule runner (knob WEFT_CRON_INTERVAL).
 const cronName = "cron"

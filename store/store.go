@@ -363,6 +363,9 @@ type Store interface {
 	// AdvanceSchedule moves a schedule's next slot from from to to, if it
 	// is still at from (another node may have moved it).
 	AdvanceSchedule(ctx context.Context, name string, from, to time.Time) (bool, error)
+	// Maintain does the backend's own housekeeping (for example folding
+	// counters); the maintenance leader calls it periodically.
+	Maintain(ctx context.Context) error
 	// Stats counts tasks per queue and state, and finds each queue's
 	// oldest ready task, at a cost that does not grow with the table.
 	Stats(ctx context.Context) ([]QueueStats, error)

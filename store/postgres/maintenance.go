@@ -270,3 +270,18 @@ func (s *Store) AdvanceSchedule(ctx context.Context, name string, from, to time.
 	}
 	return tag.RowsAffected() == 1, nil
 }
+
+// Maintain implements store.Store: it folds the count deltas into
+// weft_counts, in one transaction, so that Stats reads few rows.
+func (s *Store) Maintain(ctx context.Context) error {
+	return s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+		_, err := tx.Exec(ctx, `WITH folded AS (DELETE FROM weft_count_deltas RETURNING queue, state, n)
+			INSERT INTO weft_counts (queue, state, n)
+			SELECT queue, state, sum(n) FROM folded GROUP BY queue, state ORDER BY queue, state
+			ON CONFLICT (queue, state) DO UPDATE SET n = weft_counts.n + excluded.n`)
+		if err != nil {
+			return false, fmt.Errorf("fold counts: %w", err)
+		}
+		return false, nil
+	})
+}

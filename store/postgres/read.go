@@ -156,7 +156,9 @@ func (s *Store) NextRunAt(ctx context.Context, queues, kinds []string) (time.Tim
 
 // Stats implements store.Store.
 func (s *Store) Stats(ctx context.Context) ([]store.QueueStats, error) {
-	rows, err := s.pool.Query(ctx, "SELECT queue, state, n FROM weft_counts WHERE n != 0 ORDER BY queue")
+	rows, err := s.pool.Query(ctx, `SELECT queue, state, sum(n)::bigint FROM (
+			SELECT queue, state, n FROM weft_counts UNION ALL SELECT queue, state, n FROM weft_count_deltas) c
+		GROUP BY queue, state HAVING sum(n) != 0 ORDER BY queue, state`)
 	if err != nil {
 		return nil, fmt.Errorf("stats: %w", err)
 	}

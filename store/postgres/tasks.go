@@ -81,26 +81,21 @@ func (c counts) move(queue string, from, to store.State, n int64) {
 	}
 }
 
-// apply writes the changes in one statement, in a fixed order so that
-// concurrent transactions lock the counter rows in the same order.
+// apply appends the changes as delta rows: inserts take no lock that
+// another transaction waits for (see migration 0002).
 func (c counts) apply(ctx context.Context, tx execer) error {
-	keys := make([][2]string, 0, len(c))
+	var queues, states []string
+	var ns []int64
 	for k, n := range c {
 		if n != 0 {
-			keys = append(keys, k)
+			queues, states, ns = append(queues, k[0]), append(states, k[1]), append(ns, n)
 		}
 	}
-	if len(keys) == 0 {
+	if len(ns) == 0 {
 		return nil
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i][0]+"\x00"+keys[i][1] < keys[j][0]+"\x00"+keys[j][1] })
-	queues, states, ns := make([]string, len(keys)), make([]string, len(keys)), make([]int64, len(keys))
-	for i, k := range keys {
-		queues[i], states[i], ns[i] = k[0], k[1], c[k]
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO weft_counts (queue, state, n)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-		ON CONFLICT (queue, state) DO UPDATE SET n = weft_counts.n + excluded.n`, queues, states, ns)
+	_, err := tx.Exec(ctx, `INSERT INTO weft_count_deltas (queue, state, n)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])`, queues, states, ns)
 	if err != nil {
 		return fmt.Errorf("update counts: %w", err)
 	}

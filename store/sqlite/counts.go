@@ -46,6 +46,10 @@ func (c counts) apply(ctx context.Context, db dbtx) error {
 	return nil
 }
 
+// Maintain implements store.Store: SQLite's counters are kept in place
+// (one writer, no lock contention), so there is nothing to fold.
+func (s *Store) Maintain(context.Context) error { return nil }
+
 // Stats implements store.Store: counts come from weft_counts, the oldest
 // ready task from the claim index (one seek per distinct priority).
 func (s *Store) Stats(ctx context.Context) ([]store.QueueStats, error) {

@@ -1062,6 +1062,13 @@ func testStats(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The backend's housekeeping changes nothing the statistics show.
+	if err := e.st.Maintain(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := e.st.Stats(e.ctx); err != nil || !reflect.DeepEqual(again, stats) {
+		t.Fatalf("stats after Maintain = %+v, %v; before %+v", again, err, stats)
+	}
 	got := map[string]map[store.State]int64{}
 	for _, qs := range stats {
 		got[qs.Queue] = qs.Counts
