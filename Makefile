@@ -3,7 +3,7 @@ GO ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS := ./...
 
-.PHONY: test lint vet unit bench quickstart build
+.PHONY: test lint vet unit bench compare quickstart build
 
 ## test: everything CI checks — formatting, vet, staticcheck, race-enabled tests
 test: lint unit
@@ -12,6 +12,7 @@ lint: vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
 	$(STATICCHECK) $(PKGS)
+	cd bench && $(GO) vet ./...
 
 vet:
 	$(GO) vet $(PKGS)
@@ -24,6 +25,10 @@ unit:
 ## bench: the benchmarks recorded in docs/benchmarks.md (full sizes, 5 runs each)
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 5 . ./store/sqlite/
+
+## compare: Weft against River on PostgreSQL (WEFT_BENCH_POSTGRES_URL or the local server)
+compare:
+	cd bench && $(GO) run ./compare -db "$${WEFT_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
 
 quickstart:
 	$(GO) run ./examples/quickstart

@@ -3,24 +3,30 @@ package weft_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/weftworks/weft"
+	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/postgres"
 	"github.com/weftworks/weft/store/sqlite"
 )
 
 // Benchmark sizes come from the environment so that CI can run every
 // benchmark once at a tiny size: WEFT_BENCH_TASKS (default 100,000),
 // WEFT_BENCH_WORKERS (default 2,000, as River's benchmark),
-// WEFT_BENCH_SAMPLES (default 2,000), WEFT_BENCH_SYNC (FULL or NORMAL).
+// WEFT_BENCH_SAMPLES (default 2,000), WEFT_BENCH_SYNC (FULL or NORMAL);
+// WEFT_BENCH_POSTGRES_URL runs them on PostgreSQL instead of SQLite.
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
@@ -41,15 +47,71 @@ type stampArgs struct {
 
 func (stampArgs) Kind() string { return "bench.stamp" }
 
-// openBenchStore opens a store with the default settings, or with
-// synchronous=NORMAL when WEFT_BENCH_SYNC=NORMAL.
-func openBenchStore(b *testing.B, path string) *sqlite.Store {
+// openBenchStore opens a fresh store for one benchmark: an SQLite file in a
+// temporary directory (synchronous=NORMAL when WEFT_BENCH_SYNC=NORMAL), or,
+// when WEFT_BENCH_POSTGRES_URL is set, a fresh schema on that server. It
+// returns the store and the string another process opens it by.
+func openBenchStore(b *testing.B, name string) (store.Store, string) {
 	b.Helper()
-	st, err := sqlite.Open(context.Background(), path, &sqlite.Options{Synchronous: sqlite.Synchronous(os.Getenv("WEFT_BENCH_SYNC"))})
+	ctx := context.Background()
+	if server := os.Getenv("WEFT_BENCH_POSTGRES_URL"); server != "" {
+		dsn := benchSchema(b, server)
+		st, err := postgres.Open(ctx, dsn, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st, dsn
+	}
+	path := filepath.Join(b.TempDir(), name)
+	st, err := sqlite.Open(ctx, path, &sqlite.Options{Synchronous: sqlite.Synchronous(os.Getenv("WEFT_BENCH_SYNC"))})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return st
+	return st, path
+}
+
+// openByDSN opens what openBenchStore's second result names.
+func openByDSN(ctx context.Context, dsn string) (store.Store, error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return postgres.Open(ctx, dsn, nil)
+	}
+	return sqlite.Open(ctx, dsn, nil)
+}
+
+// benchSchema creates a schema dropped when the benchmark ends.
+func benchSchema(b *testing.B, server string) string {
+	b.Helper()
+	ctx := context.Background()
+	schema := fmt.Sprintf("weft_bench_%d", time.Now().UnixNano())
+	conn, err := pgx.Connect(ctx, server)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if c, err := pgx.Connect(context.Background(), server); err == nil {
+			_, _ = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+			c.Close(context.Background())
+		}
+	})
+	u, err := url.Parse(server)
+	if err != nil {
+		b.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// sqliteOnly skips benchmarks that seed an SQLite file directly.
+func sqliteOnly(b *testing.B) {
+	if os.Getenv("WEFT_BENCH_POSTGRES_URL") != "" {
+		b.Skip("seeds an SQLite file directly")
+	}
 }
 
 func insertNoops(b *testing.B, c *weft.Client, n int) time.Duration {
@@ -73,7 +135,7 @@ func BenchmarkInsert(b *testing.B) {
 	n := envInt("WEFT_BENCH_TASKS", 100_000)
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
-		st := openBenchStore(b, filepath.Join(b.TempDir(), "insert.db"))
+		st, _ := openBenchStore(b, "insert.db")
 		c, _ := weft.NewClient(st, nil)
 		total += insertNoops(b, c, n)
 		st.Close()
@@ -88,7 +150,7 @@ func BenchmarkBurndown(b *testing.B) {
 	workers := envInt("WEFT_BENCH_WORKERS", 2000)
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
-		st := openBenchStore(b, filepath.Join(b.TempDir(), "burndown.db"))
+		st, _ := openBenchStore(b, "burndown.db")
 		var done atomic.Int64
 		all := make(chan struct{})
 		ws := weft.NewWorkers()
@@ -121,7 +183,7 @@ func BenchmarkBurndown(b *testing.B) {
 // latencyRun starts a client whose handler records enqueue-to-start
 // latencies of stampArgs tasks, and returns a function that waits for want
 // samples.
-func latencyRun(b *testing.B, st *sqlite.Store, want int) (*weft.Client, func() []time.Duration) {
+func latencyRun(b *testing.B, st store.Store, want int) (*weft.Client, func() []time.Duration) {
 	b.Helper()
 	var (
 		mu      sync.Mutex
@@ -191,7 +253,7 @@ func enqueueStamped(ctx context.Context, c *weft.Client, n int, interval time.Du
 func BenchmarkLatency(b *testing.B) {
 	n := envInt("WEFT_BENCH_SAMPLES", 2000)
 	for i := 0; i < b.N; i++ {
-		st := openBenchStore(b, filepath.Join(b.TempDir(), "latency.db"))
+		st, _ := openBenchStore(b, "latency.db")
 		c, wait := latencyRun(b, st, n)
 		calls, err := enqueueStamped(context.Background(), c, n, 2*time.Millisecond)
 		if err != nil {
@@ -216,8 +278,7 @@ func BenchmarkCrossProcessLatency(b *testing.B) {
 		b.Fatal(err)
 	}
 	for i := 0; i < b.N; i++ {
-		path := filepath.Join(b.TempDir(), "xlatency.db")
-		st := openBenchStore(b, path)
+		st, path := openBenchStore(b, "xlatency.db")
 		c, wait := latencyRun(b, st, n)
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = append(os.Environ(), envProducerDB+"="+path, envProducerCount+"="+strconv.Itoa(n))
@@ -250,7 +311,7 @@ func TestMain(m *testing.M) {
 
 func produce(path string, n int) error {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, path, nil)
+	st, err := openByDSN(ctx, path)
 	if err != nil {
 		return err
 	}
@@ -270,8 +331,8 @@ func BenchmarkLatencyDuringRetention(b *testing.B) {
 	terminal := envInt("WEFT_BENCH_TERMINAL", 1_000_000)
 	n := envInt("WEFT_BENCH_SAMPLES", 2000)
 	for i := 0; i < b.N; i++ {
-		path := filepath.Join(b.TempDir(), "retention.db")
-		st := openBenchStore(b, path)
+		sqliteOnly(b)
+		st, path := openBenchStore(b, "retention.db")
 		seedCompleted(b, path, terminal)
 		var (
 			mu      sync.Mutex
@@ -341,8 +402,8 @@ func seedCompleted(b *testing.B, path string, n int) {
 // BenchmarkStats reads queue statistics with WEFT_BENCH_TERMINAL (default
 // 1,000,000) finished tasks and 1,000 pending ones in the table.
 func BenchmarkStats(b *testing.B) {
-	path := filepath.Join(b.TempDir(), "stats.db")
-	st := openBenchStore(b, path)
+	sqliteOnly(b)
+	st, path := openBenchStore(b, "stats.db")
 	defer st.Close()
 	seedCompleted(b, path, envInt("WEFT_BENCH_TERMINAL", 1_000_000))
 	c, _ := weft.NewClient(st, nil)
