@@ -176,3 +176,57 @@ func TestEnqueueInDatabaseSQLTx(t *testing.T) {
 		t.Fatalf("stats after one committed enqueue: %+v, %v", stats, err)
 	}
 }
+
+func TestMigrateStatusDownUp(t *testing.T) {
+	ctx := context.Background()
+	dsn := newSchema(t, serverURL(t))
+	st, err := postgres.Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Enqueue(ctx, []store.NewTask{{Kind: "k"}}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	ms, err := postgres.Migrations()
+	if err != nil || len(ms) < 2 {
+		t.Fatalf("migrations = %d, %v", len(ms), err)
+	}
+	for _, m := range ms {
+		if m.Up == "" || m.Down == "" {
+			t.Fatalf("migration %d lacks an up or a down", m.Version)
+		}
+	}
+	status, err := postgres.MigrationStatus(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range status {
+		if s.AppliedAt.IsZero() {
+			t.Fatalf("migration %d not applied after Open", s.Version)
+		}
+	}
+	if err := postgres.Migrate(ctx, dsn, 1); err != nil {
+		t.Fatal(err)
+	}
+	status, _ = postgres.MigrationStatus(ctx, dsn)
+	if status[0].AppliedAt.IsZero() || !status[1].AppliedAt.IsZero() {
+		t.Fatalf("after migrating down to 1: %+v", status)
+	}
+	// Back up, and the data is still there, counts included.
+	st, err = postgres.Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	stats, err := st.Stats(ctx)
+	if err != nil || len(stats) != 1 || stats[0].Counts[store.StatePending] != 1 {
+		t.Fatalf("stats after down and up: %+v, %v", stats, err)
+	}
+	if err := postgres.Migrate(ctx, dsn, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, "x"); err == nil {
+		t.Fatal("tables still there after migrating down to 0")
+	}
+}

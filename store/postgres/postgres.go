@@ -81,7 +81,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	if err := migrate(ctx, pool); err != nil {
+	if err := migrateTo(ctx, pool, -1); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
@@ -128,15 +128,128 @@ func nullMicros(v *int64) time.Time {
 	return fromMicros(*v)
 }
 
-// migrate applies the embedded migrations once, under a transaction-level
-// advisory lock so that nodes starting together do not race.
-func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+// Migration is one schema version. Released migrations are never edited;
+// a change is a new version.
+type Migration struct {
+	Version  int
+	Name     string
+	Up, Down string
+}
+
+// MigrationState is a migration and whether (and when) it was applied.
+type MigrationState struct {
+	Migration
+	AppliedAt time.Time
+}
+
+// Migrations lists the embedded migrations in version order.
+func Migrations() ([]Migration, error) {
 	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	byVersion := map[int]*Migration{}
+	for _, e := range entries {
+		base := strings.TrimSuffix(e.Name(), ".sql")
+		down := strings.HasSuffix(base, ".down")
+		base = strings.TrimSuffix(base, ".down")
+		num, name, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration file %s: name must be NNNN_name[.down].sql", e.Name())
+		}
+		body, err := migrationFiles.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		m := byVersion[v]
+		if m == nil {
+			m = &Migration{Version: v, Name: name}
+			byVersion[v] = m
+		}
+		if down {
+			m.Down = string(body)
+		} else {
+			m.Up = string(body)
+		}
+	}
+	out := make([]Migration, 0, len(byVersion))
+	for _, m := range byVersion {
+		out = append(out, *m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, nil
+}
+
+// MigrationStatus reports which migrations the database at url has.
+func MigrationStatus(ctx context.Context, url string) ([]MigrationState, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	ms, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	applied := map[int]int64{}
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('weft_migrations') IS NOT NULL").Scan(&exists); err != nil {
+		return nil, fmt.Errorf("migration status: %w", err)
+	}
+	if exists {
+		rows, err := conn.Query(ctx, "SELECT version, applied_at FROM weft_migrations")
+		if err != nil {
+			return nil, fmt.Errorf("migration status: %w", err)
+		}
+		for rows.Next() {
+			var v int
+			var at int64
+			if err := rows.Scan(&v, &at); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("migration status: %w", err)
+			}
+			applied[v] = at
+		}
+		rows.Close()
+	}
+	out := make([]MigrationState, len(ms))
+	for i, m := range ms {
+		out[i].Migration = m
+		if at, ok := applied[m.Version]; ok {
+			out[i].AppliedAt = fromMicros(at)
+		}
+	}
+	return out, nil
+}
+
+// Migrate moves the database at url to version target, applying up or
+// down migrations in order, in one transaction under an advisory lock, so
+// that nodes doing it together do not race. A negative target means the
+// latest version.
+func Migrate(ctx context.Context, url string, target int) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return fmt.Errorf("postgres: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	return migrateTo(ctx, conn, target)
+}
+
+// migrator is what migrateTo needs: a pool or a connection.
+type migrator interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+func migrateTo(ctx context.Context, db migrator, target int) error {
+	ms, err := Migrations()
 	if err != nil {
 		return err
 	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	tx, err := pool.Begin(ctx)
+	if target < 0 {
+		target = ms[len(ms)-1].Version
+	}
+	tx, err := db.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -152,21 +265,31 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM weft_migrations").Scan(&current); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	for _, e := range entries {
-		num, name, _ := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
-		v, err := strconv.Atoi(num)
-		if err != nil || v <= current {
-			continue
+	if latest := ms[len(ms)-1].Version; current > latest {
+		return fmt.Errorf("migrate: database schema version %d is newer than this build knows (%d): upgrade weft", current, latest)
+	}
+	for _, m := range ms {
+		if m.Version > current && m.Version <= target {
+			if _, err := tx.Exec(ctx, m.Up); err != nil {
+				return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
+			}
+			if _, err := tx.Exec(ctx, "INSERT INTO weft_migrations VALUES ($1, $2, $3)", m.Version, m.Name, time.Now().UnixMicro()); err != nil {
+				return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
+			}
 		}
-		body, err := migrationFiles.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, string(body)); err != nil {
-			return fmt.Errorf("migration %s: %w", e.Name(), err)
-		}
-		if _, err := tx.Exec(ctx, "INSERT INTO weft_migrations VALUES ($1, $2, $3)", v, name, time.Now().UnixMicro()); err != nil {
-			return fmt.Errorf("migration %s: %w", e.Name(), err)
+	}
+	for i := len(ms) - 1; i >= 0; i-- {
+		m := ms[i]
+		if m.Version <= current && m.Version > target {
+			if m.Down == "" {
+				return fmt.Errorf("migration %04d_%s has no down migration", m.Version, m.Name)
+			}
+			if _, err := tx.Exec(ctx, m.Down); err != nil {
+				return fmt.Errorf("down migration %04d_%s: %w", m.Version, m.Name, err)
+			}
+			if _, err := tx.Exec(ctx, "DELETE FROM weft_migrations WHERE version = $1", m.Version); err != nil {
+				return fmt.Errorf("down migration %04d_%s: %w", m.Version, m.Name, err)
+			}
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
