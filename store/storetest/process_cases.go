@@ -253,11 +253,24 @@ func testTwoProcesses(t *testing.T, e *env) {
 
 func testKilledProcess(t *testing.T, e *env) {
 	const n = 20000
-	children := startChildren(t, e, 3, 1, 1000)
+	children := startChildren(t, e, 3, 2, 1000)
 	ids := enqueueLedgerTasks(t, e, n)
 	eventually(t, time.Minute, "work did not start", func() bool {
 		_, per := readLedgers(t, children)
 		return per[0] > 500
+	})
+	// Kill it while it holds tasks, so that there is something to rescue.
+	eventually(t, time.Minute, "the victim never held a running task", func() bool {
+		running, err := e.st.List(e.ctx, store.ListParams{States: []store.State{store.StateRunning}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range running {
+			if task.LeaseOwner == "node-0" {
+				return true
+			}
+		}
+		return false
 	})
 	victim := children[0]
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
