@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/google/uuid"
@@ -140,4 +141,31 @@ func prepareOne(t *NewTask, limits Limits, now time.Time) *ValidationError {
 func isJSONObject(b []byte) bool {
 	b = bytes.TrimSpace(b)
 	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+}
+
+// CheckProgress validates the data of a progress event: JSON, within the
+// args size limit.
+func CheckProgress(data []byte, limits Limits) error {
+	if len(data) > 0 && !json.Valid(data) {
+		return &ValidationError{Index: -1, Field: "progress", Message: "not valid JSON"}
+	}
+	if limit := limits.ArgsLimit(); len(data) > limit {
+		return &ValidationError{Index: -1, Field: "progress", Message: fmt.Sprintf("%d bytes exceeds the limit of %d bytes", len(data), limit)}
+	}
+	return nil
+}
+
+// SortClaimed puts claimed tasks in the order a claim promises: highest
+// priority first, then earliest run_at, then oldest.
+func SortClaimed(tasks []*Task) {
+	sort.Slice(tasks, func(i, j int) bool {
+		a, b := tasks[i], tasks[j]
+		if a.Priority != b.Priority {
+			return a.Priority > b.Priority
+		}
+		if !a.RunAt.Equal(b.RunAt) {
+			return a.RunAt.Before(b.RunAt)
+		}
+		return a.ID < b.ID
+	})
 }

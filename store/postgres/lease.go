@@ -61,11 +61,8 @@ func (s *Store) leaseLostOrMissing(ctx context.Context, taskID string, epoch int
 
 // Progress implements store.Store.
 func (s *Store) Progress(ctx context.Context, taskID string, epoch int64, data json.RawMessage) error {
-	if len(data) > 0 && !json.Valid(data) {
-		return &store.ValidationError{Index: -1, Field: "progress", Message: "not valid JSON"}
-	}
-	if limit := s.opts.Limits.ArgsLimit(); len(data) > limit {
-		return &store.ValidationError{Index: -1, Field: "progress", Message: fmt.Sprintf("%d bytes exceeds the limit of %d bytes", len(data), limit)}
+	if err := store.CheckProgress(data, s.opts.Limits); err != nil {
+		return err
 	}
 	nowUS := micros(s.now())
 	tag, err := s.pool.Exec(ctx, `INSERT INTO weft_events (task_id, type, attempt, at, data)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -381,16 +380,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(claimed, func(i, j int) bool {
-		a, b := claimed[i], claimed[j]
-		if a.Priority != b.Priority {
-			return a.Priority > b.Priority
-		}
-		if !a.RunAt.Equal(b.RunAt) {
-			return a.RunAt.Before(b.RunAt)
-		}
-		return a.ID < b.ID
-	})
+	store.SortClaimed(claimed)
 	return claimed, nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -108,15 +107,6 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(claimed, func(i, j int) bool {
-		a, b := claimed[i], claimed[j]
-		if a.Priority != b.Priority {
-			return a.Priority > b.Priority
-		}
-		if !a.RunAt.Equal(b.RunAt) {
-			return a.RunAt.Before(b.RunAt)
-		}
-		return a.ID < b.ID
-	})
+	store.SortClaimed(claimed)
 	return claimed, nil
 }

@@ -70,11 +70,8 @@ func leaseLostOrMissing(db dbtx, taskID string, epoch int64) error {
 
 // Progress implements store.Store.
 func (s *Store) Progress(ctx context.Context, taskID string, epoch int64, data json.RawMessage) error {
-	if len(data) > 0 && !json.Valid(data) {
-		return &store.ValidationError{Index: -1, Field: "progress", Message: "not valid JSON"}
-	}
-	if max := s.opts.Limits.ArgsLimit(); len(data) > max {
-		return &store.ValidationError{Index: -1, Field: "progress", Message: fmt.Sprintf("%d bytes exceeds the limit of %d bytes", len(data), max)}
+	if err := store.CheckProgress(data, s.opts.Limits); err != nil {
+		return err
 	}
 	nowUS := micros(s.now())
 	return s.writer.do(ctx, func(q *execer) error {
