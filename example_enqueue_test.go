@@ -26,19 +26,9 @@ func (WelcomeEmailArgs) Kind() string { return "example.welcome_email" }
 // writes nothing and returns the first task's id.
 func ExampleClient_Enqueue() {
 	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-
-	dir, err := os.MkdirTemp("", "weft-example")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "weft.db"), &sqlite.Options{Logger: logger})
-	if err != nil {
-		panic(err)
-	}
-	defer st.Close()
+	// exampleStore does what Example_worker shows step by step.
+	st, logger, cleanup := exampleStore()
+	defer cleanup()
 
 	// A client without workers only enqueues and reads; it needs no Start.
 	client, err := weft.NewClient(st, &weft.Config{Logger: logger})
@@ -85,19 +75,9 @@ func ExampleClient_Enqueue() {
 // rejects the whole batch, and the error names the task and field at fault.
 func ExampleClient_EnqueueMany() {
 	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-
-	dir, err := os.MkdirTemp("", "weft-example")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "weft.db"), &sqlite.Options{Logger: logger})
-	if err != nil {
-		panic(err)
-	}
-	defer st.Close()
+	// exampleStore does what Example_worker shows step by step.
+	st, logger, cleanup := exampleStore()
+	defer cleanup()
 
 	client, err := weft.NewClient(st, &weft.Config{Logger: logger})
 	if err != nil {

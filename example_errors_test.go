@@ -4,15 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/weftworks/weft"
-	"github.com/weftworks/weft/store/sqlite"
 )
 
 // ChargeArgs are the arguments of the "example.charge" kind.
@@ -26,19 +21,9 @@ func (ChargeArgs) Kind() string { return "example.charge" }
 // retrying a declined card would only decline it again.
 func ExamplePermanent() {
 	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-
-	dir, err := os.MkdirTemp("", "weft-example")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "weft.db"), &sqlite.Options{Logger: logger})
-	if err != nil {
-		panic(err)
-	}
-	defer st.Close()
+	// exampleStore does what Example_worker shows step by step.
+	st, logger, cleanup := exampleStore()
+	defer cleanup()
 
 	workers := weft.NewWorkers()
 	weft.AddWorkerFunc(workers, func(ctx context.Context, t *weft.Task[ChargeArgs]) error {
@@ -88,19 +73,9 @@ func (ReportArgs) Kind() string { return "example.report" }
 // long as it needs without exhausting its retries.
 func ExampleSnooze() {
 	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-
-	dir, err := os.MkdirTemp("", "weft-example")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "weft.db"), &sqlite.Options{Logger: logger})
-	if err != nil {
-		panic(err)
-	}
-	defer st.Close()
+	// exampleStore does what Example_worker shows step by step.
+	st, logger, cleanup := exampleStore()
+	defer cleanup()
 
 	// Stands in for "the month's data has arrived": false on the first run.
 	var runs atomic.Int32
@@ -150,19 +125,9 @@ func ExampleSnooze() {
 // recognise and usually ignore.
 func ExampleClient_Cancel() {
 	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-
-	dir, err := os.MkdirTemp("", "weft-example")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "weft.db"), &sqlite.Options{Logger: logger})
-	if err != nil {
-		panic(err)
-	}
-	defer st.Close()
+	// exampleStore does what Example_worker shows step by step.
+	st, logger, cleanup := exampleStore()
+	defer cleanup()
 
 	// Without workers nothing runs the task, so it stays pending until
 	// cancelled.

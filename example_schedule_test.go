@@ -3,14 +3,9 @@ package weft_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/weftworks/weft"
-	"github.com/weftworks/weft/store/sqlite"
 )
 
 // DigestArgs are the arguments of the "example.digest" kind.
@@ -26,17 +21,9 @@ func (DigestArgs) Kind() string { return "example.digest" }
 // maintenance leader enqueues, once per slot.
 func ExampleClient_Schedule() {
 	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dir, err := os.MkdirTemp("", "weft-example")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "weft.db"), &sqlite.Options{Logger: logger})
-	if err != nil {
-		panic(err)
-	}
-	defer st.Close()
+	// exampleStore does what Example_worker shows step by step.
+	st, logger, cleanup := exampleStore()
+	defer cleanup()
 
 	sent := make(chan string, 10)
 	workers := weft.NewWorkers()

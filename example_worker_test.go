@@ -115,19 +115,9 @@ func (w *ThumbnailWorker) Work(ctx context.Context, t *weft.Task[ThumbnailArgs])
 // the result the worker set back from the completed task.
 func ExampleAddWorker() {
 	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-
-	dir, err := os.MkdirTemp("", "weft-example")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "weft.db"), &sqlite.Options{Logger: logger})
-	if err != nil {
-		panic(err)
-	}
-	defer st.Close()
+	// exampleStore does what Example_worker shows step by step.
+	st, logger, cleanup := exampleStore()
+	defer cleanup()
 
 	workers := weft.NewWorkers()
 	weft.AddWorker(workers, &ThumbnailWorker{OutDir: "thumbs"}, weft.WithTimeout(time.Minute))
@@ -180,5 +170,24 @@ func waitForState(client *weft.Client, id string, want weft.TaskState) (*weft.Ta
 			return nil, fmt.Errorf("task is %s after 5s, want %s", task.State, want)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// exampleStore opens an SQLite store in a new temporary directory, with
+// logs silenced, as Example_worker does step by step; cleanup closes the
+// store and removes the directory.
+func exampleStore() (*sqlite.Store, *slog.Logger, func()) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir, err := os.MkdirTemp("", "weft-example")
+	if err != nil {
+		panic(err)
+	}
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "weft.db"), &sqlite.Options{Logger: logger})
+	if err != nil {
+		panic(err)
+	}
+	return st, logger, func() {
+		st.Close()
+		os.RemoveAll(dir)
 	}
 }
