@@ -263,6 +263,15 @@ type QueueStats struct {
 	OldestReadyAt time.Time
 }
 
+// AddCount adds one (queue, state, n) row, read in queue order, to stats.
+func AddCount(stats []QueueStats, queue string, state State, n int64) []QueueStats {
+	if len(stats) == 0 || stats[len(stats)-1].Queue != queue {
+		stats = append(stats, QueueStats{Queue: queue, Counts: map[State]int64{}})
+	}
+	stats[len(stats)-1].Counts[state] = n
+	return stats
+}
+
 // Leader is the holder of a role, as Store.Leader reads it. Its lease may
 // have expired: Current says whether it holds at the time given.
 type Leader struct {

@@ -172,10 +172,7 @@ func (s *Store) Stats(ctx context.Context) ([]store.QueueStats, error) {
 		if err := rows.Scan(&queue, &state, &n); err != nil {
 			return nil, fmt.Errorf("stats: %w", err)
 		}
-		if len(out) == 0 || out[len(out)-1].Queue != queue {
-			out = append(out, store.QueueStats{Queue: queue, Counts: map[store.State]int64{}})
-		}
-		out[len(out)-1].Counts[store.State(state)] = n
+		out = store.AddCount(out, queue, store.State(state), n)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("stats: %w", err)
