@@ -35,6 +35,9 @@ type Options struct {
 	Now func() time.Time
 }
 
+// minPoolConns is the pool size used when the URL sets none.
+const minPoolConns = 10
+
 // Store is the PostgreSQL backend. It implements store.Store and
 // store.TxEnqueuer[pgx.Tx].
 type Store struct {
@@ -76,6 +79,12 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, &store.ValidationError{Index: -1, Field: "database url", Message: err.Error()}
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgxpool's default (the number of CPUs, at least 4) leaves too
+		// few connections once one is held by LISTEN and claims, outcomes,
+		// renewals and reads run side by side.
+		cfg.MaxConns = max(cfg.MaxConns, minPoolConns)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
