@@ -107,9 +107,9 @@ type child struct {
 	ledger string
 }
 
-// startChildren starts n worker processes whose handlers take workMillis
-// and whose leases last leaseMillis.
-func startChildren(t *testing.T, e *env, n, workMillis, leaseMillis int) []*child {
+// startChildren starts n worker processes whose leases last leaseMillis
+// and whose handlers take workMillis[i] (the last value for the rest).
+func startChildren(t *testing.T, e *env, n, leaseMillis int, workMillis ...int) []*child {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -120,7 +120,7 @@ func startChildren(t *testing.T, e *env, n, workMillis, leaseMillis int) []*chil
 		c := &child{ledger: filepath.Join(t.TempDir(), fmt.Sprintf("ledger-%d", i))}
 		c.cmd = exec.Command(exe, "-test.run=^$")
 		c.cmd.Env = append(os.Environ(), envChild+"=worker", envDB+"="+e.db, envLedger+"="+c.ledger,
-			envWorkMillis+"="+strconv.Itoa(workMillis), envLeaseMS+"="+strconv.Itoa(leaseMillis),
+			envWorkMillis+"="+strconv.Itoa(workMillis[min(i, len(workMillis)-1)]), envLeaseMS+"="+strconv.Itoa(leaseMillis),
 			envNodeID+"="+fmt.Sprintf("node-%d", i))
 		c.cmd.Stderr = os.Stderr
 		out, err := c.cmd.StdoutPipe()
@@ -229,7 +229,7 @@ func stopChildren(t *testing.T, children []*child) {
 func testTwoProcesses(t *testing.T, e *env) {
 	const n = 10000
 	// Leases long enough that none expires: then each task runs once.
-	children := startChildren(t, e, 2, 0, 60000)
+	children := startChildren(t, e, 2, 60000, 0)
 	ids := enqueueLedgerTasks(t, e, n)
 	eventually(t, 2*time.Minute, "10,000 tasks not all completed", func() bool {
 		return countState(t, e, store.StateCompleted) == n
@@ -253,24 +253,30 @@ func testTwoProcesses(t *testing.T, e *env) {
 
 func testKilledProcess(t *testing.T, e *env) {
 	const n = 20000
-	children := startChildren(t, e, 3, 2, 1000)
+	// The victim's tasks take long enough that a kill right after it
+	// claims some leaves it holding them.
+	children := startChildren(t, e, 3, 1000, 200, 2)
 	ids := enqueueLedgerTasks(t, e, n)
 	eventually(t, time.Minute, "work did not start", func() bool {
 		_, per := readLedgers(t, children)
-		return per[0] > 500
+		return per[0] > 20
 	})
-	// Kill it while it holds tasks, so that there is something to rescue.
+	// Kill it while it holds tasks, so that there is something to rescue;
+	// held is what it held (under which epoch) just before the kill.
+	held := map[string]int64{}
 	eventually(t, time.Minute, "the victim never held a running task", func() bool {
 		running, err := e.st.List(e.ctx, store.ListParams{States: []store.State{store.StateRunning}})
 		if err != nil {
 			t.Fatal(err)
 		}
+		clear(held)
 		for _, task := range running {
-			if task.LeaseOwner == "node-0" {
-				return true
+			// Claimed in the last 50ms: at least 150ms of work left.
+			if task.LeaseOwner == "node-0" && time.Since(task.AttemptedAt) < 50*time.Millisecond {
+				held[task.ID] = task.LeaseEpoch
 			}
 		}
-		return false
+		return len(held) > 0
 	})
 	victim := children[0]
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -288,37 +294,38 @@ func testKilledProcess(t *testing.T, e *env) {
 			t.Fatalf("task %s completed but no process ran it", id)
 		}
 	}
+	// Tasks the victim held at the kill were rescued within a lease TTL
+	// (1s) plus a rescue interval (0.2s) — plus one more TTL if it was the
+	// maintenance leader and another had to take over — unless the victim
+	// recorded their outcome just before it died.
 	rescued := 0
-	for id := range ids {
+	for id, epoch := range held {
 		for _, ev := range e.events(t, id) {
-			if ev.Type != store.EventRescued {
+			if ev.Type != store.EventRescued || ev.At.Before(killed) {
 				continue
 			}
 			rescued++
-			// Rescued within a lease TTL (1s) plus a rescue interval
-			// (0.2s) — plus one more TTL if the killed process was the
-			// maintenance leader and another had to take over.
 			if d := ev.At.Sub(killed); d > 2*time.Second+200*time.Millisecond+time.Second {
 				t.Fatalf("task %s rescued %s after the kill", id, d)
 			}
-			// The killed process held the task under its first claim's
-			// epoch; a late write under it is refused.
-			res, err := e.st.Finish(e.ctx, []store.Outcome{{TaskID: id, Epoch: 1, State: store.StateFailed, Event: store.EventFailed}})
-			if err != nil || !errors.Is(res[0], store.ErrLeaseLost) {
-				t.Fatalf("a late write by the killed process was not refused: %v %v", res, err)
-			}
+			break
+		}
+		// A late write by the killed process, under its epoch, is refused.
+		res, err := e.st.Finish(e.ctx, []store.Outcome{{TaskID: id, Epoch: epoch, State: store.StateFailed, Event: store.EventFailed}})
+		if err != nil || !errors.Is(res[0], store.ErrLeaseLost) {
+			t.Fatalf("a late write by the killed process was not refused: %v %v", res, err)
 		}
 	}
-	t.Logf("runs per process %v, rescued %d tasks of the killed process", per, rescued)
+	t.Logf("runs per process %v; the killed process held %d tasks, %d were rescued", per, len(held), rescued)
 	if rescued == 0 {
-		t.Fatalf("the killed process held no task to rescue: per-process runs %v", per)
+		t.Fatalf("none of the %d tasks the killed process held was rescued", len(held))
 	}
 	assertCompletedOnce(t, e, ids)
 }
 
 func testLeaderFailover(t *testing.T, e *env) {
 	const lease = 600 * time.Millisecond
-	children := startChildren(t, e, 3, 0, int(lease/time.Millisecond))
+	children := startChildren(t, e, 3, int(lease/time.Millisecond), 0)
 	var first store.Leader
 	eventually(t, 10*time.Second, "no worker process became the maintenance leader", func() bool {
 		l, err := e.st.Leader(e.ctx, "maintenance")
