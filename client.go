@@ -294,3 +294,22 @@ func (c *Client) Cancel(ctx context.Context, id string) (*TaskRecord, error) {
 	}
 	return t, nil
 }
+
+// Retry makes a failed or cancelled task pending again, ready now, with at
+// least one more attempt; its error history is kept. A task in any other
+// state, or whose unique key another task now holds, yields ErrConflict
+// with the task.
+func (c *Client) Retry(ctx context.Context, id string) (*TaskRecord, error) {
+	return c.st.Retry(ctx, id)
+}
+
+// PauseQueue stops every node from claiming the queue's tasks until
+// ResumeQueue; running tasks finish, and enqueueing still works.
+func (c *Client) PauseQueue(ctx context.Context, queue string) error {
+	return c.st.PauseQueue(ctx, queue, true)
+}
+
+// ResumeQueue lets nodes claim the queue's tasks again.
+func (c *Client) ResumeQueue(ctx context.Context, queue string) error {
+	return c.st.PauseQueue(ctx, queue, false)
+}

@@ -20,6 +20,9 @@ var (
 	// ErrAlreadyFinished: the task is already completed, failed or
 	// cancelled.
 	ErrAlreadyFinished = store.ErrAlreadyFinished
+	// ErrConflict: the task's state forbids the request (for example
+	// retrying a task that is still running).
+	ErrConflict = store.ErrConflict
 	// ErrInvalid: the input was rejected; the error is a *ValidationError.
 	ErrInvalid = store.ErrInvalid
 	// ErrCancelRequested is the context cause seen by a handler whose task
@@ -84,12 +87,35 @@ func Cancel(err error) error {
 	return &CancelError{Err: err}
 }
 
+// RetryError retries a task after a delay the worker chose, instead of the
+// kind's backoff; the attempt is spent. Return RetryAfter(err, d).
+type RetryError struct {
+	Err   error
+	Delay time.Duration
+}
+
+func (e *RetryError) Error() string { return fmt.Sprintf("retry in %s: %v", e.Delay, e.Err) }
+
+// Unwrap returns the underlying error.
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// RetryAfter fails this attempt with err and runs the task again after d
+// (for example what an HTTP Retry-After header asked for), while attempts
+// remain. A non-positive d uses the kind's backoff.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		err = errors.New("retry requested")
+	}
+	return &RetryError{Err: err, Delay: max(d, 0)}
+}
+
 // verdict classifies a worker's return value.
 func verdict(err error, result []byte) engine.Verdict {
 	var (
 		snooze *SnoozeError
 		perm   *PermanentError
 		cancel *CancelError
+		retry  *RetryError
 	)
 	switch {
 	case err == nil:
@@ -100,6 +126,8 @@ func verdict(err error, result []byte) engine.Verdict {
 		return engine.Verdict{Action: engine.Fail, Err: err}
 	case errors.As(err, &cancel):
 		return engine.Verdict{Action: engine.Cancel, Err: err}
+	case errors.As(err, &retry):
+		return engine.Verdict{Action: engine.Retry, Delay: retry.Delay, Err: err}
 	default:
 		return engine.Verdict{Action: engine.Retry, Err: err}
 	}

@@ -17,6 +17,9 @@ var (
 	// ErrInvalid: the input was rejected; the error is a *ValidationError
 	// naming the task and field.
 	ErrInvalid = errors.New("invalid input")
+	// ErrConflict: the request conflicts with the task's current state (for
+	// example retrying a task that is still running).
+	ErrConflict = errors.New("conflicts with the task's state")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
 )

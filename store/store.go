@@ -64,6 +64,9 @@ const (
 	EventCompleted       EventType = "completed"
 	EventFailed          EventType = "failed"
 	EventCancelled       EventType = "cancelled"
+	// EventRetried is written when an operator makes a failed or cancelled
+	// task pending again (Store.Retry).
+	EventRetried EventType = "retried"
 )
 
 // Task is a stored task as a backend reads it back.
@@ -261,14 +264,31 @@ type QueueStats struct {
 	// OldestReadyAt is the run_at of the longest-waiting ready task; zero
 	// when none is ready.
 	OldestReadyAt time.Time
+	// Paused is true while claims from the queue are paused.
+	Paused bool
 }
 
 // AddCount adds one (queue, state, n) row, read in queue order, to stats.
 func AddCount(stats []QueueStats, queue string, state State, n int64) []QueueStats {
+	stats = withQueue(stats, queue)
+	stats[len(stats)-1].Counts[state] = n
+	return stats
+}
+
+// AddPaused marks queue as paused in stats. Backends read paused queues in
+// the same queue order as AddCount's rows, so a paused queue that holds no
+// task gets an entry of its own, with empty counts.
+func AddPaused(stats []QueueStats, queue string) []QueueStats {
+	stats = withQueue(stats, queue)
+	stats[len(stats)-1].Paused = true
+	return stats
+}
+
+// withQueue makes queue the last entry of stats, appending it if it is not.
+func withQueue(stats []QueueStats, queue string) []QueueStats {
 	if len(stats) == 0 || stats[len(stats)-1].Queue != queue {
 		stats = append(stats, QueueStats{Queue: queue, Counts: map[State]int64{}})
 	}
-	stats[len(stats)-1].Counts[state] = n
 	return stats
 }
 
@@ -313,8 +333,9 @@ type Store interface {
 	// recognised as a duplicate) or nothing is.
 	Enqueue(ctx context.Context, tasks []NewTask) ([]EnqueueResult, error)
 	// Claim leases ready tasks, highest priority first, then earliest
-	// RunAt, then oldest. Each claimed task has its attempt and epoch
-	// incremented and a started event written.
+	// RunAt, then oldest, from the requested queues that are not paused.
+	// Each claimed task has its attempt and epoch incremented and a started
+	// event written.
 	Claim(ctx context.Context, req ClaimRequest) ([]*Task, error)
 	// Finish records outcomes. The returned slice has one entry per
 	// outcome: nil, or ErrLeaseLost when the epoch is stale. The error is
@@ -372,11 +393,23 @@ type Store interface {
 	// AdvanceSchedule moves a schedule's next slot from from to to, if it
 	// is still at from (another node may have moved it).
 	AdvanceSchedule(ctx context.Context, name string, from, to time.Time) (bool, error)
+	// Retry makes a failed or cancelled task pending again, ready now, and
+	// writes a retried event. Its error history is kept, and MaxAttempts is
+	// raised to Attempt+1 when no attempt was left. ErrNotFound when there
+	// is no such task; ErrConflict, with the task, when it is pending,
+	// running or completed, or when another task now holds its unique key.
+	Retry(ctx context.Context, taskID string) (*Task, error)
+	// PauseQueue pauses claims from queue on every node (paused true) or
+	// resumes them. Tasks can still be enqueued into a paused queue; a
+	// queue may be paused before it has any task. Resuming wakes
+	// subscribers.
+	PauseQueue(ctx context.Context, queue string, paused bool) error
 	// Maintain does the backend's own housekeeping (for example folding
 	// counters); the maintenance leader calls it periodically.
 	Maintain(ctx context.Context) error
-	// Stats counts tasks per queue and state, and finds each queue's
-	// oldest ready task, at a cost that does not grow with the table.
+	// Stats counts tasks per queue and state, finds each queue's oldest
+	// ready task and says whether it is paused, at a cost that does not grow
+	// with the table. Paused queues are listed even when they hold no task.
 	Stats(ctx context.Context) ([]QueueStats, error)
 	// Get reads one task; ErrNotFound when there is none.
 	Get(ctx context.Context, taskID string) (*Task, error)
@@ -384,8 +417,8 @@ type Store interface {
 	List(ctx context.Context, p ListParams) ([]*Task, error)
 	// Events reads a task's events with Seq > after, oldest first.
 	Events(ctx context.Context, taskID string, after int64, limit int) ([]Event, error)
-	// NextRunAt is the earliest RunAt of pending tasks in the queues,
-	// restricted to kinds when that is non-empty.
+	// NextRunAt is the earliest RunAt of pending tasks in the queues that
+	// are not paused, restricted to kinds when that is non-empty.
 	NextRunAt(ctx context.Context, queues, kinds []string) (t time.Time, ok bool, err error)
 	// Subscribe returns a channel that receives a value, coalesced, after
 	// any commit that may have made work ready — by this store or, within

@@ -479,20 +479,36 @@ func (e *Engine) invoke(ctx context.Context, t *store.Task) (v Verdict) {
 	return v
 }
 
-// decide turns a verdict into the outcome to record. A handler that
-// completed is recorded completed whatever cancelled its context; otherwise
-// a cancel request or a shutdown decides, except that an explicit verdict
-// (fail, cancel, snooze) is honoured over a shutdown.
+// decide turns a verdict of one of this engine's handlers into the outcome
+// to record, with the kind's backoff.
 func (e *Engine) decide(t *store.Task, v Verdict, cause error) (store.Outcome, bool) {
-	now := time.Now()
+	if errors.Is(cause, store.ErrLeaseLost) {
+		e.log.Warn("weft: lease lost; outcome not recorded", "task", t.ID, "kind", t.Kind, "epoch", t.LeaseEpoch)
+		return store.Outcome{}, false
+	}
+	backoff := DefaultBackoff
+	if k, ok := e.cfg.Kinds[t.Kind]; ok && k.Backoff != nil {
+		backoff = k.Backoff
+	}
+	return Decide(t, v, cause, backoff, time.Now()), true
+}
+
+// Decide turns a verdict into the outcome to record for the attempt t. A
+// handler that completed is recorded completed whatever cancelled its
+// context; otherwise a cancel request or a shutdown (cause) decides, except
+// that an explicit verdict (fail, cancel, snooze) is honoured over a
+// shutdown. A retry waits Verdict.Delay, or backoff(attempt) when that is
+// zero, and fails the task once no attempt remains. Remote workers' outcomes
+// go through the same rules as in-process handlers'.
+func Decide(t *store.Task, v Verdict, cause error, backoff func(int) time.Duration, now time.Time) store.Outcome {
 	o := store.Outcome{TaskID: t.ID, Epoch: t.LeaseEpoch}
+	if v.Action != Complete && v.Err == nil {
+		v.Err = errors.New("no error given")
+	}
 	attemptErr := func() *store.AttemptError {
 		return &store.AttemptError{Attempt: t.Attempt, At: now.UTC(), Error: v.Err.Error(), Stack: v.Stack}
 	}
 	switch {
-	case errors.Is(cause, store.ErrLeaseLost):
-		e.log.Warn("weft: lease lost; outcome not recorded", "task", t.ID, "kind", t.Kind, "epoch", t.LeaseEpoch)
-		return o, false
 	case v.Action == Complete:
 		o.State, o.Event, o.Result = store.StateCompleted, store.EventCompleted, v.Result
 	case errors.Is(cause, ErrShutdown) && v.Action == Retry:
@@ -515,16 +531,15 @@ func (e *Engine) decide(t *store.Task, v Verdict, cause error) (store.Outcome, b
 	default:
 		delay := v.Delay
 		if delay <= 0 {
-			backoff := DefaultBackoff
-			if k, ok := e.cfg.Kinds[t.Kind]; ok && k.Backoff != nil {
-				backoff = k.Backoff
+			if backoff == nil {
+				backoff = DefaultBackoff
 			}
 			delay = backoff(t.Attempt)
 		}
 		o.State, o.Event, o.RunAt, o.Error = store.StatePending, store.EventRetryScheduled, now.Add(delay), attemptErr()
 		o.EventData = mustJSON(map[string]any{"error": v.Err.Error(), "run_at": o.RunAt.UTC()})
 	}
-	return o, true
+	return o
 }
 
 func mustJSON(v any) json.RawMessage {

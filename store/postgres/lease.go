@@ -125,6 +125,57 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 	return t, nil
 }
 
+// Retry implements store.Store. The task's row is locked first, so that no
+// concurrent Retry, Cancel or Finish changes it in between. Another task
+// may still take its unique key at the same moment: the unique index is
+// the judge, and a violation rolls the whole retry back.
+func (s *Store) Retry(ctx context.Context, taskID string) (*store.Task, error) {
+	nowUS := micros(s.now())
+	var t *store.Task
+	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+		var err error
+		t, err = scanTask(tx.QueryRow(ctx, "SELECT "+taskColumns+" FROM weft_tasks WHERE id = $1 FOR UPDATE", taskID))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, fmt.Errorf("retry: task %s: %w", taskID, store.ErrNotFound)
+		}
+		if err != nil {
+			return false, fmt.Errorf("retry: %w", err)
+		}
+		if t.State != store.StateFailed && t.State != store.StateCancelled {
+			return false, fmt.Errorf("retry: task %s is %s, not failed or cancelled: %w", taskID, t.State, store.ErrConflict)
+		}
+		from := t.State
+		// The epoch is bumped as on every other change of lease, so that a
+		// worker of an earlier run stays fenced whatever happens next; a
+		// task with no attempt left gets exactly one more.
+		retried, err := scanTask(tx.QueryRow(ctx, `UPDATE weft_tasks SET state = 'pending', run_at = $2, finalized_at = NULL,
+			cancel_requested = false, lease_owner = NULL, lease_expires_at = NULL, lease_epoch = lease_epoch + 1,
+			max_attempts = greatest(max_attempts, attempt + 1)
+			WHERE id = $1 RETURNING `+taskColumns, taskID, nowUS))
+		if isUniqueViolation(err) {
+			return false, fmt.Errorf("retry: task %s: its unique key %q is now held by another task: %w", taskID, t.UniqueKey, store.ErrConflict)
+		}
+		if err != nil {
+			return false, fmt.Errorf("retry: %w", err)
+		}
+		t = retried
+		moved := counts{}
+		moved.move(t.Queue, from, store.StatePending, 1)
+		if err := moved.apply(ctx, tx); err != nil {
+			return false, err
+		}
+		return true, insertEvents(ctx, tx, []event{{taskID: taskID, typ: store.EventRetried, attempt: t.Attempt,
+			data: []byte(`{"from":"` + string(from) + `"}`)}}, nowUS)
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return t, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
 // CancelRequested implements store.Store.
 func (s *Store) CancelRequested(ctx context.Context, owner string) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT id FROM weft_tasks

@@ -115,7 +115,8 @@ func (s *Store) Events(ctx context.Context, taskID string, after int64, limit in
 }
 
 // NextRunAt implements store.Store, stepping through distinct priorities
-// with one index seek each.
+// with one index seek each. A paused queue finds no row at the first step:
+// an engine must not wake for work it may not claim.
 func (s *Store) NextRunAt(ctx context.Context, queues, kinds []string) (time.Time, bool, error) {
 	var (
 		best  int64
@@ -135,6 +136,7 @@ func (s *Store) NextRunAt(ctx context.Context, queues, kinds []string) (time.Tim
 			var prio, runAt int64
 			err := s.pool.QueryRow(ctx, `SELECT priority, run_at FROM weft_tasks
 				WHERE state = 'pending' AND queue = $1 AND priority < $2::bigint`+kindFilter+`
+				AND NOT EXISTS (SELECT 1 FROM weft_queues WHERE name = $1 AND paused)
 				ORDER BY priority DESC, run_at LIMIT 1`, args...).Scan(&prio, &runAt)
 			if errors.Is(err, pgx.ErrNoRows) {
 				break
@@ -154,11 +156,15 @@ func (s *Store) NextRunAt(ctx context.Context, queues, kinds []string) (time.Tim
 	return fromMicros(best), true, nil
 }
 
-// Stats implements store.Store.
+// Stats implements store.Store. Paused queues are read in the same
+// statement, as rows without a state, so that one ORDER BY (in the
+// database's collation) interleaves them with the counts.
 func (s *Store) Stats(ctx context.Context) ([]store.QueueStats, error) {
 	rows, err := s.pool.Query(ctx, `SELECT queue, state, sum(n)::bigint FROM (
 			SELECT queue, state, n FROM weft_counts UNION ALL SELECT queue, state, n FROM weft_count_deltas) c
-		GROUP BY queue, state HAVING sum(n) != 0 ORDER BY queue, state`)
+		GROUP BY queue, state HAVING sum(n) != 0
+		UNION ALL SELECT name, NULL, 0 FROM weft_queues WHERE paused
+		ORDER BY queue, state`)
 	if err != nil {
 		return nil, fmt.Errorf("stats: %w", err)
 	}
@@ -166,13 +172,18 @@ func (s *Store) Stats(ctx context.Context) ([]store.QueueStats, error) {
 	var out []store.QueueStats
 	for rows.Next() {
 		var (
-			queue, state string
-			n            int64
+			queue string
+			state *string
+			n     int64
 		)
 		if err := rows.Scan(&queue, &state, &n); err != nil {
 			return nil, fmt.Errorf("stats: %w", err)
 		}
-		out = store.AddCount(out, queue, store.State(state), n)
+		if state == nil {
+			out = store.AddPaused(out, queue)
+			continue
+		}
+		out = store.AddCount(out, queue, store.State(*state), n)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("stats: %w", err)

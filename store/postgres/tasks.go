@@ -278,7 +278,7 @@ func insertTasks(ctx context.Context, tx execer, tasks []store.NewTask, now time
 
 // Claim implements store.Store. Each queue's candidates are locked with
 // FOR UPDATE SKIP LOCKED, so nodes claiming together never wait for, nor
-// take, each other's rows.
+// take, each other's rows; a paused queue has none.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Task, error) {
 	if req.Owner == "" {
 		return nil, &store.ValidationError{Index: -1, Field: "owner", Message: "must not be empty"}
@@ -311,8 +311,12 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 		}
 		a = append(a, qc.Queue)
 		name := "c" + strconv.Itoa(i)
-		ctes = append(ctes, name+` AS (SELECT id FROM weft_tasks WHERE state = 'pending' AND queue = $`+strconv.Itoa(len(a))+
-			` AND run_at <= $3`+kindFilter+` ORDER BY priority DESC, run_at, id LIMIT `+strconv.Itoa(qc.Limit)+` FOR UPDATE SKIP LOCKED)`)
+		// The pause check refers to no row of weft_tasks: PostgreSQL runs
+		// it once, as a one-time filter, before the index scan.
+		queue := "$" + strconv.Itoa(len(a))
+		ctes = append(ctes, name+` AS (SELECT id FROM weft_tasks WHERE state = 'pending' AND queue = `+queue+
+			` AND run_at <= $3`+kindFilter+` AND NOT EXISTS (SELECT 1 FROM weft_queues WHERE name = `+queue+` AND paused)
+			ORDER BY priority DESC, run_at, id LIMIT `+strconv.Itoa(qc.Limit)+` FOR UPDATE SKIP LOCKED)`)
 		unions = append(unions, "SELECT id FROM "+name)
 	}
 	if len(ctes) == 0 {

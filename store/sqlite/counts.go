@@ -51,9 +51,13 @@ func (c counts) apply(ctx context.Context, db dbtx) error {
 func (s *Store) Maintain(context.Context) error { return nil }
 
 // Stats implements store.Store: counts come from weft_counts, the oldest
-// ready task from the claim index (one seek per distinct priority).
+// ready task from the claim index (one seek per distinct priority). Paused
+// queues are read in the same statement, as rows without a state, so that
+// one ORDER BY interleaves them with the counts.
 func (s *Store) Stats(ctx context.Context) ([]store.QueueStats, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT queue, state, n FROM weft_counts WHERE n != 0 ORDER BY queue")
+	rows, err := s.rdb.QueryContext(ctx, `SELECT queue, state, n FROM weft_counts WHERE n != 0
+		UNION ALL SELECT name, NULL, 0 FROM weft_queues WHERE paused = 1
+		ORDER BY queue`)
 	if err != nil {
 		return nil, fmt.Errorf("stats: %w", err)
 	}
@@ -61,13 +65,18 @@ func (s *Store) Stats(ctx context.Context) ([]store.QueueStats, error) {
 	var out []store.QueueStats
 	for rows.Next() {
 		var (
-			queue, state string
-			n            int64
+			queue string
+			state sql.NullString
+			n     int64
 		)
 		if err := rows.Scan(&queue, &state, &n); err != nil {
 			return nil, fmt.Errorf("stats: %w", err)
 		}
-		out = store.AddCount(out, queue, store.State(state), n)
+		if !state.Valid {
+			out = store.AddPaused(out, queue)
+			continue
+		}
+		out = store.AddCount(out, queue, store.State(state.String), n)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("stats: %w", err)

@@ -134,6 +134,63 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 	return t, nil
 }
 
+// Retry implements store.Store. The writer holds the file's write lock for
+// the whole check-and-update, so no other connection can take the task's
+// unique key between the check and the update.
+func (s *Store) Retry(ctx context.Context, taskID string) (*store.Task, error) {
+	nowUS := micros(s.now())
+	var t *store.Task
+	err := s.writer.do(ctx, func(q *execer) error {
+		var err error
+		t, err = scanTask(q.queryRow("SELECT "+taskColumns+" FROM weft_tasks WHERE id = +?", taskID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("retry: task %s: %w", taskID, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("retry: %w", err)
+		}
+		if t.State != store.StateFailed && t.State != store.StateCancelled {
+			return fmt.Errorf("retry: task %s is %s, not failed or cancelled: %w", taskID, t.State, store.ErrConflict)
+		}
+		if t.UniqueKey != "" {
+			var holder string
+			err := q.queryRow("SELECT id FROM weft_tasks WHERE unique_key = +? AND state IN "+uniqueHeld, t.UniqueKey).Scan(&holder)
+			if err == nil {
+				return fmt.Errorf("retry: task %s: its unique key %q is now held by task %s: %w", taskID, t.UniqueKey, holder, store.ErrConflict)
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("retry: check unique key: %w", err)
+			}
+		}
+		from := t.State
+		// The epoch is bumped as on every other change of lease, so that a
+		// worker of an earlier run stays fenced whatever happens next; a
+		// task with no attempt left gets exactly one more.
+		t, err = scanTask(q.queryRow(`UPDATE weft_tasks SET state = 'pending', run_at = ?, finalized_at = NULL,
+			cancel_requested = 0, lease_owner = NULL, lease_expires_at = NULL, lease_epoch = lease_epoch + 1,
+			max_attempts = max(max_attempts, attempt + 1)
+			WHERE id = +? RETURNING `+taskColumns, nowUS, taskID))
+		if err != nil {
+			return fmt.Errorf("retry: %w", err)
+		}
+		moved := counts{}
+		moved.move(t.Queue, from, store.StatePending, 1)
+		if err := moved.apply(context.Background(), q.conn); err != nil {
+			return err
+		}
+		q.wake = true
+		return insertEvents(q, []event{{taskID: taskID, typ: store.EventRetried, attempt: t.Attempt,
+			data: []byte(`{"from":"` + string(from) + `"}`)}}, nowUS)
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return t, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
 // Rescue implements store.Store.
 func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 	limit := p.Limit

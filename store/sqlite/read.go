@@ -110,7 +110,8 @@ func (s *Store) Events(ctx context.Context, taskID string, after int64, limit in
 // NextRunAt implements store.Store. The claim index orders a queue by
 // priority, then run_at; the earliest run_at is found by stepping through
 // the distinct priorities, one index seek each, instead of scanning every
-// pending row.
+// pending row. A paused queue finds no row at the first step: an engine
+// must not wake for work it may not claim.
 func (s *Store) NextRunAt(ctx context.Context, queues, kinds []string) (time.Time, bool, error) {
 	var (
 		best  int64
@@ -123,6 +124,7 @@ func (s *Store) NextRunAt(ctx context.Context, queues, kinds []string) (time.Tim
 			var prio, runAt int64
 			err := s.rdb.QueryRowContext(ctx, `SELECT priority, run_at FROM weft_tasks
 				WHERE state = 'pending' AND queue = +? AND priority < +?`+kindFilter+`
+				AND NOT EXISTS (SELECT 1 FROM weft_queues WHERE name = +? AND paused = 1)
 				ORDER BY priority DESC, run_at LIMIT 1`, nextArgs(q, below, kinds)...).Scan(&prio, &runAt)
 			if errors.Is(err, sql.ErrNoRows) {
 				break
@@ -142,12 +144,14 @@ func (s *Store) NextRunAt(ctx context.Context, queues, kinds []string) (time.Tim
 	return fromMicros(best), true, nil
 }
 
+// nextArgs binds NextRunAt's statement: queue, below, kinds, then queue
+// again for the pause check.
 func nextArgs(queue string, below int64, kinds []string) []any {
-	a := append(make([]any, 0, 2+len(kinds)), queue, below)
+	a := append(make([]any, 0, 3+len(kinds)), queue, below)
 	for _, k := range kinds {
 		a = append(a, k)
 	}
-	return a
+	return append(a, queue)
 }
 
 // CancelRequested implements store.Store.

@@ -1,0 +1,262 @@
+// Package api holds the wire types of Weft's HTTP API v1, shared by the
+// server (internal/httpapi) and the CLI's client, so that both sides decode
+// exactly what the other encodes. JSON fields are snake_case; durations are
+// Go duration strings ("1m30s"); times are RFC 3339.
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/weftworks/weft/store"
+)
+
+// TaskInput is a task to enqueue.
+type TaskInput struct {
+	Kind string          `json:"kind"`
+	Args json.RawMessage `json:"args,omitempty"`
+	// Queue defaults to "default".
+	Queue    string `json:"queue,omitempty"`
+	Priority int    `json:"priority,omitempty"`
+	// Delay (a Go duration) and RunAt (RFC 3339) say when the task becomes
+	// ready; at most one may be given.
+	Delay string     `json:"delay,omitempty"`
+	RunAt *time.Time `json:"run_at,omitempty"`
+	// MaxAttempts defaults to 25.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Timeout bounds each attempt (a Go duration).
+	Timeout   string          `json:"timeout,omitempty"`
+	UniqueKey string          `json:"unique_key,omitempty"`
+	Metadata  json.RawMessage `json:"metadata,omitempty"`
+}
+
+// BatchInput is an atomic batch of tasks: every task is stored or none is.
+type BatchInput struct {
+	Tasks []TaskInput `json:"tasks"`
+}
+
+// Enqueued is the outcome of enqueueing one task. Duplicate is true when
+// a task with the same unique key already existed; ID is then its id.
+type Enqueued struct {
+	ID        string `json:"id"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// BatchEnqueued answers a batch, one entry per task in input order.
+type BatchEnqueued struct {
+	Tasks []Enqueued `json:"tasks"`
+}
+
+// AttemptError records why one attempt failed.
+type AttemptError struct {
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at"`
+	Error   string    `json:"error"`
+	Stack   string    `json:"stack,omitempty"`
+}
+
+// Task is a stored task as the API reads it back.
+type Task struct {
+	ID              string          `json:"id"`
+	Kind            string          `json:"kind"`
+	Queue           string          `json:"queue"`
+	State           string          `json:"state"`
+	Args            json.RawMessage `json:"args"`
+	Priority        int             `json:"priority"`
+	Attempt         int             `json:"attempt"`
+	MaxAttempts     int             `json:"max_attempts"`
+	Timeout         string          `json:"timeout,omitempty"`
+	UniqueKey       string          `json:"unique_key,omitempty"`
+	Metadata        json.RawMessage `json:"metadata,omitempty"`
+	Result          json.RawMessage `json:"result,omitempty"`
+	Errors          []AttemptError  `json:"errors"`
+	CancelRequested bool            `json:"cancel_requested"`
+	// Worker is the lease owner of the current or last attempt.
+	Worker      string     `json:"worker,omitempty"`
+	RunAt       time.Time  `json:"run_at"`
+	CreatedAt   time.Time  `json:"created_at"`
+	AttemptedAt *time.Time `json:"attempted_at,omitempty"`
+	FinalizedAt *time.Time `json:"finalized_at,omitempty"`
+}
+
+// TaskList is one page of a listing. NextCursor, when set, fetches the
+// next page.
+type TaskList struct {
+	Tasks      []Task `json:"tasks"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// Event is one entry of a task's event log; Seq is its resumable cursor.
+type Event struct {
+	Seq     int64           `json:"seq"`
+	TaskID  string          `json:"task_id"`
+	Type    string          `json:"type"`
+	Attempt int             `json:"attempt"`
+	At      time.Time       `json:"at"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+// Queue describes one queue: its task counts by state, whether claims are
+// paused, and how long its oldest ready task has waited.
+type Queue struct {
+	Name          string           `json:"name"`
+	Paused        bool             `json:"paused"`
+	Counts        map[string]int64 `json:"counts"`
+	OldestReadyAt *time.Time       `json:"oldest_ready_at,omitempty"`
+}
+
+// QueueList lists queues by name.
+type QueueList struct {
+	Queues []Queue `json:"queues"`
+}
+
+// ClaimRequest asks for tasks for a remote worker.
+type ClaimRequest struct {
+	// WorkerID names the worker; it is recorded as the lease owner.
+	WorkerID string `json:"worker_id"`
+	// Queues to claim from; default ["default"].
+	Queues []string `json:"queues,omitempty"`
+	// Kinds the worker can run; empty means any kind.
+	Kinds []string `json:"kinds,omitempty"`
+	// Max tasks to return, 1 to 100; default 1.
+	Max int `json:"max,omitempty"`
+	// Wait long-polls up to this long (at most 60s) when no task is ready.
+	Wait string `json:"wait,omitempty"`
+	// LeaseTTL is how long the lease lasts without a heartbeat, 1s to 1h;
+	// default 30s.
+	LeaseTTL string `json:"lease_ttl,omitempty"`
+}
+
+// ClaimedTask is a task leased to a remote worker. Every later write of
+// the attempt carries LeaseToken.
+type ClaimedTask struct {
+	Task
+	LeaseToken     string    `json:"lease_token"`
+	LeaseExpiresAt time.Time `json:"lease_expires_at"`
+}
+
+// ClaimResponse answers a claim; Tasks is empty when none was ready
+// before the wait ended.
+type ClaimResponse struct {
+	Tasks []ClaimedTask `json:"tasks"`
+}
+
+// HeartbeatRequest extends a lease.
+type HeartbeatRequest struct {
+	LeaseToken string `json:"lease_token"`
+	// LeaseTTL defaults to the claim's TTL of 30s.
+	LeaseTTL string `json:"lease_ttl,omitempty"`
+}
+
+// HeartbeatResponse says until when the lease holds, and whether the task's
+// cancellation was requested (the worker should stop and fail or cancel).
+type HeartbeatResponse struct {
+	LeaseExpiresAt  time.Time `json:"lease_expires_at"`
+	CancelRequested bool      `json:"cancel_requested"`
+}
+
+// ProgressRequest appends a progress event under the lease.
+type ProgressRequest struct {
+	LeaseToken string          `json:"lease_token"`
+	Progress   json.RawMessage `json:"progress"`
+}
+
+// CompleteRequest completes the attempt with an optional result.
+type CompleteRequest struct {
+	LeaseToken string          `json:"lease_token"`
+	Result     json.RawMessage `json:"result,omitempty"`
+}
+
+// FailRequest ends the attempt unsuccessfully. By default the task is
+// retried with backoff while attempts remain; Permanent fails it now,
+// Cancel cancels it, RetryIn retries after that delay, and Snooze runs it
+// again after that delay without spending the attempt.
+type FailRequest struct {
+	LeaseToken string `json:"lease_token"`
+	Error      string `json:"error"`
+	Permanent  bool   `json:"permanent,omitempty"`
+	Cancel     bool   `json:"cancel,omitempty"`
+	RetryIn    string `json:"retry_in,omitempty"`
+	Snooze     string `json:"snooze,omitempty"`
+}
+
+// Outcome answers complete and fail: the state the task moved to, and when
+// it runs again if it is pending.
+type Outcome struct {
+	ID    string     `json:"id"`
+	State string     `json:"state"`
+	RunAt *time.Time `json:"run_at,omitempty"`
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Error ErrorBody `json:"error"`
+}
+
+// ErrorBody says what went wrong: Code is stable for programs, Message is
+// for people, Field names the offending input when there is one
+// ("tasks[2].kind").
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// Error codes.
+const (
+	CodeBadRequest      = "bad_request"        // 400: malformed JSON, unknown fields, bad parameters
+	CodeUnauthorized    = "unauthorized"       // 401: missing or wrong bearer token
+	CodeNotFound        = "not_found"          // 404
+	CodeMethod          = "method_not_allowed" // 405
+	CodeConflict        = "conflict"           // 409: the task's state forbids it
+	CodeLeaseLost       = "lease_lost"         // 409: the lease token is stale
+	CodeTooLarge        = "payload_too_large"  // 413
+	CodeInvalid         = "invalid"            // 422: well-formed but invalid task
+	CodeUnsupportedType = "unsupported_media_type"
+	CodeUnavailable     = "unavailable" // 503: shutting down or backend down
+	CodeInternal        = "internal"    // 500
+)
+
+// FromTask converts a stored task.
+func FromTask(t *store.Task) Task {
+	out := Task{
+		ID: t.ID, Kind: t.Kind, Queue: t.Queue, State: string(t.State), Args: t.Args,
+		Priority: t.Priority, Attempt: t.Attempt, MaxAttempts: t.MaxAttempts,
+		UniqueKey: t.UniqueKey, Metadata: t.Metadata, Result: t.Result,
+		Errors: make([]AttemptError, len(t.Errors)), CancelRequested: t.CancelRequested,
+		Worker: t.LeaseOwner, RunAt: t.RunAt.UTC(), CreatedAt: t.CreatedAt.UTC(),
+		AttemptedAt: timePtr(t.AttemptedAt), FinalizedAt: timePtr(t.FinalizedAt),
+	}
+	if t.AttemptTimeout > 0 {
+		out.Timeout = t.AttemptTimeout.String()
+	}
+	if len(out.Args) == 0 {
+		out.Args = json.RawMessage("null")
+	}
+	for i, e := range t.Errors {
+		out.Errors[i] = AttemptError{Attempt: e.Attempt, At: e.At.UTC(), Error: e.Error, Stack: e.Stack}
+	}
+	return out
+}
+
+// FromEvent converts a stored event.
+func FromEvent(e store.Event) Event {
+	return Event{Seq: e.Seq, TaskID: e.TaskID, Type: string(e.Type), Attempt: e.Attempt, At: e.At.UTC(), Data: e.Data}
+}
+
+// FromQueueStats converts queue statistics; every state has a count.
+func FromQueueStats(qs store.QueueStats) Queue {
+	q := Queue{Name: qs.Queue, Paused: qs.Paused, Counts: make(map[string]int64, 5), OldestReadyAt: timePtr(qs.OldestReadyAt)}
+	for _, s := range store.States() {
+		q.Counts[string(s)] = qs.Counts[s]
+	}
+	return q
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

@@ -1,0 +1,375 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/internal/engine"
+	"github.com/weftworks/weft/store"
+)
+
+// Claim bounds.
+const (
+	maxClaimTasks  = 100
+	maxClaimLists  = 100
+	maxWorkerIDLen = 200
+	minLeaseTTL    = time.Second
+	maxLeaseTTL    = time.Hour
+	maxErrorBytes  = 64 << 10
+	// claimPoll is the long poll's safety net, should a wakeup be missed.
+	claimPoll = 5 * time.Second
+)
+
+func badField(field, format string, args ...any) error {
+	return &api.FieldError{Status: http.StatusBadRequest, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// claim leases up to req.Max ready tasks to a remote worker, waiting up to
+// wait for one to become ready.
+func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
+	var req api.ClaimRequest
+	if err := decode(w, r, smallBodyBytes, &req); err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	creq, limit, wait, err := claimParams(req)
+	if err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	// Subscribing before the first claim means a task enqueued between
+	// the claim and the wait still wakes us.
+	wake, stop := s.st.Subscribe()
+	defer stop()
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	names := make([]string, len(creq.Queues))
+	for i, q := range creq.Queues {
+		names[i] = q.Queue
+	}
+	for {
+		tasks, err := s.claimUpTo(r, creq, limit)
+		if err != nil {
+			s.respondErr(w, r, err)
+			return
+		}
+		if len(tasks) > 0 || wait <= 0 {
+			out := api.ClaimResponse{Tasks: make([]api.ClaimedTask, len(tasks))}
+			for i, t := range tasks {
+				out.Tasks[i] = api.ClaimedTask{Task: api.FromTask(t), LeaseToken: leaseToken(t.ID, t.LeaseEpoch), LeaseExpiresAt: t.LeaseExpiresAt.UTC()}
+			}
+			s.metrics.claimed.Add(float64(len(tasks)))
+			writeJSON(w, http.StatusOK, out)
+			return
+		}
+		next := claimPoll
+		if at, ok, err := s.st.NextRunAt(ctx, names, creq.Kinds); err == nil && ok {
+			next = min(next, max(time.Until(at), time.Millisecond))
+		}
+		timer := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-deadline.C:
+			wait = 0
+		case <-wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// claimUpTo claims at most limit tasks in all: one queue after another,
+// each asked only for what is still missing.
+func (s *Server) claimUpTo(r *http.Request, req store.ClaimRequest, limit int) ([]*store.Task, error) {
+	var out []*store.Task
+	for _, q := range req.Queues {
+		one := req
+		one.Queues = []store.QueueClaim{{Queue: q.Queue, Limit: limit - len(out)}}
+		tasks, err := s.st.Claim(r.Context(), one)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, tasks...)
+		if len(out) >= limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+func claimParams(req api.ClaimRequest) (store.ClaimRequest, int, time.Duration, error) {
+	var zero store.ClaimRequest
+	if err := checkWorkerID(req.WorkerID); err != nil {
+		return zero, 0, 0, err
+	}
+	queues := req.Queues
+	if len(queues) == 0 {
+		queues = []string{store.DefaultQueue}
+	}
+	if len(queues) > maxClaimLists || len(req.Kinds) > maxClaimLists {
+		return zero, 0, 0, badField("queues", "at most %d queues and %d kinds per claim", maxClaimLists, maxClaimLists)
+	}
+	out := store.ClaimRequest{Owner: req.WorkerID, LeaseTTL: defaultLeaseTTL}
+	seen := map[string]bool{}
+	for i, q := range queues {
+		if !store.ValidName(q) {
+			return zero, 0, 0, badField(fmt.Sprintf("queues[%d]", i), "%q is not a valid queue name", q)
+		}
+		if !seen[q] {
+			seen[q] = true
+			out.Queues = append(out.Queues, store.QueueClaim{Queue: q})
+		}
+	}
+	for i, k := range req.Kinds {
+		if !store.ValidName(k) {
+			return zero, 0, 0, badField(fmt.Sprintf("kinds[%d]", i), "%q is not a valid kind name", k)
+		}
+	}
+	out.Kinds = req.Kinds
+	limit := req.Max
+	if limit == 0 {
+		limit = 1
+	}
+	if limit < 1 || limit > maxClaimTasks {
+		return zero, 0, 0, badField("max", "%d is out of range (1-%d)", req.Max, maxClaimTasks)
+	}
+	wait, err := durationField("wait", req.Wait, 0, 0, maxClaimWait)
+	if err != nil {
+		return zero, 0, 0, err
+	}
+	ttl, err := durationField("lease_ttl", req.LeaseTTL, defaultLeaseTTL, minLeaseTTL, maxLeaseTTL)
+	if err != nil {
+		return zero, 0, 0, err
+	}
+	out.LeaseTTL = ttl
+	return out, limit, wait, nil
+}
+
+func checkWorkerID(id string) error {
+	if id == "" {
+		return badField("worker_id", "must not be empty: name the worker (for example host-pid)")
+	}
+	if len(id) > maxWorkerIDLen {
+		return badField("worker_id", "%d bytes exceeds the limit of %d", len(id), maxWorkerIDLen)
+	}
+	for _, c := range id {
+		if !unicode.IsPrint(c) || c == unicode.ReplacementChar {
+			return badField("worker_id", "must be printable text")
+		}
+	}
+	return nil
+}
+
+// durationField parses an optional Go duration within [lo, hi].
+func durationField(field, v string, def, lo, hi time.Duration) (time.Duration, error) {
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, badField(field, "%q is not a duration (for example \"30s\")", v)
+	}
+	if d < lo || d > hi {
+		return 0, badField(field, "%s is out of range (%s to %s)", d, lo, hi)
+	}
+	return d, nil
+}
+
+// A lease token names the task and the epoch of the claim that leased it.
+// The epoch is what fences: a token from an earlier claim is refused once
+// the task was rescued or claimed again.
+func leaseToken(id string, epoch int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(id + ":" + strconv.FormatInt(epoch, 10)))
+}
+
+func parseLeaseToken(id, token string) (int64, error) {
+	if token == "" {
+		return 0, badField("lease_token", "must not be empty: use the lease_token of the claimed task")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	tid, epochS, ok := strings.Cut(string(raw), ":")
+	epoch, perr := strconv.ParseInt(epochS, 10, 64)
+	if err != nil || !ok || perr != nil || epoch < 1 {
+		return 0, badField("lease_token", "not a lease token issued by this API")
+	}
+	if tid != id {
+		return 0, badField("lease_token", "the token is for task %s, not %s", tid, id)
+	}
+	return epoch, nil
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	var req api.HeartbeatRequest
+	if err := decode(w, r, smallBodyBytes, &req); err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	id := r.PathValue("id")
+	epoch, err := parseLeaseToken(id, req.LeaseToken)
+	if err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	ttl, err := durationField("lease_ttl", req.LeaseTTL, defaultLeaseTTL, minLeaseTTL, maxLeaseTTL)
+	if err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	expires := time.Now().Add(ttl)
+	cancel, err := s.st.Heartbeat(r.Context(), id, epoch, ttl)
+	if err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.HeartbeatResponse{LeaseExpiresAt: expires.UTC(), CancelRequested: cancel})
+}
+
+func (s *Server) progress(w http.ResponseWriter, r *http.Request) {
+	var req api.ProgressRequest
+	if err := decode(w, r, smallBodyBytes, &req); err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	id := r.PathValue("id")
+	epoch, err := parseLeaseToken(id, req.LeaseToken)
+	if err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	if len(req.Progress) == 0 {
+		s.respondErr(w, r, badField("progress", "must be given (any JSON value)"))
+		return
+	}
+	if err := store.CheckProgress(req.Progress, store.Limits{}); err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	if err := s.st.Progress(r.Context(), id, epoch, req.Progress); err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) complete(w http.ResponseWriter, r *http.Request) {
+	var req api.CompleteRequest
+	if err := decode(w, r, smallBodyBytes, &req); err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	id := r.PathValue("id")
+	epoch, err := parseLeaseToken(id, req.LeaseToken)
+	if err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	if err := store.CheckProgress(req.Result, store.Limits{}); err != nil {
+		s.respondErr(w, r, &api.FieldError{Status: http.StatusUnprocessableEntity, Field: "result", Message: strings.TrimPrefix(err.Error(), "invalid progress: ")})
+		return
+	}
+	t := &store.Task{ID: id, LeaseEpoch: epoch}
+	s.finish(w, r, t, engine.Verdict{Action: engine.Complete, Result: req.Result}, nil)
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request) {
+	var req api.FailRequest
+	if err := decode(w, r, smallBodyBytes, &req); err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	id := r.PathValue("id")
+	epoch, err := parseLeaseToken(id, req.LeaseToken)
+	if err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	v, err := failVerdict(req)
+	if err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	// The retry decision needs the attempt count; the epoch check is
+	// repeated, fenced, by the write itself.
+	t, err := s.st.Get(r.Context(), id)
+	if err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	if t.State != store.StateRunning || t.LeaseEpoch != epoch {
+		s.respondErr(w, r, store.ErrLeaseLost)
+		return
+	}
+	var cause error
+	if t.CancelRequested {
+		cause = engine.ErrCancelRequested
+	}
+	s.finish(w, r, t, v, cause)
+}
+
+// failVerdict reads what the worker asked for; the options exclude each
+// other.
+func failVerdict(req api.FailRequest) (engine.Verdict, error) {
+	if strings.TrimSpace(req.Error) == "" {
+		return engine.Verdict{}, badField("error", "must say what went wrong")
+	}
+	msg := req.Error
+	if len(msg) > maxErrorBytes {
+		msg = msg[:maxErrorBytes] + " [truncated]"
+	}
+	v := engine.Verdict{Action: engine.Retry, Err: errors.New(msg)}
+	set := 0
+	if req.Permanent {
+		v.Action, set = engine.Fail, set+1
+	}
+	if req.Cancel {
+		v.Action, set = engine.Cancel, set+1
+	}
+	if req.RetryIn != "" {
+		d, err := durationField("retry_in", req.RetryIn, 0, 0, 365*24*time.Hour)
+		if err != nil {
+			return v, err
+		}
+		v.Delay, set = d, set+1
+	}
+	if req.Snooze != "" {
+		d, err := durationField("snooze", req.Snooze, 0, 0, 365*24*time.Hour)
+		if err != nil {
+			return v, err
+		}
+		v.Action, v.Delay, set = engine.Snooze, d, set+1
+	}
+	if set > 1 {
+		return v, badField("error", "give at most one of permanent, cancel, retry_in and snooze")
+	}
+	return v, nil
+}
+
+// finish records a remote attempt's outcome under its epoch, through the
+// same decision rules as in-process handlers.
+func (s *Server) finish(w http.ResponseWriter, r *http.Request, t *store.Task, v engine.Verdict, cause error) {
+	o := engine.Decide(t, v, cause, engine.DefaultBackoff, time.Now())
+	errs, err := s.st.Finish(r.Context(), []store.Outcome{o})
+	if err == nil {
+		err = errs[0]
+	}
+	if err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	out := api.Outcome{ID: t.ID, State: string(o.State)}
+	if o.State == store.StatePending {
+		at := o.RunAt.UTC()
+		out.RunAt = &at
+	}
+	writeJSON(w, http.StatusOK, out)
+}

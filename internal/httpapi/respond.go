@@ -1,0 +1,128 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/store"
+)
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, _ *http.Request, status int, code, field, msg string) {
+	writeJSON(w, status, api.Error{Error: api.ErrorBody{Code: code, Message: msg, Field: field}})
+}
+
+// respondErr answers err with the status its kind calls for. Anything not
+// recognised is a 500, logged with the request; its text is not shown,
+// since it may carry database details.
+func (s *Server) respondErr(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		fe *api.FieldError
+		ve *store.ValidationError
+		mb *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &fe):
+		code := api.CodeInvalid
+		switch fe.Status {
+		case http.StatusBadRequest:
+			code = api.CodeBadRequest
+		case http.StatusRequestEntityTooLarge:
+			code = api.CodeTooLarge
+		case http.StatusUnsupportedMediaType:
+			code = api.CodeUnsupportedType
+		}
+		writeError(w, r, fe.Status, code, fe.Field, fe.Error())
+	case errors.As(err, &mb):
+		writeError(w, r, http.StatusRequestEntityTooLarge, api.CodeTooLarge, "", fmt.Sprintf("request body exceeds %d bytes", mb.Limit))
+	case errors.As(err, &ve):
+		writeError(w, r, http.StatusUnprocessableEntity, api.CodeInvalid, ve.Field, ve.Error())
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, r, http.StatusNotFound, api.CodeNotFound, "", err.Error())
+	case errors.Is(err, store.ErrLeaseLost):
+		writeError(w, r, http.StatusConflict, api.CodeLeaseLost, "lease_token", "the lease is no longer held: the task was rescued, cancelled or finished; stop working on it")
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrAlreadyFinished):
+		writeError(w, r, http.StatusConflict, api.CodeConflict, "", err.Error())
+	case errors.Is(err, store.ErrClosed):
+		writeError(w, r, http.StatusServiceUnavailable, api.CodeUnavailable, "", "the server is shutting down")
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads the answer.
+		writeError(w, r, http.StatusServiceUnavailable, api.CodeUnavailable, "", "request cancelled")
+	default:
+		s.log.Error("weft: api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, r, http.StatusInternalServerError, api.CodeInternal, "", "internal error; the server log has the details")
+	}
+}
+
+// decode reads one JSON value from the body into v, strictly: the
+// content type must be JSON (or absent), unknown fields and trailing data
+// are refused, and the body is bounded by limit.
+func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return &api.FieldError{Status: http.StatusUnsupportedMediaType, Message: fmt.Sprintf("Content-Type %q is not application/json", ct)}
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return &api.FieldError{Status: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("request body exceeds %d bytes", mb.Limit)}
+		}
+		return &api.FieldError{Status: http.StatusBadRequest, Message: "reading the request body: " + err.Error()}
+	}
+	return decodeBytes(body, v)
+}
+
+// decodeBytes is decode's strict JSON half, shared with the batch probe.
+func decodeBytes(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return &api.FieldError{Status: http.StatusBadRequest, Message: "the request body is empty; a JSON object is expected"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &api.FieldError{Status: http.StatusBadRequest, Message: "unexpected data after the JSON value"}
+	}
+	return nil
+}
+
+// jsonError says where a JSON document went wrong.
+func jsonError(err error) error {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &syn):
+		return &api.FieldError{Status: http.StatusBadRequest, Message: fmt.Sprintf("malformed JSON at byte %d: %v", syn.Offset, syn)}
+	case errors.As(err, &typ):
+		field := typ.Field
+		return &api.FieldError{Status: http.StatusBadRequest, Field: field, Message: fmt.Sprintf("expected %s, got JSON %s", typ.Type, typ.Value)}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &api.FieldError{Status: http.StatusBadRequest, Message: "malformed JSON: the body ends in the middle of a value"}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return &api.FieldError{Status: http.StatusBadRequest, Field: name, Message: fmt.Sprintf("unknown field %q", name)}
+	default:
+		return &api.FieldError{Status: http.StatusBadRequest, Message: "malformed JSON: " + err.Error()}
+	}
+}

@@ -1,0 +1,223 @@
+// Package httpapi serves Weft's HTTP API v1: enqueueing and inspecting
+// tasks, streaming their events, remote workers in any language (claims,
+// heartbeats, outcomes under lease tokens), queue statistics and pausing,
+// health, Prometheus metrics and the OpenAPI document.
+//
+// Handlers decode strictly (unknown fields, trailing data and oversized
+// bodies are refused before anything is written), validate everything
+// before the one store call that writes, and answer every error as JSON
+// {"error": {"code", "message", "field"}}.
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftworks/weft"
+	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/store"
+)
+
+// Default limits.
+const (
+	// DefaultMaxBodyBytes bounds a request body (a batch of tasks).
+	DefaultMaxBodyBytes = 32 << 20
+	// smallBodyBytes bounds the bodies of every other request: a lease
+	// token with a result or progress within the args limit.
+	smallBodyBytes = 2 << 20
+	// maxClaimWait bounds a claim's long poll.
+	maxClaimWait = 60 * time.Second
+	// defaultLeaseTTL is a remote lease's default duration.
+	defaultLeaseTTL = 30 * time.Second
+)
+
+// Config configures a Server.
+type Config struct {
+	// Client is the engine the API drives; its store is used directly for
+	// remote workers' claims and outcomes.
+	Client *weft.Client
+	// Token, when set, is required as "Authorization: Bearer <token>" on
+	// every route except /healthz and /readyz.
+	Token string
+	// MaxBodyBytes bounds a request body; default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// EventPoll is how often a followed event stream looks for new
+	// events; default 100ms.
+	EventPoll time.Duration
+	// Version is reported by /healthz.
+	Version string
+	// Logger receives request errors. Default slog.Default().
+	Logger *slog.Logger
+	// Registry, when set, receives the API's metrics; default a new
+	// registry with the Go and process collectors.
+	Registry *prometheus.Registry
+}
+
+// Server is the HTTP API. It is an http.Handler.
+type Server struct {
+	cfg      Config
+	st       store.Store
+	log      *slog.Logger
+	mux      *http.ServeMux
+	handler  http.Handler
+	tokenSum [sha256.Size]byte
+	metrics  *metrics
+	draining atomic.Bool
+}
+
+// New returns the API server for cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("httpapi: Config.Client is nil")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.EventPoll <= 0 {
+		cfg.EventPoll = 100 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, st: cfg.Client.Store(), log: cfg.Logger, mux: http.NewServeMux()}
+	if cfg.Token != "" {
+		s.tokenSum = sha256.Sum256([]byte(cfg.Token))
+	}
+	m, err := newMetrics(cfg.Registry, s.st)
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: metrics: %w", err)
+	}
+	s.metrics = m
+	s.routes()
+	s.handler = s.metrics.instrument(s.mux, s.authorize(s.mux))
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Drain makes /readyz fail, so a load balancer stops sending new work
+// while the process finishes what it has.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// route is one entry of the route table.
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+// routeTable lists every documented route; openapi.json describes exactly
+// these (a test holds them in step).
+func (s *Server) routeTable() []route {
+	return []route{
+		{"GET /healthz", s.healthz},
+		{"GET /readyz", s.readyz},
+		{"GET /metrics", s.metrics.serve},
+		{"GET /v1/openapi.json", serveOpenAPI},
+
+		{"POST /v1/tasks", s.enqueue},
+		{"GET /v1/tasks", s.list},
+		{"GET /v1/tasks/{id}", s.get},
+		{"POST /v1/tasks/{id}/cancel", s.cancel},
+		{"POST /v1/tasks/{id}/retry", s.retry},
+		{"GET /v1/tasks/{id}/events", s.events},
+
+		{"POST /v1/claims", s.claim},
+		{"POST /v1/tasks/{id}/heartbeat", s.heartbeat},
+		{"POST /v1/tasks/{id}/progress", s.progress},
+		{"POST /v1/tasks/{id}/complete", s.complete},
+		{"POST /v1/tasks/{id}/fail", s.fail},
+
+		{"GET /v1/queues", s.queues},
+		{"POST /v1/queues/{name}/pause", s.pauseQueue},
+		{"POST /v1/queues/{name}/resume", s.resumeQueue},
+	}
+}
+
+func (s *Server) routes() {
+	for _, r := range s.routeTable() {
+		s.mux.HandleFunc(r.pattern, r.handler)
+	}
+	s.mux.HandleFunc("/", s.noRoute)
+}
+
+// noRoute answers what no route took: 405 when the path is served under
+// other methods, else 404, as JSON like every other error.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, r, http.StatusMethodNotAllowed, api.CodeMethod, "", fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+		return
+	}
+	writeError(w, r, http.StatusNotFound, api.CodeNotFound, "", fmt.Sprintf("no route %s %s (see /v1/openapi.json)", r.Method, r.URL.Path))
+}
+
+// authorize requires the bearer token on every route but health checks.
+// Both sides are hashed before the constant-time comparison so that not
+// even the token's length leaks through timing.
+func (s *Server) authorize(next http.Handler) http.Handler {
+	if s.cfg.Token == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		if !ok || subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="weft"`)
+			writeError(w, r, http.StatusUnauthorized, api.CodeUnauthorized, "", "missing or wrong bearer token (Authorization: Bearer $WEFT_API_TOKEN)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.cfg.Version})
+}
+
+// readyz says whether this process should receive traffic: it is not
+// draining and its database answers.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeError(w, r, http.StatusServiceUnavailable, api.CodeUnavailable, "", "shutting down")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.st.Stats(ctx); err != nil {
+		writeError(w, r, http.StatusServiceUnavailable, api.CodeUnavailable, "", "database: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+//go:embed openapi.json
+var openAPIDoc []byte
+
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(openAPIDoc)
+}
