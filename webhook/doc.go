@@ -31,7 +31,7 @@
 //   - 2xx completes the task; its result is a Result: the status, the
 //     response's Content-Type and the body as text, cut to
 //     Config.MaxResponseBytes.
-//   - 429 and 5xx retry: after the delay the Retry-After header asks for
+//   - 408, 429 and 5xx retry: after the delay the Retry-After header asks for
 //     (seconds or an HTTP date, at most 24h), otherwise after the kind's
 //     backoff. Network errors and timeouts retry with backoff too.
 //   - Any other status — other 4xx, or a 3xx left unfollowed (after 10

@@ -357,7 +357,7 @@ func (w *worker) do(ctx context.Context, taskID string, attempt int, a Args) (*R
 			res.Headers["content-type"] = ct
 		}
 		return res, nil
-	case status == http.StatusTooManyRequests || status >= 500:
+	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500:
 		err := statusError(r, req.URL, resp, data)
 		if d := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
 			return nil, weft.RetryAfter(err, d)

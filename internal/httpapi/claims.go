@@ -79,6 +79,8 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			timer.Stop()
 			return
+		case <-s.drained:
+			wait = 0
 		case <-deadline.C:
 			wait = 0
 		case <-wake:

@@ -106,6 +106,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.drained:
+			return
 		case <-poll.C:
 		}
 		if sse && time.Since(lastWrite) >= sseKeepAlive {

@@ -217,7 +217,7 @@ func TestBadInput(t *testing.T) {
 		{"max attempts", `{"kind": "a", "max_attempts": -1}`, api.CodeInvalid, "max_attempts", 422, nil},
 		{"metadata not object", `{"kind": "a", "metadata": [1]}`, api.CodeInvalid, "metadata", 422, nil},
 		{"too large", `{"kind": "a", "args": "` + strings.Repeat("x", 5000) + `"}`, api.CodeTooLarge, "", 413, nil},
-		{"content type", `{"kind": "a"}`, api.CodeUnsupportedType, "", 415, []string{"Content-Type", "text/plain"}},
+		{"content type", `{"kind": "a"}`, api.CodeUnsupportedType, "", 415, []string{"Content-Type", "multipart/form-data; boundary=x"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

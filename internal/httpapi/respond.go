@@ -69,14 +69,11 @@ func (s *Server) respondErr(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // decode reads one JSON value from the body into v, strictly: the
-// content type must be JSON (or absent), unknown fields and trailing data
+// content type must allow JSON (see jsonContentType), unknown fields and trailing data
 // are refused, and the body is bounded by limit.
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return &api.FieldError{Status: http.StatusUnsupportedMediaType, Message: fmt.Sprintf("Content-Type %q is not application/json", ct)}
-		}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !jsonContentType(ct) {
+		return &api.FieldError{Status: http.StatusUnsupportedMediaType, Message: fmt.Sprintf("Content-Type %q is not application/json", ct)}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
@@ -87,6 +84,23 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 		return &api.FieldError{Status: http.StatusBadRequest, Message: "reading the request body: " + err.Error()}
 	}
 	return decodeBytes(body, v)
+}
+
+// jsonContentType reports whether a body of type ct is read as JSON. The
+// body is always parsed as JSON; besides JSON types, text/plain and
+// curl's default for -d (application/x-www-form-urlencoded) are accepted so
+// that a quick curl without -H works, while form uploads and other formats
+// are refused.
+func jsonContentType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	switch {
+	case mt == "application/json", strings.HasSuffix(mt, "+json"), mt == "text/plain", mt == "application/x-www-form-urlencoded":
+		return true
+	}
+	return false
 }
 
 // decodeBytes is decode's strict JSON half, shared with the batch probe.

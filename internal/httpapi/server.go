@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,6 +75,10 @@ type Server struct {
 	tokenSum [sha256.Size]byte
 	metrics  *metrics
 	draining atomic.Bool
+	// drained is closed by Drain: long polls answer and followed streams
+	// end, so that a graceful shutdown does not wait for them.
+	drained   chan struct{}
+	drainOnce sync.Once
 }
 
 // New returns the API server for cfg.
@@ -90,7 +95,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, st: cfg.Client.Store(), log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, st: cfg.Client.Store(), log: cfg.Logger, mux: http.NewServeMux(), drained: make(chan struct{})}
 	if cfg.Token != "" {
 		s.tokenSum = sha256.Sum256([]byte(cfg.Token))
 	}
@@ -108,8 +113,14 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // Drain makes /readyz fail, so a load balancer stops sending new work
-// while the process finishes what it has.
-func (s *Server) Drain() { s.draining.Store(true) }
+// while the process finishes what it has, answers waiting claims (with the
+// tasks they have, usually none) and ends followed event streams; clients
+// reconnect elsewhere or later. Short requests in flight are not touched:
+// call it before http.Server.Shutdown.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.drainOnce.Do(func() { close(s.drained) })
+}
 
 // route is one entry of the route table.
 type route struct {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/weftworks/weft"
 
+	"github.com/weftworks/weft/internal/pgtest"
 	"github.com/weftworks/weft/store"
 	"github.com/weftworks/weft/store/postgres"
 )
@@ -39,7 +40,7 @@ func drain(ch <-chan struct{}) {
 // everyone once (notifications sent meanwhile were lost), and listens again.
 func TestListenerReconnects(t *testing.T) {
 	ctx := context.Background()
-	dsn := newSchema(t, serverURL(t))
+	dsn := pgtest.NewSchema(t, pgtest.ServerURL(t))
 	st, err := postgres.Open(ctx, dsn, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +92,7 @@ func TestListenerReconnects(t *testing.T) {
 // still wakes its own subscribers on its own commits.
 func TestPollOnly(t *testing.T) {
 	ctx := context.Background()
-	dsn := newSchema(t, serverURL(t))
+	dsn := pgtest.NewSchema(t, pgtest.ServerURL(t))
 	st, err := postgres.Open(ctx, dsn, &postgres.Options{PollOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +135,7 @@ func (sqlTxArgs) Kind() string { return "sqltx" }
 // as well as a pgx.Tx.
 func TestEnqueueInDatabaseSQLTx(t *testing.T) {
 	ctx := context.Background()
-	dsn := newSchema(t, serverURL(t))
+	dsn := pgtest.NewSchema(t, pgtest.ServerURL(t))
 	st, err := postgres.Open(ctx, dsn, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +180,7 @@ func TestEnqueueInDatabaseSQLTx(t *testing.T) {
 
 func TestMigrateStatusDownUp(t *testing.T) {
 	ctx := context.Background()
-	dsn := newSchema(t, serverURL(t))
+	dsn := pgtest.NewSchema(t, pgtest.ServerURL(t))
 	st, err := postgres.Open(ctx, dsn, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,308 @@
+// Package cli is the weft command line: the cobra command tree behind
+// cmd/weft. Most commands talk to a running server (`weft serve`) through
+// internal/apiclient; given --database explicitly (and no --server) they
+// work on the database directly through the same store.Store the server
+// uses, printing the same output either way.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/weftworks/weft/internal/apiclient"
+)
+
+// Exit codes. A monitored task reports its own outcome with exitOK,
+// exitError (failed) and exitUsage (cancelled), as documented on `task`.
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitInterrupted = 130
+)
+
+// Defaults of the global flags, used when neither a flag nor its
+// environment variable is set.
+const (
+	defaultServer   = "http://127.0.0.1:7070"
+	defaultDatabase = "weft.db"
+)
+
+// Output formats.
+const (
+	formatHuman  = "human"
+	formatJSON   = "json"
+	formatNDJSON = "ndjson"
+)
+
+// globals holds the global options and the process's standard streams.
+// Every command receives it; it is built per Main call, so nothing is
+// shared between runs (or tests).
+type globals struct {
+	// Server is the base URL of the Weft server (--server, WEFT_SERVER).
+	Server string
+	// Token is the API bearer token (--token, WEFT_API_TOKEN).
+	Token string
+	// Database is a SQLite file path or a postgres:// URL (--database,
+	// WEFT_DATABASE_URL), for serve, migrate, and direct access.
+	Database string
+	// Format is human, json or ndjson (--format).
+	Format string
+	// LogFormat is text or json (--log-format, WEFT_LOG_FORMAT).
+	LogFormat string
+	// LogLevel is debug, info, warn or error (--log-level, WEFT_LOG_LEVEL).
+	LogLevel string
+
+	// serverFlag, databaseFlag and formatFlag record whether the flag was
+	// given on the command line: direct database access needs an explicit
+	// --database, and `task --monitor` prints NDJSON unless a format was
+	// asked for.
+	serverFlag, databaseFlag, formatFlag bool
+	// databaseSet is true when --database or WEFT_DATABASE_URL was given.
+	databaseSet bool
+
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
+	lookupEnv func(string) (string, bool)
+
+	// started is set once the root's pre-run hook ran: an error before
+	// that is a usage error (unknown command or flag, wrong arguments).
+	started bool
+}
+
+// usageError marks an error in how the command was invoked (exit code 2).
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usagef returns a usage error.
+func usagef(format string, args ...any) error {
+	return &usageError{err: fmt.Errorf(format, args...)}
+}
+
+// exitCodeError ends a command with a chosen exit code; a non-empty
+// message is printed like any error.
+type exitCodeError struct {
+	code int
+	msg  string
+}
+
+func (e *exitCodeError) Error() string { return e.msg }
+
+// Main runs the weft command line with args (without the program name)
+// and returns the process's exit code: 0 on success, 1 on errors, 2 on
+// usage errors, 130 when ctx was cancelled (Ctrl-C). `task --monitor`
+// exits with the task's outcome.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return run(ctx, args, os.Stdin, stdout, stderr, os.LookupEnv)
+}
+
+// run is Main with its environment passed in, so tests control it.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: lookupEnv}
+	root := newRootCmd(g)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ec *exitCodeError
+	if errors.As(err, &ec) {
+		if ec.msg != "" {
+			fmt.Fprintf(stderr, "weft: %s\n", ec.msg)
+		}
+		return ec.code
+	}
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Cause(ctx))) {
+		fmt.Fprintln(stderr, "weft: interrupted")
+		return exitInterrupted
+	}
+	fmt.Fprintf(stderr, "weft: %s\n", message(err))
+	var ue *usageError
+	if !g.started || errors.As(err, &ue) {
+		if cmd == nil {
+			cmd = root
+		}
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		return exitUsage
+	}
+	return exitError
+}
+
+// message is err's text, with a hint when the fix is a flag away.
+func message(err error) string {
+	msg := err.Error()
+	if errors.Is(err, apiclient.ErrUnauthorized) {
+		msg += " (set --token or WEFT_API_TOKEN to the server's WEFT_API_TOKEN)"
+	}
+	return msg
+}
+
+// newRootCmd builds the command tree.
+func newRootCmd(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "weft",
+		Short: "Weft: a durable task engine",
+		Long: `Weft stores tasks durably and runs them on workers, retrying failures with
+backoff, running work later, and keeping an event log per task.
+
+Run a server with 'weft serve' (on a SQLite file or PostgreSQL), then enqueue,
+inspect and manage tasks with the other commands. They talk to the server at
+--server (WEFT_SERVER, default ` + defaultServer + `), or, given --database
+explicitly and no --server, work on the database directly.
+
+Flags override environment variables, which override defaults.`,
+		Example: `  weft serve --database weft.db
+  weft enqueue http --args '{"url":"https://example.com/hook"}'
+  weft task 0190a3c2-... --monitor
+  weft list --state failed
+  weft queues`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// Help and completion output belong to stdout; keep cobra's own
+		// "completion" command out of the way of newcomers.
+		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			g.started = true
+			return g.resolve(cmd.Flags())
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.Server, "server", defaultServer, "base URL of the Weft server (env WEFT_SERVER)")
+	pf.StringVar(&g.Token, "token", "", "API bearer token (env WEFT_API_TOKEN)")
+	pf.StringVar(&g.Database, "database", defaultDatabase, "SQLite file path or postgres:// URL, for serve, migrate and direct access (env WEFT_DATABASE_URL)")
+	pf.StringVar(&g.Format, "format", formatHuman, "output format: human, json or ndjson")
+	pf.StringVar(&g.LogFormat, "log-format", "text", "log format: text or json (env WEFT_LOG_FORMAT)")
+	pf.StringVar(&g.LogLevel, "log-level", "info", "log level: debug, info, warn or error (env WEFT_LOG_LEVEL)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
+
+	root.AddCommand(
+		newServeCmd(g),
+		newEnqueueCmd(g),
+		newBatchCmd(g),
+		newTaskCmd(g),
+		newListCmd(g),
+		newQueuesCmd(g),
+		newMigrateCmd(g),
+		newWorkerCmd(g),
+		newVersionCmd(g),
+	)
+	return root
+}
+
+// resolve applies the environment to flags not given on the command line
+// and checks the values every command shares. Environment values are read
+// here rather than used as flag defaults so that --help never prints a
+// token or a database password.
+func (g *globals) resolve(fs *pflag.FlagSet) error {
+	changed := func(name string) bool {
+		f := fs.Lookup(name)
+		return f != nil && f.Changed
+	}
+	fromEnv := func(dst *string, flag, env string) {
+		if changed(flag) {
+			return
+		}
+		if v, ok := g.lookupEnv(env); ok && v != "" {
+			*dst = v
+		}
+	}
+	fromEnv(&g.Server, "server", "WEFT_SERVER")
+	fromEnv(&g.Token, "token", "WEFT_API_TOKEN")
+	fromEnv(&g.Database, "database", "WEFT_DATABASE_URL")
+	fromEnv(&g.LogFormat, "log-format", "WEFT_LOG_FORMAT")
+	fromEnv(&g.LogLevel, "log-level", "WEFT_LOG_LEVEL")
+	g.serverFlag, g.databaseFlag, g.formatFlag = changed("server"), changed("database"), changed("format")
+	if v, ok := g.lookupEnv("WEFT_DATABASE_URL"); g.databaseFlag || ok && v != "" {
+		g.databaseSet = true
+	}
+
+	switch g.Format {
+	case formatHuman, formatJSON, formatNDJSON:
+	default:
+		return usagef("--format: %q is not a format (use human, json or ndjson)", g.Format)
+	}
+	if _, err := newLogger(io.Discard, g.LogFormat, g.LogLevel); err != nil {
+		return &usageError{err: err}
+	}
+	return nil
+}
+
+// checkServer validates the server URL before any request, so a typo is
+// reported as such rather than as an unreachable server.
+func (g *globals) checkServer() error {
+	u, err := url.Parse(g.Server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usagef("--server: %q is not an http:// or https:// URL (for example %s)", g.Server, defaultServer)
+	}
+	return nil
+}
+
+// client returns an API client for the server.
+func (g *globals) client() (*apiclient.Client, error) {
+	if err := g.checkServer(); err != nil {
+		return nil, err
+	}
+	return apiclient.New(g.Server, g.Token, nil), nil
+}
+
+// direct reports whether commands should work on the database directly:
+// only when --database was given on the command line and --server was not
+// (an environment variable alone never switches a command away from the
+// server).
+func (g *globals) direct() bool { return g.databaseFlag && !g.serverFlag }
+
+// logger returns the logger the global flags describe, writing to w.
+// resolve has validated them, so a failure here cannot happen; it falls
+// back to a text logger anyway.
+func (g *globals) logger(w io.Writer) *slog.Logger {
+	l, err := newLogger(w, g.LogFormat, g.LogLevel)
+	if err != nil {
+		return slog.New(slog.NewTextHandler(w, nil))
+	}
+	return l
+}
+
+// newLogger builds a slog logger writing text or JSON to w at level
+// (debug, info, warn or error).
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if strings.EqualFold(level, "warning") {
+		level = "warn"
+	}
+	if err := lv.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not a level (use debug, info, warn or error)", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not a log format (use text or json)", format)
+}
+
+// exactArgs is cobra.ExactArgs with a message that names what is missing.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("expected %s, got %d argument(s)", what, len(args))
+		}
+		return nil
+	}
+}

@@ -1,0 +1,244 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/weftworks/weft"
+	"github.com/weftworks/weft/internal/httpapi"
+	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/webhook"
+)
+
+// Serve defaults.
+const (
+	defaultAddr  = "127.0.0.1:7070"
+	defaultGrace = 30 * time.Second
+)
+
+// serveOptions are serve's own flags.
+type serveOptions struct {
+	addr        string
+	insecure    bool
+	queues      []string
+	denyPrivate bool
+	leaseTTL    time.Duration
+	grace       time.Duration
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Weft server: the HTTP API, built-in workers and maintenance",
+		Long: `Run the Weft server on a database: the HTTP API v1 (see /v1/openapi.json),
+the built-in "http" task kind (webhooks) on the queues given by --queue, and
+the background maintenance (lease rescue, retention, cron schedules), which
+one server at a time performs when several share a database.
+
+The database is a SQLite file (default ./weft.db, created when missing) or a
+postgres:// URL; pending migrations are applied at start. Remote workers in
+any language claim other kinds through POST /v1/claims.
+
+With WEFT_API_TOKEN set, every route but /healthz and /readyz requires
+"Authorization: Bearer <token>". Without a token the server only listens on
+a loopback address, unless --insecure says otherwise.
+
+SIGINT or SIGTERM stops gracefully: /readyz fails, waiting claims are
+answered, new work is no longer claimed, running tasks get --grace to
+finish (then go back to pending without spending an attempt). A second
+signal ends the process at once.`,
+		Example: `  weft serve
+  weft serve --addr 0.0.0.0:7070 --database /var/lib/weft/weft.db   # with WEFT_API_TOKEN set
+  weft serve --database postgres://weft@db/weft --queue default=50 --queue webhooks=20`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.resolve(g, cmd.Flags()); err != nil {
+				return err
+			}
+			return runServe(cmd.Context(), g, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.addr, "addr", defaultAddr, "address to listen on, host:port (env WEFT_ADDR)")
+	f.BoolVar(&o.insecure, "insecure", false, "allow listening beyond loopback without WEFT_API_TOKEN")
+	f.StringSliceVar(&o.queues, "queue", []string{"default=10"}, "queue the built-in kinds work, as name=concurrency; repeatable (env WEFT_QUEUES, comma-separated)")
+	f.BoolVar(&o.denyPrivate, "webhook-deny-private", false, "refuse http tasks aimed at loopback, private and link-local addresses (env WEFT_WEBHOOK_DENY_PRIVATE)")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", 30*time.Second, "how long a claimed task stays leased without renewal")
+	f.DurationVar(&o.grace, "grace", defaultGrace, "how long running tasks may finish at shutdown (env WEFT_SHUTDOWN_GRACE)")
+	return cmd
+}
+
+// resolve applies the environment to flags not given and checks them.
+func (o *serveOptions) resolve(g *globals, fs *pflag.FlagSet) error {
+	env := func(flag, name string) (string, bool) {
+		if fs.Changed(flag) {
+			return "", false
+		}
+		v, ok := g.lookupEnv(name)
+		return v, ok && v != ""
+	}
+	if v, ok := env("addr", "WEFT_ADDR"); ok {
+		o.addr = v
+	}
+	if v, ok := env("queue", "WEFT_QUEUES"); ok {
+		o.queues = strings.Split(v, ",")
+	}
+	if v, ok := env("webhook-deny-private", "WEFT_WEBHOOK_DENY_PRIVATE"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return usagef("WEFT_WEBHOOK_DENY_PRIVATE: %q is not true or false", v)
+		}
+		o.denyPrivate = b
+	}
+	if v, ok := env("grace", "WEFT_SHUTDOWN_GRACE"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return usagef("WEFT_SHUTDOWN_GRACE: %q is not a duration (for example 30s)", v)
+		}
+		o.grace = d
+	}
+	if o.grace < 0 {
+		return usagef("--grace: %s is negative", o.grace)
+	}
+	if o.leaseTTL < time.Second {
+		return usagef("--lease-ttl: %s is too short (at least 1s)", o.leaseTTL)
+	}
+	host, _, err := net.SplitHostPort(o.addr)
+	if err != nil {
+		return usagef("--addr: %q is not host:port (for example %s)", o.addr, defaultAddr)
+	}
+	if !isLoopback(host) && g.Token == "" && !o.insecure {
+		return usagef("--addr %s listens beyond this machine, and no API token is set: set WEFT_API_TOKEN (or --token), or pass --insecure to serve without authentication", o.addr)
+	}
+	_, err = parseQueues(o.queues)
+	return err
+}
+
+// isLoopback reports whether host only accepts connections from this
+// machine. An empty host or a wildcard listens everywhere.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// parseQueues reads name=concurrency pairs; a bare name gets 10.
+func parseQueues(specs []string) (map[string]weft.QueueConfig, error) {
+	out := make(map[string]weft.QueueConfig, len(specs))
+	for _, spec := range specs {
+		spec = strings.TrimSpace(spec)
+		name, n, hasN := strings.Cut(spec, "=")
+		workers := 10
+		if hasN {
+			v, err := strconv.Atoi(n)
+			if err != nil || v < 1 || v > 10000 {
+				return nil, usagef("--queue %q: concurrency must be a number from 1 to 10000", spec)
+			}
+			workers = v
+		}
+		if !store.ValidName(name) {
+			return nil, usagef("--queue %q: %q is not a valid queue name (a letter, then letters, digits, '_', '-', '.', ':')", spec, name)
+		}
+		if _, dup := out[name]; dup {
+			return nil, usagef("--queue %q: queue %s given twice", spec, name)
+		}
+		out[name] = weft.QueueConfig{MaxWorkers: workers}
+	}
+	if len(out) == 0 {
+		return nil, usagef("--queue: at least one queue is needed")
+	}
+	return out, nil
+}
+
+func runServe(ctx context.Context, g *globals, o serveOptions) error {
+	log := g.logger(g.stderr)
+	queues, err := parseQueues(o.queues)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, g.Database, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("weft: closing the database", "err", err)
+		}
+	}()
+	ws := weft.NewWorkers()
+	webhook.Register(ws, webhook.Config{DenyPrivate: o.denyPrivate, Logger: log})
+	client, err := weft.NewClient(st, &weft.Config{Queues: queues, Workers: ws, LeaseTTL: o.leaseTTL, Logger: log})
+	if err != nil {
+		return err
+	}
+	version := buildVersion().Version
+	api, err := httpapi.New(httpapi.Config{Client: client, Token: g.Token, Version: version, Logger: log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("listen on %s: the address is in use (is another weft serve running? choose another with --addr)", o.addr)
+		}
+		return fmt.Errorf("listen on %s: %w", o.addr, err)
+	}
+	if err := client.Start(ctx); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	hs := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	log.Info("weft: serving", "addr", "http://"+ln.Addr().String(), "database", displayDSN(g.Database),
+		"version", version, "auth", g.Token != "")
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("weft: shutting down", "grace", o.grace)
+	case serveErr = <-served:
+		log.Error("weft: the HTTP server stopped", "err", serveErr)
+	}
+	// Stop answering readiness and release long polls first, so that
+	// Shutdown only waits for short requests.
+	api.Drain()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.grace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("weft: HTTP requests still open at the end of the grace period", "err", err)
+	}
+	if err := client.Stop(sctx); err != nil {
+		log.Warn("weft: tasks still running at the end of the grace period went back to pending", "err", err)
+	}
+	log.Info("weft: stopped")
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", serveErr)
+	}
+	return nil
+}
+
+// displayDSN is the database for logs, without a password.
+func displayDSN(dsn string) string {
+	if isPostgres(dsn) {
+		return redactURL(dsn)
+	}
+	return dsn
+}
