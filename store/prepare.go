@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -21,6 +22,10 @@ const (
 	MaxUniqueKeyLength = 512
 	// MaxAttemptsLimit bounds MaxAttempts.
 	MaxAttemptsLimit = 10000
+	// MinPriority and MaxPriority bound Priority to what every backend
+	// stores (a 32-bit integer).
+	MinPriority = math.MinInt32
+	MaxPriority = math.MaxInt32
 )
 
 // Limits bounds what Prepare accepts. The zero value means the defaults.
@@ -91,6 +96,9 @@ func prepareOne(t *NewTask, limits Limits, now time.Time) *ValidationError {
 		t.Queue = DefaultQueue
 	} else if !ValidName(t.Queue) {
 		return bad("queue", "%q is not a valid name (1-%d characters: a letter, then letters, digits, '_', '-', '.', ':')", t.Queue, MaxNameLength)
+	}
+	if t.Priority < MinPriority || t.Priority > MaxPriority {
+		return bad("priority", "%d is out of range (%d to %d)", t.Priority, MinPriority, MaxPriority)
 	}
 	if len(bytes.TrimSpace(t.Args)) == 0 {
 		t.Args = json.RawMessage("{}")

@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,7 +37,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	weftBin = filepath.Join(dir, "weft")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", weftBin, ".")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "the end-to-end tests build weft with the go command:", err)
+		os.Exit(1)
+	}
+	build := exec.Command(goBin, "build", "-o", weftBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building weft:", err)

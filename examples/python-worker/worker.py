@@ -64,9 +64,10 @@ class Weft:
         return self.call("POST", f"/v1/tasks/{task['id']}/complete",
                          {"lease_token": task["lease_token"], "result": result})
 
-    def fail(self, task, error, permanent=False):
+    def fail(self, task, error, permanent=False, cancel=False):
         return self.call("POST", f"/v1/tasks/{task['id']}/fail",
-                         {"lease_token": task["lease_token"], "error": error, "permanent": permanent})
+                         {"lease_token": task["lease_token"], "error": error,
+                          "permanent": permanent, "cancel": cancel})
 
 
 class Permanent(Exception):
@@ -88,14 +89,19 @@ HANDLERS = {"py.upper": upper, "py.sum": total}
 
 
 def run_task(weft, task):
-    """Runs one task, heartbeating every lease/3 until it is done."""
+    """Runs one task, heartbeating every lease/3 until it is done.
+
+    A handler here cannot be interrupted, so a cancel request seen by a
+    heartbeat is honoured when it returns: the attempt ends cancelled.
+    """
     done = threading.Event()
+    cancelled = threading.Event()
 
     def beat():
         while not done.wait(10):
             try:
                 if weft.heartbeat(task).get("cancel_requested"):
-                    print(f"task {task['id']}: cancel requested", file=sys.stderr)
+                    cancelled.set()
             except LeaseLost:
                 return
             except Exception as e:  # the next beat may get through
@@ -103,15 +109,23 @@ def run_task(weft, task):
 
     threading.Thread(target=beat, daemon=True).start()
     try:
-        handler = HANDLERS[task["kind"]]
-        result = handler(task.get("args") or {})
-        weft.complete(task, result)
+        try:
+            handler = HANDLERS[task["kind"]]
+            result = handler(task.get("args") or {})
+        except Permanent as e:
+            weft.fail(task, str(e), permanent=True)
+        except Exception as e:
+            weft.fail(task, f"{type(e).__name__}: {e}")
+        else:
+            if cancelled.is_set():
+                weft.fail(task, "cancelled while running", cancel=True)
+            else:
+                weft.complete(task, result)
     except LeaseLost:
         print(f"task {task['id']}: lease lost, dropping it", file=sys.stderr)
-    except Permanent as e:
-        weft.fail(task, str(e), permanent=True)
     except Exception as e:
-        weft.fail(task, f"{type(e).__name__}: {e}")
+        # The lease will expire and the server will hand the task out again.
+        print(f"task {task['id']}: reporting the outcome failed: {e}", file=sys.stderr)
     finally:
         done.set()
 

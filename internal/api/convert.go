@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"time"
@@ -44,6 +45,10 @@ func ToNewTasks(in []TaskInput, prefix string, now time.Time) ([]store.NewTask, 
 		nt := store.NewTask{
 			Kind: t.Kind, Queue: t.Queue, Args: t.Args, Priority: t.Priority,
 			MaxAttempts: t.MaxAttempts, UniqueKey: t.UniqueKey, Metadata: t.Metadata,
+		}
+		if string(bytes.TrimSpace(nt.Metadata)) == "null" {
+			// null means absent here, as for every other field.
+			nt.Metadata = nil
 		}
 		switch {
 		case t.Delay != "" && t.RunAt != nil:

@@ -64,7 +64,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		if len(tasks) > 0 || wait <= 0 {
 			out := api.ClaimResponse{Tasks: make([]api.ClaimedTask, len(tasks))}
 			for i, t := range tasks {
-				out.Tasks[i] = api.ClaimedTask{Task: api.FromTask(t), LeaseToken: leaseToken(t.ID, t.LeaseEpoch), LeaseExpiresAt: t.LeaseExpiresAt.UTC()}
+				out.Tasks[i] = api.ClaimedTask{Task: api.FromTask(t), LeaseToken: leaseToken(t.ID, t.LeaseEpoch, creq.LeaseTTL), LeaseExpiresAt: t.LeaseExpiresAt.UTC()}
 			}
 			s.metrics.claimed.Add(float64(len(tasks)))
 			writeJSON(w, http.StatusOK, out)
@@ -119,7 +119,11 @@ func claimParams(req api.ClaimRequest) (store.ClaimRequest, int, time.Duration, 
 		queues = []string{store.DefaultQueue}
 	}
 	if len(queues) > maxClaimLists || len(req.Kinds) > maxClaimLists {
-		return zero, 0, 0, badField("queues", "at most %d queues and %d kinds per claim", maxClaimLists, maxClaimLists)
+		field := "queues"
+		if len(req.Kinds) > maxClaimLists {
+			field = "kinds"
+		}
+		return zero, 0, 0, badField(field, "at most %d queues and %d kinds per claim", maxClaimLists, maxClaimLists)
 	}
 	out := store.ClaimRequest{Owner: req.WorkerID, LeaseTTL: defaultLeaseTTL}
 	seen := map[string]bool{}
@@ -187,27 +191,40 @@ func durationField(field, v string, def, lo, hi time.Duration) (time.Duration, e
 	return d, nil
 }
 
-// A lease token names the task and the epoch of the claim that leased it.
-// The epoch is what fences: a token from an earlier claim is refused once
-// the task was rescued or claimed again.
-func leaseToken(id string, epoch int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(id + ":" + strconv.FormatInt(epoch, 10)))
+// A lease token names the task, the epoch of the claim that leased it and
+// the claim's lease TTL (the default of later heartbeats). The epoch is
+// what fences: a token from an earlier claim is refused once the task was
+// rescued or claimed again.
+func leaseToken(id string, epoch int64, ttl time.Duration) string {
+	raw := id + ":" + strconv.FormatInt(epoch, 10) + ":" + strconv.FormatInt(ttl.Milliseconds(), 10)
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }
 
-func parseLeaseToken(id, token string) (int64, error) {
+// lease is what a lease token says.
+type lease struct {
+	epoch int64
+	ttl   time.Duration
+}
+
+func parseLeaseToken(id, token string) (lease, error) {
 	if token == "" {
-		return 0, badField("lease_token", "must not be empty: use the lease_token of the claimed task")
+		return lease{}, badField("lease_token", "must not be empty: use the lease_token of the claimed task")
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(token)
-	tid, epochS, ok := strings.Cut(string(raw), ":")
-	epoch, perr := strconv.ParseInt(epochS, 10, 64)
-	if err != nil || !ok || perr != nil || epoch < 1 {
-		return 0, badField("lease_token", "not a lease token issued by this API")
+	parts := strings.Split(string(raw), ":")
+	if err != nil || len(parts) != 3 {
+		return lease{}, badField("lease_token", "not a lease token issued by this API")
 	}
-	if tid != id {
-		return 0, badField("lease_token", "the token is for task %s, not %s", tid, id)
+	epoch, eerr := strconv.ParseInt(parts[1], 10, 64)
+	ms, terr := strconv.ParseInt(parts[2], 10, 64)
+	ttl := time.Duration(ms) * time.Millisecond
+	if eerr != nil || terr != nil || epoch < 1 || ttl < minLeaseTTL || ttl > maxLeaseTTL {
+		return lease{}, badField("lease_token", "not a lease token issued by this API")
 	}
-	return epoch, nil
+	if parts[0] != id {
+		return lease{}, badField("lease_token", "the token is for task %s, not %s", parts[0], id)
+	}
+	return lease{epoch: epoch, ttl: ttl}, nil
 }
 
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
@@ -217,18 +234,18 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	epoch, err := parseLeaseToken(id, req.LeaseToken)
+	l, err := parseLeaseToken(id, req.LeaseToken)
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
 	}
-	ttl, err := durationField("lease_ttl", req.LeaseTTL, defaultLeaseTTL, minLeaseTTL, maxLeaseTTL)
+	ttl, err := durationField("lease_ttl", req.LeaseTTL, l.ttl, minLeaseTTL, maxLeaseTTL)
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
 	}
-	expires := time.Now().Add(ttl)
-	cancel, err := s.st.Heartbeat(r.Context(), id, epoch, ttl)
+	expires := time.Now().Add(ttl).Truncate(time.Microsecond)
+	cancel, err := s.st.Heartbeat(r.Context(), id, l.epoch, ttl)
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
@@ -243,7 +260,7 @@ func (s *Server) progress(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	epoch, err := parseLeaseToken(id, req.LeaseToken)
+	l, err := parseLeaseToken(id, req.LeaseToken)
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
@@ -256,7 +273,7 @@ func (s *Server) progress(w http.ResponseWriter, r *http.Request) {
 		s.respondErr(w, r, err)
 		return
 	}
-	if err := s.st.Progress(r.Context(), id, epoch, req.Progress); err != nil {
+	if err := s.st.Progress(r.Context(), id, l.epoch, req.Progress); err != nil {
 		s.respondErr(w, r, err)
 		return
 	}
@@ -270,7 +287,7 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	epoch, err := parseLeaseToken(id, req.LeaseToken)
+	l, err := parseLeaseToken(id, req.LeaseToken)
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
@@ -279,7 +296,7 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request) {
 		s.respondErr(w, r, &api.FieldError{Status: http.StatusUnprocessableEntity, Field: "result", Message: strings.TrimPrefix(err.Error(), "invalid progress: ")})
 		return
 	}
-	t := &store.Task{ID: id, LeaseEpoch: epoch}
+	t := &store.Task{ID: id, LeaseEpoch: l.epoch}
 	s.finish(w, r, t, engine.Verdict{Action: engine.Complete, Result: req.Result}, nil)
 }
 
@@ -290,7 +307,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	epoch, err := parseLeaseToken(id, req.LeaseToken)
+	l, err := parseLeaseToken(id, req.LeaseToken)
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
@@ -307,7 +324,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request) {
 		s.respondErr(w, r, err)
 		return
 	}
-	if t.State != store.StateRunning || t.LeaseEpoch != epoch {
+	if t.State != store.StateRunning || t.LeaseEpoch != l.epoch {
 		s.respondErr(w, r, store.ErrLeaseLost)
 		return
 	}
@@ -329,29 +346,29 @@ func failVerdict(req api.FailRequest) (engine.Verdict, error) {
 		msg = msg[:maxErrorBytes] + " [truncated]"
 	}
 	v := engine.Verdict{Action: engine.Retry, Err: errors.New(msg)}
-	set := 0
+	var set []string
 	if req.Permanent {
-		v.Action, set = engine.Fail, set+1
+		v.Action, set = engine.Fail, append(set, "permanent")
 	}
 	if req.Cancel {
-		v.Action, set = engine.Cancel, set+1
+		v.Action, set = engine.Cancel, append(set, "cancel")
 	}
 	if req.RetryIn != "" {
 		d, err := durationField("retry_in", req.RetryIn, 0, 0, 365*24*time.Hour)
 		if err != nil {
 			return v, err
 		}
-		v.Delay, set = d, set+1
+		v.Delay, set = d, append(set, "retry_in")
 	}
 	if req.Snooze != "" {
 		d, err := durationField("snooze", req.Snooze, 0, 0, 365*24*time.Hour)
 		if err != nil {
 			return v, err
 		}
-		v.Action, v.Delay, set = engine.Snooze, d, set+1
+		v.Action, v.Delay, set = engine.Snooze, d, append(set, "snooze")
 	}
-	if set > 1 {
-		return v, badField("error", "give at most one of permanent, cancel, retry_in and snooze")
+	if len(set) > 1 {
+		return v, badField(set[1], "%s and %s exclude each other: give at most one of permanent, cancel, retry_in and snooze", set[0], set[1])
 	}
 	return v, nil
 }
@@ -359,10 +376,17 @@ func failVerdict(req api.FailRequest) (engine.Verdict, error) {
 // finish records a remote attempt's outcome under its epoch, through the
 // same decision rules as in-process handlers.
 func (s *Server) finish(w http.ResponseWriter, r *http.Request, t *store.Task, v engine.Verdict, cause error) {
-	o := engine.Decide(t, v, cause, engine.DefaultBackoff, time.Now())
-	errs, err := s.st.Finish(r.Context(), []store.Outcome{o})
+	ctx := r.Context()
+	o := engine.Decide(t, v, cause, engine.DefaultBackoff, time.Now().Truncate(time.Microsecond))
+	errs, err := s.st.Finish(ctx, []store.Outcome{o})
 	if err == nil {
 		err = errs[0]
+	}
+	if errors.Is(err, store.ErrLeaseLost) {
+		// The store cannot tell a stale epoch from an unknown task.
+		if _, gerr := s.st.Get(ctx, t.ID); errors.Is(gerr, store.ErrNotFound) {
+			err = gerr
+		}
 	}
 	if err != nil {
 		s.respondErr(w, r, err)
@@ -370,8 +394,14 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, t *store.Task, v
 	}
 	out := api.Outcome{ID: t.ID, State: string(o.State)}
 	if o.State == store.StatePending {
-		at := o.RunAt.UTC()
-		out.RunAt = &at
+		// A cancel request that arrived meanwhile turns a pending outcome
+		// into a cancellation: report what was recorded.
+		if now, err := s.st.Get(ctx, t.ID); err == nil && now.State != store.StatePending {
+			out.State = string(now.State)
+		} else {
+			at := o.RunAt.UTC()
+			out.RunAt = &at
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

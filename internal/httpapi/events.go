@@ -26,12 +26,12 @@ const sseKeepAlive = 15 * time.Second
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	q := r.URL.Query()
-	afterS := q.Get("after")
+	afterS, afterField := q.Get("after"), "after"
 	if afterS == "" {
 		// An EventSource reconnecting resumes where it left off.
-		afterS = r.Header.Get("Last-Event-ID")
+		afterS, afterField = r.Header.Get("Last-Event-ID"), "Last-Event-ID"
 	}
-	after, follow, err := eventParams(afterS, q.Get("follow"))
+	after, follow, err := eventParams(afterS, afterField, q.Get("follow"))
 	if err == nil {
 		for key := range q {
 			if key != "after" && key != "follow" {
@@ -52,6 +52,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sse := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	if sse && task.State.Terminal() {
+		// A finished task with nothing after the cursor: 204 tells an
+		// EventSource to stop reconnecting.
+		if evs, err := s.st.Events(ctx, id, after, 1); err == nil && len(evs) == 0 {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
 	if sse {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")
@@ -124,12 +132,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func eventParams(afterS, followS string) (int64, bool, error) {
+func eventParams(afterS, afterField, followS string) (int64, bool, error) {
 	var after int64
 	if afterS != "" {
 		n, err := strconv.ParseInt(afterS, 10, 64)
 		if err != nil || n < 0 {
-			return 0, false, &api.FieldError{Status: http.StatusBadRequest, Field: "after", Message: fmt.Sprintf("%q is not an event sequence number (0 or more)", afterS)}
+			return 0, false, &api.FieldError{Status: http.StatusBadRequest, Field: afterField, Message: fmt.Sprintf("%q is not an event sequence number (0 or more)", afterS)}
 		}
 		after = n
 	}

@@ -22,7 +22,6 @@ import (
 
 // testAPI is a real API server on a real SQLite file.
 type testAPI struct {
-	t   *testing.T
 	srv *httptest.Server
 	api *Server
 	st  store.Store
@@ -212,7 +211,11 @@ func TestBadInput(t *testing.T) {
 		{"NUL in kind", `{"kind": "a\u0000b"}`, api.CodeInvalid, "kind", 422, nil},
 		{"delay and run_at", `{"kind": "a", "delay": "1s", "run_at": "2030-01-01T00:00:00Z"}`, api.CodeInvalid, "delay", 422, nil},
 		{"negative delay", `{"kind": "a", "delay": "-1s"}`, api.CodeInvalid, "delay", 422, nil},
-		{"bad run_at", `{"kind": "a", "run_at": "tomorrow"}`, api.CodeBadRequest, "", 400, nil},
+		{"bad run_at", `{"kind": "a", "run_at": "tomorrow"}`, api.CodeBadRequest, "run_at", 400, nil},
+		{"batch type error", `{"tasks": [{"kind": "a"}, {"kind": "b", "priority": "high"}]}`, api.CodeBadRequest, "tasks[1].priority", 400, nil},
+		{"batch unknown field", `{"tasks": [{"kind": "a"}, {"kind": "b", "prio": 1}]}`, api.CodeBadRequest, "tasks[1].prio", 400, nil},
+		{"batch bad run_at", `{"tasks": [{"kind": "a", "run_at": "x"}]}`, api.CodeBadRequest, "tasks[0].run_at", 400, nil},
+		{"priority range", `{"kind": "a", "priority": 3000000000}`, api.CodeInvalid, "priority", 422, nil},
 		{"bad timeout", `{"kind": "a", "timeout": "0s"}`, api.CodeInvalid, "timeout", 422, nil},
 		{"max attempts", `{"kind": "a", "max_attempts": -1}`, api.CodeInvalid, "max_attempts", 422, nil},
 		{"metadata not object", `{"kind": "a", "metadata": [1]}`, api.CodeInvalid, "metadata", 422, nil},
@@ -335,6 +338,10 @@ func TestRemoteWorker(t *testing.T) {
 	}
 	base := "/v1/tasks/" + e.ID
 	var hb api.HeartbeatResponse
+	a.must(t, 200, "POST", base+"/heartbeat", map[string]any{"lease_token": tok}, &hb)
+	if d := time.Until(hb.LeaseExpiresAt); d < 3*time.Second || d > 6*time.Second {
+		t.Fatalf("a heartbeat without lease_ttl extended the lease by %v, want the claim's 5s", d)
+	}
 	a.must(t, 200, "POST", base+"/heartbeat", map[string]any{"lease_token": tok, "lease_ttl": "1m"}, &hb)
 	if hb.CancelRequested || time.Until(hb.LeaseExpiresAt) < 50*time.Second {
 		t.Fatalf("heartbeat = %+v", hb)
@@ -342,6 +349,8 @@ func TestRemoteWorker(t *testing.T) {
 	a.must(t, 204, "POST", base+"/progress", map[string]any{"lease_token": tok, "progress": map[string]int{"done": 50}}, nil)
 	a.wantError(t, 400, api.CodeBadRequest, "lease_token", "POST", "/v1/tasks/"+other.ID+"/complete", map[string]any{"lease_token": tok})
 	a.wantError(t, 400, api.CodeBadRequest, "lease_token", "POST", base+"/complete", map[string]any{"lease_token": "garbage"})
+	a.wantError(t, 404, api.CodeNotFound, "", "POST", "/v1/tasks/01a20000-0000-7000-8000-000000000000/complete",
+		map[string]any{"lease_token": leaseToken("01a20000-0000-7000-8000-000000000000", 1, time.Minute)})
 	a.wantError(t, 422, api.CodeInvalid, "result", "POST", base+"/complete", map[string]any{"lease_token": tok, "result": json.RawMessage(`{"big": "` + strings.Repeat("x", 1<<20) + `"}`)})
 	var out api.Outcome
 	a.must(t, 200, "POST", base+"/complete", map[string]any{"lease_token": tok, "result": map[string]string{"url": "s3://x"}}, &out)
@@ -419,7 +428,7 @@ func TestRemoteFailures(t *testing.T) {
 	enqueue("bad", 3)
 	c := claimOne(t, a, "bad")
 	a.wantError(t, 400, api.CodeBadRequest, "error", "POST", "/v1/tasks/"+c.ID+"/fail", map[string]any{"lease_token": c.LeaseToken})
-	a.wantError(t, 400, api.CodeBadRequest, "error", "POST", "/v1/tasks/"+c.ID+"/fail", map[string]any{"lease_token": c.LeaseToken, "error": "x", "permanent": true, "cancel": true})
+	a.wantError(t, 400, api.CodeBadRequest, "cancel", "POST", "/v1/tasks/"+c.ID+"/fail", map[string]any{"lease_token": c.LeaseToken, "error": "x", "permanent": true, "cancel": true})
 	a.wantError(t, 400, api.CodeBadRequest, "retry_in", "POST", "/v1/tasks/"+c.ID+"/fail", map[string]any{"lease_token": c.LeaseToken, "error": "x", "retry_in": "-5s"})
 
 	// A cancel requested while a remote worker runs the task turns its
@@ -571,6 +580,10 @@ func TestEventsFollow(t *testing.T) {
 	if status != 200 || !strings.Contains(string(body), "event: created\n") || !strings.Contains(string(body), "event: completed\n") {
 		t.Fatalf("SSE = %d %q", status, body)
 	}
+	// Past the end of a finished task, an EventSource is told to stop.
+	if status, _ := a.do(t, "GET", "/v1/tasks/"+e.ID+"/events", nil, "Accept", "text/event-stream", "Last-Event-ID", itoa(last.Seq)); status != 204 {
+		t.Fatalf("SSE after the terminal event = %d, want 204", status)
+	}
 	status, body = a.do(t, "GET", "/v1/tasks/"+e.ID+"/events?after="+itoa(last.Seq-1), nil)
 	if status != 200 || strings.Count(string(body), "\n") != 1 || !strings.Contains(string(body), `"completed"`) {
 		t.Fatalf("after cursor = %d %q", status, body)
@@ -593,6 +606,9 @@ func mustJSON(v any) []byte {
 func TestAuth(t *testing.T) {
 	a := newTestAPI(t, Config{Token: "s3cret"})
 	a.must(t, 200, "GET", "/v1/queues", nil, nil)
+	if status, _ := a.do(t, "GET", "/v1/queues", nil, "Authorization", "bearer s3cret"); status != 200 {
+		t.Fatalf("a lower-case scheme was refused: %d", status)
+	}
 	for _, hdr := range [][]string{nil, {"Authorization", "Bearer wrong"}, {"Authorization", "s3cret"}, {"Authorization", "Bearer s3cret-and-more"}} {
 		req, _ := http.NewRequest("GET", a.srv.URL+"/v1/queues", nil)
 		if hdr != nil {

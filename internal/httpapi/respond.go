@@ -8,7 +8,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
+	"time"
 
 	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/store"
@@ -46,11 +48,11 @@ func (s *Server) respondErr(w http.ResponseWriter, r *http.Request, err error) {
 		case http.StatusUnsupportedMediaType:
 			code = api.CodeUnsupportedType
 		}
-		writeError(w, r, fe.Status, code, fe.Field, fe.Error())
+		writeError(w, r, fe.Status, code, fe.Field, fe.Message)
 	case errors.As(err, &mb):
 		writeError(w, r, http.StatusRequestEntityTooLarge, api.CodeTooLarge, "", fmt.Sprintf("request body exceeds %d bytes", mb.Limit))
 	case errors.As(err, &ve):
-		writeError(w, r, http.StatusUnprocessableEntity, api.CodeInvalid, ve.Field, ve.Error())
+		writeError(w, r, http.StatusUnprocessableEntity, api.CodeInvalid, ve.Field, ve.Message)
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, r, http.StatusNotFound, api.CodeNotFound, "", err.Error())
 	case errors.Is(err, store.ErrLeaseLost):
@@ -83,7 +85,7 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 		}
 		return &api.FieldError{Status: http.StatusBadRequest, Message: "reading the request body: " + err.Error()}
 	}
-	return decodeBytes(body, v)
+	return decodeBytes(body, v, "")
 }
 
 // jsonContentType reports whether a body of type ct is read as JSON. The
@@ -103,40 +105,73 @@ func jsonContentType(ct string) bool {
 	return false
 }
 
-// decodeBytes is decode's strict JSON half, shared with the batch probe.
-func decodeBytes(body []byte, v any) error {
+// decodeBytes is decode's strict JSON half; prefix is the JSON path of
+// the value ("tasks[3]"), so that errors name the field in full.
+func decodeBytes(body []byte, v any, prefix string) error {
 	if len(bytes.TrimSpace(body)) == 0 {
-		return &api.FieldError{Status: http.StatusBadRequest, Message: "the request body is empty; a JSON object is expected"}
+		return &api.FieldError{Status: http.StatusBadRequest, Field: prefix, Message: "the request body is empty; a JSON object is expected"}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
+		return jsonError(err, prefix)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return &api.FieldError{Status: http.StatusBadRequest, Message: "unexpected data after the JSON value"}
+		return &api.FieldError{Status: http.StatusBadRequest, Field: prefix, Message: "unexpected data after the JSON value"}
 	}
 	return nil
 }
 
-// jsonError says where a JSON document went wrong.
-func jsonError(err error) error {
+// jsonError says where a JSON document went wrong, in JSON terms.
+func jsonError(err error, prefix string) error {
 	var (
 		syn *json.SyntaxError
 		typ *json.UnmarshalTypeError
+		tpe *time.ParseError
 	)
+	join := func(field string) string {
+		switch {
+		case prefix == "":
+			return field
+		case field == "":
+			return prefix
+		}
+		return prefix + "." + field
+	}
 	switch {
 	case errors.As(err, &syn):
-		return &api.FieldError{Status: http.StatusBadRequest, Message: fmt.Sprintf("malformed JSON at byte %d: %v", syn.Offset, syn)}
+		return &api.FieldError{Status: http.StatusBadRequest, Field: prefix, Message: fmt.Sprintf("malformed JSON at byte %d: %v", syn.Offset, syn)}
 	case errors.As(err, &typ):
-		field := typ.Field
-		return &api.FieldError{Status: http.StatusBadRequest, Field: field, Message: fmt.Sprintf("expected %s, got JSON %s", typ.Type, typ.Value)}
+		return &api.FieldError{Status: http.StatusBadRequest, Field: join(typ.Field), Message: fmt.Sprintf("expected %s, got %s", jsonType(typ.Type), typ.Value)}
+	case errors.As(err, &tpe):
+		// Only run_at is a time in request bodies.
+		return &api.FieldError{Status: http.StatusBadRequest, Field: join("run_at"), Message: fmt.Sprintf("%s is not an RFC 3339 time (for example 2030-01-02T15:04:05Z)", tpe.Value)}
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return &api.FieldError{Status: http.StatusBadRequest, Message: "malformed JSON: the body ends in the middle of a value"}
+		return &api.FieldError{Status: http.StatusBadRequest, Field: prefix, Message: "malformed JSON: the body ends in the middle of a value"}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return &api.FieldError{Status: http.StatusBadRequest, Field: name, Message: fmt.Sprintf("unknown field %q", name)}
+		return &api.FieldError{Status: http.StatusBadRequest, Field: join(name), Message: fmt.Sprintf("unknown field %q", name)}
 	default:
-		return &api.FieldError{Status: http.StatusBadRequest, Message: "malformed JSON: " + err.Error()}
+		return &api.FieldError{Status: http.StatusBadRequest, Field: prefix, Message: "malformed JSON: " + err.Error()}
 	}
+}
+
+// jsonType names a Go type the way a JSON client thinks of it.
+func jsonType(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Pointer:
+		return jsonType(t.Elem())
+	}
+	return "an object"
 }

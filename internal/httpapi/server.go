@@ -194,9 +194,10 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// The scheme is case-insensitive (RFC 9110); the token is not.
+		scheme, got, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
-		if !ok || subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) != 1 {
+		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="weft"`)
 			writeError(w, r, http.StatusUnauthorized, api.CodeUnauthorized, "", "missing or wrong bearer token (Authorization: Bearer $WEFT_API_TOKEN)")
 			return

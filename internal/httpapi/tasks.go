@@ -69,17 +69,29 @@ func (s *Server) decodeEnqueue(w http.ResponseWriter, r *http.Request) ([]api.Ta
 		return nil, "", &api.FieldError{Status: http.StatusBadRequest, Message: "expected a JSON object: one task, or {\"tasks\": [...]}"}
 	}
 	if _, ok := probe["tasks"]; ok {
-		var b api.BatchInput
-		if err := decodeBytes(raw, &b); err != nil {
+		// Each task is decoded on its own so that errors carry its index.
+		var b struct {
+			Tasks []json.RawMessage `json:"tasks"`
+		}
+		if err := decodeBytes(raw, &b, ""); err != nil {
 			return nil, "", err
 		}
 		if b.Tasks == nil {
 			return nil, "", &api.FieldError{Status: http.StatusBadRequest, Field: "tasks", Message: "must be an array of tasks"}
 		}
-		return b.Tasks, "tasks", nil
+		if len(b.Tasks) > api.MaxBatch {
+			return nil, "", &api.FieldError{Status: http.StatusRequestEntityTooLarge, Field: "tasks", Message: fmt.Sprintf("%d tasks exceeds the limit of %d per batch", len(b.Tasks), api.MaxBatch)}
+		}
+		tasks := make([]api.TaskInput, len(b.Tasks))
+		for i, rt := range b.Tasks {
+			if err := decodeBytes(rt, &tasks[i], fmt.Sprintf("tasks[%d]", i)); err != nil {
+				return nil, "", err
+			}
+		}
+		return tasks, "tasks", nil
 	}
 	var t api.TaskInput
-	if err := decodeBytes(raw, &t); err != nil {
+	if err := decodeBytes(raw, &t, ""); err != nil {
 		return nil, "", err
 	}
 	return []api.TaskInput{t}, "", nil
@@ -94,28 +106,26 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.FromTask(t))
 }
 
-// list pages through tasks in creation order; next_cursor continues.
+// list pages through tasks in creation order; next_cursor, set on a full
+// page, continues.
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	p, err := listParams(r)
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
 	}
-	limit := p.Limit
-	// One more than asked tells whether another page exists.
-	p.Limit++
 	tasks, err := s.st.List(r.Context(), p)
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
 	}
-	out := api.TaskList{Tasks: make([]api.Task, 0, min(len(tasks), limit))}
+	out := api.TaskList{Tasks: make([]api.Task, len(tasks))}
 	for i, t := range tasks {
-		if i == limit {
-			out.NextCursor = tasks[i-1].ID
-			break
-		}
-		out.Tasks = append(out.Tasks, api.FromTask(t))
+		out.Tasks[i] = api.FromTask(t)
+	}
+	// A full page may have a successor; the last page can then be empty.
+	if len(tasks) == p.Limit {
+		out.NextCursor = tasks[len(tasks)-1].ID
 	}
 	writeJSON(w, http.StatusOK, out)
 }
