@@ -144,7 +144,8 @@ type ClaimResponse struct {
 // HeartbeatRequest extends a lease.
 type HeartbeatRequest struct {
 	LeaseToken string `json:"lease_token"`
-	// LeaseTTL defaults to the claim's TTL of 30s.
+	// LeaseTTL defaults to the lease TTL of the claim (which the token
+	// carries).
 	LeaseTTL string `json:"lease_ttl,omitempty"`
 }
 

@@ -192,6 +192,9 @@ func TestUnreachable(t *testing.T) {
 
 func TestCancelledContextIsNotUnreachable(t *testing.T) {
 	c := serve(t, "", func(w http.ResponseWriter, r *http.Request) {
+		// The server notices a closed connection only once the body
+		// was read.
+		_, _ = io.Copy(io.Discard, r.Body)
 		<-r.Context().Done()
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)

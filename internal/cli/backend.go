@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,8 +63,9 @@ type httpBackend struct{ *apiclient.Client }
 // Close implements backend; the client holds nothing to release.
 func (httpBackend) Close() error { return nil }
 
-// Page sizes of List on a store: the server's default, and the stores'
-// maximum (sqlite.MaxListLimit, postgres.MaxListLimit).
+// Page sizes of List on a store, as the server has them: the default, and
+// the maximum (the stores' own, sqlite.MaxListLimit and
+// postgres.MaxListLimit).
 const (
 	defaultPage = 100
 	maxPage     = 1000
@@ -125,12 +127,11 @@ func (b *storeBackend) List(ctx context.Context, p apiclient.ListParams) (api.Ta
 	if limit <= 0 {
 		limit = defaultPage
 	}
-	limit = min(limit, maxPage)
-	// One more than asked for says whether another page exists, without
-	// making the last page of an exact multiple come back empty — except
-	// at the stores' own maximum, where a full page has to say "maybe".
-	ask := min(limit+1, maxPage)
-	sp := store.ListParams{Queue: p.Queue, Kind: p.Kind, After: p.Cursor, Limit: ask}
+	if limit > maxPage {
+		return api.TaskList{}, &apiclient.Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Field: "limit",
+			Message: fmt.Sprintf("%q is not a number from 1 to %d", strconv.Itoa(limit), maxPage)}
+	}
+	sp := store.ListParams{Queue: p.Queue, Kind: p.Kind, After: p.Cursor, Limit: limit}
 	for _, s := range p.States {
 		sp.States = append(sp.States, store.State(s))
 	}
@@ -138,14 +139,14 @@ func (b *storeBackend) List(ctx context.Context, p apiclient.ListParams) (api.Ta
 	if err != nil {
 		return api.TaskList{}, apiError(err, "")
 	}
-	var out api.TaskList
-	if len(tasks) > limit || (ask == limit && len(tasks) == limit) {
-		tasks = tasks[:limit]
-		out.NextCursor = tasks[limit-1].ID
-	}
-	out.Tasks = make([]api.Task, len(tasks))
+	out := api.TaskList{Tasks: make([]api.Task, len(tasks))}
 	for i, t := range tasks {
 		out.Tasks[i] = api.FromTask(t)
+	}
+	// As the server does: a full page may have a successor, so the last
+	// page can come back empty.
+	if len(tasks) == limit {
+		out.NextCursor = tasks[len(tasks)-1].ID
 	}
 	return out, nil
 }
@@ -153,8 +154,7 @@ func (b *storeBackend) List(ctx context.Context, p apiclient.ListParams) (api.Ta
 func (b *storeBackend) Cancel(ctx context.Context, id string) (api.Task, error) {
 	t, err := b.st.Cancel(ctx, id)
 	if errors.Is(err, store.ErrAlreadyFinished) && t != nil {
-		return api.Task{}, &apiclient.Error{Status: http.StatusConflict, Code: api.CodeConflict,
-			Message: fmt.Sprintf("task %s is already %s", id, t.State)}
+		err = fmt.Errorf("%w: task %s is already %s", store.ErrConflict, t.ID, t.State)
 	}
 	if err != nil {
 		return api.Task{}, taskError(err, id)
@@ -164,17 +164,6 @@ func (b *storeBackend) Cancel(ctx context.Context, id string) (api.Task, error) 
 
 func (b *storeBackend) Retry(ctx context.Context, id string) (api.Task, error) {
 	t, err := b.st.Retry(ctx, id)
-	if errors.Is(err, store.ErrConflict) {
-		msg := fmt.Sprintf("task %s cannot be retried", id)
-		if t != nil {
-			if t.State == store.StateFailed || t.State == store.StateCancelled {
-				msg = fmt.Sprintf("task %s cannot be retried: another task now holds its unique key %q", id, t.UniqueKey)
-			} else {
-				msg = fmt.Sprintf("task %s is %s: only failed or cancelled tasks can be retried", id, t.State)
-			}
-		}
-		return api.Task{}, &apiclient.Error{Status: http.StatusConflict, Code: api.CodeConflict, Message: msg}
-	}
 	if err != nil {
 		return api.Task{}, taskError(err, id)
 	}
@@ -307,10 +296,18 @@ func apiError(err error, prefix string) error {
 	return err
 }
 
-// taskError is apiError, plus a 404 for a missing task.
+// taskError is apiError plus the store's sentinel errors, answered as the
+// server answers them: the store's message with the matching status.
 func taskError(err error, id string) error {
-	if errors.Is(err, store.ErrNotFound) {
-		return &apiclient.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("task %s not found", id)}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		msg := err.Error()
+		if !strings.Contains(msg, id) {
+			msg = fmt.Sprintf("task %s: %s", id, msg)
+		}
+		return &apiclient.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: msg}
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrAlreadyFinished):
+		return &apiclient.Error{Status: http.StatusConflict, Code: api.CodeConflict, Message: err.Error()}
 	}
 	return apiError(err, "")
 }

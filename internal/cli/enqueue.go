@@ -17,10 +17,10 @@ import (
 
 func newEnqueueCmd(g *globals) *cobra.Command {
 	var (
-		argsFlag, metadataFlag     string
-		queue, uniqueKey           string
-		delay, at, timeout         string
-		priority, maxAttempts      int
+		argsFlag, metadataFlag string
+		queue, uniqueKey       string
+		delay, at, timeout     string
+		priority, maxAttempts  int
 	)
 	cmd := &cobra.Command{
 		Use:   "enqueue KIND",

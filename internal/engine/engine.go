@@ -523,7 +523,7 @@ func Decide(t *store.Task, v Verdict, cause error, backoff func(int) time.Durati
 		o.State, o.Event, o.Error = store.StateFailed, store.EventFailed, attemptErr()
 		o.EventData = mustJSON(map[string]any{"error": v.Err.Error()})
 	case v.Action == Snooze:
-		o.State, o.Event, o.RunAt, o.Refund = store.StatePending, store.EventSnoozed, now.Add(v.Delay), true
+		o.State, o.Event, o.RunAt, o.Refund = store.StatePending, store.EventSnoozed, now.Add(v.Delay).Truncate(time.Microsecond), true
 		o.EventData = mustJSON(map[string]any{"run_at": o.RunAt.UTC()})
 	case t.Attempt >= t.MaxAttempts:
 		o.State, o.Event, o.Error = store.StateFailed, store.EventFailed, attemptErr()
@@ -536,7 +536,8 @@ func Decide(t *store.Task, v Verdict, cause error, backoff func(int) time.Durati
 			}
 			delay = backoff(t.Attempt)
 		}
-		o.State, o.Event, o.RunAt, o.Error = store.StatePending, store.EventRetryScheduled, now.Add(delay), attemptErr()
+		// Stores keep microseconds; the event data says what was stored.
+		o.State, o.Event, o.RunAt, o.Error = store.StatePending, store.EventRetryScheduled, now.Add(delay).Truncate(time.Microsecond), attemptErr()
 		o.EventData = mustJSON(map[string]any{"error": v.Err.Error(), "run_at": o.RunAt.UTC()})
 	}
 	return o

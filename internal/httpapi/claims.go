@@ -396,7 +396,7 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, t *store.Task, v
 	if o.State == store.StatePending {
 		// A cancel request that arrived meanwhile turns a pending outcome
 		// into a cancellation: report what was recorded.
-		if now, err := s.st.Get(ctx, t.ID); err == nil && now.State != store.StatePending {
+		if now, err := s.st.Get(ctx, t.ID); err == nil && now.State == store.StateCancelled {
 			out.State = string(now.State)
 		} else {
 			at := o.RunAt.UTC()

@@ -215,6 +215,7 @@ func TestBadInput(t *testing.T) {
 		{"batch type error", `{"tasks": [{"kind": "a"}, {"kind": "b", "priority": "high"}]}`, api.CodeBadRequest, "tasks[1].priority", 400, nil},
 		{"batch unknown field", `{"tasks": [{"kind": "a"}, {"kind": "b", "prio": 1}]}`, api.CodeBadRequest, "tasks[1].prio", 400, nil},
 		{"batch bad run_at", `{"tasks": [{"kind": "a", "run_at": "x"}]}`, api.CodeBadRequest, "tasks[0].run_at", 400, nil},
+		{"run_at number", `{"tasks": [{"kind": "a", "run_at": 12}]}`, api.CodeBadRequest, "tasks[0].run_at", 400, nil},
 		{"priority range", `{"kind": "a", "priority": 3000000000}`, api.CodeInvalid, "priority", 422, nil},
 		{"bad timeout", `{"kind": "a", "timeout": "0s"}`, api.CodeInvalid, "timeout", 422, nil},
 		{"max attempts", `{"kind": "a", "max_attempts": -1}`, api.CodeInvalid, "max_attempts", 422, nil},

@@ -145,7 +145,9 @@ func jsonError(err error, prefix string) error {
 		return &api.FieldError{Status: http.StatusBadRequest, Field: join(typ.Field), Message: fmt.Sprintf("expected %s, got %s", jsonType(typ.Type), typ.Value)}
 	case errors.As(err, &tpe):
 		// Only run_at is a time in request bodies.
-		return &api.FieldError{Status: http.StatusBadRequest, Field: join("run_at"), Message: fmt.Sprintf("%s is not an RFC 3339 time (for example 2030-01-02T15:04:05Z)", tpe.Value)}
+		return &api.FieldError{Status: http.StatusBadRequest, Field: join("run_at"), Message: fmt.Sprintf("%q is not an RFC 3339 time (for example 2030-01-02T15:04:05Z)", strings.Trim(tpe.Value, `"`))}
+	case strings.Contains(err.Error(), "Time.UnmarshalJSON"):
+		return &api.FieldError{Status: http.StatusBadRequest, Field: join("run_at"), Message: "expected an RFC 3339 time as a string (for example \"2030-01-02T15:04:05Z\")"}
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return &api.FieldError{Status: http.StatusBadRequest, Field: prefix, Message: "malformed JSON: the body ends in the middle of a value"}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
