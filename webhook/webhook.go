@@ -116,10 +116,26 @@ func Register(ws *weft.Workers, cfg Config, opts ...weft.WorkerOption) {
 }
 
 // New returns the worker Register adds, for callers that wrap it (with
-// metrics, say) before handing it to weft.AddWorker. It panics when
-// DenyPrivate is set and the transport cannot be guarded.
-func New(cfg Config) weft.Worker[Args] {
-	return newWorker(cfg, func(ap netip.AddrPort) error { return checkAddr(ap.Addr()) })
+// metrics, say) before handing it to weft.AddWorker, or that deliver
+// outside a weft.Client with Send. It panics when DenyPrivate is set and
+// the transport cannot be guarded.
+func New(cfg Config) *Sender {
+	return &Sender{w: newWorker(cfg, func(ap netip.AddrPort) error { return checkAddr(ap.Addr()) })}
+}
+
+// Sender delivers webhooks. It is the worker of the "http" kind.
+type Sender struct{ w *worker }
+
+// Work makes the request of one attempt and decides the task's outcome;
+// the Result is stored as the task's result.
+func (s *Sender) Work(ctx context.Context, t *weft.Task[Args]) error { return s.w.Work(ctx, t) }
+
+// Send makes the request of one attempt of task taskID outside a
+// weft.Client — a remote worker does this — and returns the Result, or the
+// error that decides the outcome as for Work (weft.Permanent, weft.RetryAfter
+// or a plain error to retry with backoff).
+func (s *Sender) Send(ctx context.Context, taskID string, attempt int, a Args) (*Result, error) {
+	return s.w.do(ctx, taskID, attempt, a)
 }
 
 // worker runs "http" tasks.

@@ -27,7 +27,7 @@ func newTestWorker(t *testing.T, cfg Config) *worker {
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}
-	return New(cfg).(*worker)
+	return New(cfg).w
 }
 
 // received is what a test server saw of one request.

@@ -67,8 +67,6 @@ type globals struct {
 	// --database, and `task --monitor` prints NDJSON unless a format was
 	// asked for.
 	serverFlag, databaseFlag, formatFlag bool
-	// databaseSet is true when --database or WEFT_DATABASE_URL was given.
-	databaseSet bool
 
 	stdin     io.Reader
 	stdout    io.Writer
@@ -227,9 +225,6 @@ func (g *globals) resolve(fs *pflag.FlagSet) error {
 	fromEnv(&g.LogFormat, "log-format", "WEFT_LOG_FORMAT")
 	fromEnv(&g.LogLevel, "log-level", "WEFT_LOG_LEVEL")
 	g.serverFlag, g.databaseFlag, g.formatFlag = changed("server"), changed("database"), changed("format")
-	if v, ok := g.lookupEnv("WEFT_DATABASE_URL"); g.databaseFlag || ok && v != "" {
-		g.databaseSet = true
-	}
 
 	switch g.Format {
 	case formatHuman, formatJSON, formatNDJSON:

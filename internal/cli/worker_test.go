@@ -246,7 +246,10 @@ func TestWorkerHTTPKind(t *testing.T) {
 	}
 	ids := enqueueStore(t, s.st, store.NewTask{Kind: "http", Args: args("/hook")}, store.NewTask{Kind: "http", Args: args("/gone")})
 	stop := startWorker(t, s, workerOptions{Runners: builtinRunners(builtinConfig{Log: slog.New(slog.DiscardHandler)})})
-	waitFor(t, s.st, ids[0], "completed", inState(store.StateCompleted))
+	done := waitFor(t, s.st, ids[0], "completed", inState(store.StateCompleted))
+	if !strings.Contains(string(done.Result), `"status":202`) {
+		t.Errorf("webhook result = %s, want the response's status", done.Result)
+	}
 	tk := waitFor(t, s.st, ids[1], "failed", inState(store.StateFailed))
 	if len(tk.Errors) != 1 || !strings.Contains(tk.Errors[0].Error, "404") {
 		t.Errorf("404 hook: errors %+v", tk.Errors)
