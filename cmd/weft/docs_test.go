@@ -117,7 +117,7 @@ func TestAPIDocExamples(t *testing.T) {
 
 	// A server of its own, without a token even if the environment has one.
 	s := startServer(t, []string{"WEFT_API_TOKEN="}, "--database", filepath.Join(t.TempDir(), "weft.db"))
-	hostPort := strings.TrimPrefix(s.url, "http://")
+	hostPort := strings.TrimPrefix(s.URL, "http://")
 
 	var script strings.Builder
 	script.WriteString("doc_block=none\n")
