@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftworks/weft/store"
@@ -15,6 +16,11 @@ import (
 type completer struct {
 	st  store.Store
 	log *slog.Logger
+	// backlog counts outcomes submitted and not yet written; written is
+	// called after each batch, so the dispatcher can claim again once a
+	// backlog that held it back has drained.
+	backlog atomic.Int64
+	written func()
 
 	mu      sync.Mutex
 	queue   []store.Outcome
@@ -26,8 +32,8 @@ type completer struct {
 
 const maxFinishBatch = 2048
 
-func newCompleter(st store.Store, log *slog.Logger) *completer {
-	c := &completer{st: st, log: log, ready: make(chan struct{}, 1), stopped: make(chan struct{})}
+func newCompleter(st store.Store, log *slog.Logger, written func()) *completer {
+	c := &completer{st: st, log: log, written: written, ready: make(chan struct{}, 1), stopped: make(chan struct{})}
 	go c.loop()
 	return c
 }
@@ -41,6 +47,7 @@ func (c *completer) submit(o store.Outcome) {
 		return
 	}
 	c.queue = append(c.queue, o)
+	c.backlog.Add(1)
 	c.mu.Unlock()
 	select {
 	case c.ready <- struct{}{}:
@@ -83,6 +90,8 @@ func (c *completer) loop() {
 			for rest := batch; len(rest) > 0; {
 				n := min(len(rest), maxFinishBatch)
 				c.write(rest[:n])
+				c.backlog.Add(-int64(n))
+				c.written()
 				rest = rest[n:]
 			}
 			clear(batch) // drop references to results until reuse

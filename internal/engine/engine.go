@@ -105,6 +105,7 @@ type Engine struct {
 	st     store.Store
 	log    *slog.Logger
 	queues []string
+	slots  int      // the sum of the queues' concurrency
 	kinds  []string // claim filter; nil when unknown kinds are claimed too
 	once   []string // kinds that may not be resumed
 
@@ -186,6 +187,7 @@ func New(cfg Config) (*Engine, error) {
 	for q, n := range cfg.Queues {
 		e.queues = append(e.queues, q)
 		e.free[q] = n
+		e.slots += n
 	}
 	slices.Sort(e.queues)
 	for k, spec := range cfg.Kinds {
@@ -212,7 +214,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.workCtx, e.stopWork = context.WithCancelCause(context.WithoutCancel(ctx))
 	e.bgCtx, e.stopBg = context.WithCancel(context.WithoutCancel(ctx))
-	e.done = newCompleter(e.st, e.log)
+	e.done = newCompleter(e.st, e.log, e.poke)
 	// Subscribing before the first claim means no commit can slip between
 	// the claim and the subscription unnoticed.
 	wakeups, unsubscribe := e.st.Subscribe()
@@ -348,10 +350,27 @@ func (e *Engine) dispatch(wakeups <-chan struct{}) {
 	}
 }
 
+// poke makes the dispatcher look at its slots again.
+func (e *Engine) poke() {
+	select {
+	case e.slotFreed <- struct{}{}:
+	default:
+	}
+}
+
 // claim claims for every queue that may have work and has free slots. It
 // returns the earliest run_at of pending work it left behind, if any, so
 // the dispatcher can sleep exactly until then.
+//
+// A handler's slot is free once it returns, but its outcome is written
+// later, in batches. While the store is slow those unwritten outcomes pile
+// up, and a crash would run every one of them again; so no claim is made
+// while they outnumber the node's slots (the completer pokes the
+// dispatcher after each batch).
 func (e *Engine) claim(mayHaveWork map[string]bool) (time.Time, error) {
+	if e.done.backlog.Load() >= int64(e.slots) {
+		return time.Time{}, nil
+	}
 	req := store.ClaimRequest{Owner: e.cfg.Owner, Kinds: e.kinds, LeaseTTL: e.cfg.LeaseTTL, NotResumable: e.once}
 	e.mu.Lock()
 	for _, q := range e.queues {
@@ -441,10 +460,7 @@ func (e *Engine) run(r *runningTask) {
 	e.free[t.Queue]++
 	e.mu.Unlock()
 	r.cancel(nil)
-	select {
-	case e.slotFreed <- struct{}{}:
-	default:
-	}
+	e.poke()
 	if o, ok := e.decide(t, v, cause); ok {
 		e.done.submit(o)
 	}
