@@ -335,7 +335,10 @@ type Store interface {
 	// Claim leases ready tasks, highest priority first, then earliest
 	// RunAt, then oldest, from the requested queues that are not paused.
 	// Each claimed task has its attempt and epoch incremented and a started
-	// event written.
+	// event written. The epoch only grows; a backend whose claims may be
+	// lost to a crash (an asynchronous commit) steps it by a random amount,
+	// so that a claim made after the crash never repeats the lost claim's
+	// epoch.
 	Claim(ctx context.Context, req ClaimRequest) ([]*Task, error)
 	// Finish records outcomes. The returned slice has one entry per
 	// outcome: nil, or ErrLeaseLost when the epoch is stale. The error is

@@ -205,6 +205,9 @@ func connectHook(c *sqlite3.SQLiteConn) error {
 	for _, p := range []string{
 		"PRAGMA temp_store = MEMORY",
 		"PRAGMA foreign_keys = OFF",
+		// SQLite reuses the WAL from its start after a checkpoint but never
+		// shrinks it: a burst would keep its size on disk for good.
+		"PRAGMA journal_size_limit = 8388608",
 	} {
 		if _, err := c.Exec(p, nil); err != nil {
 			return fmt.Errorf("%s: %w", p, err)

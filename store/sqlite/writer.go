@@ -410,7 +410,10 @@ func (w *writer) runTx(ops []*op) (err error) {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
 	defer func() {
-		if err != nil {
+		// After some errors (SQLITE_FULL, SQLITE_IOERR) SQLite has already
+		// rolled the transaction back; a second ROLLBACK would only log a
+		// misleading error next to the real one.
+		if err != nil && w.inTx() {
 			if _, rbErr := q.exec("ROLLBACK"); rbErr != nil {
 				w.log.Error("sqlite: rollback failed", "err", rbErr)
 			}
@@ -429,6 +432,18 @@ func (w *writer) runTx(ops []*op) (err error) {
 	}
 	w.committed()
 	return nil
+}
+
+// inTx reports whether the write connection is inside a transaction.
+func (w *writer) inTx() bool {
+	in := true
+	_ = w.conn.Raw(func(dc any) error {
+		if c, ok := dc.(*sqlite3.SQLiteConn); ok {
+			in = !c.AutoCommit()
+		}
+		return nil
+	})
+	return in
 }
 
 // watch notices commits made by other connections — the caller's own
