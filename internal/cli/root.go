@@ -198,6 +198,7 @@ Flags override environment variables, which override defaults.`,
 		newMigrateCmd(g),
 		newWorkerCmd(g),
 		newVersionCmd(g),
+		newBenchCmd(g),
 	)
 	return root
 }

@@ -19,7 +19,9 @@ type slowFinishStore struct {
 	claimed int
 }
 
-func (s *slowFinishStore) Subscribe() (<-chan struct{}, func()) { return make(chan struct{}), func() {} }
+func (s *slowFinishStore) Subscribe() (<-chan struct{}, func()) {
+	return make(chan struct{}), func() {}
+}
 
 func (s *slowFinishStore) Claim(_ context.Context, r store.ClaimRequest) ([]*store.Task, error) {
 	s.mu.Lock()
