@@ -66,8 +66,21 @@ func openExistingStore(ctx context.Context, dsn string, logger *slog.Logger) (st
 // checkSQLitePath explains the usual mistakes with a SQLite path before
 // SQLite reports them less clearly.
 func checkSQLitePath(path string) error {
-	if info, err := os.Stat(path); err == nil && info.IsDir() {
-		return fmt.Errorf("database path %s is a directory: give a file path, for example %s", path, filepath.Join(path, defaultDatabase))
+	if strings.ContainsRune(path, 0) {
+		// Quoted: printed raw, the NUL would vanish from the message (or
+		// cut it short), and stat would only say "invalid argument".
+		return fmt.Errorf("database path %q contains a NUL byte", path)
+	}
+	if info, err := os.Stat(path); err == nil {
+		switch {
+		case info.IsDir():
+			return fmt.Errorf("database path %s is a directory: give a file path, for example %s", path, filepath.Join(path, defaultDatabase))
+		case !info.Mode().IsRegular():
+			// SQLite would open a device or a pipe as a database, fail
+			// with "disk I/O error", and leave its journal beside it (as
+			// root, /dev/null-journal).
+			return fmt.Errorf("database path %s is not a regular file (a device, pipe or socket): give a SQLite database file path", path)
+		}
 	}
 	dir := filepath.Dir(path)
 	info, err := os.Stat(dir)
