@@ -20,6 +20,12 @@ var (
 	// ErrConflict: the request conflicts with the task's current state (for
 	// example retrying a task that is still running).
 	ErrConflict = errors.New("conflicts with the task's state")
+	// ErrStorageFull: the database's disk (or quota) is full. Nothing of
+	// the failed write was stored; writes succeed again once space returns.
+	ErrStorageFull = errors.New("database storage is full")
+	// ErrReadOnly: the database cannot be written (a read-only file system
+	// or a read-only server). Nothing of the failed write was stored.
+	ErrReadOnly = errors.New("database is read-only")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
 )

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -681,5 +682,23 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	}
 	for r := range documented {
 		t.Errorf("openapi.json documents %s, which the server does not serve", r)
+	}
+}
+
+// A full or read-only database is not the request's fault: 503 with a
+// Retry-After, never a 500.
+func TestStorageErrorsAre503(t *testing.T) {
+	s := newTestAPI(t, Config{}).api
+	for _, sentinel := range []error{store.ErrStorageFull, store.ErrReadOnly} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/v1/tasks", nil)
+		s.respondErr(rec, req, fmt.Errorf("%w: sqlite: commit: database or disk is full", sentinel))
+		var e api.Error
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Code != 503 || e.Error.Code != api.CodeUnavailable || rec.Header().Get("Retry-After") == "" {
+			t.Fatalf("%v: %d %+v, want 503 unavailable with Retry-After", sentinel, rec.Code, e.Error)
+		}
 	}
 }

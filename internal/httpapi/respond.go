@@ -59,6 +59,10 @@ func (s *Server) respondErr(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, r, http.StatusConflict, api.CodeLeaseLost, "lease_token", "the lease is no longer held: the task was rescued, cancelled or finished; stop working on it")
 	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrAlreadyFinished):
 		writeError(w, r, http.StatusConflict, api.CodeConflict, "", err.Error())
+	case errors.Is(err, store.ErrStorageFull), errors.Is(err, store.ErrReadOnly):
+		// Not the request's fault, and nothing was written: retry later.
+		w.Header().Set("Retry-After", "30")
+		writeError(w, r, http.StatusServiceUnavailable, api.CodeUnavailable, "", err.Error())
 	case errors.Is(err, store.ErrClosed):
 		writeError(w, r, http.StatusServiceUnavailable, api.CodeUnavailable, "", "the server is shutting down")
 	case r.Context().Err() != nil:

@@ -213,8 +213,8 @@ func describeErr(err error) string {
 	} else {
 		s += fmt.Sprintf(" — %T, no sqlite3.Error inside", err)
 	}
-	s += fmt.Sprintf("; errors.Is ENOSPC %v, EROFS %v, store.ErrClosed %v",
-		errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EROFS), errors.Is(err, store.ErrClosed))
+	s += fmt.Sprintf("; errors.Is ENOSPC %v, EROFS %v, store.ErrStorageFull %v, store.ErrReadOnly %v",
+		errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EROFS), errors.Is(err, store.ErrStorageFull), errors.Is(err, store.ErrReadOnly))
 	return s
 }
 
@@ -225,6 +225,9 @@ func checkFullError(t *testing.T, err error) {
 	var se sqlite3.Error
 	if !errors.As(err, &se) || se.Code != sqlite3.ErrFull {
 		t.Errorf("the error does not wrap a sqlite3.Error with code SQLITE_FULL: %v", err)
+	}
+	if !errors.Is(err, store.ErrStorageFull) {
+		t.Errorf("the error is not store.ErrStorageFull: %v", err)
 	}
 	if !strings.Contains(err.Error(), "full") {
 		t.Errorf("the error does not say the disk is full: %v", err)

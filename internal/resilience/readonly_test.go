@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weftworks/weft/store"
 )
 
 // TestSQLiteReadOnly covers a SQLite store whose filesystem becomes
@@ -188,6 +190,9 @@ func testReadOnlyExt4(t *testing.T) {
 	t.Logf("enqueue after ext4 forced the filesystem read-only: %s", describeErr(werr))
 	if !strings.Contains(werr.Error(), "readonly") && !strings.Contains(werr.Error(), "read-only") && !strings.Contains(werr.Error(), "I/O error") {
 		t.Errorf("the error says neither read-only nor I/O error: %v", werr)
+	}
+	if !errors.Is(werr, store.ErrReadOnly) {
+		t.Errorf("the error is not store.ErrReadOnly: %v", werr)
 	}
 	stored := len(r.acks)
 	r.checkStored()

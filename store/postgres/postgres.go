@@ -347,8 +347,32 @@ func (s *Store) listenOnce(ctx context.Context) error {
 	}
 }
 
-// tx runs f in a transaction, notifying listeners at commit when f asks.
+// tx runs f in a transaction (txOnce), with errors a caller must recognise
+// classified.
 func (s *Store) tx(ctx context.Context, f func(tx pgx.Tx) (notify bool, err error)) error {
+	return classify(s.txOnce(ctx, f))
+}
+
+// classify wraps the backend-neutral sentinel for server errors a caller
+// must be able to recognise without importing pgx: disk full (53100) and
+// writes refused by a read-only server or transaction (25006).
+func classify(err error) error {
+	var pe *pgconn.PgError
+	if err == nil || !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case "53100":
+		return fmt.Errorf("%w: %w", store.ErrStorageFull, err)
+	case "25006":
+		return fmt.Errorf("%w: %w", store.ErrReadOnly, err)
+	}
+	return err
+}
+
+// txOnce runs f in a transaction, notifying listeners at commit when f
+// asks.
+func (s *Store) txOnce(ctx context.Context, f func(tx pgx.Tx) (notify bool, err error)) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)

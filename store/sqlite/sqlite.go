@@ -136,6 +136,11 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			return nil, fmt.Errorf("sqlite: open %s: directory %s does not exist", path, dir)
 		}
+		// SQLite reports a read-only directory as "unable to open database
+		// file: no such file or directory" about a file that exists.
+		if readOnlyDir(dir) {
+			return nil, fmt.Errorf("sqlite: open %s: %w: the directory %s is on a read-only file system, and SQLite must create %s-wal and %s-shm beside the database", path, store.ErrReadOnly, dir, filepath.Base(path), filepath.Base(path))
+		}
 	}
 	s := &Store{path: path, opts: o}
 	s.wdb = openDB(path, o, false)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"syscall"
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -341,7 +342,7 @@ func (w *writer) commit(batch []*op) {
 		}
 	}
 	for _, o := range live {
-		w.finish([]*op{o}, w.runTx([]*op{o}))
+		w.finish([]*op{o}, classify(w.runTx([]*op{o})))
 	}
 }
 
@@ -432,6 +433,22 @@ func (w *writer) runTx(ops []*op) (err error) {
 	}
 	w.committed()
 	return nil
+}
+
+// classify wraps the backend-neutral sentinel for SQLite errors a caller
+// must be able to recognise without importing the driver.
+func classify(err error) error {
+	var se sqlite3.Error
+	if err == nil || !errors.As(err, &se) {
+		return err
+	}
+	switch {
+	case se.Code == sqlite3.ErrFull:
+		return fmt.Errorf("%w: %w", store.ErrStorageFull, err)
+	case se.Code == sqlite3.ErrReadonly, se.SystemErrno == syscall.EROFS:
+		return fmt.Errorf("%w: %w", store.ErrReadOnly, err)
+	}
+	return err
 }
 
 // inTx reports whether the write connection is inside a transaction.
