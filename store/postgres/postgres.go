@@ -308,13 +308,19 @@ func migrateTo(ctx context.Context, db migrator, target int) error {
 }
 
 // listen holds one connection in LISTEN and turns notifications into
-// wakeups. After a lost connection it reconnects with backoff and wakes
-// everyone once, since notifications sent meanwhile were lost.
+// wakeups. After a lost connection it reconnects with backoff; once it
+// listens again it wakes everyone (notifications sent meanwhile were lost —
+// waking only after the LISTEN leaves no gap) and resets the backoff, so a
+// later short blip is not met with a long outage's delay.
 func (s *Store) listen(ctx context.Context) {
 	defer close(s.done)
-	backoff := 50 * time.Millisecond
+	const base = 50 * time.Millisecond
+	backoff := base
 	for ctx.Err() == nil {
-		err := s.listenOnce(ctx)
+		err := s.listenOnce(ctx, func() {
+			backoff = base
+			s.wake.Notify()
+		})
 		if ctx.Err() != nil {
 			return
 		}
@@ -325,11 +331,12 @@ func (s *Store) listen(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
-		s.wake.Notify()
 	}
 }
 
-func (s *Store) listenOnce(ctx context.Context) error {
+// listenOnce listens on one connection until it fails, calling listening
+// once the LISTEN is in place.
+func (s *Store) listenOnce(ctx context.Context, listening func()) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -339,6 +346,7 @@ func (s *Store) listenOnce(ctx context.Context) error {
 		return err
 	}
 	defer func() { _, _ = conn.Exec(context.Background(), "UNLISTEN *") }()
+	listening()
 	for {
 		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
 			return err
