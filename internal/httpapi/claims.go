@@ -227,16 +227,27 @@ func parseLeaseToken(id, token string) (lease, error) {
 	return lease{epoch: epoch, ttl: ttl}, nil
 }
 
-func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
-	var req api.HeartbeatRequest
-	if err := decode(w, r, smallBodyBytes, &req); err != nil {
+// decodeLeased decodes a worker write's body into req and checks its lease
+// token (token points into req) against the task in the path, answering
+// the error itself when either fails.
+func (s *Server) decodeLeased(w http.ResponseWriter, r *http.Request, req any, token *string) (string, lease, bool) {
+	if err := decode(w, r, smallBodyBytes, req); err != nil {
 		s.respondErr(w, r, err)
-		return
+		return "", lease{}, false
 	}
 	id := r.PathValue("id")
-	l, err := parseLeaseToken(id, req.LeaseToken)
+	l, err := parseLeaseToken(id, *token)
 	if err != nil {
 		s.respondErr(w, r, err)
+		return "", lease{}, false
+	}
+	return id, l, true
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	var req api.HeartbeatRequest
+	id, l, ok := s.decodeLeased(w, r, &req, &req.LeaseToken)
+	if !ok {
 		return
 	}
 	ttl, err := durationField("lease_ttl", req.LeaseTTL, l.ttl, minLeaseTTL, maxLeaseTTL)
@@ -255,14 +266,8 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) progress(w http.ResponseWriter, r *http.Request) {
 	var req api.ProgressRequest
-	if err := decode(w, r, smallBodyBytes, &req); err != nil {
-		s.respondErr(w, r, err)
-		return
-	}
-	id := r.PathValue("id")
-	l, err := parseLeaseToken(id, req.LeaseToken)
-	if err != nil {
-		s.respondErr(w, r, err)
+	id, l, ok := s.decodeLeased(w, r, &req, &req.LeaseToken)
+	if !ok {
 		return
 	}
 	if len(req.Progress) == 0 {
@@ -282,14 +287,8 @@ func (s *Server) progress(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) complete(w http.ResponseWriter, r *http.Request) {
 	var req api.CompleteRequest
-	if err := decode(w, r, smallBodyBytes, &req); err != nil {
-		s.respondErr(w, r, err)
-		return
-	}
-	id := r.PathValue("id")
-	l, err := parseLeaseToken(id, req.LeaseToken)
-	if err != nil {
-		s.respondErr(w, r, err)
+	id, l, ok := s.decodeLeased(w, r, &req, &req.LeaseToken)
+	if !ok {
 		return
 	}
 	if err := store.CheckProgress(req.Result, store.Limits{}); err != nil {
@@ -302,14 +301,8 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request) {
 	var req api.FailRequest
-	if err := decode(w, r, smallBodyBytes, &req); err != nil {
-		s.respondErr(w, r, err)
-		return
-	}
-	id := r.PathValue("id")
-	l, err := parseLeaseToken(id, req.LeaseToken)
-	if err != nil {
-		s.respondErr(w, r, err)
+	id, l, ok := s.decodeLeased(w, r, &req, &req.LeaseToken)
+	if !ok {
 		return
 	}
 	v, err := failVerdict(req)
