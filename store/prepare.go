@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -109,6 +111,9 @@ func prepareOne(t *NewTask, limits Limits, now time.Time) *ValidationError {
 	if !json.Valid(t.Args) {
 		return bad("args", "not valid JSON")
 	}
+	if msg := portableJSON(t.Args); msg != "" {
+		return bad("args", "%s", msg)
+	}
 	if len(bytes.TrimSpace(t.Metadata)) == 0 {
 		t.Metadata = nil
 	} else {
@@ -117,6 +122,9 @@ func prepareOne(t *NewTask, limits Limits, now time.Time) *ValidationError {
 		}
 		if !isJSONObject(t.Metadata) {
 			return bad("metadata", "must be a JSON object")
+		}
+		if msg := portableJSON(t.Metadata); msg != "" {
+			return bad("metadata", "%s", msg)
 		}
 	}
 	switch {
@@ -131,6 +139,9 @@ func prepareOne(t *NewTask, limits Limits, now time.Time) *ValidationError {
 	if len(t.UniqueKey) > MaxUniqueKeyLength {
 		return bad("unique_key", "%d bytes exceeds the limit of %d", len(t.UniqueKey), MaxUniqueKeyLength)
 	}
+	if !utf8.ValidString(t.UniqueKey) || strings.ContainsRune(t.UniqueKey, 0) {
+		return bad("unique_key", "must be UTF-8 text without NUL characters")
+	}
 	if t.RunAt.IsZero() {
 		t.RunAt = now
 	}
@@ -144,6 +155,32 @@ func prepareOne(t *NewTask, limits Limits, now time.Time) *ValidationError {
 		return bad("id", "%q is not a UUID", t.ID)
 	}
 	return nil
+}
+
+// portableJSON says why valid JSON could not be stored by every backend —
+// PostgreSQL's jsonb refuses invalid UTF-8 and the \u0000 escape — or ""
+// when it can. Checked here so that every backend accepts the same input.
+func portableJSON(b []byte) string {
+	if !utf8.Valid(b) {
+		return "not valid UTF-8"
+	}
+	for rest, off := b, 0; ; {
+		i := bytes.Index(rest, []byte(`\u0000`))
+		if i < 0 {
+			return ""
+		}
+		// An even number of backslashes before it means the escape is real,
+		// not the text \u0000 after an escaped backslash.
+		k := 0
+		for j := off + i - 1; j >= 0 && b[j] == '\\'; j-- {
+			k++
+		}
+		if k%2 == 0 {
+			return "contains the NUL character (\\u0000), which cannot be stored"
+		}
+		off += i + 1
+		rest = b[off:]
+	}
 }
 
 func isJSONObject(b []byte) bool {

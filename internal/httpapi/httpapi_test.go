@@ -210,6 +210,10 @@ func TestBadInput(t *testing.T) {
 		{"missing kind", `{"args": {}}`, api.CodeInvalid, "kind", 422, nil},
 		{"bad queue", `{"kind": "a", "queue": "x'; DROP TABLE weft_tasks; --"}`, api.CodeInvalid, "queue", 422, nil},
 		{"NUL in kind", `{"kind": "a\u0000b"}`, api.CodeInvalid, "kind", 422, nil},
+		{"NUL in args", `{"kind": "a", "args": {"s": "x\u0000y"}}`, api.CodeInvalid, "args", 422, nil},
+		{"NUL in metadata", `{"kind": "a", "metadata": {"s": "\u0000"}}`, api.CodeInvalid, "metadata", 422, nil},
+		{"NUL in unique key", `{"kind": "a", "unique_key": "k\u0000"}`, api.CodeInvalid, "unique_key", 422, nil},
+		{"invalid UTF-8 in args", "{\"kind\": \"a\", \"args\": {\"s\": \"\xff\"}}", api.CodeInvalid, "args", 422, nil},
 		{"delay and run_at", `{"kind": "a", "delay": "1s", "run_at": "2030-01-01T00:00:00Z"}`, api.CodeInvalid, "delay", 422, nil},
 		{"negative delay", `{"kind": "a", "delay": "-1s"}`, api.CodeInvalid, "delay", 422, nil},
 		{"bad run_at", `{"kind": "a", "run_at": "tomorrow"}`, api.CodeBadRequest, "run_at", 400, nil},
@@ -700,5 +704,17 @@ func TestStorageErrorsAre503(t *testing.T) {
 		if rec.Code != 503 || e.Error.Code != api.CodeUnavailable || rec.Header().Get("Retry-After") == "" {
 			t.Fatalf("%v: %d %+v, want 503 unavailable with Retry-After", sentinel, rec.Code, e.Error)
 		}
+	}
+}
+
+// The text \u0000 after an escaped backslash is not a NUL and is stored.
+func TestEscapedBackslashIsNotNUL(t *testing.T) {
+	a := newTestAPI(t, Config{})
+	var e api.Enqueued
+	a.must(t, 201, "POST", "/v1/tasks", `{"kind": "a", "args": {"s": "C:\\u0000.txt"}}`, &e)
+	var task api.Task
+	a.must(t, 200, "GET", "/v1/tasks/"+e.ID, nil, &task)
+	if string(task.Args) != `{"s": "C:\\u0000.txt"}` && string(task.Args) != `{"s":"C:\\u0000.txt"}` {
+		t.Fatalf("args = %s", task.Args)
 	}
 }
