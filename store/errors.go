@@ -50,3 +50,17 @@ func (e *ValidationError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrInvalid) true.
 func (e *ValidationError) Unwrap() error { return ErrInvalid }
+
+// TaskResult is the return of an operation on one task that may be refused
+// with refusal while still reporting the task (a Cancel of a finished
+// task, a Retry of a running one): the task with a refusal, nil with any
+// other error, the task alone on success.
+func TaskResult(t *Task, err, refusal error) (*Task, error) {
+	switch {
+	case err == nil:
+		return t, nil
+	case errors.Is(err, refusal):
+		return t, err
+	}
+	return nil, err
+}

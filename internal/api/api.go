@@ -6,6 +6,7 @@ package api
 
 import (
 	"encoding/json"
+	"net/http"
 	"time"
 
 	"github.com/weftworks/weft/store"
@@ -217,6 +218,35 @@ const (
 	CodeUnavailable     = "unavailable" // 503: shutting down or backend down
 	CodeInternal        = "internal"    // 500
 )
+
+// CodeForStatus is the error code that goes with an HTTP status: what the
+// server sends for it, and what a client assumes when a response carried no
+// code.
+func CodeForStatus(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return CodeBadRequest
+	case http.StatusUnauthorized:
+		return CodeUnauthorized
+	case http.StatusNotFound:
+		return CodeNotFound
+	case http.StatusMethodNotAllowed:
+		return CodeMethod
+	case http.StatusConflict:
+		return CodeConflict
+	case http.StatusRequestEntityTooLarge:
+		return CodeTooLarge
+	case http.StatusUnprocessableEntity:
+		return CodeInvalid
+	case http.StatusUnsupportedMediaType:
+		return CodeUnsupportedType
+	case http.StatusServiceUnavailable:
+		return CodeUnavailable
+	case http.StatusInternalServerError:
+		return CodeInternal
+	}
+	return ""
+}
 
 // FromTask converts a stored task.
 func FromTask(t *store.Task) Task {

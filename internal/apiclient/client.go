@@ -353,7 +353,7 @@ func errorFrom(resp *http.Response) error {
 		e.Code, e.Message, e.Field = ae.Error.Code, ae.Error.Message, ae.Error.Field
 		return e
 	}
-	e.Code = codeFor(resp.StatusCode)
+	e.Code = api.CodeForStatus(resp.StatusCode)
 	msg := strings.TrimSpace(string(body))
 	if len(msg) > 200 {
 		msg = msg[:200] + "..."

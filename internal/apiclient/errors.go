@@ -79,33 +79,6 @@ func (e *Error) Is(target error) bool {
 	return false
 }
 
-// codeFor derives a code for an error response that carried none.
-func codeFor(status int) string {
-	switch status {
-	case http.StatusBadRequest:
-		return api.CodeBadRequest
-	case http.StatusUnauthorized:
-		return api.CodeUnauthorized
-	case http.StatusNotFound:
-		return api.CodeNotFound
-	case http.StatusMethodNotAllowed:
-		return api.CodeMethod
-	case http.StatusConflict:
-		return api.CodeConflict
-	case http.StatusRequestEntityTooLarge:
-		return api.CodeTooLarge
-	case http.StatusUnprocessableEntity:
-		return api.CodeInvalid
-	case http.StatusUnsupportedMediaType:
-		return api.CodeUnsupportedType
-	case http.StatusServiceUnavailable:
-		return api.CodeUnavailable
-	case http.StatusInternalServerError:
-		return api.CodeInternal
-	}
-	return ""
-}
-
 // UnreachableError says that no connection could be made to the server
 // and what to check. It matches ErrUnreachable and unwraps to the dial
 // error.

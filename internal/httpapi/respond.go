@@ -39,16 +39,7 @@ func (s *Server) respondErr(w http.ResponseWriter, r *http.Request, err error) {
 	)
 	switch {
 	case errors.As(err, &fe):
-		code := api.CodeInvalid
-		switch fe.Status {
-		case http.StatusBadRequest:
-			code = api.CodeBadRequest
-		case http.StatusRequestEntityTooLarge:
-			code = api.CodeTooLarge
-		case http.StatusUnsupportedMediaType:
-			code = api.CodeUnsupportedType
-		}
-		writeError(w, r, fe.Status, code, fe.Field, fe.Message)
+		writeError(w, r, fe.Status, api.CodeForStatus(fe.Status), fe.Field, fe.Message)
 	case errors.As(err, &mb):
 		writeError(w, r, http.StatusRequestEntityTooLarge, api.CodeTooLarge, "", fmt.Sprintf("request body exceeds %d bytes", mb.Limit))
 	case errors.As(err, &ve):

@@ -116,13 +116,7 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 			return false, fmt.Errorf("task %s is %s: %w", taskID, t.State, store.ErrAlreadyFinished)
 		}
 	})
-	if errors.Is(err, store.ErrAlreadyFinished) {
-		return t, err
-	}
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
+	return store.TaskResult(t, err, store.ErrAlreadyFinished)
 }
 
 // Retry implements store.Store. The task's row is locked first, so that no
@@ -167,13 +161,7 @@ func (s *Store) Retry(ctx context.Context, taskID string) (*store.Task, error) {
 		return true, insertEvents(ctx, tx, []event{{taskID: taskID, typ: store.EventRetried, attempt: t.Attempt,
 			data: []byte(`{"from":"` + string(from) + `"}`)}}, nowUS)
 	})
-	if errors.Is(err, store.ErrConflict) {
-		return t, err
-	}
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
+	return store.TaskResult(t, err, store.ErrConflict)
 }
 
 // CancelRequested implements store.Store.

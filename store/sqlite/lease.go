@@ -125,13 +125,7 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 			return fmt.Errorf("task %s is %s: %w", taskID, t.State, store.ErrAlreadyFinished)
 		}
 	})
-	if errors.Is(err, store.ErrAlreadyFinished) {
-		return t, err
-	}
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
+	return store.TaskResult(t, err, store.ErrAlreadyFinished)
 }
 
 // Retry implements store.Store. The writer holds the file's write lock for
@@ -182,13 +176,7 @@ func (s *Store) Retry(ctx context.Context, taskID string) (*store.Task, error) {
 		return insertEvents(q, []event{{taskID: taskID, typ: store.EventRetried, attempt: t.Attempt,
 			data: []byte(`{"from":"` + string(from) + `"}`)}}, nowUS)
 	})
-	if errors.Is(err, store.ErrConflict) {
-		return t, err
-	}
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
+	return store.TaskResult(t, err, store.ErrConflict)
 }
 
 // Rescue implements store.Store.
