@@ -192,7 +192,7 @@ func (c *Client) Start(ctx context.Context) error {
 		return fmt.Errorf("weft: Start: %w", err)
 	}
 	c.started = time.Now()
-	if err := c.st.NodeHeartbeat(ctx, c.node()); err != nil {
+	if err := c.st.TouchNode(ctx, c.node()); err != nil {
 		return fmt.Errorf("weft: Start: register node %s: %w", c.nodeID, err)
 	}
 	maint, err := maintenance.Start(c.log, c.leadership(), c.reconcilers()...)

@@ -2,7 +2,6 @@ package weft
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -85,15 +84,11 @@ func EnqueueManyTx[TTx any](ctx context.Context, c *Client, tx TTx, params []Enq
 	if err != nil {
 		return nil, err
 	}
-	if txe, ok := c.st.(store.TxEnqueuer[TTx]); ok {
-		return txe.EnqueueTx(ctx, tx, tasks)
+	txe := c.st.TxEnqueuer()
+	if txe == nil {
+		return nil, fmt.Errorf("weft: %T: %w", tx, ErrTxUnsupported)
 	}
-	if sqlTx, ok := any(tx).(*sql.Tx); ok {
-		if txe, ok := c.st.(store.SQLTxEnqueuer); ok {
-			return txe.EnqueueSQLTx(ctx, sqlTx, tasks)
-		}
-	}
-	return nil, fmt.Errorf("weft: %T: %w", tx, ErrTxUnsupported)
+	return txe.EnqueueTx(ctx, tx, tasks)
 }
 
 func newTasks(params []EnqueueParams) ([]store.NewTask, error) {

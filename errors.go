@@ -37,7 +37,7 @@ var (
 	ErrAttemptTimeout = engine.ErrAttemptTimeout
 	// ErrTxUnsupported: the client's backend cannot enqueue in a
 	// transaction of the given type.
-	ErrTxUnsupported = errors.New("backend does not support transactions of this type")
+	ErrTxUnsupported = store.ErrTxUnsupported
 )
 
 // ValidationError says which input was wrong and why; it wraps ErrInvalid.

@@ -57,7 +57,7 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 		// leases.
 		Name:     heartbeatName,
 		Interval: c.cfg.LeaseTTL / 3,
-		Tick:     func(ctx context.Context) error { return c.st.NodeHeartbeat(ctx, c.node()) },
+		Tick:     func(ctx context.Context) error { return c.st.TouchNode(ctx, c.node()) },
 	}, {
 		Name:      rescueName,
 		Interval:  max(c.cfg.RescueInterval, 0),

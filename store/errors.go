@@ -28,6 +28,9 @@ var (
 	ErrReadOnly = errors.New("database is read-only")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrTxUnsupported: the backend cannot enqueue in a transaction of the
+	// given type.
+	ErrTxUnsupported = errors.New("backend does not support transactions of this type")
 )
 
 // ValidationError says which input was wrong and why. It wraps ErrInvalid.

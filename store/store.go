@@ -9,43 +9,9 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"time"
 )
-
-// State is the lifecycle state of a task. A task is stored in exactly one
-// state at a time.
-type State string
-
-// The states of a task. Pending tasks are ready once their RunAt has passed.
-const (
-	StatePending   State = "pending"
-	StateRunning   State = "running"
-	StateCompleted State = "completed"
-	StateFailed    State = "failed"
-	StateCancelled State = "cancelled"
-)
-
-// States lists every state in lifecycle order.
-func States() []State {
-	return []State{StatePending, StateRunning, StateCompleted, StateFailed, StateCancelled}
-}
-
-// Terminal reports whether no further transition can happen from s (short of
-// an explicit retry by an operator).
-func (s State) Terminal() bool {
-	return s == StateCompleted || s == StateFailed || s == StateCancelled
-}
-
-// Valid reports whether s is one of the known states.
-func (s State) Valid() bool {
-	switch s {
-	case StatePending, StateRunning, StateCompleted, StateFailed, StateCancelled:
-		return true
-	}
-	return false
-}
 
 // EventType names an entry of a task's event log.
 type EventType string
@@ -190,7 +156,7 @@ type Outcome struct {
 	EventData json.RawMessage
 }
 
-// Lease is a running task held by a node, as RenewLeases reports it.
+// Lease is a running task held by a node, as ExtendLeases reports it.
 type Lease struct {
 	TaskID          string
 	Epoch           int64
@@ -325,13 +291,34 @@ type PurgeResult struct {
 	Done bool
 }
 
-// Store is the storage contract. Every method is safe for concurrent use.
-// Writes that name an epoch are fenced: they succeed only while the task is
-// running under that epoch, and otherwise fail with ErrLeaseLost.
-type Store interface {
+// FinishResult is what Finish did with one outcome.
+type FinishResult struct {
+	// State is the state the task is in after the outcome: the outcome's
+	// own, or cancelled when a cancellation request won over a retry.
+	// Empty when Err is set.
+	State State
+	// Err is nil when the outcome was recorded; ErrLeaseLost when its
+	// epoch is no longer the task's lease; ErrNotFound when there is no
+	// such task.
+	Err error
+}
+
+// The contract is split by role: each caller depends on the smallest
+// interface that serves it, and Store composes them for backends. Every
+// method is safe for concurrent use. Writes that name an epoch are fenced:
+// they succeed only while the task is running under that epoch, and
+// otherwise fail with ErrLeaseLost.
+
+// Enqueuer stores new tasks.
+type Enqueuer interface {
 	// Enqueue stores a batch atomically: either every task is written (or
-	// recognised as a duplicate) or nothing is.
+	// recognised as a duplicate) or nothing is. The batch is validated and
+	// completed by Prepare first; the first problem is a *ValidationError.
 	Enqueue(ctx context.Context, tasks []NewTask) ([]EnqueueResult, error)
+}
+
+// Runner is what an engine needs to run tasks: claim, hold and finish them.
+type Runner interface {
 	// Claim leases ready tasks, highest priority first, then earliest
 	// RunAt, then oldest, from the requested queues that are not paused.
 	// Each claimed task has its attempt and epoch incremented and a started
@@ -340,62 +327,48 @@ type Store interface {
 	// so that a claim made after the crash never repeats the lost claim's
 	// epoch.
 	Claim(ctx context.Context, req ClaimRequest) ([]*Task, error)
-	// Finish records outcomes. The returned slice has one entry per
-	// outcome: nil, or ErrLeaseLost when the epoch is stale. The error is
-	// for failures of the whole call.
-	Finish(ctx context.Context, outcomes []Outcome) ([]error, error)
-	// RenewLeases extends every lease held by owner and returns them.
-	RenewLeases(ctx context.Context, owner string, ttl time.Duration) ([]Lease, error)
-	// Heartbeat extends one task's lease under its epoch and reports
+	// Finish records outcomes and says, for each, what it did. The error
+	// is for failures of the whole call, when nothing was recorded.
+	Finish(ctx context.Context, outcomes []Outcome) ([]FinishResult, error)
+	// ExtendLeases extends every lease held by owner and returns them.
+	ExtendLeases(ctx context.Context, owner string, ttl time.Duration) ([]Lease, error)
+	// ExtendLease extends one task's lease under its epoch and reports
 	// whether cancellation was requested.
-	Heartbeat(ctx context.Context, taskID string, epoch int64, ttl time.Duration) (cancelRequested bool, err error)
+	ExtendLease(ctx context.Context, taskID string, epoch int64, ttl time.Duration) (cancelRequested bool, err error)
 	// Progress appends a progress event under the task's epoch.
 	Progress(ctx context.Context, taskID string, epoch int64, data json.RawMessage) error
+	// CancelRequests lists the running tasks of owner whose cancellation
+	// was requested.
+	CancelRequests(ctx context.Context, owner string) ([]string, error)
+	// NextRunAt is the earliest RunAt of pending tasks in the queues that
+	// are not paused, restricted to kinds when that is non-empty.
+	NextRunAt(ctx context.Context, queues, kinds []string) (t time.Time, ok bool, err error)
+	// Subscribe returns a channel that receives a value, coalesced, after
+	// any commit that may have made work ready — by this store or, within
+	// milliseconds, by another connection or process. stop releases it.
+	Subscribe() (ch <-chan struct{}, stop func())
+}
+
+// Reader reads tasks, their events and queue statistics.
+type Reader interface {
+	// Get reads one task; ErrNotFound when there is none.
+	Get(ctx context.Context, taskID string) (*Task, error)
+	// List reads tasks in id order.
+	List(ctx context.Context, p ListParams) ([]*Task, error)
+	// Events reads a task's events with Seq > after, oldest first.
+	Events(ctx context.Context, taskID string, after int64, limit int) ([]Event, error)
+	// Stats counts tasks per queue and state, finds each queue's oldest
+	// ready task and says whether it is paused, at a cost that does not grow
+	// with the table. Paused queues are listed even when they hold no task.
+	Stats(ctx context.Context) ([]QueueStats, error)
+}
+
+// Operator holds the actions people and programs take on tasks and queues.
+type Operator interface {
 	// Cancel cancels a pending task at once, or requests cancellation of a
 	// running one. A terminal task yields ErrAlreadyFinished together with
 	// the task.
 	Cancel(ctx context.Context, taskID string) (*Task, error)
-	// CancelRequested lists the running tasks of owner whose cancellation
-	// was requested.
-	CancelRequested(ctx context.Context, owner string) ([]string, error)
-	// Rescue returns orphaned running tasks — whose lease expired, or whose
-	// owner is a dead node — to pending (attempt spent), or to failed when
-	// no attempt remains, or to cancelled when cancellation was requested;
-	// it bumps their epoch so the old owner's writes are refused.
-	Rescue(ctx context.Context, p RescueParams) (int, error)
-	// NodeHeartbeat records that node is alive now, registering it if new.
-	NodeHeartbeat(ctx context.Context, node Node) error
-	// RemoveNode deletes a node's row, when it stops.
-	RemoveNode(ctx context.Context, id string) error
-	// Nodes lists the registered nodes.
-	Nodes(ctx context.Context) ([]Node, error)
-	// Purge deletes finished tasks, and their events, whose FinalizedAt is
-	// older than their state's cutoff in p. It works through the table in
-	// id order, one bounded window per call, so no call holds the writer
-	// for long; callers pass the returned Next back as After to continue
-	// until Done.
-	Purge(ctx context.Context, p PurgeParams) (PurgeResult, error)
-	// Lead takes or renews the leadership of role for holder until ttl from
-	// now. It succeeds when nobody leads, when holder already leads, or when
-	// the leader's lease has expired; term increases with every change of
-	// holder. held is false (and term the current leader's) otherwise.
-	Lead(ctx context.Context, role, holder string, ttl time.Duration) (term int64, held bool, err error)
-	// Resign gives up holder's leadership of role, if it has it, so that
-	// another node can take over at once.
-	Resign(ctx context.Context, role, holder string) error
-	// Leader reads who leads role; ErrNotFound when nobody ever has.
-	Leader(ctx context.Context, role string) (Leader, error)
-	// PutSchedule creates or replaces a schedule.
-	PutSchedule(ctx context.Context, sc Schedule) error
-	// Schedules lists every schedule by name.
-	Schedules(ctx context.Context) ([]Schedule, error)
-	// PauseSchedule pauses or resumes a schedule; ErrNotFound if none.
-	PauseSchedule(ctx context.Context, name string, paused bool) error
-	// DeleteSchedule removes a schedule; ErrNotFound if none.
-	DeleteSchedule(ctx context.Context, name string) error
-	// AdvanceSchedule moves a schedule's next slot from from to to, if it
-	// is still at from (another node may have moved it).
-	AdvanceSchedule(ctx context.Context, name string, from, to time.Time) (bool, error)
 	// Retry makes a failed or cancelled task pending again, ready now, and
 	// writes a retried event. Its error history is kept, and MaxAttempts is
 	// raised to Attempt+1 when no attempt was left. ErrNotFound when there
@@ -407,40 +380,81 @@ type Store interface {
 	// queue may be paused before it has any task. Resuming wakes
 	// subscribers.
 	PauseQueue(ctx context.Context, queue string, paused bool) error
+}
+
+// Coordinator holds what nodes share to keep house together: their
+// registry, leadership, and the reconcilers the leader runs.
+type Coordinator interface {
+	// TouchNode records that node is alive now, registering it if new.
+	TouchNode(ctx context.Context, node Node) error
+	// RemoveNode deletes a node's row, when it stops.
+	RemoveNode(ctx context.Context, id string) error
+	// Nodes lists the registered nodes.
+	Nodes(ctx context.Context) ([]Node, error)
+	// Lead takes or renews the leadership of role for holder until ttl from
+	// now. It succeeds when nobody leads, when holder already leads, or when
+	// the leader's lease has expired; term increases with every change of
+	// holder. held is false (and term the current leader's) otherwise.
+	Lead(ctx context.Context, role, holder string, ttl time.Duration) (term int64, held bool, err error)
+	// Resign gives up holder's leadership of role, if it has it, so that
+	// another node can take over at once.
+	Resign(ctx context.Context, role, holder string) error
+	// Leader reads who leads role; ErrNotFound when nobody ever has.
+	Leader(ctx context.Context, role string) (Leader, error)
+	// Rescue returns orphaned running tasks — whose lease expired, or whose
+	// owner is a dead node — to pending (attempt spent), or to failed when
+	// no attempt remains, or to cancelled when cancellation was requested;
+	// it bumps their epoch so the old owner's writes are refused.
+	Rescue(ctx context.Context, p RescueParams) (int, error)
+	// Purge deletes finished tasks, and their events, whose FinalizedAt is
+	// older than their state's cutoff in p. It works through the table in
+	// id order, one bounded window per call, so no call holds the writer
+	// for long; callers pass the returned Next back as After to continue
+	// until Done.
+	Purge(ctx context.Context, p PurgeParams) (PurgeResult, error)
 	// Maintain does the backend's own housekeeping (for example folding
 	// counters); the maintenance leader calls it periodically.
 	Maintain(ctx context.Context) error
-	// Stats counts tasks per queue and state, finds each queue's oldest
-	// ready task and says whether it is paused, at a cost that does not grow
-	// with the table. Paused queues are listed even when they hold no task.
-	Stats(ctx context.Context) ([]QueueStats, error)
-	// Get reads one task; ErrNotFound when there is none.
-	Get(ctx context.Context, taskID string) (*Task, error)
-	// List reads tasks in id order.
-	List(ctx context.Context, p ListParams) ([]*Task, error)
-	// Events reads a task's events with Seq > after, oldest first.
-	Events(ctx context.Context, taskID string, after int64, limit int) ([]Event, error)
-	// NextRunAt is the earliest RunAt of pending tasks in the queues that
-	// are not paused, restricted to kinds when that is non-empty.
-	NextRunAt(ctx context.Context, queues, kinds []string) (t time.Time, ok bool, err error)
-	// Subscribe returns a channel that receives a value, coalesced, after
-	// any commit that may have made work ready — by this store or, within
-	// milliseconds, by another connection or process. stop releases it.
-	Subscribe() (ch <-chan struct{}, stop func())
+}
+
+// Scheduler stores cron schedules.
+type Scheduler interface {
+	// PutSchedule creates or replaces a schedule.
+	PutSchedule(ctx context.Context, sc Schedule) error
+	// Schedules lists every schedule by name.
+	Schedules(ctx context.Context) ([]Schedule, error)
+	// PauseSchedule pauses or resumes a schedule; ErrNotFound if none.
+	PauseSchedule(ctx context.Context, name string, paused bool) error
+	// DeleteSchedule removes a schedule; ErrNotFound if none.
+	DeleteSchedule(ctx context.Context, name string) error
+	// AdvanceSchedule moves a schedule's next slot from from to to, if it
+	// is still at from (another node may have moved it).
+	AdvanceSchedule(ctx context.Context, name string, from, to time.Time) (bool, error)
+}
+
+// Store is the whole storage contract, every role in one.
+type Store interface {
+	Enqueuer
+	Runner
+	Reader
+	Operator
+	Coordinator
+	Scheduler
+	// TxEnqueuer returns the store's enqueuer into callers' own
+	// transactions, or nil when the backend has none. Optional
+	// capabilities are reached through accessors like this one rather
+	// than type assertions, so that a wrapper around a store keeps them.
+	TxEnqueuer() TxEnqueuer
 	// Close releases the backend. Pending writes are completed first.
 	Close() error
 }
 
-// SQLTxEnqueuer is implemented by backends whose native transaction type is
-// not *sql.Tx but that can also enqueue inside a database/sql transaction
-// (PostgreSQL through pgx's database/sql driver).
-type SQLTxEnqueuer interface {
-	EnqueueSQLTx(ctx context.Context, tx *sql.Tx, tasks []NewTask) ([]EnqueueResult, error)
-}
-
-// TxEnqueuer is implemented by backends that can enqueue inside a caller's
-// own transaction of type TTx (for example *sql.Tx on SQLite). The tasks
-// become visible when, and only if, the caller commits.
-type TxEnqueuer[TTx any] interface {
-	EnqueueTx(ctx context.Context, tx TTx, tasks []NewTask) ([]EnqueueResult, error)
+// TxEnqueuer enqueues inside a caller's own transaction: the tasks become
+// visible when, and only if, the caller commits.
+type TxEnqueuer interface {
+	// EnqueueTx stores a batch in tx, which must be of a transaction type
+	// the backend supports (SQLite: *sql.Tx; PostgreSQL: pgx.Tx or a
+	// *sql.Tx of pgx's database/sql driver); any other type yields
+	// ErrTxUnsupported.
+	EnqueueTx(ctx context.Context, tx any, tasks []NewTask) ([]EnqueueResult, error)
 }

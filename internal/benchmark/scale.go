@@ -223,12 +223,14 @@ func finish(ctx context.Context, st store.Store, tasks []*store.Task) error {
 	for i, t := range tasks {
 		outcomes[i] = store.Outcome{TaskID: t.ID, Epoch: t.LeaseEpoch, State: store.StateCompleted, Event: store.EventCompleted}
 	}
-	errs, err := st.Finish(ctx, outcomes)
+	res, err := st.Finish(ctx, outcomes)
 	if err != nil {
 		return fmt.Errorf("complete %d tasks: %w", len(tasks), err)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("complete %d tasks: %w", len(tasks), err)
+	for _, r := range res {
+		if r.Err != nil {
+			return fmt.Errorf("complete %d tasks: %w", len(tasks), r.Err)
+		}
 	}
 	return nil
 }

@@ -572,9 +572,9 @@ func claimAndFinish(t *testing.T, st store.Store, id string, state store.State, 
 	case store.StateCancelled:
 		o.Event = store.EventCancelled
 	}
-	errs, err := st.Finish(ctx, []store.Outcome{o})
+	res, err := st.Finish(ctx, []store.Outcome{o})
 	if err == nil {
-		err = errs[0]
+		err = res[0].Err
 	}
 	if err != nil {
 		t.Error(err)

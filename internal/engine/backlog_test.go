@@ -19,10 +19,6 @@ type slowFinishStore struct {
 	claimed int
 }
 
-func (s *slowFinishStore) Subscribe() (<-chan struct{}, func()) {
-	return make(chan struct{}), func() {}
-}
-
 func (s *slowFinishStore) Claim(_ context.Context, r store.ClaimRequest) ([]*store.Task, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -34,19 +30,9 @@ func (s *slowFinishStore) Claim(_ context.Context, r store.ClaimRequest) ([]*sto
 	return out, nil
 }
 
-func (s *slowFinishStore) NextRunAt(context.Context, []string, []string) (time.Time, bool, error) {
-	return time.Time{}, false, nil
-}
-
-func (s *slowFinishStore) RenewLeases(context.Context, string, time.Duration) ([]store.Lease, error) {
-	return nil, nil
-}
-
-func (s *slowFinishStore) CancelRequested(context.Context, string) ([]string, error) { return nil, nil }
-
-func (s *slowFinishStore) Finish(_ context.Context, os []store.Outcome) ([]error, error) {
+func (s *slowFinishStore) Finish(ctx context.Context, os []store.Outcome) ([]store.FinishResult, error) {
 	<-s.release
-	return make([]error, len(os)), nil
+	return nopStore{}.Finish(ctx, os)
 }
 
 // While outcomes cannot be written, the engine stops claiming once the

@@ -14,7 +14,7 @@ import (
 // completer records outcomes in batches: whatever accumulated while the
 // previous batch was being written goes out as the next one.
 type completer struct {
-	st  store.Store
+	st  store.Runner
 	log *slog.Logger
 	// backlog counts outcomes submitted and not yet written; written is
 	// called after each batch, so the dispatcher can claim again once a
@@ -32,7 +32,7 @@ type completer struct {
 
 const maxFinishBatch = 2048
 
-func newCompleter(st store.Store, log *slog.Logger, written func()) *completer {
+func newCompleter(st store.Runner, log *slog.Logger, written func()) *completer {
 	c := &completer{st: st, log: log, written: written, ready: make(chan struct{}, 1), stopped: make(chan struct{})}
 	go c.loop()
 	return c
@@ -112,8 +112,8 @@ func (c *completer) write(batch []store.Outcome) {
 		results, err := c.st.Finish(context.Background(), batch)
 		if err == nil {
 			for i, r := range results {
-				if r != nil {
-					c.log.Warn("weft: outcome refused", "task", batch[i].TaskID, "state", batch[i].State, "err", r)
+				if r.Err != nil {
+					c.log.Warn("weft: outcome refused", "task", batch[i].TaskID, "state", batch[i].State, "err", r.Err)
 				}
 			}
 			return

@@ -13,9 +13,38 @@ import (
 	"github.com/weftworks/weft/store"
 )
 
-// nopStore satisfies store.Store for tests of pure decision logic, which
-// never touch the store: any call panics on the nil embedded interface.
-type nopStore struct{ store.Store }
+// nopStore is a store.Runner with no work, for tests of decisions and of
+// the engine's own bookkeeping; tests embed it and override what they
+// exercise.
+type nopStore struct{}
+
+func (nopStore) Claim(context.Context, store.ClaimRequest) ([]*store.Task, error) { return nil, nil }
+
+func (nopStore) Finish(_ context.Context, os []store.Outcome) ([]store.FinishResult, error) {
+	res := make([]store.FinishResult, len(os))
+	for i, o := range os {
+		res[i].State = o.State
+	}
+	return res, nil
+}
+
+func (nopStore) ExtendLeases(context.Context, string, time.Duration) ([]store.Lease, error) {
+	return nil, nil
+}
+
+func (nopStore) ExtendLease(context.Context, string, int64, time.Duration) (bool, error) {
+	return false, nil
+}
+
+func (nopStore) Progress(context.Context, string, int64, json.RawMessage) error { return nil }
+
+func (nopStore) CancelRequests(context.Context, string) ([]string, error) { return nil, nil }
+
+func (nopStore) NextRunAt(context.Context, []string, []string) (time.Time, bool, error) {
+	return time.Time{}, false, nil
+}
+
+func (nopStore) Subscribe() (<-chan struct{}, func()) { return make(chan struct{}), func() {} }
 
 const fixedDelay = 7 * time.Second
 

@@ -78,7 +78,7 @@ type Kind struct {
 
 // Config configures an Engine.
 type Config struct {
-	Store store.Store
+	Store store.Runner
 	// Owner identifies this node in leases; it must be unique per engine.
 	Owner string
 	// Queues maps each queue this engine works to its concurrency.
@@ -102,7 +102,7 @@ type Config struct {
 // Start, then Stop.
 type Engine struct {
 	cfg    Config
-	st     store.Store
+	st     store.Runner
 	log    *slog.Logger
 	queues []string
 	slots  int      // the sum of the queues' concurrency
@@ -580,7 +580,7 @@ func (e *Engine) renewLeases() {
 		// missing from its answer. Claims are stamped after they commit.
 		gen := e.gen.Add(1)
 		started := time.Now()
-		leases, err := e.st.RenewLeases(e.bgCtx, e.cfg.Owner, e.cfg.LeaseTTL)
+		leases, err := e.st.ExtendLeases(e.bgCtx, e.cfg.Owner, e.cfg.LeaseTTL)
 		if err != nil {
 			e.log.Error("weft: lease renewal failed", "err", err)
 		}
@@ -619,7 +619,7 @@ func (e *Engine) watchCancels() {
 		case <-wakeups:
 		}
 		if e.Running() > 0 {
-			ids, err := e.st.CancelRequested(e.bgCtx, e.cfg.Owner)
+			ids, err := e.st.CancelRequests(e.bgCtx, e.cfg.Owner)
 			if err != nil && e.bgCtx.Err() == nil {
 				e.log.Error("weft: cancel check failed", "err", err)
 			}

@@ -14,7 +14,7 @@ type Execution struct {
 	// Task is the task as claimed: its Attempt and LeaseEpoch are this
 	// attempt's.
 	Task  *store.Task
-	store store.Store
+	store store.Runner
 }
 
 // Progress appends a progress event to the task's log under this attempt's

@@ -21,8 +21,6 @@ type leaseStore struct {
 	finished []store.Outcome
 }
 
-func (s *leaseStore) Subscribe() (<-chan struct{}, func()) { return make(chan struct{}), func() {} }
-
 func (s *leaseStore) Claim(context.Context, store.ClaimRequest) ([]*store.Task, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -33,11 +31,7 @@ func (s *leaseStore) Claim(context.Context, store.ClaimRequest) ([]*store.Task, 
 	return []*store.Task{{ID: "t1", Kind: "k", Queue: "q", State: store.StateRunning, Attempt: 1, MaxAttempts: 3, LeaseEpoch: 7}}, nil
 }
 
-func (s *leaseStore) NextRunAt(context.Context, []string, []string) (time.Time, bool, error) {
-	return time.Time{}, false, nil
-}
-
-func (s *leaseStore) RenewLeases(context.Context, string, time.Duration) ([]store.Lease, error) {
+func (s *leaseStore) ExtendLeases(context.Context, string, time.Duration) ([]store.Lease, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.held {
@@ -46,13 +40,11 @@ func (s *leaseStore) RenewLeases(context.Context, string, time.Duration) ([]stor
 	return []store.Lease{{TaskID: "t1", Epoch: 7, CancelRequested: s.cancel}}, nil
 }
 
-func (s *leaseStore) CancelRequested(context.Context, string) ([]string, error) { return nil, nil }
-
-func (s *leaseStore) Finish(_ context.Context, os []store.Outcome) ([]error, error) {
+func (s *leaseStore) Finish(ctx context.Context, os []store.Outcome) ([]store.FinishResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.finished = append(s.finished, os...)
-	return make([]error, len(os)), nil
+	return nopStore{}.Finish(ctx, os)
 }
 
 func runLeaseCase(t *testing.T, st *leaseStore) (finished []store.Outcome, cause error) {

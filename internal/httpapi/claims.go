@@ -256,7 +256,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	expires := time.Now().Add(ttl).Truncate(time.Microsecond)
-	cancel, err := s.st.Heartbeat(r.Context(), id, l.epoch, ttl)
+	cancel, err := s.st.ExtendLease(r.Context(), id, l.epoch, ttl)
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
@@ -371,30 +371,18 @@ func failVerdict(req api.FailRequest) (engine.Verdict, error) {
 func (s *Server) finish(w http.ResponseWriter, r *http.Request, t *store.Task, v engine.Verdict, cause error) {
 	ctx := r.Context()
 	o := engine.Decide(t, v, cause, engine.DefaultBackoff, time.Now().Truncate(time.Microsecond))
-	errs, err := s.st.Finish(ctx, []store.Outcome{o})
+	res, err := s.st.Finish(ctx, []store.Outcome{o})
 	if err == nil {
-		err = errs[0]
-	}
-	if errors.Is(err, store.ErrLeaseLost) {
-		// The store cannot tell a stale epoch from an unknown task.
-		if _, gerr := s.st.Get(ctx, t.ID); errors.Is(gerr, store.ErrNotFound) {
-			err = gerr
-		}
+		err = res[0].Err
 	}
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
 	}
-	out := api.Outcome{ID: t.ID, State: string(o.State)}
-	if o.State == store.StatePending {
-		// A cancel request that arrived meanwhile turns a pending outcome
-		// into a cancellation: report what was recorded.
-		if now, err := s.st.Get(ctx, t.ID); err == nil && now.State == store.StateCancelled {
-			out.State = string(now.State)
-		} else {
-			at := o.RunAt.UTC()
-			out.RunAt = &at
-		}
+	out := api.Outcome{ID: t.ID, State: string(res[0].State)}
+	if res[0].State == store.StatePending {
+		at := o.RunAt.UTC()
+		out.RunAt = &at
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -94,8 +94,8 @@ func testClaimEpochAfterCrash(t *testing.T, srv *pgServer) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !errors.Is(errs[0], store.ErrLeaseLost) {
-			t.Errorf("node-a's outcome under its lost claim's epoch %d was recorded (error %v) although node-b holds the task", first.LeaseEpoch, errs[0])
+		if !errors.Is(errs[0].Err, store.ErrLeaseLost) {
+			t.Errorf("node-a's outcome under its lost claim's epoch %d was recorded (error %v) although node-b holds the task", first.LeaseEpoch, errs[0].Err)
 		}
 	}
 }

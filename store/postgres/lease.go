@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,8 +12,8 @@ import (
 	"github.com/weftworks/weft/store"
 )
 
-// RenewLeases implements store.Store.
-func (s *Store) RenewLeases(ctx context.Context, owner string, ttl time.Duration) ([]store.Lease, error) {
+// ExtendLeases implements store.Store.
+func (s *Store) ExtendLeases(ctx context.Context, owner string, ttl time.Duration) ([]store.Lease, error) {
 	rows, err := s.pool.Query(ctx, `UPDATE weft_tasks SET lease_expires_at = $1
 		WHERE lease_owner = $2 AND state = 'running' RETURNING id, lease_epoch, cancel_requested`,
 		micros(s.now().Add(ttl)), owner)
@@ -32,8 +31,8 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, ttl time.Duration
 	return leases, nil
 }
 
-// Heartbeat implements store.Store.
-func (s *Store) Heartbeat(ctx context.Context, taskID string, epoch int64, ttl time.Duration) (bool, error) {
+// ExtendLease implements store.Store.
+func (s *Store) ExtendLease(ctx context.Context, taskID string, epoch int64, ttl time.Duration) (bool, error) {
 	var cancel bool
 	err := s.pool.QueryRow(ctx, `UPDATE weft_tasks SET lease_expires_at = $1
 		WHERE id = $2 AND lease_epoch = $3 AND state = 'running' RETURNING cancel_requested`,
@@ -90,31 +89,22 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 		if err != nil {
 			return false, fmt.Errorf("cancel: %w", err)
 		}
-		switch t.State {
-		case store.StatePending:
-			if _, err := tx.Exec(ctx, "UPDATE weft_tasks SET state = 'cancelled', finalized_at = $1 WHERE id = $2", nowUS, taskID); err != nil {
-				return false, fmt.Errorf("cancel: %w", err)
-			}
-			t.State, t.FinalizedAt = store.StateCancelled, fromMicros(nowUS)
-			moved := counts{}
-			moved.move(t.Queue, store.StatePending, store.StateCancelled, 1)
-			if err := moved.apply(ctx, tx); err != nil {
-				return false, err
-			}
-			return false, insertEvents(ctx, tx, []event{{taskID: taskID, typ: store.EventCancelled, attempt: t.Attempt}}, nowUS)
-		case store.StateRunning:
-			if t.CancelRequested {
-				return false, nil
-			}
-			if _, err := tx.Exec(ctx, "UPDATE weft_tasks SET cancel_requested = true WHERE id = $1", taskID); err != nil {
-				return false, fmt.Errorf("cancel: %w", err)
-			}
-			t.CancelRequested = true
-			// The owner learns of it from the notification.
-			return true, insertEvents(ctx, tx, []event{{taskID: taskID, typ: store.EventCancelRequested, attempt: t.Attempt}}, nowUS)
-		default:
-			return false, fmt.Errorf("task %s is %s: %w", taskID, t.State, store.ErrAlreadyFinished)
+		action, ch, err := store.PlanCancel(t, fromMicros(nowUS))
+		if err != nil {
+			return false, err
 		}
+		switch action {
+		case store.CancelNow:
+			_, err = tx.Exec(ctx, "UPDATE weft_tasks SET state = $1, finalized_at = $2 WHERE id = $3", string(t.State), nowUS, taskID)
+		case store.CancelRequest:
+			// The owner learns of it from the notification.
+			ch.Wake = true
+			_, err = tx.Exec(ctx, "UPDATE weft_tasks SET cancel_requested = true WHERE id = $1", taskID)
+		}
+		if err != nil {
+			return false, fmt.Errorf("cancel: %w", err)
+		}
+		return applyChange(ctx, tx, ch, nowUS)
 	})
 	return store.TaskResult(t, err, store.ErrAlreadyFinished)
 }
@@ -135,37 +125,31 @@ func (s *Store) Retry(ctx context.Context, taskID string) (*store.Task, error) {
 		if err != nil {
 			return false, fmt.Errorf("retry: %w", err)
 		}
-		if t.State != store.StateFailed && t.State != store.StateCancelled {
-			return false, fmt.Errorf("retry: task %s is %s, not failed or cancelled: %w", taskID, t.State, store.ErrConflict)
+		// The unique index is the judge of a held key: the update below
+		// fails on a violation.
+		ch, err := store.PlanRetry(t, "")
+		if err != nil {
+			return false, err
 		}
-		from := t.State
-		// The epoch is bumped as on every other change of lease, so that a
-		// worker of an earlier run stays fenced whatever happens next; a
-		// task with no attempt left gets exactly one more.
-		retried, err := scanTask(tx.QueryRow(ctx, `UPDATE weft_tasks SET state = 'pending', run_at = $2, finalized_at = NULL,
-			cancel_requested = false, lease_owner = NULL, lease_expires_at = NULL, lease_epoch = lease_epoch + 1,
-			max_attempts = greatest(max_attempts, attempt + 1)
-			WHERE id = $1 RETURNING `+taskColumns, taskID, nowUS))
+		retried := *t
+		store.RetryRow(&retried, fromMicros(nowUS))
+		_, err = tx.Exec(ctx, `UPDATE weft_tasks SET state = $2, run_at = $3, finalized_at = NULL,
+			cancel_requested = false, lease_owner = NULL, lease_expires_at = NULL, lease_epoch = $4, max_attempts = $5
+			WHERE id = $1`, taskID, string(retried.State), nowUS, retried.LeaseEpoch, retried.MaxAttempts)
 		if isUniqueViolation(err) {
 			return false, fmt.Errorf("retry: task %s: its unique key %q is now held by another task: %w", taskID, t.UniqueKey, store.ErrConflict)
 		}
 		if err != nil {
 			return false, fmt.Errorf("retry: %w", err)
 		}
-		t = retried
-		moved := counts{}
-		moved.move(t.Queue, from, store.StatePending, 1)
-		if err := moved.apply(ctx, tx); err != nil {
-			return false, err
-		}
-		return true, insertEvents(ctx, tx, []event{{taskID: taskID, typ: store.EventRetried, attempt: t.Attempt,
-			data: []byte(`{"from":"` + string(from) + `"}`)}}, nowUS)
+		t = &retried
+		return applyChange(ctx, tx, ch, nowUS)
 	})
 	return store.TaskResult(t, err, store.ErrConflict)
 }
 
-// CancelRequested implements store.Store.
-func (s *Store) CancelRequested(ctx context.Context, owner string) ([]string, error) {
+// CancelRequests implements store.Store.
+func (s *Store) CancelRequests(ctx context.Context, owner string) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT id FROM weft_tasks
 		WHERE lease_owner = $1 AND state = 'running' AND cancel_requested`, owner)
 	if err != nil {
@@ -211,49 +195,30 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 		if err != nil {
 			return false, fmt.Errorf("rescue: %w", err)
 		}
-		var events []event
-		moved := counts{}
-		notify := false
+		var ch store.Change
 		for rows.Next() {
 			var (
-				e            event
-				state, cause string
-				queue        string
+				id, state, cause, queue string
+				attempt                 int
 			)
-			if err := rows.Scan(&e.taskID, &state, &e.attempt, &cause, &queue); err != nil {
+			if err := rows.Scan(&id, &state, &attempt, &cause, &queue); err != nil {
 				rows.Close()
 				return false, fmt.Errorf("rescue: %w", err)
 			}
-			e.data = []byte(`{"reason":"lease_expired"}`)
-			if strings.HasPrefix(cause, "owner died") {
-				e.data = []byte(`{"reason":"owner_died"}`)
-			}
-			switch store.State(state) {
-			case store.StatePending:
-				e.typ, notify = store.EventRescued, true
-			case store.StateFailed:
-				e.typ = store.EventFailed
-			default:
-				e.typ = store.EventCancelled
-			}
-			moved.move(queue, store.StateRunning, store.State(state), 1)
-			events = append(events, e)
+			ch.Rescued(id, queue, store.State(state), attempt, cause)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return false, fmt.Errorf("rescue: %w", err)
 		}
-		n = len(events)
-		if err := moved.apply(ctx, tx); err != nil {
-			return false, err
-		}
+		n = len(ch.Events)
 		if p.DeadAfter > 0 {
 			if _, err := tx.Exec(ctx, `DELETE FROM weft_nodes WHERE heartbeat_at < $1
 				AND id NOT IN (SELECT lease_owner FROM weft_tasks WHERE state = 'running' AND lease_owner IS NOT NULL)`, deadBefore); err != nil {
 				return false, fmt.Errorf("rescue: remove dead nodes: %w", err)
 			}
 		}
-		return notify, insertEvents(ctx, tx, events, nowUS)
+		return applyChange(ctx, tx, ch, nowUS)
 	})
 	return n, err
 }

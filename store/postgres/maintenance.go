@@ -11,8 +11,8 @@ import (
 	"github.com/weftworks/weft/store"
 )
 
-// NodeHeartbeat implements store.Store.
-func (s *Store) NodeHeartbeat(ctx context.Context, n store.Node) error {
+// TouchNode implements store.Store.
+func (s *Store) TouchNode(ctx context.Context, n store.Node) error {
 	if n.ID == "" {
 		return &store.ValidationError{Index: -1, Field: "node id", Message: "must not be empty"}
 	}
@@ -100,7 +100,7 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 			return false, fmt.Errorf("purge: %w", err)
 		}
 		var ids []string
-		removed := counts{}
+		removed := store.CountMoves{}
 		for rows.Next() {
 			var id, queue, state string
 			if err := rows.Scan(&id, &queue, &state); err != nil {
@@ -108,7 +108,7 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 				return false, fmt.Errorf("purge: %w", err)
 			}
 			ids = append(ids, id)
-			removed.move(queue, store.State(state), "", 1)
+			removed.Move(queue, store.State(state), "", 1)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -119,7 +119,7 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 				return false, fmt.Errorf("purge events: %w", err)
 			}
 		}
-		if err := removed.apply(ctx, tx); err != nil {
+		if err := applyCounts(ctx, tx, removed); err != nil {
 			return false, err
 		}
 		res.Deleted = len(ids)

@@ -38,8 +38,8 @@ type Options struct {
 // minPoolConns is the pool size used when the URL sets none.
 const minPoolConns = 10
 
-// Store is the PostgreSQL backend. It implements store.Store and
-// store.TxEnqueuer[pgx.Tx].
+// Store is the PostgreSQL backend. It implements store.Store, with a
+// TxEnqueuer for pgx.Tx and pgx's *sql.Tx.
 type Store struct {
 	pool *pgxpool.Pool
 	// channel is the NOTIFY channel of commits that may have made work
@@ -53,11 +53,7 @@ type Store struct {
 	done    chan struct{}
 }
 
-var (
-	_ store.Store              = (*Store)(nil)
-	_ store.TxEnqueuer[pgx.Tx] = (*Store)(nil)
-	_ store.SQLTxEnqueuer      = (*Store)(nil)
-)
+var _ store.Store = (*Store)(nil)
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS

@@ -39,7 +39,7 @@ func TestConformance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := s.(*postgres.Store).EnqueueTx(ctx, tx, tasks)
+			res, err := s.TxEnqueuer().EnqueueTx(ctx, tx, tasks)
 			if err != nil {
 				_ = tx.Rollback(ctx)
 				return nil, err

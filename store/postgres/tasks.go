@@ -68,54 +68,37 @@ func nullText(b []byte) *string {
 	return &s
 }
 
-// counts accumulates the changes a write makes to weft_counts.
-type counts map[[2]string]int64
-
-func (c counts) move(queue string, from, to store.State, n int64) {
-	if from != "" {
-		c[[2]string{queue, string(from)}] -= n
-	}
-	if to != "" {
-		c[[2]string{queue, string(to)}] += n
-	}
-}
-
-// apply appends the changes as delta rows: inserts take no lock that
-// another transaction waits for (see migration 0002).
-func (c counts) apply(ctx context.Context, tx execer) error {
-	var queues, states []string
-	var ns []int64
-	for k, n := range c {
-		if n != 0 {
-			queues, states, ns = append(queues, k[0]), append(states, k[1]), append(ns, n)
-		}
-	}
-	if len(ns) == 0 {
+// applyCounts appends the counter changes as delta rows: inserts take no
+// lock that another transaction waits for (see migration 0002).
+func applyCounts(ctx context.Context, tx execer, c store.CountMoves) error {
+	queues, states, deltas := c.Rows()
+	if len(deltas) == 0 {
 		return nil
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO weft_count_deltas (queue, state, n)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])`, queues, states, ns)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])`, queues, states, deltas)
 	if err != nil {
 		return fmt.Errorf("update counts: %w", err)
 	}
 	return nil
 }
 
-// event is an event row waiting to be written with its transition.
-type event struct {
-	taskID  string
-	typ     store.EventType
-	attempt int
-	data    []byte
+// applyChange writes a transition's side effects in its transaction and
+// says whether to notify listeners at commit.
+func applyChange(ctx context.Context, tx execer, ch store.Change, nowUS int64) (notify bool, err error) {
+	if err := applyCounts(ctx, tx, ch.Counts); err != nil {
+		return false, err
+	}
+	return ch.Wake, insertEvents(ctx, tx, ch.Events, nowUS)
 }
 
-func insertEvents(ctx context.Context, tx execer, events []event, at int64) error {
+func insertEvents(ctx context.Context, tx execer, events []store.EventRecord, at int64) error {
 	if len(events) == 0 {
 		return nil
 	}
 	ids, types, attempts, data := make([]string, len(events)), make([]string, len(events)), make([]int32, len(events)), make([]*string, len(events))
 	for i, e := range events {
-		ids[i], types[i], attempts[i], data[i] = e.taskID, string(e.typ), int32(e.attempt), nullText(e.data)
+		ids[i], types[i], attempts[i], data[i] = e.TaskID, string(e.Type), int32(e.Attempt), nullText(e.Data)
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO weft_events (task_id, type, attempt, at, data)
 		SELECT id, type, attempt, $5, data::jsonb FROM unnest($1::text[], $2::text[], $3::int[], $4::text[]) AS e(id, type, attempt, data)`,
@@ -151,22 +134,32 @@ func (s *Store) Enqueue(ctx context.Context, tasks []store.NewTask) ([]store.Enq
 	}
 }
 
+// TxEnqueuer implements store.Store: PostgreSQL enqueues in a pgx.Tx, or in
+// a *sql.Tx opened through pgx's database/sql driver
+// (github.com/jackc/pgx/v5/stdlib).
+func (s *Store) TxEnqueuer() store.TxEnqueuer { return txEnqueuer{s} }
+
+type txEnqueuer struct{ s *Store }
+
 // EnqueueTx implements store.TxEnqueuer: the tasks are written, and
 // listeners notified, when the caller's transaction commits.
-func (s *Store) EnqueueTx(ctx context.Context, tx pgx.Tx, tasks []store.NewTask) ([]store.EnqueueResult, error) {
-	if tx == nil {
-		return nil, &store.ValidationError{Index: -1, Field: "tx", Message: "must not be nil"}
+func (e txEnqueuer) EnqueueTx(ctx context.Context, txAny any, tasks []store.NewTask) ([]store.EnqueueResult, error) {
+	switch tx := txAny.(type) {
+	case pgx.Tx:
+		if tx == nil {
+			break
+		}
+		return e.s.enqueueIn(ctx, tx, tasks)
+	case *sql.Tx:
+		if tx == nil {
+			break
+		}
+		return e.s.enqueueIn(ctx, sqlTx{tx}, tasks)
+	case nil:
+	default:
+		return nil, fmt.Errorf("postgres: %T: %w", txAny, store.ErrTxUnsupported)
 	}
-	return s.enqueueIn(ctx, tx, tasks)
-}
-
-// EnqueueSQLTx implements store.SQLTxEnqueuer: the same, in a database/sql
-// transaction opened through pgx's driver (github.com/jackc/pgx/v5/stdlib).
-func (s *Store) EnqueueSQLTx(ctx context.Context, tx *sql.Tx, tasks []store.NewTask) ([]store.EnqueueResult, error) {
-	if tx == nil {
-		return nil, &store.ValidationError{Index: -1, Field: "tx", Message: "must not be nil"}
-	}
-	return s.enqueueIn(ctx, sqlTx{tx}, tasks)
+	return nil, &store.ValidationError{Index: -1, Field: "tx", Message: "must not be nil"}
 }
 
 func (s *Store) enqueueIn(ctx context.Context, tx execer, tasks []store.NewTask) ([]store.EnqueueResult, error) {
@@ -242,7 +235,7 @@ func insertTasks(ctx context.Context, tx execer, tasks []store.NewTask, now time
 		prios, maxAttempts           = make([]int32, n), make([]int32, n)
 		runAts, timeouts             = make([]int64, n), make([]int64, n)
 		uniqueKeys, metadata         = make([]*string, n), make([]*string, n)
-		added                        = counts{}
+		added                        = store.CountMoves{}
 	)
 	for j, i := range fresh {
 		t := &tasks[i]
@@ -254,7 +247,7 @@ func insertTasks(ctx context.Context, tx execer, tasks []store.NewTask, now time
 			uniqueKeys[j] = &k
 		}
 		metadata[j] = nullText(t.Metadata)
-		added.move(t.Queue, "", store.StatePending, 1)
+		added.Move(t.Queue, "", store.StatePending, 1)
 	}
 	createdAt := micros(now)
 	_, err := tx.Exec(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at, max_attempts,
@@ -270,7 +263,7 @@ func insertTasks(ctx context.Context, tx execer, tasks []store.NewTask, now time
 		SELECT unnest($1::text[]), 'created', 0, $2`, ids, createdAt); err != nil {
 		return nil, fmt.Errorf("insert created events: %w", err)
 	}
-	if err := added.apply(ctx, tx); err != nil {
+	if err := applyCounts(ctx, tx, added); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -375,13 +368,13 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 		if err := rows.Err(); err != nil {
 			return false, fmt.Errorf("claim: %w", err)
 		}
-		events := make([]event, len(claimed))
-		moved := counts{}
+		events := make([]store.EventRecord, len(claimed))
+		moved := store.CountMoves{}
 		for i, t := range claimed {
-			events[i] = event{taskID: t.ID, typ: store.EventStarted, attempt: t.Attempt}
-			moved.move(t.Queue, store.StatePending, store.StateRunning, 1)
+			events[i] = store.EventRecord{TaskID: t.ID, Type: store.EventStarted, Attempt: t.Attempt}
+			moved.Move(t.Queue, store.StatePending, store.StateRunning, 1)
 		}
-		if err := moved.apply(ctx, tx); err != nil {
+		if err := applyCounts(ctx, tx, moved); err != nil {
 			return false, err
 		}
 		return false, insertEvents(ctx, tx, events, nowUS)
@@ -395,9 +388,12 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 
 // Finish implements store.Store: one UPDATE … FROM unnest(…) for the batch,
 // fenced on (id, epoch, running).
-func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, error) {
+func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.FinishResult, error) {
 	if len(outcomes) == 0 {
 		return nil, nil
+	}
+	if err := store.CheckOutcomes(outcomes); err != nil {
+		return nil, err
 	}
 	n := len(outcomes)
 	var (
@@ -407,11 +403,6 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 		refunds           = make([]int32, n)
 	)
 	for i, o := range outcomes {
-		switch o.State {
-		case store.StateCompleted, store.StateFailed, store.StateCancelled, store.StatePending:
-		default:
-			return nil, &store.ValidationError{Index: i, Field: "state", Message: fmt.Sprintf("%q is not an outcome state", o.State)}
-		}
 		ids[i], states[i], epochs[i], results[i] = o.TaskID, string(o.State), o.Epoch, nullText(o.Result)
 		if o.Error != nil {
 			b, err := json.Marshal(o.Error)
@@ -429,17 +420,8 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 		}
 	}
 	nowUS := micros(s.now())
-	results2 := make([]error, n)
+	var out []store.FinishResult
 	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
-		type key struct {
-			id    string
-			epoch int64
-		}
-		type applied struct {
-			state   string
-			attempt int
-			queue   string
-		}
 		rows, err := tx.Query(ctx, `UPDATE weft_tasks t SET
 			state = CASE WHEN v.state = 'pending' AND t.cancel_requested THEN 'cancelled' ELSE v.state END,
 			result = coalesce(v.result::jsonb, t.result),
@@ -457,51 +439,59 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 		if err != nil {
 			return false, fmt.Errorf("finish: %w", err)
 		}
-		done := map[key]applied{}
+		applied := make(map[store.LeaseKey]store.FinishedRow, n)
 		for rows.Next() {
 			var (
-				k key
-				a applied
+				k     store.LeaseKey
+				row   store.FinishedRow
+				state string
 			)
-			if err := rows.Scan(&k.id, &k.epoch, &a.state, &a.attempt, &a.queue); err != nil {
+			if err := rows.Scan(&k.TaskID, &k.Epoch, &state, &row.Attempt, &row.Queue); err != nil {
 				rows.Close()
 				return false, fmt.Errorf("finish: %w", err)
 			}
-			done[k] = a
+			row.State = store.State(state)
+			applied[k] = row
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return false, fmt.Errorf("finish: %w", err)
 		}
-		events := make([]event, 0, n)
-		moved := counts{}
-		notify := false
-		for i, o := range outcomes {
-			k := key{o.TaskID, o.Epoch}
-			a, ok := done[k]
-			if !ok {
-				results2[i] = fmt.Errorf("task %s epoch %d: %w", o.TaskID, o.Epoch, store.ErrLeaseLost)
-				continue
-			}
-			delete(done, k)
-			results2[i] = nil
-			typ, data := o.Event, o.EventData
-			if store.State(a.state) != o.State {
-				typ, data = store.EventCancelled, nil
-			}
-			if store.State(a.state) == store.StatePending {
-				notify = true
-			}
-			events = append(events, event{taskID: o.TaskID, typ: typ, attempt: a.attempt + int(refunds[i]), data: data})
-			moved.move(a.queue, store.StateRunning, store.State(a.state), 1)
-		}
-		if err := moved.apply(ctx, tx); err != nil {
+		missing, err := missingTasks(ctx, tx, store.Unapplied(outcomes, applied))
+		if err != nil {
 			return false, err
 		}
-		return notify, insertEvents(ctx, tx, events, nowUS)
+		var ch store.Change
+		out, ch = store.ReconcileFinish(outcomes, applied, missing)
+		return applyChange(ctx, tx, ch, nowUS)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return results2, nil
+	return out, nil
+}
+
+// missingTasks says which of ids name no task: refused outcomes are rare,
+// so this costs nothing on the common path.
+func missingTasks(ctx context.Context, tx pgx.Tx, ids []string) (map[string]bool, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	missing := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		missing[id] = true
+	}
+	rows, err := tx.Query(ctx, "SELECT id FROM weft_tasks WHERE id = ANY($1::text[])", ids)
+	if err != nil {
+		return nil, fmt.Errorf("finish: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("finish: %w", err)
+		}
+		delete(missing, id)
+	}
+	return missing, rows.Err()
 }

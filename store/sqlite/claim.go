@@ -94,11 +94,11 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 		if len(claimed) == 0 {
 			return nil
 		}
-		moved := counts{}
+		moved := store.CountMoves{}
 		for _, t := range claimed {
-			moved.move(t.Queue, store.StatePending, store.StateRunning, 1)
+			moved.Move(t.Queue, store.StatePending, store.StateRunning, 1)
 		}
-		if err := moved.apply(context.Background(), q.conn); err != nil {
+		if err := applyCounts(context.Background(), q.conn, moved); err != nil {
 			return err
 		}
 		var ev args

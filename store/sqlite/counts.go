@@ -10,40 +10,34 @@ import (
 	"github.com/weftworks/weft/store"
 )
 
-// counts accumulates the changes a write makes to weft_counts.
-type counts map[[2]string]int64
-
-// move records n tasks of queue leaving state from (if any) for state to
-// (if any).
-func (c counts) move(queue string, from, to store.State, n int64) {
-	if from != "" {
-		c[[2]string{queue, string(from)}] -= n
-	}
-	if to != "" {
-		c[[2]string{queue, string(to)}] += n
-	}
-}
-
-// apply writes the accumulated changes in one statement.
-func (c counts) apply(ctx context.Context, db dbtx) error {
-	a := make([]any, 0, 3*len(c))
-	rows := 0
-	for k, n := range c {
-		if n == 0 {
-			continue
-		}
-		a = append(a, k[0], k[1], n)
-		rows++
-	}
-	if rows == 0 {
+// applyCounts writes the accumulated counter changes in one statement.
+func applyCounts(ctx context.Context, db dbtx, c store.CountMoves) error {
+	queues, states, deltas := c.Rows()
+	if len(deltas) == 0 {
 		return nil
 	}
-	_, err := db.ExecContext(ctx, `INSERT INTO weft_counts (queue, state, n) VALUES `+placeholders(rows, 3)+`
+	a := make([]any, 0, 3*len(deltas))
+	for i := range deltas {
+		a = append(a, queues[i], states[i], deltas[i])
+	}
+	_, err := db.ExecContext(ctx, `INSERT INTO weft_counts (queue, state, n) VALUES `+placeholders(len(deltas), 3)+`
 		ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n`, a...)
 	if err != nil {
 		return fmt.Errorf("update counts: %w", err)
 	}
 	return nil
+}
+
+// applyChange writes a transition's side effects in the writer's
+// transaction: counters, events, and the wakeup after commit.
+func applyChange(q *execer, ch store.Change, nowUS int64) error {
+	if err := applyCounts(context.Background(), q.conn, ch.Counts); err != nil {
+		return err
+	}
+	if ch.Wake {
+		q.wake = true
+	}
+	return insertEvents(q, ch.Events, nowUS)
 }
 
 // Maintain implements store.Store: SQLite's counters are kept in place

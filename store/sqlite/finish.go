@@ -2,8 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/weftworks/weft/store"
@@ -47,14 +49,16 @@ type finishStmt struct {
 }
 
 // Finish implements store.Store.
-func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, error) {
+func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.FinishResult, error) {
 	if len(outcomes) == 0 {
 		return nil, nil
+	}
+	if err := store.CheckOutcomes(outcomes); err != nil {
+		return nil, err
 	}
 	// The statements are built here, before the write is queued, so the
 	// writer's critical section only executes them.
 	nowUS := micros(s.now())
-	refunds := make([]int, len(outcomes))
 	var stmts []finishStmt
 	var completed, other *finishStmt
 	flush := func(st **finishStmt, tmpl string, width int) {
@@ -80,9 +84,6 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 				flush(&completed, completeSQL, 3)
 			}
 			continue
-		case store.StateFailed, store.StateCancelled, store.StatePending:
-		default:
-			return nil, &store.ValidationError{Index: i, Field: "state", Message: fmt.Sprintf("%q is not an outcome state", o.State)}
 		}
 		var errJSON, runAt driver.Value
 		if o.Error != nil {
@@ -95,13 +96,14 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 		if o.State == store.StatePending {
 			runAt = micros(o.RunAt)
 		}
+		refund := int64(0)
 		if o.Refund {
-			refunds[i] = 1
+			refund = 1
 		}
 		if other == nil {
 			other = &finishStmt{a: args{{Ordinal: 1, Value: nowUS}}}
 		}
-		other.a.add(o.TaskID, o.Epoch, string(o.State), result, errJSON, runAt, int64(refunds[i]))
+		other.a.add(o.TaskID, o.Epoch, string(o.State), result, errJSON, runAt, refund)
 		other.idx = append(other.idx, i)
 		if len(other.idx) == finishChunk {
 			flush(&other, finishSQL, 7)
@@ -109,41 +111,21 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 	}
 	flush(&completed, completeSQL, 3)
 	flush(&other, finishSQL, 7)
-	results := make([]error, len(outcomes))
+	var results []store.FinishResult
 	err := s.writer.do(ctx, func(q *execer) error {
-		events := make([]event, 0, len(outcomes))
-		moved := counts{}
+		applied := make(map[store.LeaseKey]store.FinishedRow, len(outcomes))
 		for _, st := range stmts {
-			applied, err := finishRows(q, st.query, len(st.idx), st.a)
-			if err != nil {
+			if err := finishRows(q, st.query, st.a, applied); err != nil {
 				return err
 			}
-			for _, i := range st.idx {
-				o := outcomes[i]
-				key := leaseKey{o.TaskID, o.Epoch}
-				res, ok := applied[key]
-				if !ok {
-					results[i] = fmt.Errorf("task %s epoch %d: %w", o.TaskID, o.Epoch, store.ErrLeaseLost)
-					continue
-				}
-				// A duplicate outcome in the batch was not applied twice.
-				delete(applied, key)
-				results[i] = nil
-				typ, data := o.Event, o.EventData
-				if res.state != o.State {
-					typ, data = store.EventCancelled, nil
-				}
-				if res.state == store.StatePending {
-					q.wake = true
-				}
-				events = append(events, event{taskID: o.TaskID, typ: typ, attempt: res.attempt + refunds[i], data: data})
-				moved.move(res.queue, store.StateRunning, res.state, 1)
-			}
 		}
-		if err := moved.apply(context.Background(), q.conn); err != nil {
+		missing, err := missingTasks(q, store.Unapplied(outcomes, applied))
+		if err != nil {
 			return err
 		}
-		return insertEvents(q, events, nowUS)
+		var ch store.Change
+		results, ch = store.ReconcileFinish(outcomes, applied, missing)
+		return applyChange(q, ch, nowUS)
 	})
 	if err != nil {
 		return nil, err
@@ -151,25 +133,34 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]error, 
 	return results, nil
 }
 
-type finished struct {
-	state   store.State
-	attempt int
-	queue   string
-}
-
-type leaseKey struct {
-	id    string
-	epoch int64
-}
-
-func finishRows(q *execer, query string, n int, a args) (map[leaseKey]finished, error) {
-	applied := make(map[leaseKey]finished, n)
+func finishRows(q *execer, query string, a args, applied map[store.LeaseKey]store.FinishedRow) error {
 	err := q.rawQuery(query, a, func(v []driver.Value) error {
-		applied[leaseKey{asString(v[0]), asInt64(v[1])}] = finished{state: store.State(asString(v[2])), attempt: int(asInt64(v[3])), queue: asString(v[4])}
+		applied[store.LeaseKey{TaskID: asString(v[0]), Epoch: asInt64(v[1])}] = store.FinishedRow{
+			State: store.State(asString(v[2])), Attempt: int(asInt64(v[3])), Queue: asString(v[4])}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("finish: %w", err)
+		return fmt.Errorf("finish: %w", err)
 	}
-	return applied, nil
+	return nil
+}
+
+// missingTasks says which of ids name no task: refused outcomes are rare,
+// so this costs nothing on the common path.
+func missingTasks(q *execer, ids []string) (map[string]bool, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	missing := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		var one int
+		err := q.queryRow("SELECT 1 FROM weft_tasks WHERE id = +?", id).Scan(&one)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			missing[id] = true
+		case err != nil:
+			return nil, fmt.Errorf("finish: %w", err)
+		}
+	}
+	return missing, nil
 }

@@ -9,14 +9,13 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/weftworks/weft/store"
 )
 
-// RenewLeases implements store.Store.
-func (s *Store) RenewLeases(ctx context.Context, owner string, ttl time.Duration) ([]store.Lease, error) {
+// ExtendLeases implements store.Store.
+func (s *Store) ExtendLeases(ctx context.Context, owner string, ttl time.Duration) ([]store.Lease, error) {
 	expires := micros(s.now().Add(ttl))
 	var leases []store.Lease
 	err := s.writer.doLight(ctx, func(q *execer) error {
@@ -39,8 +38,8 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, ttl time.Duration
 	return leases, err
 }
 
-// Heartbeat implements store.Store.
-func (s *Store) Heartbeat(ctx context.Context, taskID string, epoch int64, ttl time.Duration) (bool, error) {
+// ExtendLease implements store.Store.
+func (s *Store) ExtendLease(ctx context.Context, taskID string, epoch int64, ttl time.Duration) (bool, error) {
 	expires := micros(s.now().Add(ttl))
 	var cancel bool
 	err := s.writer.doLight(ctx, func(q *execer) error {
@@ -83,7 +82,7 @@ func (s *Store) Progress(ctx context.Context, taskID string, epoch int64, data j
 		if err != nil {
 			return fmt.Errorf("progress: %w", err)
 		}
-		return insertEvents(q, []event{{taskID: taskID, typ: store.EventProgress, attempt: attempt, data: data}}, nowUS)
+		return insertEvents(q, []store.EventRecord{{TaskID: taskID, Type: store.EventProgress, Attempt: attempt, Data: data}}, nowUS)
 	})
 }
 
@@ -100,30 +99,20 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 		if err != nil {
 			return fmt.Errorf("cancel: %w", err)
 		}
-		switch t.State {
-		case store.StatePending:
-			if _, err := q.exec("UPDATE weft_tasks SET state = 'cancelled', finalized_at = ? WHERE id = +?", nowUS, taskID); err != nil {
-				return fmt.Errorf("cancel: %w", err)
-			}
-			t.State, t.FinalizedAt = store.StateCancelled, fromMicros(nowUS)
-			moved := counts{}
-			moved.move(t.Queue, store.StatePending, store.StateCancelled, 1)
-			if err := moved.apply(context.Background(), q.conn); err != nil {
-				return err
-			}
-			return insertEvents(q, []event{{taskID: taskID, typ: store.EventCancelled, attempt: t.Attempt}}, nowUS)
-		case store.StateRunning:
-			if t.CancelRequested {
-				return nil
-			}
-			if _, err := q.exec("UPDATE weft_tasks SET cancel_requested = 1 WHERE id = +?", taskID); err != nil {
-				return fmt.Errorf("cancel: %w", err)
-			}
-			t.CancelRequested = true
-			return insertEvents(q, []event{{taskID: taskID, typ: store.EventCancelRequested, attempt: t.Attempt}}, nowUS)
-		default:
-			return fmt.Errorf("task %s is %s: %w", taskID, t.State, store.ErrAlreadyFinished)
+		action, ch, err := store.PlanCancel(t, fromMicros(nowUS))
+		if err != nil {
+			return err
 		}
+		switch action {
+		case store.CancelNow:
+			_, err = q.exec("UPDATE weft_tasks SET state = ?, finalized_at = ? WHERE id = +?", string(t.State), nowUS, taskID)
+		case store.CancelRequest:
+			_, err = q.exec("UPDATE weft_tasks SET cancel_requested = 1 WHERE id = +?", taskID)
+		}
+		if err != nil {
+			return fmt.Errorf("cancel: %w", err)
+		}
+		return applyChange(q, ch, nowUS)
 	})
 	return store.TaskResult(t, err, store.ErrAlreadyFinished)
 }
@@ -143,38 +132,24 @@ func (s *Store) Retry(ctx context.Context, taskID string) (*store.Task, error) {
 		if err != nil {
 			return fmt.Errorf("retry: %w", err)
 		}
-		if t.State != store.StateFailed && t.State != store.StateCancelled {
-			return fmt.Errorf("retry: task %s is %s, not failed or cancelled: %w", taskID, t.State, store.ErrConflict)
-		}
+		var holder string
 		if t.UniqueKey != "" {
-			var holder string
 			err := q.queryRow("SELECT id FROM weft_tasks WHERE unique_key = +? AND state IN "+uniqueHeld, t.UniqueKey).Scan(&holder)
-			if err == nil {
-				return fmt.Errorf("retry: task %s: its unique key %q is now held by task %s: %w", taskID, t.UniqueKey, holder, store.ErrConflict)
-			}
-			if !errors.Is(err, sql.ErrNoRows) {
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("retry: check unique key: %w", err)
 			}
 		}
-		from := t.State
-		// The epoch is bumped as on every other change of lease, so that a
-		// worker of an earlier run stays fenced whatever happens next; a
-		// task with no attempt left gets exactly one more.
-		t, err = scanTask(q.queryRow(`UPDATE weft_tasks SET state = 'pending', run_at = ?, finalized_at = NULL,
-			cancel_requested = 0, lease_owner = NULL, lease_expires_at = NULL, lease_epoch = lease_epoch + 1,
-			max_attempts = max(max_attempts, attempt + 1)
-			WHERE id = +? RETURNING `+taskColumns, nowUS, taskID))
+		ch, err := store.PlanRetry(t, holder)
 		if err != nil {
-			return fmt.Errorf("retry: %w", err)
-		}
-		moved := counts{}
-		moved.move(t.Queue, from, store.StatePending, 1)
-		if err := moved.apply(context.Background(), q.conn); err != nil {
 			return err
 		}
-		q.wake = true
-		return insertEvents(q, []event{{taskID: taskID, typ: store.EventRetried, attempt: t.Attempt,
-			data: []byte(`{"from":"` + string(from) + `"}`)}}, nowUS)
+		store.RetryRow(t, fromMicros(nowUS))
+		if _, err := q.exec(`UPDATE weft_tasks SET state = ?, run_at = ?, finalized_at = NULL,
+			cancel_requested = 0, lease_owner = NULL, lease_expires_at = NULL, lease_epoch = ?, max_attempts = ?
+			WHERE id = +?`, string(t.State), nowUS, t.LeaseEpoch, t.MaxAttempts, taskID); err != nil {
+			return fmt.Errorf("retry: %w", err)
+		}
+		return applyChange(q, ch, nowUS)
 	})
 	return store.TaskResult(t, err, store.ErrConflict)
 }
@@ -195,8 +170,7 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 	n := 0
 	err := s.writer.do(ctx, func(q *execer) error {
 		n = 0
-		var events []event
-		moved := counts{}
+		var ch store.Change
 		// SET sees the row as it was: the reason is decided from the old
 		// lease, and RETURNING reads it back from the error it wrote.
 		err := q.rawQuery(`UPDATE weft_tasks SET
@@ -217,37 +191,20 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 			RETURNING id, state, attempt, json_extract(errors, '$[#-1].error'), queue`,
 			args{{Ordinal: 1, Value: nowUS}, {Ordinal: 2, Value: string(at)}, {Ordinal: 3, Value: deadBefore}},
 			func(v []driver.Value) error {
-				e := event{taskID: asString(v[0]), attempt: int(asInt64(v[2])), data: []byte(`{"reason":"lease_expired"}`)}
-				if strings.HasPrefix(asString(v[3]), "owner died") {
-					e.data = []byte(`{"reason":"owner_died"}`)
-				}
-				moved.move(asString(v[4]), store.StateRunning, store.State(asString(v[1])), 1)
-				switch store.State(asString(v[1])) {
-				case store.StatePending:
-					e.typ = store.EventRescued
-					q.wake = true
-				case store.StateFailed:
-					e.typ = store.EventFailed
-				default:
-					e.typ = store.EventCancelled
-				}
-				events = append(events, e)
+				ch.Rescued(asString(v[0]), asString(v[4]), store.State(asString(v[1])), int(asInt64(v[2])), asString(v[3]))
 				return nil
 			})
 		if err != nil {
 			return fmt.Errorf("rescue: %w", err)
 		}
-		n = len(events)
-		if err := moved.apply(context.Background(), q.conn); err != nil {
-			return err
-		}
+		n = len(ch.Events)
 		if p.DeadAfter > 0 {
 			if _, err := q.exec(`DELETE FROM weft_nodes WHERE heartbeat_at < +?
 				AND id NOT IN (SELECT lease_owner FROM weft_tasks WHERE state = 'running')`, deadBefore); err != nil {
 				return fmt.Errorf("rescue: remove dead nodes: %w", err)
 			}
 		}
-		return insertEvents(q, events, nowUS)
+		return applyChange(q, ch, nowUS)
 	})
 	return n, err
 }

@@ -13,8 +13,8 @@ import (
 	"github.com/weftworks/weft/store"
 )
 
-// NodeHeartbeat implements store.Store.
-func (s *Store) NodeHeartbeat(ctx context.Context, n store.Node) error {
+// TouchNode implements store.Store.
+func (s *Store) TouchNode(ctx context.Context, n store.Node) error {
 	if n.ID == "" {
 		return &store.ValidationError{Index: -1, Field: "node id", Message: "must not be empty"}
 	}
@@ -108,7 +108,7 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 		a.add(cutoffs...)
 		// Ids are UUIDs, so Go's quoting of them is valid JSON.
 		ids := []byte{'['}
-		removed := counts{}
+		removed := store.CountMoves{}
 		err = q.rawQuery(`DELETE FROM weft_tasks WHERE rowid IN (SELECT rowid FROM weft_tasks
 			WHERE id > +?`+bound+` AND (`+strings.Join(conds, " OR ")+`) LIMIT `+strconv.Itoa(limit)+`) RETURNING id, queue, state`,
 			a, func(v []driver.Value) error {
@@ -116,14 +116,14 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 					ids = append(ids, ',')
 				}
 				ids = strconv.AppendQuote(ids, asString(v[0]))
-				removed.move(asString(v[1]), store.State(asString(v[2])), "", 1)
+				removed.Move(asString(v[1]), store.State(asString(v[2])), "", 1)
 				deleted++
 				return nil
 			})
 		if err != nil {
 			return fmt.Errorf("purge: %w", err)
 		}
-		if err := removed.apply(context.Background(), q.conn); err != nil {
+		if err := applyCounts(context.Background(), q.conn, removed); err != nil {
 			return err
 		}
 		if deleted > 0 {

@@ -154,8 +154,8 @@ func nextArgs(queue string, below int64, kinds []string) []any {
 	return append(a, queue)
 }
 
-// CancelRequested implements store.Store.
-func (s *Store) CancelRequested(ctx context.Context, owner string) ([]string, error) {
+// CancelRequests implements store.Store.
+func (s *Store) CancelRequests(ctx context.Context, owner string) ([]string, error) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT id FROM weft_tasks
 		WHERE lease_owner = +? AND state = 'running' AND cancel_requested = 1`, owner)
 	if err != nil {

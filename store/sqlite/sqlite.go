@@ -101,8 +101,8 @@ func (o *Options) withDefaults() Options {
 	return out
 }
 
-// Store is the SQLite backend. It implements store.Store and
-// store.TxEnqueuer[*sql.Tx].
+// Store is the SQLite backend. It implements store.Store, with a
+// TxEnqueuer for *sql.Tx on the same file.
 type Store struct {
 	path   string
 	opts   Options
@@ -114,10 +114,7 @@ type Store struct {
 	wake   wake.Broadcaster
 }
 
-var (
-	_ store.Store               = (*Store)(nil)
-	_ store.TxEnqueuer[*sql.Tx] = (*Store)(nil)
-)
+var _ store.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database file at path, applies any
 // pending migrations, and starts the writer. The caller must Close it.

@@ -35,7 +35,7 @@ func TestConformance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := s.(*sqlite.Store).EnqueueTx(context.Background(), tx, tasks)
+			res, err := s.TxEnqueuer().EnqueueTx(context.Background(), tx, tasks)
 			if err != nil {
 				_ = tx.Rollback()
 				return nil, err

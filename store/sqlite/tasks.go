@@ -165,24 +165,16 @@ func nullBytes(b []byte) any {
 	return []byte(b)
 }
 
-// event is an event row waiting to be written with its transition.
-type event struct {
-	taskID  string
-	typ     store.EventType
-	attempt int
-	data    []byte
-}
-
-func insertEvents(q *execer, events []event, at int64) error {
+func insertEvents(q *execer, events []store.EventRecord, at int64) error {
 	for len(events) > 0 {
 		n := min(len(events), eventChunk)
 		a := make(args, 0, n*5)
 		for _, e := range events[:n] {
 			var data driver.Value
-			if len(e.data) > 0 {
-				data = []byte(e.data)
+			if len(e.Data) > 0 {
+				data = []byte(e.Data)
 			}
-			a.add(e.taskID, string(e.typ), int64(e.attempt), at, data)
+			a.add(e.TaskID, string(e.Type), int64(e.Attempt), at, data)
 		}
 		if err := q.rawExec("INSERT INTO weft_events (task_id, type, attempt, at, data) VALUES "+placeholders(n, 5), a); err != nil {
 			return fmt.Errorf("insert events: %w", err)
@@ -212,13 +204,24 @@ func (s *Store) Enqueue(ctx context.Context, tasks []store.NewTask) ([]store.Enq
 	return res, nil
 }
 
+// TxEnqueuer implements store.Store: SQLite enqueues in a *sql.Tx on the
+// same database file.
+func (s *Store) TxEnqueuer() store.TxEnqueuer { return txEnqueuer{s} }
+
+type txEnqueuer struct{ s *Store }
+
 // EnqueueTx implements store.TxEnqueuer: the tasks are written inside the
-// caller's transaction and become visible when it commits. The writer's
-// change watcher notices that commit within milliseconds.
-func (s *Store) EnqueueTx(ctx context.Context, tx *sql.Tx, tasks []store.NewTask) ([]store.EnqueueResult, error) {
+// caller's *sql.Tx and become visible when it commits. The writer's change
+// watcher notices that commit within milliseconds.
+func (e txEnqueuer) EnqueueTx(ctx context.Context, txAny any, tasks []store.NewTask) ([]store.EnqueueResult, error) {
+	tx, ok := txAny.(*sql.Tx)
+	if !ok {
+		return nil, fmt.Errorf("sqlite: %T: %w", txAny, store.ErrTxUnsupported)
+	}
 	if tx == nil {
 		return nil, &store.ValidationError{Index: -1, Field: "tx", Message: "must not be nil"}
 	}
+	s := e.s
 	now := s.now()
 	tasks = slices.Clone(tasks)
 	if err := store.Prepare(tasks, s.opts.Limits, now); err != nil {
@@ -261,9 +264,9 @@ func insertTasks(ctx context.Context, db dbtx, tasks []store.NewTask, now time.T
 		seen[t.UniqueKey] = i
 	}
 	createdAt := micros(now)
-	added := counts{}
+	added := store.CountMoves{}
 	for _, i := range fresh {
-		added.move(tasks[i].Queue, "", store.StatePending, 1)
+		added.Move(tasks[i].Queue, "", store.StatePending, 1)
 	}
 	for len(fresh) > 0 {
 		n := min(len(fresh), insertChunk)
@@ -293,7 +296,7 @@ func insertTasks(ctx context.Context, db dbtx, tasks []store.NewTask, now time.T
 		}
 		fresh = fresh[n:]
 	}
-	if err := added.apply(ctx, db); err != nil {
+	if err := applyCounts(ctx, db, added); err != nil {
 		return nil, err
 	}
 	return res, nil

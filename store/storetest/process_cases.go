@@ -312,7 +312,7 @@ func testKilledProcess(t *testing.T, e *env) {
 		}
 		// A late write by the killed process, under its epoch, is refused.
 		res, err := e.st.Finish(e.ctx, []store.Outcome{{TaskID: id, Epoch: epoch, State: store.StateFailed, Event: store.EventFailed}})
-		if err != nil || !errors.Is(res[0], store.ErrLeaseLost) {
+		if err != nil || !errors.Is(res[0].Err, store.ErrLeaseLost) {
 			t.Fatalf("a late write by the killed process was not refused: %v %v", res, err)
 		}
 	}

@@ -221,8 +221,8 @@ func finish(t *testing.T, e *env, outcomes ...store.Outcome) {
 		t.Fatalf("finish: %v", err)
 	}
 	for i, r := range res {
-		if r != nil {
-			t.Fatalf("finish outcome %d (%s): %v", i, outcomes[i].TaskID, r)
+		if r.Err != nil {
+			t.Fatalf("finish outcome %d (%s): %v", i, outcomes[i].TaskID, r.Err)
 		}
 	}
 }
@@ -369,7 +369,7 @@ func testFinishFenced(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !errors.Is(res[0], store.ErrLeaseLost) || res[1] != nil || !errors.Is(res[2], store.ErrLeaseLost) {
+	if !errors.Is(res[0].Err, store.ErrLeaseLost) || res[1].Err != nil || !errors.Is(res[2].Err, store.ErrLeaseLost) {
 		t.Fatalf("results = %v, want [lease lost, nil, lease lost]", res)
 	}
 	got := e.get(t, id)
@@ -464,7 +464,7 @@ func testCancel(t *testing.T, e *env) {
 	if err != nil || got.State != store.StateRunning || !got.CancelRequested {
 		t.Fatalf("cancel running: %+v, %v; want running with cancel requested", got, err)
 	}
-	if ids, err := e.st.CancelRequested(e.ctx, "n"); err != nil || !reflect.DeepEqual(ids, []string{running}) {
+	if ids, err := e.st.CancelRequests(e.ctx, "n"); err != nil || !reflect.DeepEqual(ids, []string{running}) {
 		t.Fatalf("CancelRequested = %v, %v", ids, err)
 	}
 	finish(t, e, store.Outcome{TaskID: running, Epoch: c.LeaseEpoch, State: store.StateCancelled, Event: store.EventCancelled})
@@ -497,7 +497,7 @@ func testCancelBeatsRetry(t *testing.T, e *env) {
 func testHeartbeatProgress(t *testing.T, e *env) {
 	id := e.enqueue(t, task("k"))[0].ID
 	c := e.claim(t, "n", time.Second, q("default", 1))[0]
-	cancel, err := e.st.Heartbeat(e.ctx, id, c.LeaseEpoch, time.Hour)
+	cancel, err := e.st.ExtendLease(e.ctx, id, c.LeaseEpoch, time.Hour)
 	if err != nil || cancel {
 		t.Fatalf("heartbeat = %v, %v", cancel, err)
 	}
@@ -507,7 +507,7 @@ func testHeartbeatProgress(t *testing.T, e *env) {
 	if err := e.st.Progress(e.ctx, id, c.LeaseEpoch, json.RawMessage(`{"done":3,"of":10}`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.st.Heartbeat(e.ctx, id, c.LeaseEpoch+1, time.Hour); !errors.Is(err, store.ErrLeaseLost) {
+	if _, err := e.st.ExtendLease(e.ctx, id, c.LeaseEpoch+1, time.Hour); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("stale heartbeat: %v, want ErrLeaseLost", err)
 	}
 	if err := e.st.Progress(e.ctx, id, c.LeaseEpoch-1, json.RawMessage(`{}`)); !errors.Is(err, store.ErrLeaseLost) {
@@ -516,13 +516,13 @@ func testHeartbeatProgress(t *testing.T, e *env) {
 	if err := e.st.Progress(e.ctx, id, c.LeaseEpoch, json.RawMessage(`{nope`)); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("bad progress JSON: %v, want ErrInvalid", err)
 	}
-	if _, err := e.st.Heartbeat(e.ctx, uuid.NewString(), 1, time.Hour); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.st.ExtendLease(e.ctx, uuid.NewString(), 1, time.Hour); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("heartbeat of a missing task: %v, want ErrNotFound", err)
 	}
 	if _, err := e.st.Cancel(e.ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	if cancel, err := e.st.Heartbeat(e.ctx, id, c.LeaseEpoch, time.Hour); err != nil || !cancel {
+	if cancel, err := e.st.ExtendLease(e.ctx, id, c.LeaseEpoch, time.Hour); err != nil || !cancel {
 		t.Fatalf("heartbeat after cancel = %v, %v; want cancel requested", cancel, err)
 	}
 	evs := e.events(t, id)
@@ -545,7 +545,7 @@ func testRenewLeases(t *testing.T, e *env) {
 	if _, err := e.st.Cancel(e.ctx, mine[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	leases, err := e.st.RenewLeases(e.ctx, "me", time.Hour)
+	leases, err := e.st.ExtendLeases(e.ctx, "me", time.Hour)
 	if err != nil || len(leases) != 2 {
 		t.Fatalf("renew = %v, %v; want my 2 leases", leases, err)
 	}
@@ -599,7 +599,7 @@ func testRescue(t *testing.T, e *env) {
 	}
 	// The dead owner's late completion is refused.
 	res, err := e.st.Finish(e.ctx, []store.Outcome{{TaskID: retry.ID, Epoch: retry.LeaseEpoch, State: store.StateCompleted, Event: store.EventCompleted}})
-	if err != nil || !errors.Is(res[0], store.ErrLeaseLost) {
+	if err != nil || !errors.Is(res[0].Err, store.ErrLeaseLost) {
 		t.Fatalf("late completion: %v %v, want ErrLeaseLost", res, err)
 	}
 	// The rescued task runs again as attempt 2.
@@ -926,7 +926,7 @@ func testLead(t *testing.T, e *env) {
 
 func testRescueDeadNodes(t *testing.T, e *env) {
 	for _, id := range []string{"dead", "alive"} {
-		if err := e.st.NodeHeartbeat(e.ctx, store.Node{ID: id, Host: "h", PID: 1}); err != nil {
+		if err := e.st.TouchNode(e.ctx, store.Node{ID: id, Host: "h", PID: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -936,7 +936,7 @@ func testRescueDeadNodes(t *testing.T, e *env) {
 	alive := e.claim(t, "alive", time.Hour, q("a", 1))[0]
 	remote := e.claim(t, "remote-worker", time.Hour, q("x", 1))[0]
 	time.Sleep(30 * time.Millisecond)
-	if err := e.st.NodeHeartbeat(e.ctx, store.Node{ID: "alive"}); err != nil {
+	if err := e.st.TouchNode(e.ctx, store.Node{ID: "alive"}); err != nil {
 		t.Fatal(err)
 	}
 	n, err := e.st.Rescue(e.ctx, store.RescueParams{DeadAfter: 20 * time.Millisecond})
@@ -1039,7 +1039,7 @@ func testStats(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 	// beta[4] is left running under a short lease and rescued.
-	if _, err := e.st.Heartbeat(e.ctx, beta[4].ID, beta[4].LeaseEpoch, time.Millisecond); err != nil {
+	if _, err := e.st.ExtendLease(e.ctx, beta[4].ID, beta[4].LeaseEpoch, time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond)
@@ -1180,7 +1180,7 @@ func testRetryFailed(t *testing.T, e *env) {
 	}
 	// The first run's epoch stays fenced.
 	res, err := e.st.Finish(e.ctx, []store.Outcome{{TaskID: exhausted.ID, Epoch: exhausted.LeaseEpoch, State: store.StateCompleted, Event: store.EventCompleted}})
-	if err != nil || !errors.Is(res[0], store.ErrLeaseLost) {
+	if err != nil || !errors.Is(res[0].Err, store.ErrLeaseLost) {
 		t.Fatalf("completion under the first run's epoch: %v %v, want ErrLeaseLost", res, err)
 	}
 	assertCounts(t, e, "r", map[store.State]int64{store.StateRunning: 2})

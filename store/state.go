@@ -1,0 +1,115 @@
+package store
+
+import "strings"
+
+// State is the lifecycle state of a task. A task is stored in exactly one
+// state at a time.
+type State string
+
+// The states of a task. Pending tasks are ready once their RunAt has passed.
+const (
+	StatePending State = "pending"
+	// StateBlocked: the task waits on something other than time before it
+	// may run — its dependencies in a flow, a concurrency limit or a
+	// budget. It holds no lease.
+	StateBlocked State = "blocked"
+	StateRunning State = "running"
+	// StateWaiting: the task suspended itself on a waitpoint until a
+	// signal (or its timeout) arrives. It holds no lease and no slot.
+	StateWaiting   State = "waiting"
+	StateCompleted State = "completed"
+	StateFailed    State = "failed"
+	StateCancelled State = "cancelled"
+	// StateSkipped: terminal; the condition the task waited on can never
+	// hold (a dependency failed), so it never ran.
+	StateSkipped State = "skipped"
+)
+
+// stateInfo is everything the rest of the code asks of a state; it is the
+// one place that lists them.
+var stateInfo = []struct {
+	state    State
+	terminal bool
+	// cancellable: Cancel finalizes a task in this state at once (a
+	// running task is cancelled cooperatively instead).
+	cancellable bool
+	// retryable: Retry makes a task in this state pending again.
+	retryable bool
+}{
+	{StatePending, false, true, false},
+	{StateBlocked, false, true, false},
+	{StateRunning, false, false, false},
+	{StateWaiting, false, true, false},
+	{StateCompleted, true, false, false},
+	{StateFailed, true, false, true},
+	{StateCancelled, true, false, true},
+	{StateSkipped, true, false, true},
+}
+
+// States lists every state in lifecycle order.
+func States() []State {
+	out := make([]State, len(stateInfo))
+	for i, s := range stateInfo {
+		out[i] = s.state
+	}
+	return out
+}
+
+// TerminalStates lists the states no task leaves on its own.
+func TerminalStates() []State {
+	var out []State
+	for _, s := range stateInfo {
+		if s.terminal {
+			out = append(out, s.state)
+		}
+	}
+	return out
+}
+
+func (s State) info() (terminal, cancellable, retryable, ok bool) {
+	for _, i := range stateInfo {
+		if i.state == s {
+			return i.terminal, i.cancellable, i.retryable, true
+		}
+	}
+	return false, false, false, false
+}
+
+// Terminal reports whether no further transition can happen from s (short of
+// an explicit retry by an operator).
+func (s State) Terminal() bool {
+	t, _, _, _ := s.info()
+	return t
+}
+
+// Valid reports whether s is one of the known states.
+func (s State) Valid() bool {
+	_, _, _, ok := s.info()
+	return ok
+}
+
+// StateNames joins the names of states with sep, for messages ("one of
+// pending, running, ...") and help texts.
+func StateNames(states []State, sep string) string {
+	names := make([]string, len(states))
+	for i, s := range states {
+		names[i] = string(s)
+	}
+	return strings.Join(names, sep)
+}
+
+// SQLList renders states as an SQL list of string literals, "('a', 'b')",
+// so that backends' statements are generated from this one list. State
+// names are fixed identifiers, never input, so quoting them is safe.
+func SQLList(states []State) string {
+	var b strings.Builder
+	b.WriteByte('(')
+	for i, s := range states {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("'" + string(s) + "'")
+	}
+	b.WriteByte(')')
+	return b.String()
+}
