@@ -35,15 +35,19 @@ var stateInfo = []struct {
 	cancellable bool
 	// retryable: Retry makes a task in this state pending again.
 	retryable bool
+	// holdsKey: a task in this state holds its unique key, so no other
+	// task with the key can be enqueued; failed, cancelled and skipped
+	// tasks give it up so the work can be submitted again.
+	holdsKey bool
 }{
-	{StatePending, false, true, false},
-	{StateBlocked, false, true, false},
-	{StateRunning, false, false, false},
-	{StateWaiting, false, true, false},
-	{StateCompleted, true, false, false},
-	{StateFailed, true, false, true},
-	{StateCancelled, true, false, true},
-	{StateSkipped, true, false, true},
+	{StatePending, false, true, false, true},
+	{StateBlocked, false, true, false, true},
+	{StateRunning, false, false, false, true},
+	{StateWaiting, false, true, false, true},
+	{StateCompleted, true, false, false, true},
+	{StateFailed, true, false, true, false},
+	{StateCancelled, true, false, true, false},
+	{StateSkipped, true, false, true, false},
 }
 
 // States lists every state in lifecycle order.
@@ -60,6 +64,19 @@ func TerminalStates() []State {
 	var out []State
 	for _, s := range stateInfo {
 		if s.terminal {
+			out = append(out, s.state)
+		}
+	}
+	return out
+}
+
+// KeyHoldingStates lists the states in which a task holds its unique key.
+// The backends' unique indexes are partial indexes over exactly these
+// states (their migrations and a test keep the two equal).
+func KeyHoldingStates() []State {
+	var out []State
+	for _, s := range stateInfo {
+		if s.holdsKey {
 			out = append(out, s.state)
 		}
 	}

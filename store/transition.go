@@ -241,3 +241,82 @@ func (c *Change) Rescued(taskID, queue string, to State, attempt int, cause stri
 	c.Event(taskID, typ, attempt, data)
 	c.Move(queue, StateRunning, to)
 }
+
+// PurgeCutoff is one condition of a purge: tasks in State finalized before
+// Before are deleted.
+type PurgeCutoff struct {
+	State  State
+	Before time.Time
+}
+
+// PurgePlan is a validated PurgeParams with its defaults applied.
+type PurgePlan struct {
+	Window, Limit int
+	// Cutoffs lists the states to purge, in lifecycle order.
+	Cutoffs []PurgeCutoff
+}
+
+// Plan validates p and applies its defaults: every state in Before must be
+// terminal.
+func (p PurgeParams) Plan() (PurgePlan, error) {
+	plan := PurgePlan{Window: p.Window, Limit: p.Limit}
+	if plan.Window <= 0 {
+		plan.Window = 10000
+	}
+	if plan.Limit <= 0 {
+		plan.Limit = 1000
+	}
+	for st := range p.Before {
+		if !st.Terminal() {
+			return PurgePlan{}, &ValidationError{Index: -1, Field: "before", Message: fmt.Sprintf("%q is not a terminal state", st)}
+		}
+	}
+	for _, st := range TerminalStates() {
+		if before, ok := p.Before[st]; ok {
+			plan.Cutoffs = append(plan.Cutoffs, PurgeCutoff{State: st, Before: before})
+		}
+	}
+	return plan, nil
+}
+
+// Result says where a sweep goes after one call that started at after,
+// deleted deleted rows, and looked at a window ending at end ("" when the
+// window reached the end of the table).
+func (p PurgePlan) Result(after string, deleted int, end string) PurgeResult {
+	res := PurgeResult{Deleted: deleted}
+	switch {
+	case deleted == p.Limit:
+		// The window may hold more: look at it again.
+		res.Next = after
+	case end != "":
+		res.Next = end
+	default:
+		res.Done = true
+	}
+	return res
+}
+
+// Validate checks a claim request, the same way on every backend, before
+// anything is read: an owner, a positive lease TTL, and valid kind names
+// in Kinds and NotResumable (backends may write them into statements).
+// Queues with no positive limit are ignored, so a request may claim
+// nothing.
+func (r ClaimRequest) Validate() error {
+	if r.Owner == "" {
+		return &ValidationError{Index: -1, Field: "owner", Message: "must not be empty"}
+	}
+	if r.LeaseTTL <= 0 {
+		return &ValidationError{Index: -1, Field: "lease_ttl", Message: "must be positive"}
+	}
+	for _, k := range r.NotResumable {
+		if !ValidName(k) {
+			return &ValidationError{Index: -1, Field: "not_resumable", Message: fmt.Sprintf("%q is not a valid kind", k)}
+		}
+	}
+	for _, k := range r.Kinds {
+		if !ValidName(k) {
+			return &ValidationError{Index: -1, Field: "kinds", Message: fmt.Sprintf("%q is not a valid kind", k)}
+		}
+	}
+	return nil
+}

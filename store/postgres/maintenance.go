@@ -60,42 +60,33 @@ func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
 
 // Purge implements store.Store.
 func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResult, error) {
-	window, limit := p.Window, p.Limit
-	if window <= 0 {
-		window = 10000
+	plan, err := p.Plan()
+	if err != nil {
+		return store.PurgeResult{}, err
 	}
-	if limit <= 0 {
-		limit = 1000
-	}
-	for st := range p.Before {
-		if !st.Terminal() {
-			return store.PurgeResult{}, &store.ValidationError{Index: -1, Field: "before", Message: fmt.Sprintf("%q is not a terminal state", st)}
-		}
-	}
-	cutoff := func(st store.State) *int64 {
-		if t, ok := p.Before[st]; ok {
-			v := micros(t)
-			return &v
-		}
-		return nil
-	}
-	if len(p.Before) == 0 {
+	if len(plan.Cutoffs) == 0 {
 		return store.PurgeResult{Done: true}, nil
 	}
+	// One (state, cutoff) pair per element: the statement is the same
+	// whatever the states purged.
+	states := make([]string, len(plan.Cutoffs))
+	cutoffs := make([]int64, len(plan.Cutoffs))
+	for i, c := range plan.Cutoffs {
+		states[i], cutoffs[i] = string(c.State), micros(c.Before)
+	}
 	var res store.PurgeResult
-	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
-		res = store.PurgeResult{}
+	err = s.tx(ctx, func(tx pgx.Tx) (bool, error) {
 		var end *string
-		err := tx.QueryRow(ctx, "SELECT id FROM weft_tasks WHERE id > $1 ORDER BY id OFFSET $2 LIMIT 1", p.After, window-1).Scan(&end)
+		err := tx.QueryRow(ctx, "SELECT id FROM weft_tasks WHERE id > $1 ORDER BY id OFFSET $2 LIMIT 1", p.After, plan.Window-1).Scan(&end)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return false, fmt.Errorf("purge: %w", err)
 		}
 		rows, err := tx.Query(ctx, `DELETE FROM weft_tasks WHERE id IN (SELECT id FROM weft_tasks
 			WHERE id > $1 AND ($2::text IS NULL OR id <= $2)
-			AND ((state = 'completed' AND finalized_at < $3) OR (state = 'failed' AND finalized_at < $4)
-				OR (state = 'cancelled' AND finalized_at < $5))
-			LIMIT $6) RETURNING id, queue, state`,
-			p.After, end, cutoff(store.StateCompleted), cutoff(store.StateFailed), cutoff(store.StateCancelled), limit)
+			AND EXISTS (SELECT 1 FROM unnest($3::text[], $4::bigint[]) AS c(state, before)
+				WHERE weft_tasks.state = c.state AND weft_tasks.finalized_at < c.before)
+			LIMIT $5) RETURNING id, queue, state`,
+			p.After, end, states, cutoffs, plan.Limit)
 		if err != nil {
 			return false, fmt.Errorf("purge: %w", err)
 		}
@@ -122,15 +113,11 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 		if err := applyCounts(ctx, tx, removed); err != nil {
 			return false, err
 		}
-		res.Deleted = len(ids)
-		switch {
-		case res.Deleted == limit:
-			res.Next = p.After
-		case end != nil:
-			res.Next = *end
-		default:
-			res.Done = true
+		last := ""
+		if end != nil {
+			last = *end
 		}
+		res = plan.Result(p.After, len(ids), last)
 		return false, nil
 	})
 	if err != nil {

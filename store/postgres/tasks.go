@@ -17,6 +17,10 @@ import (
 	"github.com/weftworks/weft/store"
 )
 
+// uniqueHeld is the SQL list of the states in which a task holds its unique
+// key; it matches the partial unique index.
+var uniqueHeld = store.SQLList(store.KeyHoldingStates())
+
 // taskColumns is the column list every task read uses, in scanTask's order.
 const taskColumns = `id, kind, queue, args, priority, state, run_at, attempt, max_attempts,
 	attempt_timeout_us, errors, result, unique_key, metadata, lease_owner, lease_epoch,
@@ -216,7 +220,7 @@ func insertTasks(ctx context.Context, tx execer, tasks []store.NewTask, now time
 		seen[t.UniqueKey] = i
 		var existing string
 		err := tx.QueryRow(ctx, `SELECT id FROM weft_tasks WHERE unique_key = $1
-			AND state IN ('pending', 'running', 'completed')`, t.UniqueKey).Scan(&existing)
+			AND state IN `+uniqueHeld, t.UniqueKey).Scan(&existing)
 		switch {
 		case err == nil:
 			res[i] = store.EnqueueResult{ID: existing, Duplicate: true}
@@ -273,16 +277,8 @@ func insertTasks(ctx context.Context, tx execer, tasks []store.NewTask, now time
 // FOR UPDATE SKIP LOCKED, so nodes claiming together never wait for, nor
 // take, each other's rows; a paused queue has none.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Task, error) {
-	if req.Owner == "" {
-		return nil, &store.ValidationError{Index: -1, Field: "owner", Message: "must not be empty"}
-	}
-	if req.LeaseTTL <= 0 {
-		return nil, &store.ValidationError{Index: -1, Field: "lease_ttl", Message: "must be positive"}
-	}
-	for _, k := range req.NotResumable {
-		if !store.ValidName(k) {
-			return nil, &store.ValidationError{Index: -1, Field: "not_resumable", Message: fmt.Sprintf("%q is not a valid kind", k)}
-		}
+	if err := req.Validate(); err != nil {
+		return nil, err
 	}
 	now := s.now()
 	nowUS := micros(now)

@@ -14,11 +14,8 @@ import (
 // queue: each queue contributes its own index-ordered, limited subquery,
 // empty while the queue is paused.
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Task, error) {
-	if req.Owner == "" {
-		return nil, &store.ValidationError{Index: -1, Field: "owner", Message: "must not be empty"}
-	}
-	if req.LeaseTTL <= 0 {
-		return nil, &store.ValidationError{Index: -1, Field: "lease_ttl", Message: "must be positive"}
+	if err := req.Validate(); err != nil {
+		return nil, err
 	}
 	var (
 		parts   []string
@@ -56,9 +53,6 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 	if len(req.NotResumable) > 0 {
 		quoted := make([]string, len(req.NotResumable))
 		for i, k := range req.NotResumable {
-			if !store.ValidName(k) {
-				return nil, &store.ValidationError{Index: -1, Field: "not_resumable", Message: fmt.Sprintf("%q is not a valid kind", k)}
-			}
 			// Valid names hold no quote, so they are safe as literals.
 			quoted[i] = "'" + k + "'"
 		}

@@ -64,37 +64,24 @@ func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
 // cursor, found on the id index alone; only rows inside it are examined,
 // so a pass costs the same however the table is made up.
 func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResult, error) {
-	window, limit := p.Window, p.Limit
-	if window <= 0 {
-		window = 10000
+	plan, err := p.Plan()
+	if err != nil {
+		return store.PurgeResult{}, err
 	}
-	if limit <= 0 {
-		limit = 1000
-	}
-	for st := range p.Before {
-		if !st.Terminal() {
-			return store.PurgeResult{}, &store.ValidationError{Index: -1, Field: "before", Message: fmt.Sprintf("%q is not a terminal state", st)}
-		}
-	}
-	var (
-		conds   []string
-		cutoffs []driver.Value
-	)
-	for _, st := range []store.State{store.StateCompleted, store.StateFailed, store.StateCancelled} {
-		if cutoff, ok := p.Before[st]; ok {
-			conds = append(conds, "(state = '"+string(st)+"' AND finalized_at < +?)")
-			cutoffs = append(cutoffs, micros(cutoff))
-		}
-	}
-	if len(conds) == 0 {
+	if len(plan.Cutoffs) == 0 {
 		return store.PurgeResult{Done: true}, nil
 	}
+	conds := make([]string, len(plan.Cutoffs))
+	cutoffs := make([]driver.Value, len(plan.Cutoffs))
+	for i, c := range plan.Cutoffs {
+		conds[i] = "(state = '" + string(c.State) + "' AND finalized_at < +?)"
+		cutoffs[i] = micros(c.Before)
+	}
 	var res store.PurgeResult
-	err := s.writer.do(ctx, func(q *execer) error {
-		res = store.PurgeResult{}
+	err = s.writer.do(ctx, func(q *execer) error {
 		deleted := 0
 		end := ""
-		err := q.conn.QueryRowContext(context.Background(), "SELECT id FROM weft_tasks WHERE id > +? ORDER BY id LIMIT 1 OFFSET "+strconv.Itoa(window-1), p.After).Scan(&end)
+		err := q.conn.QueryRowContext(context.Background(), "SELECT id FROM weft_tasks WHERE id > +? ORDER BY id LIMIT 1 OFFSET "+strconv.Itoa(plan.Window-1), p.After).Scan(&end)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("purge: %w", err)
 		}
@@ -110,7 +97,7 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 		ids := []byte{'['}
 		removed := store.CountMoves{}
 		err = q.rawQuery(`DELETE FROM weft_tasks WHERE rowid IN (SELECT rowid FROM weft_tasks
-			WHERE id > +?`+bound+` AND (`+strings.Join(conds, " OR ")+`) LIMIT `+strconv.Itoa(limit)+`) RETURNING id, queue, state`,
+			WHERE id > +?`+bound+` AND (`+strings.Join(conds, " OR ")+`) LIMIT `+strconv.Itoa(plan.Limit)+`) RETURNING id, queue, state`,
 			a, func(v []driver.Value) error {
 				if deleted > 0 {
 					ids = append(ids, ',')
@@ -133,16 +120,7 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 				return fmt.Errorf("purge events: %w", err)
 			}
 		}
-		res.Deleted = deleted
-		switch {
-		case deleted == limit:
-			// The window may hold more: look at it again.
-			res.Next = p.After
-		case end != "":
-			res.Next = end
-		default:
-			res.Done = true
-		}
+		res = plan.Result(p.After, deleted, end)
 		return nil
 	})
 	if err != nil {

@@ -28,9 +28,9 @@ const taskColumns = `id, kind, queue, args, priority, state, run_at, attempt, ma
 	attempt_timeout_us, errors, result, unique_key, metadata, lease_owner, lease_epoch,
 	lease_expires_at, cancel_requested, created_at, attempted_at, finalized_at`
 
-// uniqueHeld is the set of states in which a task holds its unique key; it
-// matches the partial unique index.
-const uniqueHeld = `('pending', 'running', 'completed')`
+// uniqueHeld is the SQL list of the states in which a task holds its unique
+// key; it matches the partial unique index.
+var uniqueHeld = store.SQLList(store.KeyHoldingStates())
 
 // Rows per multi-row INSERT: large enough to amortise statement overhead,
 // small enough to stay far below SQLite's bound-parameter limit.
