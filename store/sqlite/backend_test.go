@@ -22,7 +22,7 @@ func (pollArgs) Kind() string { return "poll" }
 func TestSafetyNetPoll(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "weft.db")
-	deaf, err := sqlite.Open(ctx, path, &sqlite.Options{WatchInterval: time.Hour})
+	deaf, err := sqlite.Open(ctx, path, &sqlite.Options{WatchInterval: time.Hour, NoFileWatch: true})
 	if err != nil {
 		t.Fatal(err)
 	}

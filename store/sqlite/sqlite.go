@@ -45,8 +45,20 @@ type Options struct {
 	// the file's write lock. Default 5s.
 	BusyTimeout time.Duration
 	// WatchInterval is how often the writer checks whether another
-	// connection or process committed (PRAGMA data_version). Default 2ms.
+	// connection or process committed (PRAGMA data_version) while the
+	// file is busy. Default 2ms.
 	WatchInterval time.Duration
+	// WatchIdleInterval bounds the check interval while nothing changes:
+	// each quiet check doubles the interval from WatchInterval up to this,
+	// and any commit, ours or another's, brings it back to WatchInterval.
+	// It bounds how late an idle process notices another's first commit.
+	// Default 16ms. Where the operating system reports writes to the
+	// database's files (see NoFileWatch), those reports prompt the check
+	// and the idle period grows to a second: a safety net only.
+	WatchIdleInterval time.Duration
+	// NoFileWatch turns off file-change notifications, leaving the change
+	// watch to polling alone.
+	NoFileWatch bool
 	// CheckpointInterval is how often the WAL is copied back into the
 	// database file, off the writer's path, when anything was committed.
 	// Default 100ms.
@@ -79,6 +91,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if out.WatchInterval <= 0 {
 		out.WatchInterval = 2 * time.Millisecond
+	}
+	if out.WatchIdleInterval < out.WatchInterval {
+		out.WatchIdleInterval = max(16*time.Millisecond, out.WatchInterval)
 	}
 	if out.CheckpointInterval <= 0 {
 		out.CheckpointInterval = 100 * time.Millisecond
@@ -154,7 +169,14 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	s.cdb = openDB(path, o, false)
 	s.cdb.SetMaxOpenConns(1)
 	s.ckpt = newCheckpointer(s.cdb, o.CheckpointInterval, o.Logger)
-	w, err := newWriter(ctx, s.wdb, o, s.wake.Notify, s.ckpt.committed)
+	var files *fileWatch
+	if !o.NoFileWatch {
+		var err error
+		if files, err = watchFiles(path, o.Logger); err != nil {
+			o.Logger.Warn("sqlite: watching for other processes' commits by polling alone", "err", err)
+		}
+	}
+	w, err := newWriter(ctx, s.wdb, o, files, s.wake.Notify, s.ckpt.committed)
 	if err != nil {
 		s.ckpt.close()
 		s.cdb.Close()
