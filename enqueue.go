@@ -10,19 +10,27 @@ import (
 )
 
 // EnqueueOpts are the options of one task. Zero fields take the defaults
-// from the args' own EnqueueOpts (see ArgsWithOpts), then Weft's.
+// from the args' own EnqueueOpts (see ArgsWithOpts), then Weft's; Delay and
+// RunAt are taken together, so options that give either replace both
+// defaults. The rules are the store's (store.NewTask), the same as over
+// HTTP, and a refusal is a *ValidationError naming the field as the HTTP
+// API does.
 type EnqueueOpts struct {
 	// Queue defaults to "default".
 	Queue string
-	// Priority: higher runs first within a queue. Default 0.
+	// Priority: higher runs first within a queue. Default 0; it must fit
+	// in 32 bits.
 	Priority int
-	// Delay runs the task this long from now; must not be negative.
+	// Delay runs the task this long from now. Zero means none; negative is
+	// refused.
 	Delay time.Duration
-	// RunAt runs the task at this time; exclusive with Delay.
+	// RunAt runs the task at this time; zero means now. Giving both Delay
+	// and RunAt is refused (field "delay").
 	RunAt time.Time
-	// MaxAttempts defaults to 25.
+	// MaxAttempts is 1 to 10,000; zero means the default, 25.
 	MaxAttempts int
-	// Timeout bounds each attempt (overriding the worker's WithTimeout).
+	// Timeout bounds each attempt, overriding the worker's WithTimeout.
+	// Zero means the task sets none; negative is refused.
 	Timeout time.Duration
 	// UniqueKey makes the enqueue idempotent while a task with the same
 	// key is pending, running or completed: the existing task's id comes
@@ -91,14 +99,13 @@ func EnqueueManyTx[TTx any](ctx context.Context, c *Client, tx TTx, params []Enq
 	return txe.EnqueueTx(ctx, tx, tasks)
 }
 
+// newTasks translates params for the store, which validates them: only
+// what the store cannot see (nil args, values JSON cannot encode) is
+// refused here.
 func newTasks(params []EnqueueParams) ([]store.NewTask, error) {
-	if len(params) == 0 {
-		return nil, &ValidationError{Index: -1, Field: "tasks", Message: "the batch is empty"}
-	}
 	tasks := make([]store.NewTask, len(params))
-	now := time.Now()
 	for i, p := range params {
-		t, err := newTask(p, now)
+		t, err := newTask(p)
 		if err != nil {
 			err.Index = i
 			if len(params) == 1 {
@@ -111,7 +118,7 @@ func newTasks(params []EnqueueParams) ([]store.NewTask, error) {
 	return tasks, nil
 }
 
-func newTask(p EnqueueParams, now time.Time) (store.NewTask, *ValidationError) {
+func newTask(p EnqueueParams) (store.NewTask, *ValidationError) {
 	bad := func(field, msg string) *ValidationError { return &ValidationError{Field: field, Message: msg} }
 	if p.Args == nil {
 		return store.NewTask{}, bad("args", "must not be nil")
@@ -120,33 +127,16 @@ func newTask(p EnqueueParams, now time.Time) (store.NewTask, *ValidationError) {
 	if d, ok := p.Args.(ArgsWithOpts); ok {
 		o = d.EnqueueOpts()
 	}
-	for _, layer := range []*EnqueueOpts{&o, p.Opts} {
-		if layer == nil {
-			continue
-		}
-		if layer.Delay < 0 {
-			return store.NewTask{}, bad("delay", fmt.Sprintf("%s is negative", layer.Delay))
-		}
-		if layer.Delay > 0 && !layer.RunAt.IsZero() {
-			return store.NewTask{}, bad("delay", "give either delay or run_at, not both")
-		}
-	}
 	if p.Opts != nil {
 		o = mergeOpts(o, *p.Opts)
-	}
-	if o.Timeout < 0 {
-		return store.NewTask{}, bad("timeout", fmt.Sprintf("%s is negative", o.Timeout))
 	}
 	args, err := json.Marshal(p.Args)
 	if err != nil {
 		return store.NewTask{}, bad("args", "cannot encode as JSON: "+err.Error())
 	}
 	t := store.NewTask{
-		Kind: p.Args.Kind(), Queue: o.Queue, Args: args, Priority: o.Priority, RunAt: o.RunAt,
+		Kind: p.Args.Kind(), Queue: o.Queue, Args: args, Priority: o.Priority, RunAt: o.RunAt, Delay: o.Delay,
 		MaxAttempts: o.MaxAttempts, AttemptTimeout: o.Timeout, UniqueKey: o.UniqueKey,
-	}
-	if o.Delay > 0 {
-		t.RunAt = now.Add(o.Delay)
 	}
 	if len(o.Metadata) > 0 {
 		md, err := json.Marshal(o.Metadata)
@@ -158,7 +148,9 @@ func newTask(p EnqueueParams, now time.Time) (store.NewTask, *ValidationError) {
 	return t, nil
 }
 
-// mergeOpts lays the non-zero fields of top over base.
+// mergeOpts lays the non-zero fields of top over base. Delay and RunAt say
+// together when the task runs, so top's pair replaces base's whole: one
+// layer giving both still reaches the store, which refuses it.
 func mergeOpts(base, top EnqueueOpts) EnqueueOpts {
 	if top.Queue != "" {
 		base.Queue = top.Queue
@@ -166,11 +158,8 @@ func mergeOpts(base, top EnqueueOpts) EnqueueOpts {
 	if top.Priority != 0 {
 		base.Priority = top.Priority
 	}
-	if top.Delay != 0 {
-		base.Delay, base.RunAt = top.Delay, time.Time{}
-	}
-	if !top.RunAt.IsZero() {
-		base.RunAt, base.Delay = top.RunAt, 0
+	if top.Delay != 0 || !top.RunAt.IsZero() {
+		base.Delay, base.RunAt = top.Delay, top.RunAt
 	}
 	if top.MaxAttempts != 0 {
 		base.MaxAttempts = top.MaxAttempts

@@ -71,19 +71,20 @@ func (c *Client) Schedule(ctx context.Context, name, spec string, args TaskArgs,
 	default:
 		return bad("missed", fmt.Sprintf("%q is not skip or run_once", o.Missed))
 	}
-	task, verr := newTask(EnqueueParams{Args: args, Opts: &EnqueueOpts{Queue: o.Queue, Priority: o.Priority, MaxAttempts: o.MaxAttempts, Metadata: o.Metadata}}, time.Now())
+	task, verr := newTask(EnqueueParams{Args: args, Opts: &EnqueueOpts{Queue: o.Queue, Priority: o.Priority, MaxAttempts: o.MaxAttempts, Metadata: o.Metadata}})
 	if verr != nil {
 		verr.Index = -1
 		return verr
 	}
 	// Validate the task as an enqueue would, without writing it.
-	probe := []store.NewTask{task}
-	if err := store.Prepare(probe, store.Limits{}, time.Now()); err != nil {
+	probe, err := store.Prepare([]store.NewTask{task}, store.Limits{}, time.Now())
+	if err != nil {
 		return err
 	}
+	p := probe.Task(0)
 	return c.st.PutSchedule(ctx, store.Schedule{
-		Name: name, Spec: spec, Kind: probe[0].Kind, Queue: probe[0].Queue, Args: probe[0].Args,
-		Priority: probe[0].Priority, MaxAttempts: probe[0].MaxAttempts, Metadata: probe[0].Metadata,
+		Name: name, Spec: spec, Kind: p.Kind, Queue: p.Queue, Args: p.Args,
+		Priority: p.Priority, MaxAttempts: p.MaxAttempts, Metadata: p.Metadata,
 		Missed: o.Missed, Paused: o.Paused, NextAt: sched.Next(time.Now()),
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -64,24 +65,50 @@ func ValidName(s string) bool {
 	return true
 }
 
-// Prepare validates a batch and fills its defaults in place: an id, the
-// default queue, RunAt = now, MaxAttempts, empty args as {}. The first
-// problem found is returned as a *ValidationError and the batch must then be
-// rejected whole.
-func Prepare(tasks []NewTask, limits Limits, now time.Time) error {
+// Batch is a validated batch with its defaults filled in: the only input a
+// backend writes. Its fields are unexported so that only Prepare makes one,
+// which keeps every write path behind the same rules.
+type Batch struct {
+	tasks []NewTask
+	now   time.Time
+}
+
+// Len is the number of tasks in the batch.
+func (b Batch) Len() int { return len(b.tasks) }
+
+// Task returns the i-th task as Prepare completed it: ID, Queue, Args,
+// RunAt and MaxAttempts are set, Delay is folded into RunAt, and Metadata
+// is nil or a JSON object. It is a copy, so that a backend cannot undo
+// what Prepare checked.
+func (b Batch) Task(i int) NewTask { return b.tasks[i] }
+
+// Now is the time the batch was prepared at: what Delay and a zero RunAt
+// were resolved against, and what backends record as the creation time.
+func (b Batch) Now() time.Time { return b.now }
+
+// Prepare validates a batch and returns it completed, leaving tasks
+// untouched: an id, the default queue, RunAt (now, or now plus Delay),
+// MaxAttempts, empty args as {}. An empty batch is refused with the field
+// "tasks"; otherwise the first problem found is returned as a
+// *ValidationError naming the task (Index -1 in a batch of one) and the
+// field, and the batch must be rejected whole.
+func Prepare(tasks []NewTask, limits Limits, now time.Time) (Batch, error) {
 	if len(tasks) == 0 {
-		return &ValidationError{Index: -1, Field: "tasks", Message: "the batch is empty"}
+		return Batch{}, &ValidationError{Index: -1, Field: "tasks", Message: "the batch is empty"}
 	}
-	for i := range tasks {
-		if err := prepareOne(&tasks[i], limits, now); err != nil {
+	// The batch is filled in on a copy: callers may reuse their slice, and
+	// retry it, without seeing ids or defaults appear in it.
+	b := Batch{tasks: slices.Clone(tasks), now: now}
+	for i := range b.tasks {
+		if err := prepareOne(&b.tasks[i], limits, now); err != nil {
 			err.Index = i
 			if len(tasks) == 1 {
 				err.Index = -1
 			}
-			return err
+			return Batch{}, err
 		}
 	}
-	return nil
+	return b, nil
 }
 
 func prepareOne(t *NewTask, limits Limits, now time.Time) *ValidationError {
@@ -114,7 +141,7 @@ func prepareOne(t *NewTask, limits Limits, now time.Time) *ValidationError {
 	if msg := portableJSON(t.Args); msg != "" {
 		return bad("args", "%s", msg)
 	}
-	if len(bytes.TrimSpace(t.Metadata)) == 0 {
+	if md := bytes.TrimSpace(t.Metadata); len(md) == 0 || string(md) == "null" {
 		t.Metadata = nil
 	} else {
 		if len(t.Metadata) > limits.ArgsLimit() {
@@ -131,10 +158,10 @@ func prepareOne(t *NewTask, limits Limits, now time.Time) *ValidationError {
 	case t.MaxAttempts == 0:
 		t.MaxAttempts = DefaultMaxAttempts
 	case t.MaxAttempts < 0 || t.MaxAttempts > MaxAttemptsLimit:
-		return bad("max_attempts", "%d is out of range (1-%d)", t.MaxAttempts, MaxAttemptsLimit)
+		return bad("max_attempts", "%d is out of range (1 to %d; 0 means the default, %d)", t.MaxAttempts, MaxAttemptsLimit, DefaultMaxAttempts)
 	}
 	if t.AttemptTimeout < 0 {
-		return bad("attempt_timeout", "%s is negative", t.AttemptTimeout)
+		return bad("timeout", "%s is negative", t.AttemptTimeout)
 	}
 	if len(t.UniqueKey) > MaxUniqueKeyLength {
 		return bad("unique_key", "%d bytes exceeds the limit of %d", len(t.UniqueKey), MaxUniqueKeyLength)
@@ -142,7 +169,14 @@ func prepareOne(t *NewTask, limits Limits, now time.Time) *ValidationError {
 	if !utf8.ValidString(t.UniqueKey) || strings.ContainsRune(t.UniqueKey, 0) {
 		return bad("unique_key", "must be UTF-8 text without NUL characters")
 	}
-	if t.RunAt.IsZero() {
+	switch {
+	case t.Delay < 0:
+		return bad("delay", "%s is negative", t.Delay)
+	case t.Delay > 0 && !t.RunAt.IsZero():
+		return bad("delay", "give delay or run_at, not both")
+	case t.Delay > 0:
+		t.RunAt, t.Delay = now.Add(t.Delay), 0
+	case t.RunAt.IsZero():
 		t.RunAt = now
 	}
 	if t.ID == "" {

@@ -71,26 +71,41 @@ type AttemptError struct {
 	Stack   string    `json:"stack,omitempty"`
 }
 
-// NewTask is a task to enqueue. Prepare fills its defaults and validates it;
-// backends call Prepare on every entry path so that the rules are the same
-// everywhere.
+// NewTask is a task to enqueue, as every entry path (the Go client, the
+// HTTP API, the CLI) hands it to a backend. Zero fields take defaults.
+// Backends write only the Batch that Prepare makes of it, so the rules
+// below hold on every path, and errors name fields as the HTTP API does.
 type NewTask struct {
-	// ID is assigned by Prepare (a UUIDv7) when empty.
-	ID    string
-	Kind  string
+	// ID is assigned by Prepare (a UUIDv7) when empty; otherwise it must be
+	// a UUID.
+	ID string
+	// Kind is required: 1 to 128 characters (see ValidName).
+	Kind string
+	// Queue defaults to DefaultQueue.
 	Queue string
-	Args  json.RawMessage
-	// Priority orders ready tasks of one queue: higher runs first.
+	// Args is any JSON value within Limits; empty means {}.
+	Args json.RawMessage
+	// Priority orders ready tasks of one queue: higher runs first. It must
+	// fit in 32 bits (MinPriority to MaxPriority).
 	Priority int
 	// RunAt is when the task becomes ready; zero means now.
-	RunAt          time.Time
-	MaxAttempts    int
+	RunAt time.Time
+	// Delay makes the task ready this long after the batch is prepared
+	// (Prepare folds it into RunAt). Zero means none; negative is refused,
+	// and so is a Delay with a RunAt ("delay").
+	Delay time.Duration
+	// MaxAttempts is 1 to MaxAttemptsLimit; zero means DefaultMaxAttempts.
+	MaxAttempts int
+	// AttemptTimeout bounds each attempt. Zero means none; negative is
+	// refused ("timeout").
 	AttemptTimeout time.Duration
 	// UniqueKey, when set, makes the enqueue idempotent: while a task with
 	// the same key is pending, running or completed, enqueueing another
-	// returns the existing task's id flagged as a duplicate.
+	// returns the existing task's id flagged as a duplicate. At most
+	// MaxUniqueKeyLength bytes of UTF-8 without NUL.
 	UniqueKey string
-	Metadata  json.RawMessage
+	// Metadata is a JSON object within Limits; empty or null means none.
+	Metadata json.RawMessage
 }
 
 // EnqueueResult is the outcome of enqueueing one task.

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"fmt"
 	"strconv"
 	"time"
@@ -28,67 +27,59 @@ func (e *FieldError) Error() string {
 	return e.Field + ": " + e.Message
 }
 
-// ToNewTasks converts inputs to tasks for store.Prepare, checking what the
-// store cannot: delay and run_at, the timeout, the batch size. prefix is
-// the JSON path of the list ("tasks") or "" for a single task. Validation
-// errors from the store are mapped back to paths by FieldOf.
-func ToNewTasks(in []TaskInput, prefix string, now time.Time) ([]store.NewTask, error) {
-	if len(in) == 0 {
-		return nil, &FieldError{Status: 422, Field: prefix, Message: "the batch is empty"}
-	}
+// ToNewTasks translates inputs for the store, which validates them with
+// the same rules as every other entry path. Only what the store cannot see
+// is refused here: durations that do not parse, and more tasks than one
+// request may carry. prefix is the JSON path of the list ("tasks") or ""
+// for a single task; the store's validation errors are mapped back to
+// paths by FieldOf.
+func ToNewTasks(in []TaskInput, prefix string) ([]store.NewTask, error) {
 	if len(in) > MaxBatch {
 		return nil, &FieldError{Status: 413, Field: prefix, Message: fmt.Sprintf("%d tasks exceeds the limit of %d per batch", len(in), MaxBatch)}
 	}
 	out := make([]store.NewTask, len(in))
 	for i, t := range in {
-		path := func(f string) string { return fieldPath(prefix, i, f) }
 		nt := store.NewTask{
 			Kind: t.Kind, Queue: t.Queue, Args: t.Args, Priority: t.Priority,
 			MaxAttempts: t.MaxAttempts, UniqueKey: t.UniqueKey, Metadata: t.Metadata,
 		}
-		if string(bytes.TrimSpace(nt.Metadata)) == "null" {
-			// null means absent here, as for every other field.
-			nt.Metadata = nil
-		}
-		switch {
-		case t.Delay != "" && t.RunAt != nil:
-			return nil, &FieldError{Status: 422, Field: path("delay"), Message: "give delay or run_at, not both"}
-		case t.Delay != "":
-			d, err := time.ParseDuration(t.Delay)
-			if err != nil {
-				return nil, &FieldError{Status: 422, Field: path("delay"), Message: fmt.Sprintf("%q is not a duration (for example \"90s\" or \"1h30m\")", t.Delay)}
-			}
-			if d < 0 {
-				return nil, &FieldError{Status: 422, Field: path("delay"), Message: fmt.Sprintf("%s is negative", t.Delay)}
-			}
-			nt.RunAt = now.Add(d)
-		case t.RunAt != nil:
+		if t.RunAt != nil {
 			nt.RunAt = *t.RunAt
-			if nt.RunAt.IsZero() {
-				nt.RunAt = now
-			}
 		}
-		if t.Timeout != "" {
-			d, err := time.ParseDuration(t.Timeout)
-			if err != nil || d <= 0 {
-				return nil, &FieldError{Status: 422, Field: path("timeout"), Message: fmt.Sprintf("%q is not a positive duration", t.Timeout)}
-			}
-			nt.AttemptTimeout = d
+		var err error
+		if nt.Delay, err = duration(t.Delay); err != nil {
+			return nil, &FieldError{Status: 422, Field: fieldPath(prefix, i, "delay"), Message: err.Error()}
+		}
+		if nt.AttemptTimeout, err = duration(t.Timeout); err != nil {
+			return nil, &FieldError{Status: 422, Field: fieldPath(prefix, i, "timeout"), Message: err.Error()}
 		}
 		out[i] = nt
 	}
 	return out, nil
 }
 
+// duration parses an optional duration field; absent is zero, which the
+// store reads as "none".
+func duration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (for example \"90s\" or \"1h30m\")", s)
+	}
+	return d, nil
+}
+
 // FieldOf maps a store validation error of a batch converted by
 // ToNewTasks with the same prefix to the JSON path of the offending field.
-// (Prepare reports a batch of one with index -1.)
+// (Prepare reports a batch of one with index -1, and the batch itself —
+// when it is empty — as the field "tasks", the list's own path.)
 func FieldOf(v *store.ValidationError, prefix string) string {
-	field := v.Field
-	if field == "attempt_timeout" {
-		field = "timeout"
+	if v.Field == "tasks" {
+		return v.Field
 	}
-	return fieldPath(prefix, max(v.Index, 0), field)
+	return fieldPath(prefix, max(v.Index, 0), v.Field)
 }
 
 func fieldPath(prefix string, i int, field string) string {

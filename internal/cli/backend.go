@@ -99,7 +99,7 @@ func (b *storeBackend) EnqueueBatch(ctx context.Context, tasks []api.TaskInput) 
 }
 
 func (b *storeBackend) enqueue(ctx context.Context, in []api.TaskInput, prefix string) ([]api.Enqueued, error) {
-	tasks, err := api.ToNewTasks(in, prefix, time.Now())
+	tasks, err := api.ToNewTasks(in, prefix)
 	if err != nil {
 		return nil, apiError(err, prefix)
 	}

@@ -302,8 +302,22 @@ func TestEnqueueDirect(t *testing.T) {
 		t.Errorf("--at: run_at %s args %s (%v), want %s {}", got.RunAt, got.Args, err, at)
 	}
 
-	// A kind the store refuses is reported as the server would.
+	// A kind the store refuses is reported as the server would, and so are
+	// flags that parse but break the store's rules.
 	failsWith(t, runWeft(t, "enqueue", "9lives", "--database", path), exitError, "422 invalid: kind:")
+	failsWith(t, runWeft(t, "enqueue", "k", "--database", path, "--delay", "-5s"), exitError, "422 invalid: delay: -5s is negative")
+	failsWith(t, runWeft(t, "enqueue", "k", "--database", path, "--delay", "1s", "--at", "2030-01-01T00:00:00Z"), exitError, "422 invalid: delay:", "not both")
+	failsWith(t, runWeft(t, "enqueue", "k", "--database", path, "--timeout", "-1s"), exitError, "422 invalid: timeout:")
+
+	// Zero means the default: no timeout, 25 attempts.
+	id = strings.TrimSpace(ok(t, runWeft(t, "enqueue", "k", "--database", path, "--timeout", "0s", "--max-attempts", "0")).stdout)
+	got, err := st.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.AttemptTimeout != 0 || got.MaxAttempts != store.DefaultMaxAttempts {
+		t.Errorf("--timeout 0s --max-attempts 0: timeout %s, max attempts %d, want none and %d", got.AttemptTimeout, got.MaxAttempts, store.DefaultMaxAttempts)
+	}
 }
 
 func TestBadInput(t *testing.T) {
@@ -319,10 +333,8 @@ func TestBadInput(t *testing.T) {
 		{"missing args file", []string{"enqueue", "k", "--args", "@/nonexistent/args.json"}, "--args"},
 		{"unknown format", []string{"list", "--format", "yaml"}, `--format: "yaml" is not a format`},
 		{"bad delay", []string{"enqueue", "k", "--delay", "10"}, `--delay: "10" is not a duration`},
-		{"negative delay", []string{"enqueue", "k", "--delay", "-5s"}, "--delay"},
-		{"delay and at", []string{"enqueue", "k", "--delay", "1s", "--at", "2030-01-01T00:00:00Z"}, "both given"},
 		{"bad at", []string{"enqueue", "k", "--at", "tomorrow"}, "--at"},
-		{"bad timeout", []string{"enqueue", "k", "--timeout", "0s"}, "--timeout"},
+		{"bad timeout", []string{"enqueue", "k", "--timeout", "soon"}, `--timeout: "soon" is not a duration`},
 		{"metadata not an object", []string{"enqueue", "k", "--metadata", "[1]"}, "must be a JSON object"},
 		{"no kind", []string{"enqueue"}, "expected the task kind"},
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},

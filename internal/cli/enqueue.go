@@ -56,12 +56,12 @@ With --format json the answer is printed as {"id": ..., "duplicate": ...}.`,
 			if len(in.Metadata) > 0 && in.Metadata[0] != '{' {
 				return usagef("--metadata: must be a JSON object, like {\"team\":\"billing\"}")
 			}
-			if delay != "" && at != "" {
-				return usagef("--delay and --at were both given: choose one")
-			}
+			// Flags are only parsed here; what they may hold (a negative
+			// delay, both --delay and --at) is the store's to decide, as for
+			// every other way in.
 			if delay != "" {
 				d, err := time.ParseDuration(delay)
-				if err != nil || d < 0 {
+				if err != nil {
 					return usagef("--delay: %q is not a duration (for example 90s, 10m or 1h30m)", delay)
 				}
 				in.Delay = d.String()
@@ -75,8 +75,8 @@ With --format json the answer is printed as {"id": ..., "duplicate": ...}.`,
 			}
 			if timeout != "" {
 				d, err := time.ParseDuration(timeout)
-				if err != nil || d <= 0 {
-					return usagef("--timeout: %q is not a positive duration (for example 30s or 5m)", timeout)
+				if err != nil {
+					return usagef("--timeout: %q is not a duration (for example 30s or 5m)", timeout)
 				}
 				in.Timeout = d.String()
 			}
@@ -107,8 +107,8 @@ With --format json the answer is printed as {"id": ..., "duplicate": ...}.`,
 	f.StringVar(&delay, "delay", "", "run after this long, as a duration (for example 10s, 5m, 1h30m)")
 	f.StringVar(&at, "at", "", "run at this RFC 3339 time (for example 2030-01-01T03:00:00Z)")
 	f.StringVar(&uniqueKey, "unique-key", "", "idempotency key: no second task while one with this key is pending, running or completed")
-	f.IntVar(&maxAttempts, "max-attempts", 0, "attempts before the task fails for good (default 25)")
-	f.StringVar(&timeout, "timeout", "", "time limit of each attempt, as a duration")
+	f.IntVar(&maxAttempts, "max-attempts", 0, "attempts before the task fails for good, 1 to 10000 (default 25)")
+	f.StringVar(&timeout, "timeout", "", "time limit of each attempt, as a duration (0s: none)")
 	f.StringVar(&metadataFlag, "metadata", "", "metadata stored with the task: a JSON object, @FILE, or -")
 	return cmd
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/store"
@@ -27,7 +26,7 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
 		s.respondErr(w, r, err)
 		return
 	}
-	tasks, err := api.ToNewTasks(inputs, prefix, time.Now())
+	tasks, err := api.ToNewTasks(inputs, prefix)
 	if err != nil {
 		s.respondErr(w, r, err)
 		return

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,16 +114,15 @@ func insertEvents(ctx context.Context, tx execer, events []store.EventRecord, at
 
 // Enqueue implements store.Store.
 func (s *Store) Enqueue(ctx context.Context, tasks []store.NewTask) ([]store.EnqueueResult, error) {
-	now := s.now()
-	tasks = slices.Clone(tasks)
-	if err := store.Prepare(tasks, s.opts.Limits, now); err != nil {
+	b, err := store.Prepare(tasks, s.opts.Limits, s.now())
+	if err != nil {
 		return nil, err
 	}
 	var res []store.EnqueueResult
 	for attempt := 1; ; attempt++ {
 		err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
 			var err error
-			res, err = insertTasks(ctx, tx, tasks, now)
+			res, err = insertTasks(ctx, tx, b)
 			return true, err
 		})
 		// Two enqueues of one unique key raced: the retry finds the winner.
@@ -167,12 +165,11 @@ func (e txEnqueuer) EnqueueTx(ctx context.Context, txAny any, tasks []store.NewT
 }
 
 func (s *Store) enqueueIn(ctx context.Context, tx execer, tasks []store.NewTask) ([]store.EnqueueResult, error) {
-	now := s.now()
-	tasks = slices.Clone(tasks)
-	if err := store.Prepare(tasks, s.opts.Limits, now); err != nil {
+	b, err := store.Prepare(tasks, s.opts.Limits, s.now())
+	if err != nil {
 		return nil, err
 	}
-	res, err := insertTasks(ctx, tx, tasks, now)
+	res, err := insertTasks(ctx, tx, b)
 	if err != nil {
 		return nil, err
 	}
@@ -202,12 +199,15 @@ func (t sqlTx) QueryRow(ctx context.Context, query string, args ...any) pgx.Row 
 	return t.tx.QueryRowContext(ctx, query, args...)
 }
 
-func insertTasks(ctx context.Context, tx execer, tasks []store.NewTask, now time.Time) ([]store.EnqueueResult, error) {
-	res := make([]store.EnqueueResult, len(tasks))
-	fresh := make([]int, 0, len(tasks))
+// insertTasks writes a prepared batch. Unique keys are resolved first —
+// against the table and within the batch — so a duplicate is answered with
+// the existing id rather than an error.
+func insertTasks(ctx context.Context, tx execer, b store.Batch) ([]store.EnqueueResult, error) {
+	res := make([]store.EnqueueResult, b.Len())
+	fresh := make([]int, 0, b.Len())
 	seen := map[string]int{}
-	for i := range tasks {
-		t := &tasks[i]
+	for i := range res {
+		t := b.Task(i)
 		res[i].ID = t.ID
 		if t.UniqueKey == "" {
 			fresh = append(fresh, i)
@@ -242,7 +242,7 @@ func insertTasks(ctx context.Context, tx execer, tasks []store.NewTask, now time
 		added                        = store.CountMoves{}
 	)
 	for j, i := range fresh {
-		t := &tasks[i]
+		t := b.Task(i)
 		ids[j], kinds[j], queues[j], argsJSON[j] = t.ID, t.Kind, t.Queue, string(t.Args)
 		prios[j], maxAttempts[j] = int32(t.Priority), int32(t.MaxAttempts)
 		runAts[j], timeouts[j] = micros(t.RunAt), t.AttemptTimeout.Microseconds()
@@ -253,7 +253,7 @@ func insertTasks(ctx context.Context, tx execer, tasks []store.NewTask, now time
 		metadata[j] = nullText(t.Metadata)
 		added.Move(t.Queue, "", store.StatePending, 1)
 	}
-	createdAt := micros(now)
+	createdAt := micros(b.Now())
 	_, err := tx.Exec(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at, max_attempts,
 			attempt_timeout_us, unique_key, metadata, created_at)
 		SELECT id, kind, queue, args::jsonb, prio, 'pending', run_at, max_attempts, timeout, ukey, md::jsonb, $11

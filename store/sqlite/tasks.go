@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -186,15 +185,14 @@ func insertEvents(q *execer, events []store.EventRecord, at int64) error {
 
 // Enqueue implements store.Store.
 func (s *Store) Enqueue(ctx context.Context, tasks []store.NewTask) ([]store.EnqueueResult, error) {
-	now := s.now()
-	tasks = slices.Clone(tasks)
-	if err := store.Prepare(tasks, s.opts.Limits, now); err != nil {
+	b, err := store.Prepare(tasks, s.opts.Limits, s.now())
+	if err != nil {
 		return nil, err
 	}
 	var res []store.EnqueueResult
-	err := s.writer.do(ctx, func(q *execer) error {
+	err = s.writer.do(ctx, func(q *execer) error {
 		var err error
-		res, err = insertTasks(context.Background(), q.conn, tasks, now)
+		res, err = insertTasks(context.Background(), q.conn, b)
 		q.wake = err == nil
 		return err
 	})
@@ -221,24 +219,22 @@ func (e txEnqueuer) EnqueueTx(ctx context.Context, txAny any, tasks []store.NewT
 	if tx == nil {
 		return nil, &store.ValidationError{Index: -1, Field: "tx", Message: "must not be nil"}
 	}
-	s := e.s
-	now := s.now()
-	tasks = slices.Clone(tasks)
-	if err := store.Prepare(tasks, s.opts.Limits, now); err != nil {
+	b, err := store.Prepare(tasks, e.s.opts.Limits, e.s.now())
+	if err != nil {
 		return nil, err
 	}
-	return insertTasks(ctx, tx, tasks, now)
+	return insertTasks(ctx, tx, b)
 }
 
 // insertTasks writes a prepared batch. Unique keys are resolved first —
 // against the table and within the batch — so a duplicate is answered with
 // the existing id rather than an error.
-func insertTasks(ctx context.Context, db dbtx, tasks []store.NewTask, now time.Time) ([]store.EnqueueResult, error) {
-	res := make([]store.EnqueueResult, len(tasks))
-	fresh := make([]int, 0, len(tasks))
+func insertTasks(ctx context.Context, db dbtx, b store.Batch) ([]store.EnqueueResult, error) {
+	res := make([]store.EnqueueResult, b.Len())
+	fresh := make([]int, 0, b.Len())
 	var seen map[string]int
-	for i := range tasks {
-		t := &tasks[i]
+	for i := range res {
+		t := b.Task(i)
 		res[i].ID = t.ID
 		if t.UniqueKey == "" {
 			fresh = append(fresh, i)
@@ -263,16 +259,16 @@ func insertTasks(ctx context.Context, db dbtx, tasks []store.NewTask, now time.T
 		}
 		seen[t.UniqueKey] = i
 	}
-	createdAt := micros(now)
+	createdAt := micros(b.Now())
 	added := store.CountMoves{}
 	for _, i := range fresh {
-		added.Move(tasks[i].Queue, "", store.StatePending, 1)
+		added.Move(b.Task(i).Queue, "", store.StatePending, 1)
 	}
 	for len(fresh) > 0 {
 		n := min(len(fresh), insertChunk)
 		args := make([]any, 0, n*11)
 		for _, i := range fresh[:n] {
-			t := &tasks[i]
+			t := b.Task(i)
 			args = append(args, t.ID, t.Kind, t.Queue, []byte(t.Args), t.Priority, micros(t.RunAt),
 				t.MaxAttempts, t.AttemptTimeout.Microseconds(), nullString(t.UniqueKey), nullBytes(t.Metadata), createdAt)
 		}

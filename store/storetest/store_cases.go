@@ -148,7 +148,7 @@ func testValidation(t *testing.T, e *env) {
 		{store.NewTask{Kind: "k", Args: huge}, "args"},
 		{store.NewTask{Kind: "k", Metadata: json.RawMessage(`[1]`)}, "metadata"},
 		{store.NewTask{Kind: "k", MaxAttempts: -1}, "max_attempts"},
-		{store.NewTask{Kind: "k", AttemptTimeout: -time.Second}, "attempt_timeout"},
+		{store.NewTask{Kind: "k", AttemptTimeout: -time.Second}, "timeout"},
 		{store.NewTask{Kind: "k", ID: "not-a-uuid"}, "id"},
 		{store.NewTask{Kind: "k", UniqueKey: strings.Repeat("u", store.MaxUniqueKeyLength+1)}, "unique_key"},
 	}
