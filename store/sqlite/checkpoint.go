@@ -17,6 +17,8 @@ import (
 // checkpoints off, and this loop runs a PASSIVE checkpoint — one that never
 // waits for, nor blocks, readers or the writer — whenever commits happened
 // since the last one.
+// A PASSIVE checkpoint never resets the WAL, though: see
+// writer.restartWAL for what bounds it.
 type checkpointer struct {
 	db       *sql.DB
 	log      *slog.Logger

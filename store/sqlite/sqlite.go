@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,6 +64,11 @@ type Options struct {
 	// database file, off the writer's path, when anything was committed.
 	// Default 100ms.
 	CheckpointInterval time.Duration
+	// WALRestartBytes is the WAL file size past which the writer restarts
+	// the WAL from its beginning between two groups, so that it stays
+	// bounded under writes that never pause. Default 256 MiB; at least
+	// twice the 8 MiB the WAL is shrunk to after a restart.
+	WALRestartBytes int64
 	// MaxGroup bounds how many queued writes one transaction coalesces.
 	// Default 512.
 	MaxGroup int
@@ -98,6 +104,10 @@ func (o *Options) withDefaults() Options {
 	if out.CheckpointInterval <= 0 {
 		out.CheckpointInterval = 100 * time.Millisecond
 	}
+	if out.WALRestartBytes <= 0 {
+		out.WALRestartBytes = 256 << 20
+	}
+	out.WALRestartBytes = max(out.WALRestartBytes, 2*journalSizeLimit)
 	if out.MaxGroup <= 0 {
 		out.MaxGroup = 512
 	}
@@ -176,7 +186,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 			o.Logger.Warn("sqlite: watching for other processes' commits by polling alone", "err", err)
 		}
 	}
-	w, err := newWriter(ctx, s.wdb, o, files, s.wake.Notify, s.ckpt.committed)
+	w, err := newWriter(ctx, s.wdb, o, path+"-wal", files, s.wake.Notify, s.ckpt.committed)
 	if err != nil {
 		s.ckpt.close()
 		s.cdb.Close()
@@ -224,6 +234,9 @@ func openDB(path string, o Options, readOnly bool) *sql.DB {
 	return sql.OpenDB(&connector{dsn: dsn, drv: &sqlite3.SQLiteDriver{ConnectHook: connectHook}})
 }
 
+// journalSizeLimit is what the WAL is shrunk to when it is reset.
+const journalSizeLimit = 8 << 20
+
 // connectHook sets the pragmas that have no DSN parameter.
 func connectHook(c *sqlite3.SQLiteConn) error {
 	for _, p := range []string{
@@ -231,7 +244,7 @@ func connectHook(c *sqlite3.SQLiteConn) error {
 		"PRAGMA foreign_keys = OFF",
 		// SQLite reuses the WAL from its start after a checkpoint but never
 		// shrinks it: a burst would keep its size on disk for good.
-		"PRAGMA journal_size_limit = 8388608",
+		"PRAGMA journal_size_limit = " + strconv.Itoa(journalSizeLimit),
 	} {
 		if _, err := c.Exec(p, nil); err != nil {
 			return fmt.Errorf("%s: %w", p, err)

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -160,6 +162,11 @@ type writer struct {
 	notify func()
 	// committed is told of every commit (the checkpointer counts them).
 	committed func()
+	// walPath is the WAL file, restarted once larger than walLimit;
+	// after a refused restart, the next is not tried before restartAfter.
+	walPath      string
+	walLimit     int64
+	restartAfter time.Time
 	// busyTimeout bounds how long begin waits for another process's lock.
 	busyTimeout time.Duration
 
@@ -180,7 +187,7 @@ type writer struct {
 	watching  chan struct{}
 }
 
-func newWriter(ctx context.Context, db *sql.DB, o Options, files *fileWatch, notify, committed func()) (*writer, error) {
+func newWriter(ctx context.Context, db *sql.DB, o Options, walPath string, files *fileWatch, notify, committed func()) (*writer, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("writer connection: %w", err)
@@ -194,6 +201,8 @@ func newWriter(ctx context.Context, db *sql.DB, o Options, files *fileWatch, not
 		files:        files,
 		notify:       notify,
 		committed:    committed,
+		walPath:      walPath,
+		walLimit:     o.WALRestartBytes,
 		busyTimeout:  o.BusyTimeout,
 		fullSync:     o.Synchronous == SyncFull,
 		syncIsFull:   o.Synchronous == SyncFull,
@@ -257,6 +266,7 @@ func (w *writer) submit(ctx context.Context, o *op) error {
 // and hands the lead to the next queued op, if any.
 func (w *writer) lead() {
 	for {
+		w.boundWAL()
 		if batch := w.take(); len(batch) > 0 {
 			w.commit(batch)
 		} else {
@@ -283,6 +293,56 @@ func (w *writer) lead() {
 		}
 	}
 }
+
+// boundWAL restarts the WAL once its file passes walLimit. The
+// checkpointer's PASSIVE checkpoints copy frames but never reset the WAL:
+// only a commit that finds every frame copied starts again from the WAL's
+// beginning, and under writes that never pause that never happens, so the
+// WAL grew without bound (seen at 10M rows). A RESTART checkpoint copies
+// what is left and makes the next commit write from the beginning, which
+// also shrinks the file to journal_size_limit. It runs on the writer's
+// connection between groups, so no commit of ours races it; readers on old
+// snapshots are waited for a little, and if they hold on the restart is
+// tried again later rather than stalling writes. One stat a group is its
+// whole cost until the limit is reached.
+func (w *writer) boundWAL() {
+	fi, err := os.Stat(w.walPath)
+	if err != nil || fi.Size() <= w.walLimit || time.Now().Before(w.restartAfter) {
+		return
+	}
+	began := time.Now()
+	ctx := context.Background()
+	if _, err := w.conn.ExecContext(ctx, "PRAGMA busy_timeout = "+strconv.Itoa(int(restartWait/time.Millisecond))); err != nil {
+		w.log.Warn("sqlite: WAL restart", "err", err)
+		return
+	}
+	var busy, logFrames, done int
+	err = w.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(RESTART)").Scan(&busy, &logFrames, &done)
+	if _, rerr := w.conn.ExecContext(ctx, "PRAGMA busy_timeout = 0"); rerr != nil && err == nil {
+		err = rerr
+	}
+	switch {
+	case err != nil:
+		w.restartAfter = began.Add(restartRetry)
+		w.log.Warn("sqlite: WAL restart", "err", err)
+	case busy != 0 && logFrames < 0:
+		// The checkpointer was mid-pass: it will be done in a moment.
+		w.restartAfter = began.Add(restartRetry / 10)
+	case busy != 0:
+		// A reader held an old snapshot past restartWait.
+		w.restartAfter = began.Add(restartRetry)
+	default:
+		w.log.Debug("sqlite: WAL restarted", "frames", logFrames, "took", time.Since(began))
+	}
+}
+
+// restartWait bounds how long a WAL restart waits for readers; restartRetry
+// is how long the writer waits before trying a refused restart again, so
+// that a reader holding an old snapshot does not stall every group.
+const (
+	restartWait  = 20 * time.Millisecond
+	restartRetry = 100 * time.Millisecond
+)
 
 // take removes up to maxGroup ops from the queue.
 func (w *writer) take() []*op {
