@@ -20,6 +20,7 @@ vet:
 ## unit: all tests with the race detector, plus each benchmark once at a tiny size
 unit:
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+	$(GO) test -count=1 -run 'TestWALBounded' ./store/sqlite/
 	WEFT_BENCH_TASKS=2000 WEFT_BENCH_SAMPLES=100 WEFT_BENCH_TERMINAL=5000 $(GO) test -run '^$$' -bench . -benchtime 1x -count=1 $(PKGS)
 
 ## bench: the benchmarks recorded in docs/benchmarks.md (full sizes, 5 runs each)
