@@ -500,7 +500,8 @@ func TestQueuesDirect(t *testing.T) {
 	if !q.Paused || q.Counts["pending"] != 0 {
 		t.Errorf("empty paused queue = %+v", q)
 	}
-	failsWith(t, runWeft(t, "queues", "pause", "9bad", "--database", path), exitError, "422 invalid: name:")
+	// As the server answers it: the name is part of the request's path.
+	failsWith(t, runWeft(t, "queues", "pause", "9bad", "--database", path), exitError, "400 bad_request: name:")
 	failsWith(t, runWeft(t, "queues", "pause", "--database", path), exitUsage, "one queue name")
 }
 

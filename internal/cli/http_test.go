@@ -80,6 +80,8 @@ func TestHTTPEnqueueAndTask(t *testing.T) {
 		{"enqueue", "9lives"},
 		{"enqueue", "k", "--args", `{"a":1}`, "--metadata", `{"m":1}`, "--max-attempts", "-1"},
 		{"task", enq.ID, "--retry"},
+		{"queues", "pause", "9bad"},
+		{"list", "--cursor", "not-a-cursor"},
 	} {
 		viaServer, direct := s.both(t, args...)
 		if viaServer.code != exitError || viaServer.stderr != direct.stderr {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/internal/ops"
 	"github.com/weftworks/weft/store"
 )
 
@@ -69,6 +70,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	st       store.Store
+	ops      *ops.Service
 	log      *slog.Logger
 	mux      *http.ServeMux
 	handler  http.Handler
@@ -96,6 +98,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, st: cfg.Client.Store(), log: cfg.Logger, mux: http.NewServeMux(), drained: make(chan struct{})}
+	s.ops = ops.New(clientCancels{Store: s.st, client: cfg.Client}, ops.Config{Poll: cfg.EventPoll, Done: s.drained})
 	if cfg.Token != "" {
 		s.tokenSum = sha256.Sum256([]byte(cfg.Token))
 	}
@@ -107,6 +110,18 @@ func New(cfg Config) (*Server, error) {
 	s.routes()
 	s.handler = s.metrics.instrument(s.mux, s.authorize(s.mux))
 	return s, nil
+}
+
+// clientCancels is the server's store with Cancel taken through the
+// client: when the engine of this process runs the task, it stops it at
+// once rather than at its next lease extension.
+type clientCancels struct {
+	store.Store
+	client *weft.Client
+}
+
+func (c clientCancels) Cancel(ctx context.Context, id string) (*store.Task, error) {
+	return c.client.Cancel(ctx, id)
 }
 
 // ServeHTTP implements http.Handler.
