@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/internal/testenv"
 	"github.com/weftworks/weft/store"
 	"github.com/weftworks/weft/store/sqlite"
 )
@@ -94,19 +95,6 @@ func failsWith(t *testing.T, r result, code int, want ...string) {
 			t.Errorf("stderr lacks %q\n%s", w, r)
 		}
 	}
-}
-
-// newDB creates a migrated SQLite file and returns its path and a store
-// handle on it for the test's own reads and writes.
-func newDB(t *testing.T) (string, store.Store) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "weft.db")
-	st, err := sqlite.Open(context.Background(), path, &sqlite.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return path, st
 }
 
 func decode[T any](t *testing.T, s string) T {
@@ -256,7 +244,7 @@ func TestDatabasePathErrors(t *testing.T) {
 }
 
 func TestEnqueueDirect(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	before := time.Now()
 	r := ok(t, runWeft(t, "enqueue", "email", "--database", path, "--format", "json",
 		"--args", `{"to": "a@example.com"}`, "--queue", "mail", "--priority", "5", "--delay", "1h",
@@ -307,7 +295,7 @@ func TestEnqueueDirect(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	cases := []struct {
 		name string
 		args []string
@@ -355,7 +343,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestBatchDirect(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -420,7 +408,7 @@ func TestBatchDirect(t *testing.T) {
 }
 
 func TestListDirect(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	ids := enqueueStore(t, st,
 		store.NewTask{Kind: "a", Queue: "q1"}, store.NewTask{Kind: "b", Queue: "q1"},
 		store.NewTask{Kind: "a", Queue: "q2"}, store.NewTask{Kind: "c", Queue: "q2"},
@@ -476,7 +464,7 @@ func TestListDirect(t *testing.T) {
 }
 
 func TestQueuesDirect(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	enqueueStore(t, st, store.NewTask{Kind: "a", Queue: "mail"}, store.NewTask{Kind: "a", Queue: "mail"}, store.NewTask{Kind: "a"})
 
 	q := decode[api.Queue](t, ok(t, runWeft(t, "queues", "pause", "mail", "--database", path, "--format", "json")).stdout)
@@ -506,7 +494,7 @@ func TestQueuesDirect(t *testing.T) {
 }
 
 func TestTaskSnapshotCancelRetryDirect(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	ids := enqueueStore(t, st, store.NewTask{Kind: "email", Args: json.RawMessage(`{"to":"a"}`), UniqueKey: "k"})
 	id := ids[0]
 
@@ -594,7 +582,7 @@ func TestMonitorDirect(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(string(tc.state), func(t *testing.T) {
-			path, st := newDB(t)
+			path, st := testenv.SQLite(t)
 			id := enqueueStore(t, st, store.NewTask{Kind: "job"})[0]
 			go func() {
 				// Let the monitor catch up with the created event
@@ -628,7 +616,7 @@ func TestMonitorDirect(t *testing.T) {
 }
 
 func TestMonitorFinishedTaskAndHumanFormat(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	id := enqueueStore(t, st, store.NewTask{Kind: "job"})[0]
 	claimAndFinish(t, st, id, store.StateCompleted, "")
 	r := ok(t, runWeft(t, "task", id, "--monitor", "--format", "human", "--database", path))
@@ -647,7 +635,7 @@ func TestMonitorFinishedTaskAndHumanFormat(t *testing.T) {
 }
 
 func TestMonitorInterrupted(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	id := enqueueStore(t, st, store.NewTask{Kind: "job"})[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
@@ -661,7 +649,7 @@ func TestMonitorInterrupted(t *testing.T) {
 }
 
 func TestBackendSelection(t *testing.T) {
-	path, _ := newDB(t)
+	path, _ := testenv.SQLite(t)
 	down := closedServer(t)
 	// WEFT_DATABASE_URL alone does not switch commands to the database:
 	// it is for serve and migrate.
