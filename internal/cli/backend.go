@@ -20,7 +20,7 @@ type backend interface {
 	Enqueue(ctx context.Context, in api.TaskInput) (api.Enqueued, error)
 	EnqueueBatch(ctx context.Context, tasks []api.TaskInput) (api.BatchEnqueued, error)
 	Get(ctx context.Context, id string) (api.Task, error)
-	List(ctx context.Context, p apiclient.ListParams) (api.TaskList, error)
+	List(ctx context.Context, p api.ListParams) (api.TaskList, error)
 	Cancel(ctx context.Context, id string) (api.Task, error)
 	Retry(ctx context.Context, id string) (api.Task, error)
 	// Events yields a task's events after the cursor after; with follow,
@@ -85,8 +85,8 @@ func (d *directBackend) Get(ctx context.Context, id string) (api.Task, error) {
 	return wire(ctx, d.svc.Get, id)
 }
 
-func (d *directBackend) List(ctx context.Context, p apiclient.ListParams) (api.TaskList, error) {
-	return wire(ctx, d.svc.List, ops.ListParams{Queue: p.Queue, Kind: p.Kind, States: p.States, Limit: p.Limit, Cursor: p.Cursor})
+func (d *directBackend) List(ctx context.Context, p api.ListParams) (api.TaskList, error) {
+	return wire(ctx, d.svc.List, p)
 }
 
 func (d *directBackend) Cancel(ctx context.Context, id string) (api.Task, error) {

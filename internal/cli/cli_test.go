@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -210,7 +209,7 @@ func TestMigrateSQLite(t *testing.T) {
 func TestDatabasePathErrors(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	log := slog.New(slog.DiscardHandler)
+	log := testenv.Logger()
 	cases := []struct {
 		name, dsn, want string
 	}{

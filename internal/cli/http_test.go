@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -30,7 +29,7 @@ type testServer struct {
 func newTestServer(t *testing.T, token string) *testServer {
 	t.Helper()
 	path, st := testenv.SQLite(t)
-	h, err := httpapi.New(httpapi.Config{Client: testenv.Client(t, st), Token: token, Logger: slog.New(slog.DiscardHandler), EventPoll: 20 * time.Millisecond})
+	h, err := httpapi.New(httpapi.Config{Client: testenv.Client(t, st), Token: token, Logger: testenv.Logger(), EventPoll: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +290,7 @@ func TestDirectErrorsAsServer(t *testing.T) {
 		{store.ErrLeaseLost, apiclient.ErrLeaseLost},
 	} {
 		refusing := refusingStore{Store: st, err: fmt.Errorf("sqlite: commit: %w", tc.sentinel)}
-		h, err := httpapi.New(httpapi.Config{Client: testenv.Client(t, refusing), Logger: slog.New(slog.DiscardHandler)})
+		h, err := httpapi.New(httpapi.Config{Client: testenv.Client(t, refusing), Logger: testenv.Logger()})
 		if err != nil {
 			t.Fatal(err)
 		}

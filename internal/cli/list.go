@@ -8,14 +8,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weftworks/weft/internal/api"
-	"github.com/weftworks/weft/internal/apiclient"
 	"github.com/weftworks/weft/internal/ops"
 	"github.com/weftworks/weft/store"
 )
 
 func newListCmd(g *globals) *cobra.Command {
 	var (
-		p      apiclient.ListParams
+		p      api.ListParams
 		states string
 		all    bool
 	)

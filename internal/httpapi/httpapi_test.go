@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -32,7 +31,7 @@ func newTestAPI(t testing.TB, cfg Config) *testAPI {
 	_, st := testenv.SQLite(t)
 	cfg.Client = testenv.Client(t, st)
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = testenv.Logger()
 	}
 	if cfg.EventPoll == 0 {
 		cfg.EventPoll = 10 * time.Millisecond

@@ -22,34 +22,24 @@ const (
 	MaxPage     = 1000
 )
 
-// ListParams filters and pages List, as GET /v1/tasks's query does.
-type ListParams struct {
-	Queue  string
-	Kind   string
-	States []string
-	// Limit is the page size, 1 to MaxPage; 0 means DefaultPage.
-	Limit int
-	// Cursor is the NextCursor of the previous page.
-	Cursor string
-}
-
-// ParseListQuery reads GET /v1/tasks's query parameters: queue, kind,
-// state (comma-separated), limit and cursor. List checks the values.
-func ParseListQuery(q url.Values) (ListParams, error) {
+// ParseListQuery reads GET /v1/tasks's query parameters (api.ListParams'
+// Query is its inverse): queue, kind, state (comma-separated), limit and
+// cursor. List checks the values.
+func ParseListQuery(q url.Values) (api.ListParams, error) {
 	for key := range q {
 		switch key {
 		case "queue", "kind", "state", "limit", "cursor":
 		default:
-			return ListParams{}, badRequest(key, "unknown query parameter %q (queue, kind, state, limit, cursor)", key)
+			return api.ListParams{}, badRequest(key, "unknown query parameter %q (queue, kind, state, limit, cursor)", key)
 		}
 	}
-	p := ListParams{Queue: q.Get("queue"), Kind: q.Get("kind"), Cursor: q.Get("cursor")}
+	p := api.ListParams{Queue: q.Get("queue"), Kind: q.Get("kind"), Cursor: q.Get("cursor")}
 	if v := q.Get("state"); v != "" {
 		p.States = strings.Split(v, ",")
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		// An explicit 0 is refused here, since in ListParams it means
+		// An explicit 0 is refused here, since in api.ListParams it means
 		// "not given".
 		if err != nil || !validLimit(n) {
 			return p, badLimit(v)
@@ -59,10 +49,11 @@ func ParseListQuery(q url.Values) (ListParams, error) {
 	return p, nil
 }
 
-// List reads one page of tasks in creation order. NextCursor is set on a
-// full page, so the last page may come back empty.
-func (s *Service) List(ctx context.Context, p ListParams) (api.TaskList, error) {
-	sp, err := p.store()
+// List reads one page of tasks in creation order. Limit is the page size,
+// 1 to MaxPage, 0 meaning DefaultPage. NextCursor is set on a full page,
+// so the last page may come back empty.
+func (s *Service) List(ctx context.Context, p api.ListParams) (api.TaskList, error) {
+	sp, err := storeParams(p)
 	if err != nil {
 		return api.TaskList{}, err
 	}
@@ -80,8 +71,8 @@ func (s *Service) List(ctx context.Context, p ListParams) (api.TaskList, error) 
 	return out, nil
 }
 
-// store checks p and converts it for the store.
-func (p ListParams) store() (store.ListParams, error) {
+// storeParams checks p and converts it for the store.
+func storeParams(p api.ListParams) (store.ListParams, error) {
 	sp := store.ListParams{Queue: p.Queue, Kind: p.Kind, After: p.Cursor, Limit: p.Limit}
 	if p.Queue != "" && !store.ValidName(p.Queue) {
 		return sp, badRequest("queue", "%q is not a valid queue name", p.Queue)

@@ -154,25 +154,25 @@ func TestListLimits(t *testing.T) {
 		if _, err := svc.EnqueueBatch(ctx, in); err != nil {
 			t.Fatal(err)
 		}
-		page, err := svc.List(ctx, ops.ListParams{})
+		page, err := svc.List(ctx, api.ListParams{})
 		if err != nil || len(page.Tasks) != ops.DefaultPage || page.NextCursor != page.Tasks[ops.DefaultPage-1].ID {
 			t.Fatalf("default page: %d tasks, cursor %q, %v", len(page.Tasks), page.NextCursor, err)
 		}
-		rest, err := svc.List(ctx, ops.ListParams{Cursor: page.NextCursor})
+		rest, err := svc.List(ctx, api.ListParams{Cursor: page.NextCursor})
 		if err != nil || len(rest.Tasks) != 1 || rest.NextCursor != "" {
 			t.Fatalf("second page: %d tasks, cursor %q, %v", len(rest.Tasks), rest.NextCursor, err)
 		}
-		all, err := svc.List(ctx, ops.ListParams{Limit: ops.MaxPage})
+		all, err := svc.List(ctx, api.ListParams{Limit: ops.MaxPage})
 		if err != nil || len(all.Tasks) != ops.DefaultPage+1 || all.NextCursor != "" {
 			t.Fatalf("max page: %d tasks, cursor %q, %v", len(all.Tasks), all.NextCursor, err)
 		}
 		for _, limit := range []int{-1, ops.MaxPage + 1} {
-			_, err := svc.List(ctx, ops.ListParams{Limit: limit})
+			_, err := svc.List(ctx, api.ListParams{Limit: limit})
 			wantProblem(t, err, 400, api.CodeBadRequest, "limit")
 		}
-		_, err = svc.List(ctx, ops.ListParams{States: []string{"pending", "done"}})
+		_, err = svc.List(ctx, api.ListParams{States: []string{"pending", "done"}})
 		wantProblem(t, err, 400, api.CodeBadRequest, "state")
-		_, err = svc.List(ctx, ops.ListParams{Queue: "a b"})
+		_, err = svc.List(ctx, api.ListParams{Queue: "a b"})
 		wantProblem(t, err, 400, api.CodeBadRequest, "queue")
 	})
 }
@@ -187,14 +187,14 @@ func TestListBadCursor(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, cursor := range []string{"zzz", "next", "'; DROP TABLE weft_tasks; --", "0190a000\x00", strings.Repeat("f", 100)} {
-			page, err := svc.List(ctx, ops.ListParams{Cursor: cursor})
+			page, err := svc.List(ctx, api.ListParams{Cursor: cursor})
 			if err == nil {
 				t.Fatalf("cursor %q listed %d tasks, want an error", cursor, len(page.Tasks))
 			}
 			wantProblem(t, err, 400, api.CodeBadRequest, "cursor")
 		}
 		// A well-formed cursor past every task is an empty last page.
-		page, err := svc.List(ctx, ops.ListParams{Cursor: "ffffffff-ffff-7fff-bfff-ffffffffffff"})
+		page, err := svc.List(ctx, api.ListParams{Cursor: "ffffffff-ffff-7fff-bfff-ffffffffffff"})
 		if err != nil || len(page.Tasks) != 0 {
 			t.Fatalf("cursor past the end: %+v, %v", page, err)
 		}

@@ -23,7 +23,7 @@ import (
 func SQLite(t testing.TB) (string, store.Store) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "weft.db")
-	st, err := sqlite.Open(context.Background(), path, &sqlite.Options{Logger: slog.New(slog.DiscardHandler)})
+	st, err := sqlite.Open(context.Background(), path, &sqlite.Options{Logger: Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func SQLite(t testing.TB) (string, store.Store) {
 // Client returns a client on st that logs nothing and runs no workers.
 func Client(t testing.TB, st store.Store) *weft.Client {
 	t.Helper()
-	c, err := weft.NewClient(st, &weft.Config{Logger: slog.New(slog.DiscardHandler)})
+	c, err := weft.NewClient(st, &weft.Config{Logger: Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,10 +47,14 @@ func Client(t testing.TB, st store.Store) *weft.Client {
 func Postgres(t testing.TB) store.Store {
 	t.Helper()
 	dsn := pgtest.NewSchema(t, pgtest.ServerURL(t))
-	st, err := postgres.Open(context.Background(), dsn, &postgres.Options{Logger: slog.New(slog.DiscardHandler)})
+	st, err := postgres.Open(context.Background(), dsn, &postgres.Options{Logger: Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	return st
 }
+
+// Logger returns a logger that drops everything, so that what code under
+// test logs does not bury the test's own output.
+func Logger() *slog.Logger { return slog.New(slog.DiscardHandler) }
