@@ -97,7 +97,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 func writeEvent(w io.Writer, e api.Event, sse bool) error {
 	b, err := json.Marshal(e)
 	if err != nil {
-		return err
+		return fmt.Errorf("encode event %d: %w", e.Seq, err)
 	}
 	if sse {
 		_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, b)

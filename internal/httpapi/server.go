@@ -6,7 +6,10 @@
 // Handlers decode strictly (unknown fields, trailing data and oversized
 // bodies are refused before anything is written), validate everything
 // before the one store call that writes, and answer every error as JSON
-// {"error": {"code", "message", "field"}}.
+// {"error": {"code", "message", "field"}}, as internal/ops's ProblemOf
+// says. The task, event and queue routes are internal/ops's service, which
+// the CLI's direct mode runs too; this package reads their requests and
+// writes their answers.
 package httpapi
 
 import (
