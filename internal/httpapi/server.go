@@ -58,7 +58,7 @@ type Config struct {
 	// MaxBodyBytes bounds a request body; default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// EventPoll is how often a followed event stream looks for new
-	// events; default 100ms.
+	// events; default ops.DefaultPoll (100ms).
 	EventPoll time.Duration
 	// Version is reported by /healthz.
 	Version string
@@ -93,9 +93,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if cfg.EventPoll <= 0 {
-		cfg.EventPoll = 100 * time.Millisecond
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
