@@ -54,17 +54,6 @@ func New(baseURL, token string, hc *http.Client) *Client {
 // BaseURL is the server's base URL as the client uses it.
 func (c *Client) BaseURL() string { return c.base }
 
-// ListParams filters and pages List. Zero fields are left to the server's
-// defaults (every queue, kind and state; 100 tasks).
-type ListParams struct {
-	Queue  string
-	Kind   string
-	States []string
-	Limit  int
-	// Cursor is the NextCursor of the previous page.
-	Cursor string
-}
-
 // Enqueue stores one task. A duplicate (same unique key) comes back with
 // Duplicate set and the existing task's id.
 func (c *Client) Enqueue(ctx context.Context, in api.TaskInput) (api.Enqueued, error) {
@@ -92,23 +81,8 @@ func (c *Client) Get(ctx context.Context, id string) (api.Task, error) {
 }
 
 // List reads one page of tasks in creation order.
-func (c *Client) List(ctx context.Context, p ListParams) (api.TaskList, error) {
-	q := url.Values{}
-	if p.Queue != "" {
-		q.Set("queue", p.Queue)
-	}
-	if p.Kind != "" {
-		q.Set("kind", p.Kind)
-	}
-	if len(p.States) > 0 {
-		q.Set("state", strings.Join(p.States, ","))
-	}
-	if p.Limit > 0 {
-		q.Set("limit", strconv.Itoa(p.Limit))
-	}
-	if p.Cursor != "" {
-		q.Set("cursor", p.Cursor)
-	}
+func (c *Client) List(ctx context.Context, p api.ListParams) (api.TaskList, error) {
+	q := p.Query()
 	path := "/v1/tasks"
 	if len(q) > 0 {
 		path += "?" + q.Encode()

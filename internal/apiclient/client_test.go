@@ -214,7 +214,7 @@ func TestListQuery(t *testing.T) {
 		}
 		writeJSON(w, 200, api.TaskList{Tasks: []api.Task{{ID: "t1"}}, NextCursor: "t1"})
 	})
-	page, err := c.List(context.Background(), ListParams{Queue: "q 1", Kind: "k", States: []string{"pending", "failed"}, Limit: 5, Cursor: "c"})
+	page, err := c.List(context.Background(), api.ListParams{Queue: "q 1", Kind: "k", States: []string{"pending", "failed"}, Limit: 5, Cursor: "c"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/internal/testenv"
 	"github.com/weftworks/weft/store"
 	"github.com/weftworks/weft/store/sqlite"
 )
@@ -94,19 +94,6 @@ func failsWith(t *testing.T, r result, code int, want ...string) {
 			t.Errorf("stderr lacks %q\n%s", w, r)
 		}
 	}
-}
-
-// newDB creates a migrated SQLite file and returns its path and a store
-// handle on it for the test's own reads and writes.
-func newDB(t *testing.T) (string, store.Store) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "weft.db")
-	st, err := sqlite.Open(context.Background(), path, &sqlite.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return path, st
 }
 
 func decode[T any](t *testing.T, s string) T {
@@ -222,7 +209,7 @@ func TestMigrateSQLite(t *testing.T) {
 func TestDatabasePathErrors(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	log := slog.New(slog.DiscardHandler)
+	log := testenv.Logger()
 	cases := []struct {
 		name, dsn, want string
 	}{
@@ -256,7 +243,7 @@ func TestDatabasePathErrors(t *testing.T) {
 }
 
 func TestEnqueueDirect(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	before := time.Now()
 	r := ok(t, runWeft(t, "enqueue", "email", "--database", path, "--format", "json",
 		"--args", `{"to": "a@example.com"}`, "--queue", "mail", "--priority", "5", "--delay", "1h",
@@ -321,7 +308,7 @@ func TestEnqueueDirect(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	cases := []struct {
 		name string
 		args []string
@@ -367,7 +354,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestBatchDirect(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -432,7 +419,7 @@ func TestBatchDirect(t *testing.T) {
 }
 
 func TestListDirect(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	ids := enqueueStore(t, st,
 		store.NewTask{Kind: "a", Queue: "q1"}, store.NewTask{Kind: "b", Queue: "q1"},
 		store.NewTask{Kind: "a", Queue: "q2"}, store.NewTask{Kind: "c", Queue: "q2"},
@@ -488,7 +475,7 @@ func TestListDirect(t *testing.T) {
 }
 
 func TestQueuesDirect(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	enqueueStore(t, st, store.NewTask{Kind: "a", Queue: "mail"}, store.NewTask{Kind: "a", Queue: "mail"}, store.NewTask{Kind: "a"})
 
 	q := decode[api.Queue](t, ok(t, runWeft(t, "queues", "pause", "mail", "--database", path, "--format", "json")).stdout)
@@ -512,12 +499,13 @@ func TestQueuesDirect(t *testing.T) {
 	if !q.Paused || q.Counts["pending"] != 0 {
 		t.Errorf("empty paused queue = %+v", q)
 	}
-	failsWith(t, runWeft(t, "queues", "pause", "9bad", "--database", path), exitError, "422 invalid: name:")
+	// As the server answers it: the name is part of the request's path.
+	failsWith(t, runWeft(t, "queues", "pause", "9bad", "--database", path), exitError, "400 bad_request: name:")
 	failsWith(t, runWeft(t, "queues", "pause", "--database", path), exitUsage, "one queue name")
 }
 
 func TestTaskSnapshotCancelRetryDirect(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	ids := enqueueStore(t, st, store.NewTask{Kind: "email", Args: json.RawMessage(`{"to":"a"}`), UniqueKey: "k"})
 	id := ids[0]
 
@@ -605,7 +593,7 @@ func TestMonitorDirect(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(string(tc.state), func(t *testing.T) {
-			path, st := newDB(t)
+			path, st := testenv.SQLite(t)
 			id := enqueueStore(t, st, store.NewTask{Kind: "job"})[0]
 			go func() {
 				// Let the monitor catch up with the created event
@@ -639,7 +627,7 @@ func TestMonitorDirect(t *testing.T) {
 }
 
 func TestMonitorFinishedTaskAndHumanFormat(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	id := enqueueStore(t, st, store.NewTask{Kind: "job"})[0]
 	claimAndFinish(t, st, id, store.StateCompleted, "")
 	r := ok(t, runWeft(t, "task", id, "--monitor", "--format", "human", "--database", path))
@@ -658,7 +646,7 @@ func TestMonitorFinishedTaskAndHumanFormat(t *testing.T) {
 }
 
 func TestMonitorInterrupted(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	id := enqueueStore(t, st, store.NewTask{Kind: "job"})[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
@@ -672,7 +660,7 @@ func TestMonitorInterrupted(t *testing.T) {
 }
 
 func TestBackendSelection(t *testing.T) {
-	path, _ := newDB(t)
+	path, _ := testenv.SQLite(t)
 	down := closedServer(t)
 	// WEFT_DATABASE_URL alone does not switch commands to the database:
 	// it is for serve and migrate.

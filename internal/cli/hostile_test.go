@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/internal/testenv"
 	"github.com/weftworks/weft/store"
 )
 
@@ -52,7 +53,7 @@ func truncated(s string) string {
 }
 
 func TestHostileNames(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -232,7 +233,7 @@ func TestHostileDatabasePaths(t *testing.T) {
 }
 
 func TestHostileArgs(t *testing.T) {
-	path, st := newDB(t)
+	path, st := testenv.SQLite(t)
 	dir := t.TempDir()
 	file := func(name, content string) string {
 		p := filepath.Join(dir, name)

@@ -3,8 +3,8 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/internal/apiclient"
 	"github.com/weftworks/weft/internal/httpapi"
+	"github.com/weftworks/weft/internal/testenv"
 	"github.com/weftworks/weft/store"
 )
 
@@ -28,12 +28,8 @@ type testServer struct {
 
 func newTestServer(t *testing.T, token string) *testServer {
 	t.Helper()
-	path, st := newDB(t)
-	client, err := weft.NewClient(st, &weft.Config{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := httpapi.New(httpapi.Config{Client: client, Token: token, Logger: slog.New(slog.DiscardHandler), EventPoll: 20 * time.Millisecond})
+	path, st := testenv.SQLite(t)
+	h, err := httpapi.New(httpapi.Config{Client: testenv.Client(t, st), Token: token, Logger: testenv.Logger(), EventPoll: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +76,8 @@ func TestHTTPEnqueueAndTask(t *testing.T) {
 		{"enqueue", "9lives"},
 		{"enqueue", "k", "--args", `{"a":1}`, "--metadata", `{"m":1}`, "--max-attempts", "-1"},
 		{"task", enq.ID, "--retry"},
+		{"queues", "pause", "9bad"},
+		{"list", "--cursor", "not-a-cursor"},
 	} {
 		viaServer, direct := s.both(t, args...)
 		if viaServer.code != exitError || viaServer.stderr != direct.stderr {
@@ -253,5 +251,59 @@ func (f *flakyBackend) Events(ctx context.Context, id string, after int64, follo
 				return
 			}
 		}
+	}
+}
+
+// refusingStore refuses every write with err, as a full or read-only
+// database, a closing store or a lease lost to a concurrent rescue would.
+type refusingStore struct {
+	store.Store
+	err error
+}
+
+func (r refusingStore) Enqueue(context.Context, []store.NewTask) ([]store.EnqueueResult, error) {
+	return nil, r.err
+}
+func (r refusingStore) Cancel(context.Context, string) (*store.Task, error) { return nil, r.err }
+func (r refusingStore) Retry(context.Context, string) (*store.Task, error)  { return nil, r.err }
+func (r refusingStore) PauseQueue(context.Context, string, bool) error      { return r.err }
+
+// TestDirectErrorsAsServer checks that direct mode reports the store's
+// refusals exactly as the server answers them, status, code and message.
+func TestDirectErrorsAsServer(t *testing.T) {
+	_, st := testenv.SQLite(t)
+	id := enqueueStore(t, st, store.NewTask{Kind: "k"})[0]
+	ctx := context.Background()
+	actions := map[string]func(backend) error{
+		"enqueue": func(b backend) error { _, err := b.Enqueue(ctx, api.TaskInput{Kind: "k"}); return err },
+		"cancel":  func(b backend) error { _, err := b.Cancel(ctx, id); return err },
+		"retry":   func(b backend) error { _, err := b.Retry(ctx, id); return err },
+		"pause":   func(b backend) error { _, err := b.PauseQueue(ctx, "mail"); return err },
+	}
+	for _, tc := range []struct {
+		sentinel error
+		client   error
+	}{
+		{store.ErrStorageFull, apiclient.ErrUnavailable},
+		{store.ErrReadOnly, apiclient.ErrUnavailable},
+		{store.ErrClosed, apiclient.ErrUnavailable},
+		{store.ErrLeaseLost, apiclient.ErrLeaseLost},
+	} {
+		refusing := refusingStore{Store: st, err: fmt.Errorf("sqlite: commit: %w", tc.sentinel)}
+		h, err := httpapi.New(httpapi.Config{Client: testenv.Client(t, refusing), Logger: testenv.Logger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(h)
+		viaServer := httpBackend{apiclient.New(srv.URL, "", nil)}
+		// Not closed: it would close the test's store.
+		direct := newDirectBackend(refusing)
+		for name, op := range actions {
+			server, local := op(viaServer), op(direct)
+			if server == nil || local == nil || server.Error() != local.Error() || !errors.Is(local, tc.client) {
+				t.Errorf("%s refused with %v:\nserver: %v\ndirect: %v", name, tc.sentinel, server, local)
+			}
+		}
+		srv.Close()
 	}
 }

@@ -8,13 +8,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weftworks/weft/internal/api"
-	"github.com/weftworks/weft/internal/apiclient"
+	"github.com/weftworks/weft/internal/ops"
 	"github.com/weftworks/weft/store"
 )
 
 func newListCmd(g *globals) *cobra.Command {
 	var (
-		p      apiclient.ListParams
+		p      api.ListParams
 		states string
 		all    bool
 	)
@@ -40,8 +40,8 @@ which suits large listings.`,
 					return usagef("--state: %q is not a state (use pending, running, completed, failed, cancelled)", s)
 				}
 			}
-			if p.Limit < 1 || p.Limit > maxPage {
-				return usagef("--limit: %d is out of range (1 to %d)", p.Limit, maxPage)
+			if p.Limit < 1 || p.Limit > ops.MaxPage {
+				return usagef("--limit: %d is out of range (1 to %d)", p.Limit, ops.MaxPage)
 			}
 			b, err := g.openBackend(ctx)
 			if err != nil {
@@ -110,7 +110,7 @@ which suits large listings.`,
 	f.StringVar(&p.Queue, "queue", "", "only tasks of this queue")
 	f.StringVar(&p.Kind, "kind", "", "only tasks of this kind")
 	f.StringVar(&states, "state", "", "only tasks in these states, comma-separated (pending,running,completed,failed,cancelled)")
-	f.IntVar(&p.Limit, "limit", defaultPage, fmt.Sprintf("tasks per page (at most %d)", maxPage))
+	f.IntVar(&p.Limit, "limit", ops.DefaultPage, fmt.Sprintf("tasks per page (at most %d)", ops.MaxPage))
 	f.StringVar(&p.Cursor, "cursor", "", "continue after this cursor (printed when there are more tasks)")
 	f.BoolVar(&all, "all", false, "page through every matching task")
 	return cmd

@@ -1,8 +1,8 @@
 // Package cli is the weft command line: the cobra command tree behind
 // cmd/weft. Most commands talk to a running server (`weft serve`) through
 // internal/apiclient; given --database explicitly (and no --server) they
-// work on the database directly through the same store.Store the server
-// uses, printing the same output either way.
+// work on the database directly through internal/ops, the service the
+// server itself runs, printing the same output and errors either way.
 package cli
 
 import (

@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,9 +13,6 @@ import (
 	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/store"
 )
-
-// eventPage bounds one read of the event log.
-const eventPage = 500
 
 // sseKeepAlive is how often an idle Server-Sent Events stream sends a
 // comment, so proxies do not close it.
@@ -44,21 +43,16 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	// Reading the task first turns an unknown id into a 404 rather than an
-	// empty stream.
-	task, err := s.st.Get(ctx, id)
+	stream, err := s.ops.Events(ctx, id, after, follow)
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
 	}
 	sse := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
-	if sse && task.State.Terminal() {
-		// A finished task with nothing after the cursor: 204 tells an
-		// EventSource to stop reconnecting.
-		if evs, err := s.st.Events(ctx, id, after, 1); err == nil && len(evs) == 0 {
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
+	if sse && stream.Exhausted(ctx) {
+		// 204 tells an EventSource to stop reconnecting.
+		w.WriteHeader(http.StatusNoContent)
+		return
 	}
 	if sse {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -69,67 +63,48 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	send := func(e store.Event) error {
-		b, err := json.Marshal(api.FromEvent(e))
-		if err != nil {
-			return err
-		}
-		if sse {
-			_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, b)
-		} else {
-			_, err = fmt.Fprintf(w, "%s\n", b)
-		}
-		return err
-	}
-	poll := time.NewTicker(s.cfg.EventPoll)
-	defer poll.Stop()
 	lastWrite := time.Now()
-	for {
-		// The terminal state and its event commit together, so once the
-		// task reads terminal, one more read of the log has everything.
-		terminal := task.State.Terminal()
-		for {
-			evs, err := s.st.Events(ctx, id, after, eventPage)
-			if err != nil {
+	for page, err := range stream.Pages(ctx) {
+		if err != nil {
+			// The status is sent: a failure can only end the stream.
+			// A client that went away, or a task purged while followed,
+			// is no server trouble.
+			if ctx.Err() == nil && !errors.Is(err, store.ErrNotFound) {
 				s.log.Warn("weft: event stream read failed", "task", id, "err", err)
+			}
+			return
+		}
+		for _, e := range page {
+			if err := writeEvent(w, e, sse); err != nil {
 				return
 			}
-			for _, e := range evs {
-				if err := send(e); err != nil {
-					return
-				}
-				after = e.Seq
-			}
-			if len(evs) > 0 {
-				_ = rc.Flush()
-				lastWrite = time.Now()
-			}
-			if len(evs) < eventPage {
-				break
-			}
 		}
-		if !follow || terminal {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.drained:
-			return
-		case <-poll.C:
-		}
-		if sse && time.Since(lastWrite) >= sseKeepAlive {
+		switch {
+		case len(page) > 0:
+			_ = rc.Flush()
+			lastWrite = time.Now()
+		case sse && time.Since(lastWrite) >= sseKeepAlive:
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
 			}
 			_ = rc.Flush()
 			lastWrite = time.Now()
 		}
-		if task, err = s.st.Get(ctx, id); err != nil {
-			// Purged by retention while followed: the stream has ended.
-			return
-		}
 	}
+}
+
+// writeEvent writes one event as an NDJSON line or a Server-Sent Event.
+func writeEvent(w io.Writer, e api.Event, sse bool) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode event %d: %w", e.Seq, err)
+	}
+	if sse {
+		_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, b)
+	} else {
+		_, err = fmt.Fprintf(w, "%s\n", b)
+	}
+	return err
 }
 
 func eventParams(afterS, afterField, followS string) (int64, bool, error) {

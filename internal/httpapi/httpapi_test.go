@@ -7,18 +7,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/internal/testenv"
 	"github.com/weftworks/weft/store"
-	"github.com/weftworks/weft/store/sqlite"
 )
 
 // testAPI is a real API server on a real SQLite file.
@@ -31,18 +28,10 @@ type testAPI struct {
 
 func newTestAPI(t testing.TB, cfg Config) *testAPI {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "weft.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := weft.NewClient(st, &weft.Config{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Client = client
+	_, st := testenv.SQLite(t)
+	cfg.Client = testenv.Client(t, st)
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = testenv.Logger()
 	}
 	if cfg.EventPoll == 0 {
 		cfg.EventPoll = 10 * time.Millisecond
@@ -52,10 +41,7 @@ func newTestAPI(t testing.TB, cfg Config) *testAPI {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(s)
-	t.Cleanup(func() {
-		hs.Close()
-		_ = st.Close()
-	})
+	t.Cleanup(hs.Close)
 	return &testAPI{srv: hs, api: s, st: st, tok: cfg.Token}
 }
 

@@ -9,11 +9,12 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/weftworks/weft/internal/api"
-	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/internal/ops"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -28,40 +29,35 @@ func writeError(w http.ResponseWriter, _ *http.Request, status int, code, field,
 	writeJSON(w, status, api.Error{Error: api.ErrorBody{Code: code, Message: msg, Field: field}})
 }
 
-// respondErr answers err with the status its kind calls for. Anything not
-// recognised is a 500, logged with the request; its text is not shown,
-// since it may carry database details.
+// respondErr answers err as ops.ProblemOf says. An error the API does not
+// explain is logged with the request, since its answer says only that it
+// happened.
 func (s *Server) respondErr(w http.ResponseWriter, r *http.Request, err error) {
-	var (
-		fe *api.FieldError
-		ve *store.ValidationError
-		mb *http.MaxBytesError
-	)
-	switch {
-	case errors.As(err, &fe):
-		writeError(w, r, fe.Status, api.CodeForStatus(fe.Status), fe.Field, fe.Message)
-	case errors.As(err, &mb):
-		writeError(w, r, http.StatusRequestEntityTooLarge, api.CodeTooLarge, "", fmt.Sprintf("request body exceeds %d bytes", mb.Limit))
-	case errors.As(err, &ve):
-		writeError(w, r, http.StatusUnprocessableEntity, api.CodeInvalid, ve.Field, ve.Message)
-	case errors.Is(err, store.ErrNotFound):
-		writeError(w, r, http.StatusNotFound, api.CodeNotFound, "", err.Error())
-	case errors.Is(err, store.ErrLeaseLost):
-		writeError(w, r, http.StatusConflict, api.CodeLeaseLost, "lease_token", "the lease is no longer held: the task was rescued, cancelled or finished; stop working on it")
-	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrAlreadyFinished):
-		writeError(w, r, http.StatusConflict, api.CodeConflict, "", err.Error())
-	case errors.Is(err, store.ErrStorageFull), errors.Is(err, store.ErrReadOnly):
-		// Not the request's fault, and nothing was written: retry later.
-		w.Header().Set("Retry-After", "30")
-		writeError(w, r, http.StatusServiceUnavailable, api.CodeUnavailable, "", err.Error())
-	case errors.Is(err, store.ErrClosed):
-		writeError(w, r, http.StatusServiceUnavailable, api.CodeUnavailable, "", "the server is shutting down")
-	case r.Context().Err() != nil:
-		// The client went away; nobody reads the answer.
-		writeError(w, r, http.StatusServiceUnavailable, api.CodeUnavailable, "", "request cancelled")
-	default:
+	p := ops.ProblemOf(err)
+	if p.Internal && r.Context().Err() != nil {
+		// The client went away, and the store failed for that reason in
+		// its own words; nobody reads the answer.
+		p = ops.ProblemOf(r.Context().Err())
+	}
+	if p.Internal {
 		s.log.Error("weft: api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeError(w, r, http.StatusInternalServerError, api.CodeInternal, "", "internal error; the server log has the details")
+	}
+	if p.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(p.RetryAfter/time.Second)))
+	}
+	writeError(w, r, p.Status, p.Body.Code, p.Body.Field, p.Body.Message)
+}
+
+// answer returns what writes the result of a service call: v as JSON
+// with 200, or err as respondErr does. It takes the call's two results
+// as they come, s.answer(w, r)(s.ops.Get(ctx, id)).
+func (s *Server) answer(w http.ResponseWriter, r *http.Request) func(v any, err error) {
+	return func(v any, err error) {
+		if err != nil {
+			s.respondErr(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
 	}
 }
 

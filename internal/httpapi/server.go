@@ -6,7 +6,10 @@
 // Handlers decode strictly (unknown fields, trailing data and oversized
 // bodies are refused before anything is written), validate everything
 // before the one store call that writes, and answer every error as JSON
-// {"error": {"code", "message", "field"}}.
+// {"error": {"code", "message", "field"}}, as internal/ops's ProblemOf
+// says. The task, event and queue routes are internal/ops's service, which
+// the CLI's direct mode runs too; this package reads their requests and
+// writes their answers.
 package httpapi
 
 import (
@@ -27,6 +30,7 @@ import (
 
 	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/internal/ops"
 	"github.com/weftworks/weft/store"
 )
 
@@ -54,7 +58,7 @@ type Config struct {
 	// MaxBodyBytes bounds a request body; default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// EventPoll is how often a followed event stream looks for new
-	// events; default 100ms.
+	// events; default ops.DefaultPoll (100ms).
 	EventPoll time.Duration
 	// Version is reported by /healthz.
 	Version string
@@ -69,6 +73,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	st       store.Store
+	ops      *ops.Service
 	log      *slog.Logger
 	mux      *http.ServeMux
 	handler  http.Handler
@@ -89,13 +94,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	if cfg.EventPoll <= 0 {
-		cfg.EventPoll = 100 * time.Millisecond
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, st: cfg.Client.Store(), log: cfg.Logger, mux: http.NewServeMux(), drained: make(chan struct{})}
+	s.ops = ops.New(clientCancels{Store: s.st, client: cfg.Client}, ops.Config{Poll: cfg.EventPoll, Done: s.drained})
 	if cfg.Token != "" {
 		s.tokenSum = sha256.Sum256([]byte(cfg.Token))
 	}
@@ -107,6 +110,18 @@ func New(cfg Config) (*Server, error) {
 	s.routes()
 	s.handler = s.metrics.instrument(s.mux, s.authorize(s.mux))
 	return s, nil
+}
+
+// clientCancels is the server's store with Cancel taken through the
+// client: when the engine of this process runs the task, it stops it at
+// once rather than at its next lease extension.
+type clientCancels struct {
+	store.Store
+	client *weft.Client
+}
+
+func (c clientCancels) Cancel(ctx context.Context, id string) (*store.Task, error) {
+	return c.client.Cancel(ctx, id)
 }
 
 // ServeHTTP implements http.Handler.

@@ -2,20 +2,11 @@ package httpapi
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 
 	"github.com/weftworks/weft/internal/api"
-	"github.com/weftworks/weft/store"
-)
-
-// List bounds.
-const (
-	defaultListLimit = 100
-	maxListLimit     = 1000
+	"github.com/weftworks/weft/internal/ops"
 )
 
 // enqueue stores one task, or an atomic batch when the body is
@@ -26,34 +17,32 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
 		s.respondErr(w, r, err)
 		return
 	}
-	tasks, err := api.ToNewTasks(inputs, prefix)
+	var (
+		res  []api.Enqueued
+		body any
+	)
+	if prefix == "" {
+		var e api.Enqueued
+		e, err = s.ops.Enqueue(r.Context(), inputs[0])
+		res, body = []api.Enqueued{e}, e
+	} else {
+		var b api.BatchEnqueued
+		b, err = s.ops.EnqueueBatch(r.Context(), inputs)
+		res, body = b.Tasks, b
+	}
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
 	}
-	res, err := s.st.Enqueue(r.Context(), tasks)
-	if err != nil {
-		var ve *store.ValidationError
-		if errors.As(err, &ve) {
-			err = &api.FieldError{Status: http.StatusUnprocessableEntity, Field: api.FieldOf(ve, prefix), Message: ve.Message}
-		}
-		s.respondErr(w, r, err)
-		return
-	}
+	// 201 when anything was created; all duplicates wrote nothing.
 	status := http.StatusOK
-	out := make([]api.Enqueued, len(res))
-	for i, e := range res {
-		out[i] = api.Enqueued{ID: e.ID, Duplicate: e.Duplicate}
+	for _, e := range res {
 		if !e.Duplicate {
 			status = http.StatusCreated
 		}
 	}
 	s.metrics.enqueued.Add(float64(len(res)))
-	if prefix == "" {
-		writeJSON(w, status, out[0])
-		return
-	}
-	writeJSON(w, status, api.BatchEnqueued{Tasks: out})
+	writeJSON(w, status, body)
 }
 
 // decodeEnqueue tells one task from a batch by the presence of "tasks",
@@ -97,99 +86,27 @@ func (s *Server) decodeEnqueue(w http.ResponseWriter, r *http.Request) ([]api.Ta
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request) {
-	t, err := s.st.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.respondErr(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, api.FromTask(t))
+	s.answer(w, r)(s.ops.Get(r.Context(), r.PathValue("id")))
 }
 
 // list pages through tasks in creation order; next_cursor, set on a full
 // page, continues.
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
-	p, err := listParams(r)
+	p, err := ops.ParseListQuery(r.URL.Query())
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
 	}
-	tasks, err := s.st.List(r.Context(), p)
-	if err != nil {
-		s.respondErr(w, r, err)
-		return
-	}
-	out := api.TaskList{Tasks: make([]api.Task, len(tasks))}
-	for i, t := range tasks {
-		out.Tasks[i] = api.FromTask(t)
-	}
-	// A full page may have a successor; the last page can then be empty.
-	if len(tasks) == p.Limit {
-		out.NextCursor = tasks[len(tasks)-1].ID
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-func listParams(r *http.Request) (store.ListParams, error) {
-	q := r.URL.Query()
-	bad := func(field, format string, args ...any) error {
-		return &api.FieldError{Status: http.StatusBadRequest, Field: field, Message: fmt.Sprintf(format, args...)}
-	}
-	for key := range q {
-		switch key {
-		case "queue", "kind", "state", "limit", "cursor":
-		default:
-			return store.ListParams{}, bad(key, "unknown query parameter %q (queue, kind, state, limit, cursor)", key)
-		}
-	}
-	p := store.ListParams{Queue: q.Get("queue"), Kind: q.Get("kind"), After: q.Get("cursor"), Limit: defaultListLimit}
-	if p.Queue != "" && !store.ValidName(p.Queue) {
-		return p, bad("queue", "%q is not a valid queue name", p.Queue)
-	}
-	if p.Kind != "" && !store.ValidName(p.Kind) {
-		return p, bad("kind", "%q is not a valid kind name", p.Kind)
-	}
-	if len(p.After) > 64 {
-		return p, bad("cursor", "not a cursor from a previous page")
-	}
-	if v := q.Get("state"); v != "" {
-		for _, name := range strings.Split(v, ",") {
-			st := store.State(strings.TrimSpace(name))
-			if !st.Valid() {
-				return p, bad("state", "%q is not a state (pending, running, completed, failed, cancelled)", name)
-			}
-			p.States = append(p.States, st)
-		}
-	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxListLimit {
-			return p, bad("limit", "%q is not a number from 1 to %d", v, maxListLimit)
-		}
-		p.Limit = n
-	}
-	return p, nil
+	s.answer(w, r)(s.ops.List(r.Context(), p))
 }
 
 // cancel cancels a pending task at once or asks its worker to stop a
 // running one; a finished task is a conflict.
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
-	t, err := s.cfg.Client.Cancel(r.Context(), r.PathValue("id"))
-	if err != nil {
-		if errors.Is(err, store.ErrAlreadyFinished) && t != nil {
-			err = fmt.Errorf("%w: task %s is already %s", store.ErrConflict, t.ID, t.State)
-		}
-		s.respondErr(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, api.FromTask(t))
+	s.answer(w, r)(s.ops.Cancel(r.Context(), r.PathValue("id")))
 }
 
 // retry makes a failed or cancelled task pending again.
 func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
-	t, err := s.st.Retry(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.respondErr(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, api.FromTask(t))
+	s.answer(w, r)(s.ops.Retry(r.Context(), r.PathValue("id")))
 }

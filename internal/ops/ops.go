@@ -1,0 +1,206 @@
+// Package ops is the one implementation of the operator actions and reads
+// that Weft offers outside a Go program: enqueueing, reading and listing
+// tasks, cancelling and retrying them, following their events, and queue
+// statistics, pausing and resuming. The HTTP API server (internal/httpapi)
+// and the CLI's direct --database mode (internal/cli) both call it, so that
+// validation, page sizes, the follow loop and the answer to every error
+// cannot drift apart between them.
+//
+// The service speaks the API's wire types (internal/api). Its errors are
+// the store's sentinels, *api.FieldError for bad input, and context
+// errors; ProblemOf says how the API answers each.
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/store"
+)
+
+// Backend is what the service needs of a store.
+type Backend interface {
+	store.Enqueuer
+	store.Reader
+	store.Operator
+}
+
+// Config tunes a Service.
+type Config struct {
+	// Poll is how often a followed event stream reads the log again;
+	// default DefaultPoll.
+	Poll time.Duration
+	// Done, when closed, ends every followed event stream as if it had
+	// caught up, so that a draining server does not wait for them; their
+	// clients resume elsewhere from their cursor.
+	Done <-chan struct{}
+}
+
+// DefaultPoll is Config.Poll's default.
+const DefaultPoll = 100 * time.Millisecond
+
+// Service carries out operator actions on a backend. It is safe for
+// concurrent use.
+type Service struct {
+	b    Backend
+	poll time.Duration
+	done <-chan struct{}
+}
+
+// New returns the service for b.
+func New(b Backend, cfg Config) *Service {
+	if cfg.Poll <= 0 {
+		cfg.Poll = DefaultPoll
+	}
+	return &Service{b: b, poll: cfg.Poll, done: cfg.Done}
+}
+
+// Enqueue stores one task. A duplicate (same unique key) comes back with
+// Duplicate set and the existing task's id.
+func (s *Service) Enqueue(ctx context.Context, in api.TaskInput) (api.Enqueued, error) {
+	res, err := s.enqueue(ctx, []api.TaskInput{in}, "")
+	if err != nil {
+		return api.Enqueued{}, err
+	}
+	return res[0], nil
+}
+
+// EnqueueBatch stores tasks atomically: all of them or, when any is
+// invalid, none, with the error's field naming it ("tasks[2].kind").
+func (s *Service) EnqueueBatch(ctx context.Context, in []api.TaskInput) (api.BatchEnqueued, error) {
+	res, err := s.enqueue(ctx, in, "tasks")
+	if err != nil {
+		return api.BatchEnqueued{}, err
+	}
+	return api.BatchEnqueued{Tasks: res}, nil
+}
+
+// enqueue converts with internal/api and stores; prefix is the JSON path
+// of the list, so that a store validation error names its field as the
+// request spelled it.
+func (s *Service) enqueue(ctx context.Context, in []api.TaskInput, prefix string) ([]api.Enqueued, error) {
+	tasks, err := api.ToNewTasks(in, prefix)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.b.Enqueue(ctx, tasks)
+	if err != nil {
+		var ve *store.ValidationError
+		if errors.As(err, &ve) {
+			return nil, &api.FieldError{Status: http.StatusUnprocessableEntity, Field: api.FieldOf(ve, prefix), Message: ve.Message}
+		}
+		return nil, err
+	}
+	out := make([]api.Enqueued, len(res))
+	for i, r := range res {
+		out[i] = api.Enqueued{ID: r.ID, Duplicate: r.Duplicate}
+	}
+	return out, nil
+}
+
+// Get reads one task; store.ErrNotFound when there is none.
+func (s *Service) Get(ctx context.Context, id string) (api.Task, error) {
+	return taskResult(s.b.Get(ctx, id))
+}
+
+// Cancel cancels a pending task at once, or requests the cancellation of
+// a running one. A task that already finished is a conflict
+// (store.ErrConflict), returned with the task as it is.
+func (s *Service) Cancel(ctx context.Context, id string) (api.Task, error) {
+	t, err := s.b.Cancel(ctx, id)
+	if errors.Is(err, store.ErrAlreadyFinished) && t != nil {
+		// Cancelling what has ended is refused like any other request the
+		// task's state forbids, so clients handle one conflict.
+		err = fmt.Errorf("%w: task %s is already %s", store.ErrConflict, t.ID, t.State)
+	}
+	return taskResult(t, err)
+}
+
+// Retry makes a failed, cancelled or skipped task pending again. Any
+// other state is a conflict (store.ErrConflict), returned with the task.
+func (s *Service) Retry(ctx context.Context, id string) (api.Task, error) {
+	return taskResult(s.b.Retry(ctx, id))
+}
+
+// taskResult converts the task a store call returned, which a refusal
+// may carry along with its error.
+func taskResult(t *store.Task, err error) (api.Task, error) {
+	if t == nil {
+		return api.Task{}, err
+	}
+	return api.FromTask(t), err
+}
+
+// storageRetryAfter is how long a client is asked to wait after a write
+// refused for a full or read-only database: long enough for an operator
+// or an autoscaler to act, short enough that work resumes soon after.
+const storageRetryAfter = 30 * time.Second
+
+// Problem is how the API answers an error.
+type Problem struct {
+	// Status is the HTTP status.
+	Status int
+	// Body is the error response's code, message and field.
+	Body api.ErrorBody
+	// RetryAfter, when positive, is how long until the same request may
+	// succeed, for a Retry-After header.
+	RetryAfter time.Duration
+	// Internal marks an error the API does not explain: its text may
+	// carry database details, so Body says only that it happened, and the
+	// error itself belongs in the server's log.
+	Internal bool
+}
+
+// ProblemOf says how the API answers err: the one mapping of errors to
+// statuses, used by the server for every response and by the CLI's direct
+// mode, so that both report an error alike. The code follows the status
+// (api.CodeForStatus), except for a stale lease, which shares 409 with
+// conflicts but needs its own code: a worker must stop rather than retry.
+func ProblemOf(err error) Problem {
+	var (
+		fe *api.FieldError
+		ve *store.ValidationError
+		mb *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &fe):
+		return problem(fe.Status, fe.Field, fe.Message)
+	case errors.As(err, &mb):
+		return problem(http.StatusRequestEntityTooLarge, "", fmt.Sprintf("request body exceeds %d bytes", mb.Limit))
+	case errors.As(err, &ve):
+		return problem(http.StatusUnprocessableEntity, ve.Field, ve.Message)
+	case errors.Is(err, store.ErrInvalid):
+		return problem(http.StatusUnprocessableEntity, "", err.Error())
+	case errors.Is(err, store.ErrNotFound):
+		return problem(http.StatusNotFound, "", err.Error())
+	case errors.Is(err, store.ErrLeaseLost):
+		p := problem(http.StatusConflict, "lease_token", "the lease is no longer held: the task was rescued, cancelled or finished; stop working on it")
+		p.Body.Code = api.CodeLeaseLost
+		return p
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrAlreadyFinished):
+		return problem(http.StatusConflict, "", err.Error())
+	case errors.Is(err, store.ErrStorageFull), errors.Is(err, store.ErrReadOnly):
+		// Not the request's fault, and nothing was written: the same
+		// request succeeds once the database can take writes again.
+		p := problem(http.StatusServiceUnavailable, "", err.Error())
+		p.RetryAfter = storageRetryAfter
+		return p
+	case errors.Is(err, store.ErrClosed):
+		return problem(http.StatusServiceUnavailable, "", "the server is shutting down")
+	case errors.Is(err, context.Canceled):
+		return problem(http.StatusServiceUnavailable, "", "request cancelled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return problem(http.StatusServiceUnavailable, "", "request timed out")
+	}
+	p := problem(http.StatusInternalServerError, "", "internal error; the server log has the details")
+	p.Internal = true
+	return p
+}
+
+func problem(status int, field, msg string) Problem {
+	return Problem{Status: status, Body: api.ErrorBody{Code: api.CodeForStatus(status), Message: msg, Field: field}}
+}

@@ -1,0 +1,56 @@
+package ops
+
+import (
+	"context"
+
+	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/store"
+)
+
+// Queues lists every queue that has a task or is paused, by name, with
+// its counts.
+func (s *Service) Queues(ctx context.Context) (api.QueueList, error) {
+	stats, err := s.b.Stats(ctx)
+	if err != nil {
+		return api.QueueList{}, err
+	}
+	out := api.QueueList{Queues: make([]api.Queue, len(stats))}
+	for i, qs := range stats {
+		out.Queues[i] = api.FromQueueStats(qs)
+	}
+	return out, nil
+}
+
+// PauseQueue stops claims from queue name on every node and returns the
+// queue as it now is. A queue may be paused before it has any task.
+func (s *Service) PauseQueue(ctx context.Context, name string) (api.Queue, error) {
+	return s.setPaused(ctx, name, true)
+}
+
+// ResumeQueue lets claims from queue name go on and returns the queue as
+// it now is.
+func (s *Service) ResumeQueue(ctx context.Context, name string) (api.Queue, error) {
+	return s.setPaused(ctx, name, false)
+}
+
+func (s *Service) setPaused(ctx context.Context, name string, paused bool) (api.Queue, error) {
+	if !store.ValidName(name) {
+		// The name is the request's path, not a field of a body: a
+		// malformed request (400), as for the list's queue filter.
+		return api.Queue{}, badRequest("name", "%q is not a valid queue name", name)
+	}
+	if err := s.b.PauseQueue(ctx, name, paused); err != nil {
+		return api.Queue{}, err
+	}
+	stats, err := s.b.Stats(ctx)
+	if err != nil {
+		return api.Queue{}, err
+	}
+	for _, qs := range stats {
+		if qs.Queue == name {
+			return api.FromQueueStats(qs), nil
+		}
+	}
+	// A resumed queue that holds no task is not listed.
+	return api.FromQueueStats(store.QueueStats{Queue: name, Paused: paused}), nil
+}
