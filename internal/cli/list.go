@@ -37,7 +37,7 @@ which suits large listings.`,
 			p.States = splitList(states)
 			for _, s := range p.States {
 				if !store.State(s).Valid() {
-					return usagef("--state: %q is not a state (use pending, running, completed, failed, cancelled)", s)
+					return usagef("--state: %q is not a state (use %s)", s, store.StateNames(store.States(), ", "))
 				}
 			}
 			if p.Limit < 1 || p.Limit > ops.MaxPage {

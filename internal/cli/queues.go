@@ -2,11 +2,13 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/store"
 )
 
 func newQueuesCmd(g *globals) *cobra.Command {
@@ -55,7 +57,8 @@ tasks (tasks can still be enqueued, and running ones finish);
 			}
 			now := time.Now()
 			tw := newTable(g.stdout)
-			fmt.Fprintln(tw, "QUEUE\tPAUSED\tPENDING\tRUNNING\tCOMPLETED\tFAILED\tCANCELLED\tOLDEST READY")
+			states := store.States()
+			fmt.Fprintln(tw, "QUEUE\tPAUSED\t"+strings.ToUpper(store.StateNames(states, "\t"))+"\tOLDEST READY")
 			for _, q := range list.Queues {
 				paused, oldest := "no", "-"
 				if q.Paused {
@@ -64,8 +67,11 @@ tasks (tasks can still be enqueued, and running ones finish);
 				if q.OldestReadyAt != nil {
 					oldest = "waiting " + shortDuration(max(now.Sub(*q.OldestReadyAt), 0))
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", q.Name, paused,
-					q.Counts["pending"], q.Counts["running"], q.Counts["completed"], q.Counts["failed"], q.Counts["cancelled"], oldest)
+				fmt.Fprintf(tw, "%s\t%s\t", q.Name, paused)
+				for _, st := range states {
+					fmt.Fprintf(tw, "%d\t", q.Counts[string(st)])
+				}
+				fmt.Fprintln(tw, oldest)
 			}
 			if err := tw.Flush(); err != nil {
 				return fmt.Errorf("write output: %w", err)
