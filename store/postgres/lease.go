@@ -14,8 +14,12 @@ import (
 
 // ExtendLeases implements store.Store.
 func (s *Store) ExtendLeases(ctx context.Context, owner string, ttl time.Duration) ([]store.Lease, error) {
-	rows, err := s.pool.Query(ctx, `UPDATE weft_tasks SET lease_expires_at = $1
-		WHERE lease_owner = $2 AND state = 'running' RETURNING id, lease_epoch, cancel_requested`,
+	// Rows are locked in id order, as Finish locks them, so a renewal and a
+	// batch of outcomes of one node never deadlock.
+	rows, err := s.pool.Query(ctx, `WITH held AS (SELECT id FROM weft_tasks
+			WHERE lease_owner = $2 AND state = 'running' ORDER BY id FOR UPDATE)
+		UPDATE weft_tasks t SET lease_expires_at = $1 FROM held
+		WHERE t.id = held.id AND t.state = 'running' RETURNING t.id, t.lease_epoch, t.cancel_requested`,
 		micros(s.now().Add(ttl)), owner)
 	if err != nil {
 		return nil, fmt.Errorf("renew leases: %w", err)

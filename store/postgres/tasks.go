@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -409,7 +410,17 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 		results, errsJSON = make([]*string, n), make([]*string, n)
 		refunds           = make([]int32, n)
 	)
-	for i, o := range outcomes {
+	// The rows are sent, and so locked, in id order, as ExtendLeases locks
+	// them: concurrent renewals and batches of outcomes never deadlock.
+	events, eventData := make([]string, n), make([]*string, n)
+	notify := false
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(outcomes[a].TaskID, outcomes[b].TaskID) })
+	for i, k := range order {
+		o := outcomes[k]
 		ids[i], states[i], epochs[i], results[i] = o.TaskID, string(o.State), o.Epoch, nullText(o.Result)
 		if o.Error != nil {
 			b, err := json.Marshal(o.Error)
@@ -425,11 +436,17 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 		if o.Refund {
 			refunds[i] = 1
 		}
+		events[i], eventData[i] = string(o.Event), nullText(o.EventData)
+		// Only a pending outcome can make work ready.
+		notify = notify || o.State == store.StatePending
 	}
-	nowUS := micros(s.now())
-	var out []store.FinishResult
-	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
-		rows, err := tx.Query(ctx, `UPDATE weft_tasks t SET
+	// One statement records the outcomes, their events (as
+	// store.ReconcileFinish decides them: the outcome's own, or cancelled
+	// when a cancel request won over a retry; a refunded attempt's event
+	// names the attempt that ran) and the counter moves; with the NOTIFY in
+	// the same batch, a finish is one round trip (it was five or six).
+	batch := &pgx.Batch{}
+	batch.Queue(`WITH done AS (UPDATE weft_tasks t SET
 			state = CASE WHEN v.state = 'pending' AND t.cancel_requested THEN 'cancelled' ELSE v.state END,
 			result = coalesce(v.result::jsonb, t.result),
 			errors = CASE WHEN v.err IS NULL THEN t.errors ELSE coalesce(t.errors, '[]'::jsonb) || jsonb_build_array(v.err::jsonb) END,
@@ -438,57 +455,81 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 			lease_expires_at = NULL,
 			lease_owner = CASE WHEN v.state = 'pending' THEN NULL ELSE t.lease_owner END,
 			finalized_at = CASE WHEN v.state = 'pending' AND NOT t.cancel_requested THEN NULL ELSE $8::bigint END
-			FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[])
-				AS v(id, epoch, state, result, err, run_at, refund)
+			FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[], $9::text[], $10::text[])
+				AS v(id, epoch, state, result, err, run_at, refund, event, event_data)
 			WHERE t.id = v.id AND t.lease_epoch = v.epoch AND t.state = 'running'
-			RETURNING t.id, t.lease_epoch, t.state, t.attempt, t.queue`,
-			ids, epochs, states, results, errsJSON, runAts, refunds, nowUS)
-		if err != nil {
-			return false, fmt.Errorf("finish: %w", err)
-		}
-		applied := make(map[store.LeaseKey]store.FinishedRow, n)
-		for rows.Next() {
-			var (
-				k     store.LeaseKey
-				row   store.FinishedRow
-				state string
-			)
-			if err := rows.Scan(&k.TaskID, &k.Epoch, &state, &row.Attempt, &row.Queue); err != nil {
-				rows.Close()
-				return false, fmt.Errorf("finish: %w", err)
-			}
-			row.State = store.State(state)
-			applied[k] = row
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return false, fmt.Errorf("finish: %w", err)
-		}
-		missing, err := missingTasks(ctx, tx, store.Unapplied(outcomes, applied))
-		if err != nil {
-			return false, err
-		}
-		var ch store.Change
-		out, ch = store.ReconcileFinish(outcomes, applied, missing)
-		return applyChange(ctx, tx, ch, nowUS)
-	})
-	if err != nil {
-		return nil, err
+			RETURNING t.id, t.lease_epoch, t.state, t.attempt, t.queue, v.state AS asked, v.refund, v.event, v.event_data),
+		logged AS (INSERT INTO weft_events (task_id, type, attempt, at, data)
+			SELECT id, CASE WHEN state = asked THEN event ELSE '`+string(store.EventCancelled)+`' END, attempt + refund, $8,
+				CASE WHEN state = asked THEN event_data::jsonb END
+			FROM done),
+		moved AS (INSERT INTO weft_count_deltas (queue, state, n)
+			SELECT queue, '`+string(store.StateRunning)+`', -count(*) FROM done GROUP BY queue
+			UNION ALL SELECT queue, state, count(*) FROM done GROUP BY queue, state)
+		SELECT id, lease_epoch, state, attempt, queue FROM done`,
+		ids, epochs, states, results, errsJSON, runAts, refunds, micros(s.now()), events, eventData)
+	if notify {
+		batch.Queue("NOTIFY " + s.channel)
 	}
+	applied, err := s.finishBatch(ctx, batch, n)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if notify && s.opts.PollOnly {
+		s.wake.Notify()
+	}
+	var missing map[string]bool
+	if ids := store.Unapplied(outcomes, applied); len(ids) > 0 {
+		// Refused outcomes are rare: telling a stale epoch from a task
+		// that is gone costs a read only then.
+		if missing, err = s.missingTasks(ctx, ids); err != nil {
+			return nil, err
+		}
+	}
+	out, _ := store.ReconcileFinish(outcomes, applied, missing)
 	return out, nil
+}
+
+// finishBatch sends a finish's batch and reads what it wrote.
+func (s *Store) finishBatch(ctx context.Context, batch *pgx.Batch, n int) (map[store.LeaseKey]store.FinishedRow, error) {
+	br := s.pool.SendBatch(ctx, batch)
+	defer br.Close()
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("finish: %w", err)
+	}
+	defer rows.Close()
+	applied := make(map[store.LeaseKey]store.FinishedRow, n)
+	for rows.Next() {
+		var (
+			k     store.LeaseKey
+			row   store.FinishedRow
+			state string
+		)
+		if err := rows.Scan(&k.TaskID, &k.Epoch, &state, &row.Attempt, &row.Queue); err != nil {
+			return nil, fmt.Errorf("finish: %w", err)
+		}
+		row.State = store.State(state)
+		applied[k] = row
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("finish: %w", err)
+	}
+	rows.Close()
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("finish: %w", err)
+	}
+	return applied, nil
 }
 
 // missingTasks says which of ids name no task: refused outcomes are rare,
 // so this costs nothing on the common path.
-func missingTasks(ctx context.Context, tx pgx.Tx, ids []string) (map[string]bool, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
+func (s *Store) missingTasks(ctx context.Context, ids []string) (map[string]bool, error) {
 	missing := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		missing[id] = true
 	}
-	rows, err := tx.Query(ctx, "SELECT id FROM weft_tasks WHERE id = ANY($1::text[])", ids)
+	rows, err := s.pool.Query(ctx, "SELECT id FROM weft_tasks WHERE id = ANY($1::text[])", ids)
 	if err != nil {
 		return nil, fmt.Errorf("finish: %w", err)
 	}
