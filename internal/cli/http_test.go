@@ -28,12 +28,20 @@ type testServer struct {
 
 func newTestServer(t *testing.T, token string) *testServer {
 	t.Helper()
+	return newTestServerWith(t, httpapi.Config{Token: token})
+}
+
+// newTestServerWith serves cfg, with a client, logger and event poll of
+// its own.
+func newTestServerWith(t *testing.T, cfg httpapi.Config) *testServer {
+	t.Helper()
 	path, st := newDB(t)
 	client, err := weft.NewClient(st, &weft.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := httpapi.New(httpapi.Config{Client: client, Token: token, Logger: slog.New(slog.DiscardHandler), EventPoll: 20 * time.Millisecond})
+	cfg.Client, cfg.Logger, cfg.EventPoll = client, slog.New(slog.DiscardHandler), 20*time.Millisecond
+	h, err := httpapi.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
