@@ -235,6 +235,78 @@ func TestPythonWorker(t *testing.T) {
 	}
 }
 
+// TestWeftWorker runs `weft worker` against `weft serve`, both the real
+// binary. The server works another queue, so the worker runs the http tasks
+// of "remote": an attempt is bounded by the task's timeout, and a graceful
+// stop hands a task still running back without spending its attempt.
+func TestWeftWorker(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil, "--database", filepath.Join(t.TempDir(), "weft.db"), "--queue", "local")
+	held := make(chan struct{}, 1)
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ok":
+			fmt.Fprint(w, "pong")
+			return
+		case "/hold":
+			held <- struct{}{}
+		}
+		<-r.Context().Done() // until the attempt gives up
+	}))
+	t.Cleanup(target.Close)
+	hook := func(path string) string { return fmt.Sprintf(`{"url": %q, "method": "GET"}`, target.URL+path) }
+
+	worker := s.Command("", "worker", "--queue", "remote", "--worker-id", "e2e-worker", "--grace", "200ms", "--lease-ttl", "3s", "--log-format", "json")
+	var log bytes.Buffer
+	worker.Stderr = &log
+	if err := worker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- worker.Wait() }()
+	t.Cleanup(func() {
+		_ = worker.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("worker log:\n%s", log.String())
+		}
+	})
+
+	ok := enqueue(t, s, "http", hook("/ok"), "--queue", "remote")
+	if r := s.Run(t, "", "task", ok, "--monitor"); r.Code != 0 {
+		t.Fatalf("monitor: exit %d, want completed\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if task := getTask(t, s, ok); task.Worker != "e2e-worker" || !strings.Contains(string(task.Result), "pong") {
+		t.Fatalf("task = %+v, want completed by the remote worker", task)
+	}
+
+	slow := enqueue(t, s, "http", hook("/slow"), "--queue", "remote", "--timeout", "300ms", "--max-attempts", "1")
+	if r := s.Run(t, "", "task", slow, "--monitor"); r.Code != 1 {
+		t.Fatalf("monitor: exit %d, want failed\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if task := getTask(t, s, slow); len(task.Errors) != 1 || !strings.Contains(task.Errors[0].Error, "attempt timed out after 300ms") {
+		t.Fatalf("errors = %+v, want the attempt timed out", task.Errors)
+	}
+
+	stopped := enqueue(t, s, "http", hook("/hold"), "--queue", "remote")
+	<-held
+	if err := worker.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("worker after SIGTERM: %v, want a clean exit", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker did not stop")
+	}
+	if task := getTask(t, s, stopped); task.State != "pending" || task.Attempt != 0 || len(task.Errors) != 0 {
+		t.Fatalf("task running at the stop = %s, attempt %d, errors %+v; want pending again, attempt given back", task.State, task.Attempt, task.Errors)
+	}
+}
+
 // TestKillAndRestart: every acknowledged enqueue survives SIGKILL of the
 // server, and SIGTERM stops it cleanly.
 func TestKillAndRestart(t *testing.T) {

@@ -28,8 +28,16 @@ type testServer struct {
 
 func newTestServer(t *testing.T, token string) *testServer {
 	t.Helper()
+	return newTestServerWith(t, httpapi.Config{Token: token})
+}
+
+// newTestServerWith serves cfg, with a client, logger and event poll of
+// its own.
+func newTestServerWith(t *testing.T, cfg httpapi.Config) *testServer {
+	t.Helper()
 	path, st := testenv.SQLite(t)
-	h, err := httpapi.New(httpapi.Config{Client: testenv.Client(t, st), Token: token, Logger: testenv.Logger(), EventPoll: 20 * time.Millisecond})
+	cfg.Client, cfg.Logger, cfg.EventPoll = testenv.Client(t, st), testenv.Logger(), 20*time.Millisecond
+	h, err := httpapi.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -185,7 +185,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		return err
 	}
 	version := buildVersion().Version
-	api, err := httpapi.New(httpapi.Config{Client: client, Token: g.Token, Version: version, Logger: log})
+	api, err := httpapi.New(httpapi.Config{Client: client, Kinds: ws.EngineKinds(), Token: g.Token, Version: version, Logger: log})
 	if err != nil {
 		return err
 	}

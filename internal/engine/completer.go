@@ -14,7 +14,7 @@ import (
 // completer records outcomes in batches: whatever accumulated while the
 // previous batch was being written goes out as the next one.
 type completer struct {
-	st  store.Runner
+	src Source
 	log *slog.Logger
 	// backlog counts outcomes submitted and not yet written; written is
 	// called after each batch, so the dispatcher can claim again once a
@@ -23,30 +23,37 @@ type completer struct {
 	written func()
 
 	mu      sync.Mutex
-	queue   []store.Outcome
-	spare   []store.Outcome
+	queue   []Finished
+	spare   []Finished
 	closed  bool
 	ready   chan struct{}
 	stopped chan struct{}
+	// late serialises the writes of handlers that outlived Stop, since a
+	// source's Finish is never called concurrently.
+	late sync.Mutex
 }
 
 const maxFinishBatch = 2048
 
-func newCompleter(st store.Runner, log *slog.Logger, written func()) *completer {
-	c := &completer{st: st, log: log, written: written, ready: make(chan struct{}, 1), stopped: make(chan struct{})}
+func newCompleter(src Source, log *slog.Logger, written func()) *completer {
+	c := &completer{src: src, log: log, written: written, ready: make(chan struct{}, 1), stopped: make(chan struct{})}
 	go c.loop()
 	return c
 }
 
-func (c *completer) submit(o store.Outcome) {
+func (c *completer) submit(f Finished) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		// A handler that outlived Stop still gets its outcome written.
-		c.write([]store.Outcome{o})
+		// A handler that outlived Stop still gets its outcome written,
+		// once the loop has written its last batch.
+		<-c.stopped
+		c.late.Lock()
+		defer c.late.Unlock()
+		c.write([]Finished{f})
 		return
 	}
-	c.queue = append(c.queue, o)
+	c.queue = append(c.queue, f)
 	c.backlog.Add(1)
 	c.mu.Unlock()
 	select {
@@ -103,17 +110,19 @@ func (c *completer) loop() {
 }
 
 // write records a batch. While the engine runs it retries for as long as
-// the store fails (a full disk, a lost database): the node keeps renewing
-// these tasks' leases, so an outcome given up on would leave its task
-// leased until the node stops. Once Stop has begun it gives up after
-// stopRetries attempts; the tasks are then rescued when their leases expire.
-func (c *completer) write(batch []store.Outcome) {
+// the source fails (a full disk, a lost database, an unreachable server):
+// the node keeps renewing these tasks' leases, so an outcome given up on
+// would leave its task leased until the node stops. Once Stop has begun it
+// gives up after stopRetries attempts; the tasks are then rescued when
+// their leases expire.
+func (c *completer) write(batch []Finished) {
 	for attempt := 1; ; attempt++ {
-		results, err := c.st.Finish(context.Background(), batch)
+		results, err := c.src.Finish(context.Background(), batch)
 		if err == nil {
 			for i, r := range results {
 				if r.Err != nil {
-					c.log.Warn("weft: outcome refused", "task", batch[i].TaskID, "state", batch[i].State, "err", r.Err)
+					o := batch[i].Outcome
+					c.log.Warn("weft: outcome refused", "task", o.TaskID, "state", o.State, "err", r.Err)
 				}
 			}
 			return

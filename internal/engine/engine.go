@@ -78,7 +78,12 @@ type Kind struct {
 
 // Config configures an Engine.
 type Config struct {
+	// Store is where an engine in the process that owns it claims tasks
+	// and records their outcomes.
 	Store store.Runner
+	// Source, when set, takes the place of Store: `weft worker`'s is a
+	// Weft server's HTTP API.
+	Source Source
 	// Owner identifies this node in leases; it must be unique per engine.
 	Owner string
 	// Queues maps each queue this engine works to its concurrency.
@@ -102,7 +107,8 @@ type Config struct {
 // Start, then Stop.
 type Engine struct {
 	cfg    Config
-	st     store.Runner
+	src    Source
+	notify Notifier // nil when the source cannot tell when work is ready
 	log    *slog.Logger
 	queues []string
 	slots  int      // the sum of the queues' concurrency
@@ -121,6 +127,8 @@ type Engine struct {
 	stopClaim  chan struct{}
 	bgCtx      context.Context
 	stopBg     context.CancelFunc
+	claimCtx   context.Context
+	cutClaim   context.CancelFunc
 	handlers   sync.WaitGroup
 	workers    sync.WaitGroup
 	idle       chan *runningTask
@@ -143,8 +151,14 @@ type runningTask struct {
 
 // New validates cfg and builds an engine.
 func New(cfg Config) (*Engine, error) {
-	if cfg.Store == nil {
+	src := cfg.Source
+	switch {
+	case src == nil && cfg.Store == nil:
 		return nil, errors.New("engine: no store")
+	case src == nil:
+		src = &storeSource{Runner: cfg.Store}
+	case cfg.Store != nil:
+		return nil, errors.New("engine: both a store and a source")
 	}
 	if cfg.Owner == "" {
 		return nil, errors.New("engine: no owner id")
@@ -174,7 +188,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg:        cfg,
-		st:         cfg.Store,
+		src:        src,
 		log:        cfg.Logger,
 		free:       make(map[string]int, len(cfg.Queues)),
 		running:    make(map[string]*runningTask),
@@ -184,6 +198,7 @@ func New(cfg Config) (*Engine, error) {
 		retire:     make(chan struct{}),
 		dispatched: make(chan struct{}),
 	}
+	e.notify, _ = src.(Notifier)
 	for q, n := range cfg.Queues {
 		e.queues = append(e.queues, q)
 		e.free[q] = n
@@ -214,11 +229,22 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.workCtx, e.stopWork = context.WithCancelCause(context.WithoutCancel(ctx))
 	e.bgCtx, e.stopBg = context.WithCancel(context.WithoutCancel(ctx))
-	e.done = newCompleter(e.st, e.log, e.poke)
+	e.claimCtx, e.cutClaim = context.WithCancel(e.bgCtx)
+	e.done = newCompleter(e.src, e.log, e.poke)
 	// Subscribing before the first claim means no commit can slip between
-	// the claim and the subscription unnoticed.
-	wakeups, unsubscribe := e.st.Subscribe()
-	e.background.Add(3)
+	// the claim and the subscription unnoticed. Without a notifier the
+	// wakeups never come: claims wait for work themselves.
+	var wakeups <-chan struct{}
+	unsubscribe := func() {}
+	if e.notify != nil {
+		wakeups, unsubscribe = e.notify.Subscribe()
+		e.background.Add(1)
+		go func() {
+			defer e.background.Done()
+			e.watchCancels()
+		}()
+	}
+	e.background.Add(2)
 	go func() {
 		defer e.background.Done()
 		defer close(e.dispatched)
@@ -228,10 +254,6 @@ func (e *Engine) Start(ctx context.Context) error {
 	go func() {
 		defer e.background.Done()
 		e.renewLeases()
-	}()
-	go func() {
-		defer e.background.Done()
-		e.watchCancels()
 	}()
 	return nil
 }
@@ -255,6 +277,12 @@ const abandonAfter = 5 * time.Second
 
 func (e *Engine) stop(ctx context.Context) error {
 	close(e.stopClaim)
+	if e.notify == nil {
+		// The claim under way may be waiting for work for as long as its
+		// long poll lasts; a stop does not wait for it. Tasks it was being
+		// handed are rescued when their leases expire.
+		e.cutClaim()
+	}
 	// A claim under way finishes and hands its tasks out first, so that
 	// they are among the handlers waited for below.
 	<-e.dispatched
@@ -323,7 +351,7 @@ func (e *Engine) dispatch(wakeups <-chan struct{}) {
 	for {
 		next, err := e.claim(mayHaveWork)
 		switch {
-		case err != nil && e.bgCtx.Err() != nil:
+		case err != nil && e.claimCtx.Err() != nil:
 			return
 		case err != nil:
 			failures++
@@ -382,7 +410,7 @@ func (e *Engine) claim(mayHaveWork map[string]bool) (time.Time, error) {
 	if len(req.Queues) == 0 {
 		return time.Time{}, nil
 	}
-	tasks, err := e.st.Claim(e.bgCtx, req)
+	tasks, err := e.src.Claim(e.claimCtx, req)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -417,7 +445,11 @@ func (e *Engine) claim(mayHaveWork map[string]bool) (time.Time, error) {
 	if len(drained) == 0 {
 		return time.Time{}, nil
 	}
-	next, ok, err := e.st.NextRunAt(e.bgCtx, drained, e.kinds)
+	if e.notify == nil {
+		// The source's claims wait for work: claim again at once.
+		return time.Now(), nil
+	}
+	next, ok, err := e.notify.NextRunAt(e.bgCtx, drained, e.kinds)
 	if err != nil || !ok {
 		return time.Time{}, err
 	}
@@ -462,7 +494,7 @@ func (e *Engine) run(r *runningTask) {
 	r.cancel(nil)
 	e.poke()
 	if o, ok := e.decide(t, v, cause); ok {
-		e.done.submit(o)
+		e.done.submit(Finished{Outcome: o, Task: t, Verdict: v, Cause: cause})
 	}
 }
 
@@ -485,7 +517,7 @@ func (e *Engine) invoke(ctx context.Context, t *store.Task) (v Verdict) {
 			v = Verdict{Action: Retry, Err: fmt.Errorf("panic: %v", p), Stack: string(debug.Stack())}
 		}
 	}()
-	v = k.Handler(ctx, &Execution{Task: t, store: e.st})
+	v = k.Handler(ctx, &Execution{Task: t, src: e.src})
 	if v.Action != Complete && v.Err == nil {
 		v.Err = errors.New("handler gave no error")
 	}
@@ -580,7 +612,7 @@ func (e *Engine) renewLeases() {
 		// missing from its answer. Claims are stamped after they commit.
 		gen := e.gen.Add(1)
 		started := time.Now()
-		leases, err := e.st.ExtendLeases(e.bgCtx, e.cfg.Owner, e.cfg.LeaseTTL)
+		leases, err := e.src.ExtendLeases(e.bgCtx, e.cfg.Owner, e.cfg.LeaseTTL)
 		if err != nil {
 			e.log.Error("weft: lease renewal failed", "err", err)
 		}
@@ -610,7 +642,7 @@ func (e *Engine) renewLeases() {
 // commit by another connection, it asks the store which of this node's
 // tasks were cancelled. Checks are at most every cancelCheckEvery.
 func (e *Engine) watchCancels() {
-	wakeups, unsubscribe := e.st.Subscribe()
+	wakeups, unsubscribe := e.notify.Subscribe()
 	defer unsubscribe()
 	for {
 		select {
@@ -619,7 +651,7 @@ func (e *Engine) watchCancels() {
 		case <-wakeups:
 		}
 		if e.Running() > 0 {
-			ids, err := e.st.CancelRequests(e.bgCtx, e.cfg.Owner)
+			ids, err := e.notify.CancelRequests(e.bgCtx, e.cfg.Owner)
 			if err != nil && e.bgCtx.Err() == nil {
 				e.log.Error("weft: cancel check failed", "err", err)
 			}

@@ -13,14 +13,14 @@ import (
 type Execution struct {
 	// Task is the task as claimed: its Attempt and LeaseEpoch are this
 	// attempt's.
-	Task  *store.Task
-	store store.Runner
+	Task *store.Task
+	src  Source
 }
 
 // Progress appends a progress event to the task's log under this attempt's
 // lease. It fails with store.ErrLeaseLost once the lease is gone.
 func (x *Execution) Progress(ctx context.Context, data json.RawMessage) error {
-	return x.store.Progress(ctx, x.Task.ID, x.Task.LeaseEpoch, data)
+	return x.src.Progress(ctx, x.Task.ID, x.Task.LeaseEpoch, data)
 }
 
 // Backoff bounds for DefaultBackoff.

@@ -65,6 +65,10 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 			out := api.ClaimResponse{Tasks: make([]api.ClaimedTask, len(tasks))}
 			for i, t := range tasks {
 				out.Tasks[i] = api.ClaimedTask{Task: api.FromTask(t), LeaseToken: leaseToken(t.ID, t.LeaseEpoch, creq.LeaseTTL), LeaseExpiresAt: t.LeaseExpiresAt.UTC()}
+				if k, ok := s.cfg.Kinds[t.Kind]; ok && t.AttemptTimeout <= 0 && k.Timeout > 0 {
+					// Bounded as the kind's in-process attempts are.
+					out.Tasks[i].Timeout = k.Timeout.String()
+				}
 			}
 			s.metrics.claimed.Add(float64(len(tasks)))
 			writeJSON(w, http.StatusOK, out)
@@ -370,7 +374,7 @@ func failVerdict(req api.FailRequest) (engine.Verdict, error) {
 // same decision rules as in-process handlers.
 func (s *Server) finish(w http.ResponseWriter, r *http.Request, t *store.Task, v engine.Verdict, cause error) {
 	ctx := r.Context()
-	o := engine.Decide(t, v, cause, engine.DefaultBackoff, time.Now().Truncate(time.Microsecond))
+	o := engine.Decide(t, v, cause, s.backoff(t.Kind), time.Now().Truncate(time.Microsecond))
 	res, err := s.st.Finish(ctx, []store.Outcome{o})
 	if err == nil {
 		err = res[0].Err
@@ -385,4 +389,14 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, t *store.Task, v
 		out.RunAt = &at
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// backoff is the retry policy of a remote failure of kind: the kind's own
+// when this process registered it with one, else the default, since the
+// worker's policy is not known here.
+func (s *Server) backoff(kind string) func(attempt int) time.Duration {
+	if k, ok := s.cfg.Kinds[kind]; ok && k.Backoff != nil {
+		return k.Backoff
+	}
+	return engine.DefaultBackoff
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/internal/engine"
 	"github.com/weftworks/weft/internal/testenv"
 	"github.com/weftworks/weft/store"
 )
@@ -436,6 +437,42 @@ func TestRemoteFailures(t *testing.T) {
 	a.must(t, 200, "POST", "/v1/tasks/"+c.ID+"/fail", map[string]any{"lease_token": c.LeaseToken, "error": "stopped"}, &out)
 	if out.State != "cancelled" {
 		t.Fatalf("failing a cancel-requested task gave %s, want cancelled", out.State)
+	}
+}
+
+// A remote failure of a kind the server registered follows the kind's
+// backoff, and a claimed task of it gets the kind's timeout unless it has
+// its own; a kind the server does not know gets the default backoff and no
+// timeout.
+func TestRemoteKindPolicy(t *testing.T) {
+	const delay = 42 * time.Minute
+	a := newTestAPI(t, Config{Kinds: map[string]engine.Kind{
+		"known": {Timeout: 90 * time.Second, Backoff: func(attempt int) time.Duration { return time.Duration(attempt) * delay }},
+	}})
+	a.must(t, 201, "POST", "/v1/tasks", map[string]any{"kind": "known"}, nil)
+	a.must(t, 201, "POST", "/v1/tasks", map[string]any{"kind": "known", "timeout": "5s"}, nil)
+	a.must(t, 201, "POST", "/v1/tasks", map[string]any{"kind": "unknown"}, nil)
+	var resp api.ClaimResponse
+	a.must(t, 200, "POST", "/v1/claims", map[string]any{"worker_id": "w", "max": 3}, &resp)
+	if len(resp.Tasks) != 3 {
+		t.Fatalf("claimed %d tasks, want 3", len(resp.Tasks))
+	}
+	// The default backoff's first delay lies in [0.5s, 1s).
+	type policy struct{ timeout, minDelay, maxDelay time.Duration }
+	for i, want := range []policy{{90 * time.Second, delay, delay}, {5 * time.Second, delay, delay}, {0, time.Second / 2, time.Second}} {
+		c := resp.Tasks[i]
+		if got, _ := time.ParseDuration(c.Timeout); got != want.timeout {
+			t.Errorf("%s: claimed with timeout %q, want %s", c.Kind, c.Timeout, want.timeout)
+		}
+		var out api.Outcome
+		failed := time.Now()
+		a.must(t, 200, "POST", "/v1/tasks/"+c.ID+"/fail", map[string]any{"lease_token": c.LeaseToken, "error": "boom"}, &out)
+		if out.State != "pending" || out.RunAt == nil {
+			t.Fatalf("%s: outcome %+v, want pending", c.Kind, out)
+		}
+		if d := out.RunAt.Sub(failed); d < want.minDelay-time.Second || d > want.maxDelay+time.Second {
+			t.Errorf("%s: runs again in %s, want %s to %s", c.Kind, d, want.minDelay, want.maxDelay)
+		}
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 
 	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/internal/engine"
 	"github.com/weftworks/weft/internal/ops"
 	"github.com/weftworks/weft/store"
 )
@@ -52,6 +53,12 @@ type Config struct {
 	// Client is the engine the API drives; its store is used directly for
 	// remote workers' claims and outcomes.
 	Client *weft.Client
+	// Kinds are the kinds the serving process registered. Remote work of
+	// a kind listed here follows the kind's policy: a failure is retried
+	// after its backoff, and a claimed task without a timeout of its own
+	// gets the kind's. Other kinds get engine.DefaultBackoff and no
+	// timeout.
+	Kinds map[string]engine.Kind
 	// Token, when set, is required as "Authorization: Bearer <token>" on
 	// every route except /healthz and /readyz.
 	Token string

@@ -1,0 +1,388 @@
+// Package remote is the engine's source for `weft worker`: a Weft server's
+// HTTP API. Claims long-poll POST /v1/claims, lease renewals are
+// heartbeats, and a finished attempt is reported with complete or fail, its
+// handler's verdict translated into the fail request's options, so that the
+// server decides the outcome by the retry policy it knows for the kind.
+package remote
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/internal/apiclient"
+	"github.com/weftworks/weft/internal/engine"
+	"github.com/weftworks/weft/store"
+)
+
+// Bounds of the API (see docs/api.md).
+const (
+	// maxClaim is the most tasks one claim may ask for.
+	maxClaim = 100
+	// maxDelay is the longest retry_in or snooze a fail request may give.
+	maxDelay = 365 * 24 * time.Hour
+)
+
+// reportTimeout bounds one complete or fail request; an outcome that could
+// not be reported in time is reported again.
+const reportTimeout = 30 * time.Second
+
+// Config configures a Source.
+type Config struct {
+	// Client calls the server.
+	Client *apiclient.Client
+	// Wait is how long one claim waits for a task when none is ready.
+	// Default 30s; the server allows at most 60s.
+	Wait time.Duration
+	// Logger receives a record per reported attempt. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Source is an engine.Source over the HTTP API. It is not an
+// engine.Notifier: its claims wait for work on the server, and cancel
+// requests arrive with heartbeats.
+//
+// The server's lease epochs are inside its opaque lease tokens, so the
+// tasks a Source hands the engine carry epochs of the Source's own, one per
+// claim, which name the lease token to use.
+type Source struct {
+	c       *apiclient.Client
+	wait    time.Duration
+	log     *slog.Logger
+	refused chan error
+
+	mu     sync.Mutex
+	leases map[string]*lease // by task id: claimed and not yet reported
+	epoch  int64             // the last epoch handed out
+}
+
+// lease is one claimed task's lease.
+type lease struct {
+	epoch int64
+	token string
+	// expires is when the lease ends unless a heartbeat extends it: after
+	// that, the engine no longer counts on the task (see ExtendLeases).
+	expires time.Time
+	// reported is set, with result, once the attempt's outcome was
+	// recorded by a Finish that has to be repeated for other attempts.
+	reported bool
+	result   store.FinishResult
+}
+
+// New returns a Source for cfg.
+func New(cfg Config) *Source {
+	if cfg.Wait <= 0 {
+		cfg.Wait = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Source{c: cfg.Client, wait: cfg.Wait, log: cfg.Logger, refused: make(chan error, 1), leases: make(map[string]*lease)}
+}
+
+// Refused receives the error of a claim that the server refused outright
+// (a wrong token, a request it will never accept): claiming again cannot
+// succeed, so the worker should stop.
+func (s *Source) Refused() <-chan error { return s.refused }
+
+// Claim asks the server for tasks, waiting up to Config.Wait for one. The
+// API takes one limit for all queues; the smallest of the queues' limits
+// never hands a queue more tasks than it has room for. req.NotResumable is
+// not sent: the API has no such option, so a remote worker's orphaned
+// tasks are rescued as resumable ones.
+func (s *Source) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Task, error) {
+	creq := api.ClaimRequest{WorkerID: req.Owner, Kinds: req.Kinds, Max: maxClaim, Wait: s.wait.String(), LeaseTTL: req.LeaseTTL.String()}
+	for _, q := range req.Queues {
+		creq.Queues = append(creq.Queues, q.Queue)
+		creq.Max = min(creq.Max, q.Limit)
+	}
+	resp, err := s.c.Claim(ctx, creq)
+	if err != nil {
+		if refusal(err) {
+			select {
+			case s.refused <- err:
+			default:
+			}
+		}
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	tasks := make([]*store.Task, len(resp.Tasks))
+	expires := time.Now().Add(req.LeaseTTL)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, ct := range resp.Tasks {
+		s.epoch++
+		s.leases[ct.ID] = &lease{epoch: s.epoch, token: ct.LeaseToken, expires: expires}
+		tasks[i] = toTask(ct, s.epoch)
+	}
+	return tasks, nil
+}
+
+// toTask is a claimed task as the engine runs it, under the Source's epoch.
+func toTask(ct api.ClaimedTask, epoch int64) *store.Task {
+	t := &store.Task{
+		ID: ct.ID, Kind: ct.Kind, Queue: ct.Queue, Args: ct.Args, Priority: ct.Priority,
+		State: store.StateRunning, RunAt: ct.RunAt, Attempt: ct.Attempt, MaxAttempts: ct.MaxAttempts,
+		Metadata: ct.Metadata, LeaseOwner: ct.Worker, LeaseEpoch: epoch, LeaseExpiresAt: ct.LeaseExpiresAt,
+		CancelRequested: ct.CancelRequested, CreatedAt: ct.CreatedAt,
+		Errors: make([]store.AttemptError, len(ct.Errors)),
+	}
+	if d, err := time.ParseDuration(ct.Timeout); err == nil && d > 0 {
+		t.AttemptTimeout = d
+	}
+	if ct.AttemptedAt != nil {
+		t.AttemptedAt = *ct.AttemptedAt
+	}
+	for i, e := range ct.Errors {
+		t.Errors[i] = store.AttemptError{Attempt: e.Attempt, At: e.At, Error: e.Error, Stack: e.Stack}
+	}
+	return t
+}
+
+// ExtendLeases sends a heartbeat for every lease not yet reported, at
+// once, and returns those the server still holds for this worker.
+//
+// A heartbeat that fails (the network, the server) leaves its lease
+// counted as held, since it may well be: the next renewal tries again. But
+// a lease no heartbeat has extended for a whole TTL is dropped, as the
+// engine drops its handler then: otherwise a task the engine gave up on
+// would be kept leased for as long as this process lives. Only when every
+// heartbeat failed does the call fail.
+func (s *Source) ExtendLeases(ctx context.Context, _ string, ttl time.Duration) ([]store.Lease, error) {
+	type beat struct {
+		id string
+		l  lease
+	}
+	now := time.Now()
+	var beats []beat
+	s.mu.Lock()
+	for id, l := range s.leases {
+		switch {
+		case l.reported:
+		case now.After(l.expires):
+			delete(s.leases, id)
+		default:
+			beats = append(beats, beat{id, *l})
+		}
+	}
+	s.mu.Unlock()
+
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		held    []store.Lease
+		failed  int
+		lastErr error
+	)
+	for _, b := range beats {
+		wg.Go(func() {
+			hctx, cancel := context.WithTimeout(ctx, ttl/3)
+			defer cancel()
+			started := time.Now()
+			resp, err := s.c.Heartbeat(hctx, b.id, api.HeartbeatRequest{LeaseToken: b.l.token, LeaseTTL: ttl.String()})
+			switch {
+			case err == nil:
+				s.extended(b.id, b.l.epoch, started.Add(ttl))
+			case gone(err):
+				s.drop(b.id, b.l.epoch)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed++
+				lastErr = err
+			}
+			held = append(held, store.Lease{TaskID: b.id, Epoch: b.l.epoch, CancelRequested: err == nil && resp.CancelRequested})
+		})
+	}
+	wg.Wait()
+	if failed > 0 && failed == len(beats) {
+		return nil, fmt.Errorf("heartbeat: %w", lastErr)
+	}
+	return held, nil
+}
+
+// extended records a heartbeat's new lease expiry.
+func (s *Source) extended(id string, epoch int64, expires time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.leases[id]; ok && l.epoch == epoch {
+		l.expires = expires
+	}
+}
+
+// drop forgets a lease the server no longer holds.
+func (s *Source) drop(id string, epoch int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.leases[id]; ok && l.epoch == epoch {
+		delete(s.leases, id)
+	}
+}
+
+// token is the lease token of the attempt of task id under epoch, if this
+// Source still holds it and has not reported it.
+func (s *Source) token(id string, epoch int64) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.leases[id]
+	if !ok || l.epoch != epoch || l.reported {
+		return "", false
+	}
+	return l.token, true
+}
+
+// Progress sends a progress report under the attempt's lease.
+func (s *Source) Progress(ctx context.Context, taskID string, epoch int64, data json.RawMessage) error {
+	tok, ok := s.token(taskID, epoch)
+	if !ok {
+		return store.ErrLeaseLost
+	}
+	err := s.c.Progress(ctx, taskID, api.ProgressRequest{LeaseToken: tok, Progress: data})
+	if gone(err) {
+		return fmt.Errorf("%w: %w", store.ErrLeaseLost, err)
+	}
+	return err
+}
+
+// Finish reports the attempts at once, each with complete or fail. When
+// some could not be reported (the network, the server), it fails, and
+// remembers what the others got so that the engine's next call, with the
+// same attempts, reports only the rest.
+func (s *Source) Finish(ctx context.Context, batch []engine.Finished) ([]store.FinishResult, error) {
+	results := make([]store.FinishResult, len(batch))
+	errs := make([]error, len(batch))
+	var wg sync.WaitGroup
+	s.mu.Lock()
+	for i := range batch {
+		f := &batch[i]
+		l, ok := s.leases[f.Task.ID]
+		switch {
+		case !ok || l.epoch != f.Task.LeaseEpoch:
+			// Dropped by a heartbeat that found the lease gone, or
+			// for want of heartbeats: the server no longer counts on
+			// this attempt either.
+			results[i].Err = store.ErrLeaseLost
+		case l.reported:
+			results[i] = l.result
+		default:
+			tok := l.token
+			wg.Go(func() { results[i], errs[i] = s.report(ctx, tok, f) })
+		}
+	}
+	s.mu.Unlock()
+	wg.Wait()
+
+	failed := errors.Join(errs...)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range batch {
+		id := batch[i].Task.ID
+		l, ok := s.leases[id]
+		if !ok || l.epoch != batch[i].Task.LeaseEpoch || errs[i] != nil {
+			continue
+		}
+		if failed != nil {
+			l.reported, l.result = true, results[i]
+			continue
+		}
+		delete(s.leases, id)
+		s.logReport(&batch[i], results[i])
+	}
+	if failed != nil {
+		return nil, fmt.Errorf("report outcomes: %w", failed)
+	}
+	return results, nil
+}
+
+// report sends one attempt's outcome. Its error is for a failure worth
+// trying again; the server's refusals are in the result.
+func (s *Source) report(ctx context.Context, token string, f *engine.Finished) (store.FinishResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
+	defer cancel()
+	var (
+		out api.Outcome
+		err error
+	)
+	if f.Verdict.Action == engine.Complete {
+		out, err = s.c.Complete(ctx, f.Task.ID, api.CompleteRequest{LeaseToken: token, Result: f.Verdict.Result})
+	} else {
+		out, err = s.c.Fail(ctx, f.Task.ID, failRequest(token, f))
+	}
+	switch {
+	case err == nil:
+		return store.FinishResult{State: store.State(out.State)}, nil
+	case gone(err):
+		return store.FinishResult{Err: fmt.Errorf("%w: %w", store.ErrLeaseLost, err)}, nil
+	case refusal(err):
+		return store.FinishResult{Err: err}, nil
+	}
+	return store.FinishResult{}, err
+}
+
+func (s *Source) logReport(f *engine.Finished, r store.FinishResult) {
+	if r.Err != nil {
+		return // the engine warns of refused outcomes
+	}
+	t := f.Task
+	if f.Verdict.Action == engine.Complete {
+		s.log.Info("task completed", "task", t.ID, "kind", t.Kind, "attempt", t.Attempt)
+		return
+	}
+	s.log.Info("task attempt failed", "task", t.ID, "kind", t.Kind, "attempt", t.Attempt, "state", r.State, "err", f.Verdict.Err)
+}
+
+// failRequest translates a verdict into the fail request with which the
+// server decides the same outcome as engine.Decide would, by the kind's
+// policy as the server knows it: a retry gives its delay only when the
+// handler chose one.
+func failRequest(token string, f *engine.Finished) api.FailRequest {
+	v := f.Verdict
+	req := api.FailRequest{LeaseToken: token}
+	if v.Err != nil {
+		req.Error = v.Err.Error()
+	}
+	if strings.TrimSpace(req.Error) == "" {
+		req.Error = "failed without a message"
+	}
+	if v.Stack != "" {
+		// The API keeps no stack apart from the error.
+		req.Error += "\n\n" + v.Stack
+	}
+	switch {
+	case v.Action == engine.Retry && errors.Is(f.Cause, engine.ErrShutdown):
+		// Handed back, not failed: it runs again at once, without
+		// spending the attempt.
+		req.Snooze = "0s"
+	case v.Action == engine.Cancel, errors.Is(f.Cause, engine.ErrCancelRequested):
+		req.Cancel = true
+	case v.Action == engine.Fail:
+		req.Permanent = true
+	case v.Action == engine.Snooze:
+		req.Snooze = min(v.Delay, maxDelay).String()
+	case v.Delay > 0:
+		req.RetryIn = min(v.Delay, maxDelay).String()
+	}
+	return req
+}
+
+// gone reports whether the server says the attempt is no longer this
+// worker's: its lease was lost, or the task no longer exists.
+func gone(err error) bool {
+	return errors.Is(err, apiclient.ErrLeaseLost) || errors.Is(err, apiclient.ErrNotFound)
+}
+
+// refusal reports whether err is an answer of the server that asking
+// again will not change (a 4xx other than a timeout or rate limit).
+func refusal(err error) bool {
+	var ae *apiclient.Error
+	return errors.As(err, &ae) && ae.Status < 500 && ae.Status != 408 && ae.Status != 429
+}
