@@ -148,6 +148,19 @@ type ClaimRequest struct {
 	// when their owner dies, rescue fails them (reason owner_died) instead
 	// of returning them to pending.
 	NotResumable []string
+	// StartLater leases the tasks without starting them: no started event
+	// is written and AttemptedAt is cleared, until Started reports that a
+	// handler began. An engine that claims ahead of its free workers sets
+	// it, so a task waiting in its local queue does not look started.
+	StartLater bool
+}
+
+// Start reports that a handler began running a task claimed with
+// StartLater, under the claim's epoch.
+type Start struct {
+	TaskID string
+	Epoch  int64
+	At     time.Time
 }
 
 // Outcome is the result of one attempt, recorded by Finish under the lease
@@ -345,6 +358,11 @@ type Runner interface {
 	// Finish records outcomes and says, for each, what it did. The error
 	// is for failures of the whole call, when nothing was recorded.
 	Finish(ctx context.Context, outcomes []Outcome) ([]FinishResult, error)
+	// Started records that handlers began running tasks claimed with
+	// StartLater: their AttemptedAt and a started event. A start whose
+	// epoch is no longer the task's lease, or that was already recorded, is
+	// skipped: the attempt's outcome reports the lost lease.
+	Started(ctx context.Context, starts []Start) error
 	// ExtendLeases extends every lease held by owner and returns them.
 	ExtendLeases(ctx context.Context, owner string, ttl time.Duration) ([]Lease, error)
 	// ExtendLease extends one task's lease under its epoch and reports

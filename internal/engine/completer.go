@@ -25,6 +25,11 @@ type completer struct {
 	mu      sync.Mutex
 	queue   []Finished
 	spare   []Finished
+	// starts are handlers' starts not yet recorded, written before the
+	// outcomes that accumulated with them, so a task's started event
+	// always precedes its outcome's.
+	starts      []store.Start
+	spareStarts []store.Start
 	closed  bool
 	ready   chan struct{}
 	stopped chan struct{}
@@ -62,6 +67,22 @@ func (c *completer) submit(f Finished) {
 	}
 }
 
+// submitStart queues a handler's start. A start submitted after Stop is
+// dropped: its outcome, written next, says everything.
+func (c *completer) submitStart(st store.Start) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.starts = append(c.starts, st)
+	c.mu.Unlock()
+	select {
+	case c.ready <- struct{}{}:
+	default:
+	}
+}
+
 // close writes everything submitted so far and stops the loop.
 func (c *completer) close() {
 	c.mu.Lock()
@@ -81,9 +102,16 @@ func (c *completer) loop() {
 			// Two buffers take turns: handlers append to one while the
 			// other is being written, so the queue is not reallocated.
 			c.mu.Lock()
-			batch := c.queue
+			batch, starts := c.queue, c.starts
 			c.queue, c.spare = c.spare[:0], nil
+			c.starts, c.spareStarts = c.spareStarts[:0], nil
 			closed := c.closed
+			c.mu.Unlock()
+			if len(starts) > 0 {
+				c.writeStarts(starts)
+			}
+			c.mu.Lock()
+			c.spareStarts = starts[:0]
 			c.mu.Unlock()
 			if len(batch) == 0 {
 				c.mu.Lock()
@@ -137,6 +165,18 @@ func (c *completer) write(batch []Finished) {
 		delay := min(time.Duration(attempt)*100*time.Millisecond, 5*time.Second)
 		c.log.Error("weft: recording outcomes failed; retrying", "count", len(batch), "err", err, "retry_in", delay)
 		time.Sleep(delay)
+	}
+}
+
+// writeStarts records handlers' starts. A failure is logged, not retried:
+// the attempts' outcomes still record what became of the tasks.
+func (c *completer) writeStarts(starts []store.Start) {
+	starter, ok := c.src.(Starter)
+	if !ok {
+		return
+	}
+	if err := starter.Started(context.Background(), starts); err != nil {
+		c.log.Warn("weft: recording handler starts failed", "count", len(starts), "err", err)
 	}
 }
 

@@ -28,6 +28,8 @@ func (nopStore) Finish(_ context.Context, os []store.Outcome) ([]store.FinishRes
 	return res, nil
 }
 
+func (nopStore) Started(context.Context, []store.Start) error { return nil }
+
 func (nopStore) ExtendLeases(context.Context, string, time.Duration) ([]store.Lease, error) {
 	return nil, nil
 }

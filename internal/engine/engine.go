@@ -115,9 +115,18 @@ type Engine struct {
 	kinds  []string // claim filter; nil when unknown kinds are claimed too
 	once   []string // kinds that may not be resumed
 
-	mu      sync.Mutex
-	free    map[string]int
+	// startLater: the source records starts (Starter), so the engine
+	// claims ahead of its free workers into local run queues.
+	startLater bool
+
+	mu sync.Mutex
+	qs map[string]*queueState
+	// running holds every task this engine holds a lease on: running, or
+	// waiting in a local run queue.
 	running map[string]*runningTask
+	// lagging is signalled when a run queue holds tasks that no worker was
+	// woken for; the starter then watches how long they wait.
+	lagging chan struct{}
 
 	gen       atomic.Int64
 	slotFreed chan struct{}
@@ -147,7 +156,43 @@ type runningTask struct {
 	cancel  context.CancelCauseFunc
 	gen     int64
 	expires time.Time
+	// queued is when the task entered its run queue.
+	queued time.Time
 }
+
+// queueState is the engine's view of one queue: its slots, the tasks
+// claimed ahead of free workers (its local run queue), and its measured
+// throughput, which sizes that run queue.
+type queueState struct {
+	limit int // concurrency
+	busy  int // handlers running
+	// ready holds claimed tasks no handler has started, oldest first.
+	ready []*runningTask
+	// target is the run queue's size: queueHorizon of the queue's
+	// throughput, which finished and rate measure, sampled at sampled.
+	target   int
+	finished int
+	rate     float64
+	sampled  time.Time
+}
+
+// Sizes of the local run queues. A queue holds about queueHorizon of its
+// measured throughput, so a worker that finishes takes the next task at
+// once while the next claim is under way, without one node hoarding work
+// others could run: a node doing 60,000 no-op tasks a second queues 1,500
+// (capped at MaxClaim), one doing 10 one-second tasks at a time queues
+// none. The rate is sampled every rateWindow.
+const (
+	queueHorizon = 25 * time.Millisecond
+	rateWindow   = 50 * time.Millisecond
+	// startLag is how long a queued task may wait for a busy worker before
+	// a parked one is woken for it; wakeBurst bounds the workers woken at
+	// once. Waking one goroutine per claimed task was the cost at 2,000
+	// workers; waking a few, and more only for tasks that wait, keeps a
+	// blocking handler from delaying the next task by more than startLag.
+	startLag  = time.Millisecond
+	wakeBurst = 16
+)
 
 // New validates cfg and builds an engine.
 func New(cfg Config) (*Engine, error) {
@@ -190,8 +235,9 @@ func New(cfg Config) (*Engine, error) {
 		cfg:        cfg,
 		src:        src,
 		log:        cfg.Logger,
-		free:       make(map[string]int, len(cfg.Queues)),
+		qs:         make(map[string]*queueState, len(cfg.Queues)),
 		running:    make(map[string]*runningTask),
+		lagging:    make(chan struct{}, 1),
 		slotFreed:  make(chan struct{}, 1),
 		stopClaim:  make(chan struct{}),
 		idle:       make(chan *runningTask),
@@ -199,9 +245,10 @@ func New(cfg Config) (*Engine, error) {
 		dispatched: make(chan struct{}),
 	}
 	e.notify, _ = src.(Notifier)
+	_, e.startLater = src.(Starter)
 	for q, n := range cfg.Queues {
 		e.queues = append(e.queues, q)
-		e.free[q] = n
+		e.qs[q] = &queueState{limit: n}
 		e.slots += n
 	}
 	slices.Sort(e.queues)
@@ -244,12 +291,16 @@ func (e *Engine) Start(ctx context.Context) error {
 			e.watchCancels()
 		}()
 	}
-	e.background.Add(2)
+	e.background.Add(3)
 	go func() {
 		defer e.background.Done()
 		defer close(e.dispatched)
 		defer unsubscribe()
 		e.dispatch(wakeups)
+	}()
+	go func() {
+		defer e.background.Done()
+		e.startLagging()
 	}()
 	go func() {
 		defer e.background.Done()
@@ -283,9 +334,10 @@ func (e *Engine) stop(ctx context.Context) error {
 		// handed are rescued when their leases expire.
 		e.cutClaim()
 	}
-	// A claim under way finishes and hands its tasks out first, so that
-	// they are among the handlers waited for below.
+	// A claim under way finishes and queues its tasks first; tasks no
+	// handler has started go back at once, without spending an attempt.
 	<-e.dispatched
+	e.releaseQueued()
 	handlersDone := make(chan struct{})
 	go func() {
 		e.handlers.Wait()
@@ -327,11 +379,32 @@ func (e *Engine) CancelLocal(taskID string) bool {
 	return ok
 }
 
-// Running is the number of handlers running now.
-func (e *Engine) Running() int {
+// Held is the number of tasks this engine holds a lease on: running, or
+// waiting in its local run queues.
+func (e *Engine) Held() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.running)
+}
+
+// releaseQueued hands back the tasks no handler started, at stop.
+func (e *Engine) releaseQueued() {
+	e.mu.Lock()
+	var queued []*runningTask
+	for _, q := range e.qs {
+		queued = append(queued, q.ready...)
+		clear(q.ready)
+		q.ready = q.ready[:0]
+	}
+	for _, r := range queued {
+		delete(e.running, r.task.ID)
+	}
+	e.mu.Unlock()
+	for _, r := range queued {
+		r.cancel(ErrShutdown)
+		e.finish(r, Verdict{Action: Retry, Err: ErrShutdown}, ErrShutdown)
+		e.handlers.Done()
+	}
 }
 
 func (e *Engine) dispatch(wakeups <-chan struct{}) {
@@ -386,28 +459,35 @@ func (e *Engine) poke() {
 	}
 }
 
-// claim claims for every queue that may have work and has free slots. It
-// returns the earliest run_at of pending work it left behind, if any, so
-// the dispatcher can sleep exactly until then.
+// claim claims for every queue that may have work and either has idle
+// slots or a run queue below half its target. It returns the earliest
+// run_at of pending work it left behind, if any, so the dispatcher can
+// sleep exactly until then.
 //
 // A handler's slot is free once it returns, but its outcome is written
 // later, in batches. While the store is slow those unwritten outcomes pile
 // up, and a crash would run every one of them again; so no claim is made
-// while they outnumber the node's slots (the completer pokes the
-// dispatcher after each batch).
+// while they outnumber the tasks the node may hold (its slots and run
+// queues; the completer pokes the dispatcher after each batch).
 func (e *Engine) claim(mayHaveWork map[string]bool) (time.Time, error) {
-	if e.done.backlog.Load() >= int64(e.slots) {
-		return time.Time{}, nil
-	}
-	req := store.ClaimRequest{Owner: e.cfg.Owner, Kinds: e.kinds, LeaseTTL: e.cfg.LeaseTTL, NotResumable: e.once}
+	req := store.ClaimRequest{Owner: e.cfg.Owner, Kinds: e.kinds, LeaseTTL: e.cfg.LeaseTTL, NotResumable: e.once, StartLater: e.startLater}
+	now := time.Now()
+	capacity := e.slots
 	e.mu.Lock()
-	for _, q := range e.queues {
-		if mayHaveWork[q] && e.free[q] > 0 {
-			req.Queues = append(req.Queues, store.QueueClaim{Queue: q, Limit: min(e.free[q], e.cfg.MaxClaim)})
+	for _, name := range e.queues {
+		q := e.qs[name]
+		capacity += e.sizeQueue(q, now)
+		if !mayHaveWork[name] {
+			continue
+		}
+		idle := q.limit - q.busy - len(q.ready)
+		room := idle + q.target - len(q.ready)
+		if idle > 0 || (len(q.ready) <= q.target/2 && room > 0) {
+			req.Queues = append(req.Queues, store.QueueClaim{Queue: name, Limit: min(room, e.cfg.MaxClaim)})
 		}
 	}
 	e.mu.Unlock()
-	if len(req.Queues) == 0 {
+	if len(req.Queues) == 0 || e.done.backlog.Load() >= int64(capacity) {
 		return time.Time{}, nil
 	}
 	tasks, err := e.src.Claim(e.claimCtx, req)
@@ -417,21 +497,29 @@ func (e *Engine) claim(mayHaveWork map[string]bool) (time.Time, error) {
 	// Stamped after the claim committed: see renewLeases.
 	gen := e.gen.Add(1)
 	got := make(map[string]int, len(req.Queues))
-	expires := time.Now().Add(e.cfg.LeaseTTL)
+	now = time.Now()
+	expires := now.Add(e.cfg.LeaseTTL)
 	e.mu.Lock()
 	for _, t := range tasks {
 		got[t.Queue]++
-		e.free[t.Queue]--
 		ctx, cancel := context.WithCancelCause(e.workCtx)
-		r := &runningTask{task: t, ctx: ctx, cancel: cancel, gen: gen, expires: expires}
+		r := &runningTask{task: t, ctx: ctx, cancel: cancel, gen: gen, expires: expires, queued: now}
 		e.running[t.ID] = r
 		e.handlers.Add(1)
-		e.hand(r)
+		q := e.qs[t.Queue]
+		q.ready = append(q.ready, r)
+	}
+	lagging := false
+	for name := range got {
+		lagging = e.wake(e.qs[name], wakeBurst) || lagging
 	}
 	e.mu.Unlock()
+	if lagging {
+		e.signalLagging()
+	}
 	if len(tasks) > 0 {
-		// Let the handed-off workers start before this goroutine goes into
-		// the store again: a cgo call holds the P, and a woken worker would
+		// Let the woken workers start before this goroutine goes into the
+		// store again: a cgo call holds the P, and a woken worker would
 		// otherwise wait tens of microseconds for the scheduler to move it.
 		runtime.Gosched()
 	}
@@ -456,6 +544,85 @@ func (e *Engine) claim(mayHaveWork map[string]bool) (time.Time, error) {
 	return next, nil
 }
 
+// sizeQueue updates q's throughput sample and run-queue target, and
+// returns the target. e.mu is held.
+func (e *Engine) sizeQueue(q *queueState, now time.Time) int {
+	if !e.startLater {
+		return 0
+	}
+	if el := now.Sub(q.sampled); el >= rateWindow {
+		r := float64(q.finished) / el.Seconds()
+		if q.sampled.IsZero() {
+			r = 0
+		}
+		q.rate = (q.rate + r) / 2
+		q.finished, q.sampled = 0, now
+		q.target = min(int(q.rate*queueHorizon.Seconds()), e.cfg.MaxClaim)
+	}
+	return q.target
+}
+
+// wake starts up to n of q's queued tasks on parked (or new) workers, as
+// slots allow, and reports whether tasks were left queued with slots to
+// spare. e.mu is held.
+func (e *Engine) wake(q *queueState, n int) bool {
+	for ; n > 0 && len(q.ready) > 0 && q.busy < q.limit; n-- {
+		e.hand(e.pop(q))
+	}
+	return len(q.ready) > 0 && q.busy < q.limit
+}
+
+// pop takes q's oldest queued task for a handler. e.mu is held.
+func (e *Engine) pop(q *queueState) *runningTask {
+	r := q.ready[0]
+	q.ready[0] = nil
+	q.ready = q.ready[1:]
+	q.busy++
+	return r
+}
+
+func (e *Engine) signalLagging() {
+	select {
+	case e.lagging <- struct{}{}:
+	default:
+	}
+}
+
+// startLagging wakes parked workers for queued tasks that have waited
+// startLag for a busy one: handlers that block are not left holding the
+// tasks behind them. It sleeps while no run queue has tasks and spare
+// slots.
+func (e *Engine) startLagging() {
+	timer := time.NewTimer(startLag)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-e.bgCtx.Done():
+			return
+		case <-e.lagging:
+		}
+		for lagging := true; lagging; {
+			timer.Reset(startLag)
+			select {
+			case <-e.bgCtx.Done():
+				return
+			case <-timer.C:
+			}
+			lagging = false
+			now := time.Now()
+			e.mu.Lock()
+			for _, q := range e.qs {
+				if len(q.ready) > 0 && q.busy < q.limit && now.Sub(q.ready[0].queued) >= startLag {
+					e.wake(q, wakeBurst)
+				}
+				lagging = lagging || (len(q.ready) > 0 && q.busy < q.limit)
+			}
+			e.mu.Unlock()
+		}
+	}
+}
+
 // hand gives r to an idle worker goroutine, or starts one. Workers live
 // until Stop: a fresh goroutine per task regrew its stack for every handler
 // (measured: 15% of CPU in a no-op burn-down).
@@ -468,10 +635,15 @@ func (e *Engine) hand(r *runningTask) {
 	}
 }
 
+// worker runs tasks until Stop: the one it was handed, then the next
+// queued task of the same queue, without parking, for as long as there is
+// one.
 func (e *Engine) worker(r *runningTask) {
 	defer e.workers.Done()
 	for {
-		e.run(r)
+		for r != nil {
+			r = e.run(r)
+		}
 		select {
 		case r = <-e.idle:
 		case <-e.retire:
@@ -480,21 +652,49 @@ func (e *Engine) worker(r *runningTask) {
 	}
 }
 
-func (e *Engine) run(r *runningTask) {
+// run runs r's handler and returns the next queued task of its queue for
+// the same worker, or nil.
+func (e *Engine) run(r *runningTask) *runningTask {
 	defer e.handlers.Done()
 	t, ctx := r.task, r.ctx
-	v := e.invoke(ctx, t)
+	var v Verdict
+	if cause := context.Cause(ctx); cause != nil {
+		// Cancelled, lost or released while queued: the handler never runs.
+		v = Verdict{Action: Retry, Err: cause}
+	} else {
+		if e.startLater {
+			e.done.submitStart(store.Start{TaskID: t.ID, Epoch: t.LeaseEpoch, At: time.Now()})
+		}
+		v = e.invoke(ctx, t)
+	}
 	cause := context.Cause(ctx)
+	var next *runningTask
+	poke := false
 	e.mu.Lock()
 	if e.running[t.ID] == r {
 		delete(e.running, t.ID)
 	}
-	e.free[t.Queue]++
+	q := e.qs[t.Queue]
+	q.busy--
+	q.finished++
+	if len(q.ready) > 0 {
+		next = e.pop(q)
+	}
+	// The dispatcher claims when slots go idle or the run queue runs low.
+	poke = len(q.ready) <= q.target/2
 	e.mu.Unlock()
 	r.cancel(nil)
-	e.poke()
-	if o, ok := e.decide(t, v, cause); ok {
-		e.done.submit(Finished{Outcome: o, Task: t, Verdict: v, Cause: cause})
+	if poke {
+		e.poke()
+	}
+	e.finish(r, v, cause)
+	return next
+}
+
+// finish submits the outcome of r's attempt.
+func (e *Engine) finish(r *runningTask, v Verdict, cause error) {
+	if o, ok := e.decide(r.task, v, cause); ok {
+		e.done.submit(Finished{Outcome: o, Task: r.task, Verdict: v, Cause: cause})
 	}
 }
 
@@ -604,7 +804,7 @@ func mustJSON(v any) json.RawMessage {
 // renewed in time.
 func (e *Engine) renewLeases() {
 	e.every(e.cfg.LeaseTTL/3, func() {
-		if e.Running() == 0 {
+		if e.Held() == 0 {
 			return
 		}
 		// Only tasks whose claim committed before this renewal started are
@@ -650,7 +850,7 @@ func (e *Engine) watchCancels() {
 			return
 		case <-wakeups:
 		}
-		if e.Running() > 0 {
+		if e.Held() > 0 {
 			ids, err := e.notify.CancelRequests(e.bgCtx, e.cfg.Owner)
 			if err != nil && e.bgCtx.Err() == nil {
 				e.log.Error("weft: cancel check failed", "err", err)

@@ -51,6 +51,16 @@ type Notifier interface {
 	CancelRequests(ctx context.Context, owner string) ([]string, error)
 }
 
+// Starter is implemented by a source that can record when a handler
+// starts, as the store can (store.Runner.Started). The engine then claims
+// with StartLater and ahead of its free workers, into local run queues, and
+// reports each start as its handler begins: a task waiting in a run queue
+// does not look started. A source without it (a server's claims start the
+// task) gets claims for free slots only.
+type Starter interface {
+	Started(ctx context.Context, starts []store.Start) error
+}
+
 // Finished is one finished attempt, as the engine hands it to its source.
 type Finished struct {
 	// Outcome is what the engine decided the attempt records, with the

@@ -316,19 +316,26 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 	// counter moves: with the durability setting in the same batch, a
 	// claim is one round trip (it was six: begin, set, claim, counts,
 	// events, commit).
+	attemptedAt, started := "$3", `
+		started AS (INSERT INTO weft_events (task_id, type, attempt, at)
+			SELECT id, '`+string(store.EventStarted)+`', attempt, $3 FROM claimed),`
+	if req.StartLater {
+		attemptedAt, started = "NULL", ""
+	}
 	query := `WITH ` + strings.Join(ctes, ", ") + `,
 		claimed AS (UPDATE weft_tasks SET state = 'running', attempt = attempt + 1,
 			lease_epoch = lease_epoch + 1 + (random() * 1073741823)::bigint,
-			lease_owner = $1, lease_expires_at = $2, attempted_at = $3, resumable = NOT (kind = ANY($4::text[]))
+			lease_owner = $1, lease_expires_at = $2, attempted_at = ` + attemptedAt + `, resumable = NOT (kind = ANY($4::text[]))
 		WHERE id IN (` + strings.Join(unions, " UNION ALL ") + `)
-		RETURNING id, kind, queue, args, priority, run_at, attempt, max_attempts, attempt_timeout_us, errors, metadata, lease_epoch, created_at),
-		started AS (INSERT INTO weft_events (task_id, type, attempt, at)
-			SELECT id, '` + string(store.EventStarted) + `', attempt, $3 FROM claimed),
+		RETURNING id, kind, queue, args, priority, run_at, attempt, max_attempts, attempt_timeout_us, errors, metadata, lease_epoch, created_at),` + started + `
 		moved AS (INSERT INTO weft_count_deltas (queue, state, n)
 			SELECT g.queue, m.state, m.n FROM (SELECT queue, count(*) AS n FROM claimed GROUP BY queue) g,
 				LATERAL (VALUES ('` + string(store.StatePending) + `', -g.n), ('` + string(store.StateRunning) + `', g.n)) AS m(state, n))
 		SELECT * FROM claimed`
 	attempted := fromMicros(nowUS)
+	if req.StartLater {
+		attempted = time.Time{}
+	}
 	// A claim lost to a crash only puts its tasks back where they were, so
 	// its commit need not wait for the WAL flush (measured: in-process p50
 	// latency 3.7 ms durable, 0.75 ms not). The node told of the lost claim

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weftworks/weft/store"
 )
@@ -24,7 +25,11 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 	now := s.now()
 	nowUS := micros(now)
 	expires := fromMicros(micros(now.Add(req.LeaseTTL)))
-	anyArgs = append(anyArgs, req.Owner, micros(expires), nowUS)
+	var attemptedAt driver.Value = nowUS
+	if req.StartLater {
+		attemptedAt = nil
+	}
+	anyArgs = append(anyArgs, req.Owner, micros(expires), attemptedAt)
 	kindFilter := kindIn(len(req.Kinds))
 	for _, qc := range req.Queues {
 		if qc.Limit <= 0 {
@@ -64,6 +69,9 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 	a := make(args, 0, len(anyArgs))
 	a.add(anyArgs...)
 	attempted := fromMicros(nowUS)
+	if req.StartLater {
+		attempted = time.Time{}
+	}
 	var claimed []*store.Task
 	err := s.writer.doLight(ctx, func(q *execer) error {
 		claimed = claimed[:0]
@@ -94,6 +102,9 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 		}
 		if err := applyCounts(context.Background(), q.conn, moved); err != nil {
 			return err
+		}
+		if req.StartLater {
+			return nil
 		}
 		var ev args
 		ev.add(string(append(rowids, ']')))
