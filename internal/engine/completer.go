@@ -22,17 +22,17 @@ type completer struct {
 	backlog atomic.Int64
 	written func()
 
-	mu      sync.Mutex
-	queue   []Finished
-	spare   []Finished
+	mu    sync.Mutex
+	queue []Finished
+	spare []Finished
 	// starts are handlers' starts not yet recorded, written before the
 	// outcomes that accumulated with them, so a task's started event
 	// always precedes its outcome's.
 	starts      []store.Start
 	spareStarts []store.Start
-	closed  bool
-	ready   chan struct{}
-	stopped chan struct{}
+	closed      bool
+	ready       chan struct{}
+	stopped     chan struct{}
 	// late serialises the writes of handlers that outlived Stop, since a
 	// source's Finish is never called concurrently.
 	late sync.Mutex
