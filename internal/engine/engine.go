@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -185,6 +186,7 @@ type queueState struct {
 const (
 	queueHorizon = 25 * time.Millisecond
 	rateWindow   = 50 * time.Millisecond
+	rateMemory   = 100 * time.Millisecond
 	// startLag is how long a queued task may wait for a busy worker before
 	// a parked one is woken for it; wakeBurst bounds the workers woken at
 	// once. Waking one goroutine per claimed task was the cost at 2,000
@@ -551,11 +553,15 @@ func (e *Engine) sizeQueue(q *queueState, now time.Time) int {
 		return 0
 	}
 	if el := now.Sub(q.sampled); el >= rateWindow {
-		r := float64(q.finished) / el.Seconds()
-		if q.sampled.IsZero() {
-			r = 0
+		r := 0.0
+		if !q.sampled.IsZero() {
+			r = float64(q.finished) / el.Seconds()
 		}
-		q.rate = (q.rate + r) / 2
+		// A moving average whose weights decay with time, not with
+		// samples: after an idle spell the old rate is forgotten, so a
+		// node that was busy does not claim a short backlog whole.
+		w := math.Exp(-el.Seconds() / rateMemory.Seconds())
+		q.rate = w*q.rate + (1-w)*r
 		q.finished, q.sampled = 0, now
 		q.target = min(int(q.rate*queueHorizon.Seconds()), e.cfg.MaxClaim)
 	}
