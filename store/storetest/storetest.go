@@ -30,7 +30,7 @@ type Harness struct {
 // Run runs the whole suite.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
-	for _, tc := range storeCases {
+	for _, tc := range append(storeCases, startCases...) {
 		t.Run("store/"+tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, newEnv(t, h))
