@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/internal/sqlbackend"
 )
 
 // ExtendLeases implements store.Store.
@@ -50,16 +51,9 @@ func (s *Store) ExtendLease(ctx context.Context, taskID string, epoch int64, ttl
 	return cancel, nil
 }
 
+// leaseLostOrMissing tells a stale epoch from an unknown task.
 func (s *Store) leaseLostOrMissing(ctx context.Context, taskID string, epoch int64) error {
-	var one int
-	err := s.pool.QueryRow(ctx, "SELECT 1 FROM weft_tasks WHERE id = $1", taskID).Scan(&one)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return fmt.Errorf("task %s: %w", taskID, store.ErrNotFound)
-	case err != nil:
-		return err
-	}
-	return fmt.Errorf("task %s epoch %d: %w", taskID, epoch, store.ErrLeaseLost)
+	return sqlbackend.LeaseLostOrMissing(s.pool.QueryRow(ctx, "SELECT 1 FROM weft_tasks WHERE id = $1", taskID), taskID, epoch)
 }
 
 // Progress implements store.Store.
@@ -168,16 +162,9 @@ func (s *Store) CancelRequests(ctx context.Context, owner string) ([]string, err
 
 // Rescue implements store.Store.
 func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 1000
-	}
 	now := s.now()
 	nowUS := micros(now)
-	deadBefore := int64(-1 << 63)
-	if p.DeadAfter > 0 {
-		deadBefore = micros(now.Add(-p.DeadAfter))
-	}
+	limit, deadBefore := sqlbackend.RescueBounds(p, now)
 	n := 0
 	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
 		rows, err := tx.Query(ctx, `UPDATE weft_tasks SET

@@ -9,19 +9,16 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/internal/sqlbackend"
 )
 
 // TouchNode implements store.Store.
 func (s *Store) TouchNode(ctx context.Context, n store.Node) error {
-	if n.ID == "" {
-		return &store.ValidationError{Index: -1, Field: "node id", Message: "must not be empty"}
+	started, nowUS, err := sqlbackend.NodeTimes(n, s.now())
+	if err != nil {
+		return err
 	}
-	nowUS := micros(s.now())
-	started := nowUS
-	if !n.StartedAt.IsZero() {
-		started = micros(n.StartedAt)
-	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO weft_nodes (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5)
+	_, err = s.pool.Exec(ctx, `INSERT INTO weft_nodes (id, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`, n.ID, n.Host, n.PID, started, nowUS)
 	if err != nil {
 		return fmt.Errorf("node heartbeat: %w", err)
@@ -35,27 +32,6 @@ func (s *Store) RemoveNode(ctx context.Context, id string) error {
 		return fmt.Errorf("remove node: %w", err)
 	}
 	return nil
-}
-
-// Nodes implements store.Store.
-func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
-	rows, err := s.pool.Query(ctx, "SELECT id, host, pid, started_at, heartbeat_at FROM weft_nodes ORDER BY id")
-	if err != nil {
-		return nil, fmt.Errorf("nodes: %w", err)
-	}
-	nodes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Node, error) {
-		var (
-			n         store.Node
-			start, hb int64
-		)
-		err := r.Scan(&n.ID, &n.Host, &n.PID, &start, &hb)
-		n.StartedAt, n.HeartbeatAt = fromMicros(start), fromMicros(hb)
-		return n, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("nodes: %w", err)
-	}
-	return nodes, nil
 }
 
 // Purge implements store.Store.
@@ -128,8 +104,8 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 
 // Lead implements store.Store.
 func (s *Store) Lead(ctx context.Context, role, holder string, ttl time.Duration) (int64, bool, error) {
-	if role == "" || holder == "" || ttl <= 0 {
-		return 0, false, &store.ValidationError{Index: -1, Field: "lead", Message: "role, holder and a positive ttl are required"}
+	if err := sqlbackend.CheckLead(role, holder, ttl); err != nil {
+		return 0, false, err
 	}
 	now := s.now()
 	var (
@@ -163,28 +139,10 @@ func (s *Store) Resign(ctx context.Context, role, holder string) error {
 	return nil
 }
 
-// Leader implements store.Store.
-func (s *Store) Leader(ctx context.Context, role string) (store.Leader, error) {
-	var (
-		l       store.Leader
-		expires int64
-	)
-	err := s.pool.QueryRow(ctx, "SELECT holder, term, expires_at FROM weft_leaders WHERE name = $1", role).Scan(&l.Holder, &l.Term, &expires)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Leader{}, fmt.Errorf("leader of %s: %w", role, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Leader{}, fmt.Errorf("leader of %s: %w", role, err)
-	}
-	l.ExpiresAt = fromMicros(expires)
-	return l, nil
-}
-
 // PutSchedule implements store.Store.
 func (s *Store) PutSchedule(ctx context.Context, sc store.Schedule) error {
 	nowUS := micros(s.now())
-	_, err := s.pool.Exec(ctx, `INSERT INTO weft_schedules (name, spec, kind, queue, args, priority, max_attempts,
-			metadata, missed, paused, next_at, created_at, updated_at)
+	_, err := s.pool.Exec(ctx, `INSERT INTO weft_schedules (`+sqlbackend.ScheduleColumns+`)
 		VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::jsonb, $9, $10, $11, $12, $12)
 		ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, kind = excluded.kind, queue = excluded.queue,
 			args = excluded.args, priority = excluded.priority, max_attempts = excluded.max_attempts,
@@ -196,35 +154,6 @@ func (s *Store) PutSchedule(ctx context.Context, sc store.Schedule) error {
 		return fmt.Errorf("put schedule %s: %w", sc.Name, err)
 	}
 	return nil
-}
-
-// Schedules implements store.Store.
-func (s *Store) Schedules(ctx context.Context) ([]store.Schedule, error) {
-	rows, err := s.pool.Query(ctx, `SELECT name, spec, kind, queue, args, priority, max_attempts, metadata,
-		missed, paused, next_at, created_at, updated_at FROM weft_schedules ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("schedules: %w", err)
-	}
-	scs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Schedule, error) {
-		var (
-			sc                     store.Schedule
-			missed                 string
-			next, created, updated int64
-			metadata               []byte
-		)
-		err := r.Scan(&sc.Name, &sc.Spec, &sc.Kind, &sc.Queue, &sc.Args, &sc.Priority, &sc.MaxAttempts,
-			&metadata, &missed, &sc.Paused, &next, &created, &updated)
-		if len(metadata) > 0 {
-			sc.Metadata = metadata
-		}
-		sc.Missed = store.Missed(missed)
-		sc.NextAt, sc.CreatedAt, sc.UpdatedAt = fromMicros(next), fromMicros(created), fromMicros(updated)
-		return sc, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("schedules: %w", err)
-	}
-	return scs, nil
 }
 
 // PauseSchedule implements store.Store.

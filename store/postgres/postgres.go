@@ -22,6 +22,7 @@ import (
 
 	"github.com/weftworks/weft/internal/wake"
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/internal/sqlbackend"
 )
 
 // Options configures Open. The zero value is ready for use.
@@ -41,6 +42,8 @@ const minPoolConns = 10
 // Store is the PostgreSQL backend. It implements store.Store, with a
 // TxEnqueuer for pgx.Tx and pgx's *sql.Tx.
 type Store struct {
+	// reads are the reads shared with the SQLite backend, on pool.
+	reads
 	pool *pgxpool.Pool
 	// channel is the NOTIFY channel of commits that may have made work
 	// ready: weft_wake, suffixed with the schema when it is not public, so
@@ -54,6 +57,11 @@ type Store struct {
 }
 
 var _ store.Store = (*Store)(nil)
+
+// reads names sqlbackend.Reader in this package, so that the field
+// embedding it is unexported: its methods are the Store's, the field is
+// not.
+type reads = sqlbackend.Reader
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -100,7 +108,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 		ch += "_" + schema
 	}
 	lctx, cancel := context.WithCancel(context.Background())
-	s := &Store{pool: pool, channel: pgx.Identifier{ch}.Sanitize(), opts: o, log: o.Logger, cancel: cancel, done: make(chan struct{})}
+	s := &Store{reads: sqlbackend.NewReader(poolReads{pool}, &readStatements, scanTask, o.Now), pool: pool, channel: pgx.Identifier{ch}.Sanitize(), opts: o, log: o.Logger, cancel: cancel, done: make(chan struct{})}
 	if o.PollOnly {
 		close(s.done)
 	} else {
@@ -122,9 +130,11 @@ func (s *Store) Subscribe() (<-chan struct{}, func()) { return s.wake.Subscribe(
 
 func (s *Store) now() time.Time { return s.opts.Now() }
 
-func micros(t time.Time) int64 { return t.UnixMicro() }
+// micros and fromMicros are the schema's time encoding (sqlbackend.Micros),
+// under short names for the many statements that use it.
+func micros(t time.Time) int64 { return sqlbackend.Micros(t) }
 
-func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+func fromMicros(v int64) time.Time { return sqlbackend.FromMicros(v) }
 
 func nullMicros(v *int64) time.Time {
 	if v == nil {
@@ -270,8 +280,8 @@ func migrateTo(ctx context.Context, db migrator, target int) error {
 	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM weft_migrations").Scan(&current); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if latest := ms[len(ms)-1].Version; current > latest {
-		return fmt.Errorf("migrate: database schema version %d is newer than this build knows (%d): upgrade weft", current, latest)
+	if err := sqlbackend.CheckSchemaVersion(current, ms[len(ms)-1].Version); err != nil {
+		return fmt.Errorf("migrate: %w", err)
 	}
 	for _, m := range ms {
 		if m.Version > current && m.Version <= target {

@@ -6,15 +6,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/internal/sqlbackend"
 )
 
 // PauseQueue implements store.Store. Each claim statement reads weft_queues
 // in its own snapshot, so once this commits no claim that starts afterwards,
 // on any node, takes a task of the queue.
 func (s *Store) PauseQueue(ctx context.Context, queue string, paused bool) error {
-	if !store.ValidName(queue) {
-		return &store.ValidationError{Index: -1, Field: "queue", Message: fmt.Sprintf("%q is not a valid name", queue)}
+	if err := sqlbackend.CheckQueueName(queue); err != nil {
+		return err
 	}
 	return s.tx(ctx, func(tx pgx.Tx) (bool, error) {
 		if paused {

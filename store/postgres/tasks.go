@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/internal/sqlbackend"
 )
 
 // uniqueHeld is the SQL list of the states in which a task holds its unique
@@ -26,7 +27,7 @@ const taskColumns = `id, kind, queue, args, priority, state, run_at, attempt, ma
 	attempt_timeout_us, errors, result, unique_key, metadata, lease_owner, lease_epoch,
 	lease_expires_at, cancel_requested, created_at, attempted_at, finalized_at`
 
-func scanTask(r pgx.Row) (*store.Task, error) {
+func scanTask(r sqlbackend.Row) (*store.Task, error) {
 	var (
 		t                                  store.Task
 		state                              string

@@ -7,11 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"time"
 
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/internal/sqlbackend"
 )
 
 // ExtendLeases implements store.Store.
@@ -54,17 +54,10 @@ func (s *Store) ExtendLease(ctx context.Context, taskID string, epoch int64, ttl
 	return cancel, err
 }
 
-// leaseLostOrMissing tells a stale epoch from an unknown task.
+// leaseLostOrMissing tells a stale epoch from an unknown task, inside the
+// writer's transaction.
 func leaseLostOrMissing(db dbtx, taskID string, epoch int64) error {
-	var one int
-	err := db.QueryRowContext(context.Background(), "SELECT 1 FROM weft_tasks WHERE id = +?", taskID).Scan(&one)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("task %s: %w", taskID, store.ErrNotFound)
-	case err != nil:
-		return err
-	}
-	return fmt.Errorf("task %s epoch %d: %w", taskID, epoch, store.ErrLeaseLost)
+	return sqlbackend.LeaseLostOrMissing(db.QueryRowContext(context.Background(), "SELECT 1 FROM weft_tasks WHERE id = +?", taskID), taskID, epoch)
 }
 
 // Progress implements store.Store.
@@ -156,16 +149,9 @@ func (s *Store) Retry(ctx context.Context, taskID string) (*store.Task, error) {
 
 // Rescue implements store.Store.
 func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 1000
-	}
 	now := s.now()
 	nowUS := micros(now)
-	deadBefore := int64(math.MinInt64)
-	if p.DeadAfter > 0 {
-		deadBefore = micros(now.Add(-p.DeadAfter))
-	}
+	limit, deadBefore := sqlbackend.RescueBounds(p, now)
 	at, _ := json.Marshal(now.UTC())
 	n := 0
 	err := s.writer.do(ctx, func(q *execer) error {

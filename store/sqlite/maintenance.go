@@ -11,17 +11,14 @@ import (
 	"time"
 
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/internal/sqlbackend"
 )
 
 // TouchNode implements store.Store.
 func (s *Store) TouchNode(ctx context.Context, n store.Node) error {
-	if n.ID == "" {
-		return &store.ValidationError{Index: -1, Field: "node id", Message: "must not be empty"}
-	}
-	nowUS := micros(s.now())
-	started := nowUS
-	if !n.StartedAt.IsZero() {
-		started = micros(n.StartedAt)
+	started, nowUS, err := sqlbackend.NodeTimes(n, s.now())
+	if err != nil {
+		return err
 	}
 	return s.writer.doLight(ctx, func(q *execer) error {
 		_, err := q.exec(`INSERT INTO weft_nodes (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)
@@ -36,28 +33,6 @@ func (s *Store) RemoveNode(ctx context.Context, id string) error {
 		_, err := q.exec("DELETE FROM weft_nodes WHERE id = ?", id)
 		return err
 	})
-}
-
-// Nodes implements store.Store.
-func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT id, host, pid, started_at, heartbeat_at FROM weft_nodes ORDER BY id")
-	if err != nil {
-		return nil, fmt.Errorf("nodes: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Node
-	for rows.Next() {
-		var (
-			n         store.Node
-			start, hb int64
-		)
-		if err := rows.Scan(&n.ID, &n.Host, &n.PID, &start, &hb); err != nil {
-			return nil, fmt.Errorf("nodes: %w", err)
-		}
-		n.StartedAt, n.HeartbeatAt = fromMicros(start), fromMicros(hb)
-		out = append(out, n)
-	}
-	return out, rows.Err()
 }
 
 // Purge implements store.Store. A window ends at the Window-th id after the
@@ -132,8 +107,8 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 // Lead implements store.Store. Leadership writes are light: a lost one is
 // retaken by the next renewal.
 func (s *Store) Lead(ctx context.Context, role, holder string, ttl time.Duration) (int64, bool, error) {
-	if role == "" || holder == "" || ttl <= 0 {
-		return 0, false, &store.ValidationError{Index: -1, Field: "lead", Message: "role, holder and a positive ttl are required"}
+	if err := sqlbackend.CheckLead(role, holder, ttl); err != nil {
+		return 0, false, err
 	}
 	now := s.now()
 	var (
@@ -169,21 +144,4 @@ func (s *Store) Resign(ctx context.Context, role, holder string) error {
 		_, err := q.exec("UPDATE weft_leaders SET expires_at = 0 WHERE name = ? AND holder = ?", role, holder)
 		return err
 	})
-}
-
-// Leader implements store.Store.
-func (s *Store) Leader(ctx context.Context, role string) (store.Leader, error) {
-	var (
-		l       store.Leader
-		expires int64
-	)
-	err := s.rdb.QueryRowContext(ctx, "SELECT holder, term, expires_at FROM weft_leaders WHERE name = ?", role).Scan(&l.Holder, &l.Term, &expires)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Leader{}, fmt.Errorf("leader of %s: %w", role, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Leader{}, fmt.Errorf("leader of %s: %w", role, err)
-	}
-	l.ExpiresAt = fromMicros(expires)
-	return l, nil
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weftworks/weft/store/internal/sqlbackend"
 )
 
 //go:embed migrations/*.sql
@@ -78,8 +80,8 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if err := conn.QueryRowContext(ctx, "SELECT coalesce(max(version), 0) FROM weft_migrations").Scan(&current); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	if latest := ms[len(ms)-1].Version; current > latest {
-		return fmt.Errorf("database schema version %d is newer than this build knows (%d): upgrade weft", current, latest)
+	if err := sqlbackend.CheckSchemaVersion(current, ms[len(ms)-1].Version); err != nil {
+		return err
 	}
 	for _, m := range ms {
 		if m.Version <= current {

@@ -4,15 +4,15 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/internal/sqlbackend"
 )
 
 // PauseQueue implements store.Store. Claims read weft_queues inside the
 // writer's transaction, so once this commits no claim by any process on the
 // file takes a task of the queue.
 func (s *Store) PauseQueue(ctx context.Context, queue string, paused bool) error {
-	if !store.ValidName(queue) {
-		return &store.ValidationError{Index: -1, Field: "queue", Message: fmt.Sprintf("%q is not a valid name", queue)}
+	if err := sqlbackend.CheckQueueName(queue); err != nil {
+		return err
 	}
 	return s.writer.do(ctx, func(q *execer) error {
 		if paused {

@@ -3,32 +3,38 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
 	"time"
 
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/internal/sqlbackend"
 )
 
 // Reads run on the read pool and never wait for the writer: WAL gives each
 // read a consistent snapshot of the last commit.
 
-// Get implements store.Store.
-func (s *Store) Get(ctx context.Context, taskID string) (*store.Task, error) {
-	t, err := scanTask(s.rdb.QueryRowContext(ctx, "SELECT "+taskColumns+" FROM weft_tasks WHERE id = +?", taskID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("task %s: %w", taskID, store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get task %s: %w", taskID, err)
-	}
-	return t, nil
+// readStatements are the texts of the reads shared with the PostgreSQL
+// backend (sqlbackend.Reader). Counts come from weft_counts, which SQLite
+// keeps in place (one writer, no lock contention).
+var readStatements = sqlbackend.Statements{
+	Task: "SELECT " + taskColumns + " FROM weft_tasks WHERE id = +?",
+	Events: "SELECT " + sqlbackend.EventColumns + ` FROM weft_events
+		WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+	Leader: "SELECT " + sqlbackend.LeaderColumns + " FROM weft_leaders WHERE name = ?",
+	Counts: `SELECT queue, state, n FROM weft_counts WHERE n != 0
+		UNION ALL SELECT name, NULL, 0 FROM weft_queues WHERE paused = 1
+		ORDER BY queue`,
+	TopPriority: `SELECT max(priority) FROM weft_tasks
+		WHERE state = 'pending' AND queue = +? AND priority < +?`,
+	EarliestRunAt: `SELECT min(run_at) FROM weft_tasks
+		WHERE state = 'pending' AND queue = +? AND priority = +?`,
+	AbovePriorities: math.MaxInt64,
 }
 
 // MaxListLimit bounds one page of List.
-const MaxListLimit = 1000
+const MaxListLimit = sqlbackend.MaxListLimit
 
 // List implements store.Store.
 func (s *Store) List(ctx context.Context, p store.ListParams) ([]*store.Task, error) {
@@ -56,10 +62,7 @@ func (s *Store) List(ctx context.Context, p store.ListParams) ([]*store.Task, er
 	if p.After != "" {
 		where, args = append(where, "id > +?"), append(args, p.After)
 	}
-	limit := p.Limit
-	if limit <= 0 || limit > MaxListLimit {
-		limit = MaxListLimit
-	}
+	limit := sqlbackend.PageLimit(p.Limit)
 	query := "SELECT " + taskColumns + " FROM weft_tasks"
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
@@ -76,72 +79,17 @@ func (s *Store) List(ctx context.Context, p store.ListParams) ([]*store.Task, er
 	return tasks, nil
 }
 
-// Events implements store.Store.
-func (s *Store) Events(ctx context.Context, taskID string, after int64, limit int) ([]store.Event, error) {
-	if limit <= 0 || limit > MaxListLimit {
-		limit = MaxListLimit
-	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT seq, type, attempt, at, data FROM weft_events
-		WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?`, taskID, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("read events of %s: %w", taskID, err)
-	}
-	defer rows.Close()
-	var out []store.Event
-	for rows.Next() {
-		var (
-			e    store.Event
-			typ  string
-			at   int64
-			data []byte
-		)
-		if err := rows.Scan(&e.Seq, &typ, &e.Attempt, &at, &data); err != nil {
-			return nil, fmt.Errorf("read events of %s: %w", taskID, err)
-		}
-		e.TaskID, e.Type, e.At = taskID, store.EventType(typ), fromMicros(at)
-		if len(data) > 0 {
-			e.Data = data
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
-}
-
-// NextRunAt implements store.Store. The claim index orders a queue by
-// priority, then run_at; the earliest run_at is found by stepping through
-// the distinct priorities, one index seek each, instead of scanning every
-// pending row. A paused queue finds no row at the first step: an engine
-// must not wake for work it may not claim.
+// NextRunAt implements store.Store (see sqlbackend.NextRunAt). A paused
+// queue finds no row at the first step: an engine must not wake for work
+// it may not claim.
 func (s *Store) NextRunAt(ctx context.Context, queues, kinds []string) (time.Time, bool, error) {
-	var (
-		best  int64
-		found bool
-	)
 	kindFilter := kindIn(len(kinds))
-	for _, q := range queues {
-		below := int64(math.MaxInt64)
-		for {
-			var prio, runAt int64
-			err := s.rdb.QueryRowContext(ctx, `SELECT priority, run_at FROM weft_tasks
-				WHERE state = 'pending' AND queue = +? AND priority < +?`+kindFilter+`
-				AND NOT EXISTS (SELECT 1 FROM weft_queues WHERE name = +? AND paused = 1)
-				ORDER BY priority DESC, run_at LIMIT 1`, nextArgs(q, below, kinds)...).Scan(&prio, &runAt)
-			if errors.Is(err, sql.ErrNoRows) {
-				break
-			}
-			if err != nil {
-				return time.Time{}, false, fmt.Errorf("next run_at: %w", err)
-			}
-			if !found || runAt < best {
-				best, found = runAt, true
-			}
-			below = prio
-		}
-	}
-	if !found {
-		return time.Time{}, false, nil
-	}
-	return fromMicros(best), true, nil
+	return sqlbackend.NextRunAt(queues, math.MaxInt64, func(queue string, below int64) sqlbackend.Row {
+		return s.rdb.QueryRowContext(ctx, `SELECT priority, run_at FROM weft_tasks
+			WHERE state = 'pending' AND queue = +? AND priority < +?`+kindFilter+`
+			AND NOT EXISTS (SELECT 1 FROM weft_queues WHERE name = +? AND paused = 1)
+			ORDER BY priority DESC, run_at LIMIT 1`, nextArgs(queue, below, kinds)...)
+	})
 }
 
 // nextArgs binds NextRunAt's statement: queue, below, kinds, then queue

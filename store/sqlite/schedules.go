@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/internal/sqlbackend"
 )
 
 // PutSchedule implements store.Store. The caller validates the schedule.
@@ -18,8 +19,7 @@ func (s *Store) PutSchedule(ctx context.Context, sc store.Schedule) error {
 		paused = 1
 	}
 	return s.writer.do(ctx, func(q *execer) error {
-		_, err := q.exec(`INSERT INTO weft_schedules (name, spec, kind, queue, args, priority, max_attempts,
-			metadata, missed, paused, next_at, created_at, updated_at)
+		_, err := q.exec(`INSERT INTO weft_schedules (`+sqlbackend.ScheduleColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, kind = excluded.kind, queue = excluded.queue,
 				args = excluded.args, priority = excluded.priority, max_attempts = excluded.max_attempts,
@@ -32,37 +32,6 @@ func (s *Store) PutSchedule(ctx context.Context, sc store.Schedule) error {
 		}
 		return nil
 	})
-}
-
-// Schedules implements store.Store.
-func (s *Store) Schedules(ctx context.Context) ([]store.Schedule, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT name, spec, kind, queue, args, priority, max_attempts, metadata,
-		missed, paused, next_at, created_at, updated_at FROM weft_schedules ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("schedules: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Schedule
-	for rows.Next() {
-		var (
-			sc                     store.Schedule
-			missed                 string
-			paused                 int
-			next, created, updated int64
-			metadata               []byte
-		)
-		if err := rows.Scan(&sc.Name, &sc.Spec, &sc.Kind, &sc.Queue, &sc.Args, &sc.Priority, &sc.MaxAttempts,
-			&metadata, &missed, &paused, &next, &created, &updated); err != nil {
-			return nil, fmt.Errorf("schedules: %w", err)
-		}
-		if len(metadata) > 0 {
-			sc.Metadata = metadata
-		}
-		sc.Missed, sc.Paused = store.Missed(missed), paused != 0
-		sc.NextAt, sc.CreatedAt, sc.UpdatedAt = fromMicros(next), fromMicros(created), fromMicros(updated)
-		out = append(out, sc)
-	}
-	return out, rows.Err()
 }
 
 // PauseSchedule implements store.Store.

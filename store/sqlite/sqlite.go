@@ -22,6 +22,7 @@ import (
 
 	"github.com/weftworks/weft/internal/wake"
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/internal/sqlbackend"
 )
 
 // Synchronous is SQLite's synchronous setting for the database file. See
@@ -129,6 +130,8 @@ func (o *Options) withDefaults() Options {
 // Store is the SQLite backend. It implements store.Store, with a
 // TxEnqueuer for *sql.Tx on the same file.
 type Store struct {
+	// reads are the reads shared with the PostgreSQL backend, on rdb.
+	reads
 	path   string
 	opts   Options
 	rdb    *sql.DB
@@ -140,6 +143,11 @@ type Store struct {
 }
 
 var _ store.Store = (*Store)(nil)
+
+// reads names sqlbackend.Reader in this package, so that the field
+// embedding it is unexported: its methods are the Store's, the field is
+// not.
+type reads = sqlbackend.Reader
 
 // Open opens (creating if needed) the database file at path, applies any
 // pending migrations, and starts the writer. The caller must Close it.
@@ -176,6 +184,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	s.rdb = openDB(path, o, true)
 	s.rdb.SetMaxOpenConns(o.ReadConns)
 	s.rdb.SetMaxIdleConns(o.ReadConns)
+	s.reads = sqlbackend.NewReader(sqlbackend.StdDB(s.rdb), &readStatements, scanTask, o.Now)
 	s.cdb = openDB(path, o, false)
 	s.cdb.SetMaxOpenConns(1)
 	s.ckpt = newCheckpointer(s.cdb, o.CheckpointInterval, o.Logger)
@@ -261,9 +270,11 @@ type connector struct {
 func (c *connector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
 func (c *connector) Driver() driver.Driver                        { return c.drv }
 
-func micros(t time.Time) int64 { return t.UnixMicro() }
+// micros and fromMicros are the schema's time encoding (sqlbackend.Micros),
+// under short names for the many statements that use it.
+func micros(t time.Time) int64 { return sqlbackend.Micros(t) }
 
-func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+func fromMicros(v int64) time.Time { return sqlbackend.FromMicros(v) }
 
 func nullMicros(v sql.NullInt64) time.Time {
 	if !v.Valid {

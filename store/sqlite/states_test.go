@@ -7,51 +7,23 @@ import (
 
 	"github.com/weftworks/weft/store"
 	"github.com/weftworks/weft/store/sqlite"
+	"github.com/weftworks/weft/store/storetest"
 )
 
 // The schema accepts exactly the states of store.States, and the unique
 // index holds a key in exactly store.KeyHoldingStates: the migrations and
 // the Go model cannot drift apart.
 func TestSchemaMatchesStates(t *testing.T) {
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "weft.db")
-	st, err := sqlite.Open(ctx, path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	res, err := st.Enqueue(ctx, []store.NewTask{{Kind: "k", UniqueKey: "key"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	db, err := sqlite.OpenSQL(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	holds := map[store.State]bool{}
-	for _, s := range store.KeyHoldingStates() {
-		holds[s] = true
-	}
-	for _, s := range store.States() {
-		if _, err := db.ExecContext(ctx, "UPDATE weft_tasks SET state = ? WHERE id = ?", string(s), res[0].ID); err != nil {
-			t.Fatalf("state %s refused by the schema: %v", s, err)
-		}
-		_, err := db.ExecContext(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, state, run_at, max_attempts, unique_key, created_at)
-			VALUES ('other', 'k', 'default', '{}', 'pending', 0, 1, 'key', 0)`)
-		if holds[s] && err == nil {
-			t.Errorf("a second task took the unique key while the first was %s", s)
-		}
-		if !holds[s] && err != nil {
-			t.Errorf("the unique key stayed held while its task was %s: %v", s, err)
-		}
-		if _, err := db.ExecContext(ctx, "DELETE FROM weft_tasks WHERE id = 'other'"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := db.ExecContext(ctx, "UPDATE weft_tasks SET state = 'bogus' WHERE id = ?", res[0].ID); err == nil {
-		t.Error("the schema accepted a state the model does not know")
-	}
+	storetest.CheckSchemaStates(t, path, open, func(query string) error {
+		_, err := db.Exec(query)
+		return err
+	})
 }
 
 // A database made before the blocked, waiting and skipped states keeps its

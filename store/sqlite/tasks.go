@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/internal/sqlbackend"
 )
 
 // dbtx is what the write statements need: the writer's connection or a
@@ -53,9 +54,7 @@ func kindIn(n int) string {
 	return " AND kind IN (" + strings.Repeat("+?,", n-1) + "+?)"
 }
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scanTask(r scanner) (*store.Task, error) {
+func scanTask(r sqlbackend.Row) (*store.Task, error) {
 	var (
 		t                                  store.Task
 		state                              string
