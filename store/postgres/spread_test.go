@@ -11,10 +11,6 @@ import (
 	"github.com/weftworks/weft/store/postgres"
 )
 
-type spreadArgs struct{}
-
-func (spreadArgs) Kind() string { return "spread" }
-
 // Three nodes on one database share a short backlog: a node's run queue
 // holds a few tens of milliseconds of its own throughput, so the first to
 // claim does not hoard work the others could run.
@@ -79,3 +75,8 @@ func TestShortBacklogSpreadsOverNodes(t *testing.T) {
 		}
 	}
 }
+
+// spreadArgs is the spread test's task: it sleeps a few milliseconds.
+type spreadArgs struct{}
+
+func (spreadArgs) Kind() string { return "spread" }

@@ -14,10 +14,11 @@ import (
 // claim, it does not wait for the WAL flush: a start lost to a crash leaves
 // the task leased and unstarted, and its lease expires as the claim's would.
 func (s *Store) Started(ctx context.Context, starts []store.Start) error {
-	if len(starts) == 0 {
+	n := len(starts)
+	if n == 0 {
 		return nil
 	}
-	ids, epochs, ats := make([]string, len(starts)), make([]int64, len(starts)), make([]int64, len(starts))
+	ids, epochs, ats := make([]string, n), make([]int64, n), make([]int64, n)
 	for i, st := range starts {
 		ids[i], epochs[i], ats[i] = st.TaskID, st.Epoch, micros(st.At)
 	}
