@@ -84,7 +84,7 @@ func (c *Client) Schedule(ctx context.Context, name, spec string, args TaskArgs,
 	return c.st.PutSchedule(ctx, store.Schedule{
 		Name: name, Spec: spec, Kind: probe[0].Kind, Queue: probe[0].Queue, Args: probe[0].Args,
 		Priority: probe[0].Priority, MaxAttempts: probe[0].MaxAttempts, Metadata: probe[0].Metadata,
-		Missed: o.Missed, Paused: o.Paused, NextAt: sched.Next(time.Now()),
+		Missed: o.Missed, Paused: o.Paused, NextAt: sched.Next(c.cfg.Now()),
 	})
 }
 
@@ -114,7 +114,7 @@ const maxCatchUp = 100000
 
 // runSchedules enqueues the due slot of every due schedule and advances it.
 func (c *Client) runSchedules(ctx context.Context) error {
-	now := time.Now()
+	now := c.cfg.Now()
 	scs, err := c.st.Schedules(ctx)
 	if err != nil {
 		return err
