@@ -242,18 +242,28 @@ func testScheduleLifecycle(t *testing.T, e *env) {
 	if tasks := listQueue(t, e, "cron"); len(tasks) != 0 {
 		t.Fatalf("a paused schedule enqueued %d tasks", len(tasks))
 	}
+	// Ten more slots pass while it is paused.
+	e.clock.Advance(10 * time.Minute)
+	waitNextAt(t, e, "witness", first.Add(11*time.Minute))
+	if tasks := listQueue(t, e, "cron"); len(tasks) != 0 {
+		t.Fatalf("a paused schedule enqueued %d tasks", len(tasks))
+	}
 	if sc := schedule(t, e, e.st, "paused"); !sc.NextAt.Equal(first) {
 		t.Fatalf("a paused schedule moved to %v", sc.NextAt)
 	}
 	if err := c.ResumeSchedule(e.ctx, "paused"); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Advance(time.Minute)
-	waitNextAt(t, e, "paused", first.Add(2*time.Minute))
-	// The slot missed while paused is skipped (the default); the one due
-	// now is enqueued.
-	if tasks := listQueue(t, e, "cron"); len(tasks) != 1 || tasks[0].UniqueKey != slotKey("paused", first.Add(time.Minute)) {
-		t.Fatalf("a resumed schedule enqueued %+v, want one task for the current slot", tasks)
+	// Resumed, it skips the slots it missed (the default policy) and
+	// enqueues the current one.
+	current := first.Add(10 * time.Minute)
+	waitNextAt(t, e, "paused", current.Add(time.Minute))
+	if tasks := listQueue(t, e, "cron"); len(tasks) != 1 || tasks[0].UniqueKey != slotKey("paused", current) {
+		keys := []string{}
+		for _, task := range tasks {
+			keys = append(keys, task.UniqueKey)
+		}
+		t.Fatalf("a resumed schedule enqueued %v, want one task, for the current slot (%s)", keys, slotKey("paused", current))
 	}
 	sc := schedule(t, e, e.st, "paused")
 	if sc.Paused || sc.Queue != "cron" || sc.Missed != weft.MissedSkip {
