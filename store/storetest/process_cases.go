@@ -19,9 +19,14 @@ import (
 	"github.com/weftworks/weft/store"
 )
 
+// Multi-process cases: real worker processes (ChildMain) on one database,
+// with the real clock. Their sizes are what a loaded two-core machine
+// drains within the deadlines under the race detector, with every commit
+// fsynced; the throughput figures are the benchmarks' business.
+
 var processCases = []testCase{
-	{"two processes drain 10,000 tasks, each exactly once", testTwoProcesses},
-	{"three worker processes drain 20,000 tasks; one killed with SIGKILL loses nothing", testKilledProcess},
+	{"two processes drain 4,000 tasks, each exactly once", testTwoProcesses},
+	{"three worker processes drain 6,000 tasks; one killed with SIGKILL loses nothing", testKilledProcess},
 	{"the maintenance leader killed with SIGKILL is replaced", testLeaderFailover},
 }
 
@@ -220,11 +225,11 @@ func stopChildren(t *testing.T, children []*child) {
 }
 
 func testTwoProcesses(t *testing.T, e *env) {
-	const n = 10000
+	const n = 4000
 	// Leases long enough that none expires: then each task runs once.
 	children := startChildren(t, e, 2, 60000, 0)
 	ids := enqueueLedgerTasks(t, e, n)
-	eventually(t, drainWithin, "10,000 tasks not all completed", func() bool {
+	eventually(t, drainWithin, "not every task completed", func() bool {
 		return completed(t, e) == n
 	})
 	stopChildren(t, children)
@@ -250,8 +255,11 @@ func testTwoProcesses(t *testing.T, e *env) {
 const drainWithin = 5 * time.Minute
 
 func testKilledProcess(t *testing.T, e *env) {
-	const n = 20000
-	const lease = 2 * time.Second
+	const n = 6000
+	// Long enough that slow commits on a loaded machine do not make leases
+	// run out under live workers (which only costs time: their outcomes are
+	// refused and the tasks run again).
+	const lease = 10 * time.Second
 	// The victim's tasks take long enough that the tasks it claimed last
 	// are still running when it is killed, however slow the machine.
 	const victimWork = 5 * time.Second
@@ -267,7 +275,7 @@ func testKilledProcess(t *testing.T, e *env) {
 		}
 		clear(held)
 		for _, task := range running {
-			// Claimed in the last second: at least four of work left.
+			// Claimed in the last second: at least four seconds of work left.
 			if task.LeaseOwner == "node-0" && e.now().Sub(task.AttemptedAt) < time.Second {
 				held[task.ID] = task.LeaseEpoch
 			}
