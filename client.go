@@ -59,6 +59,10 @@ type Config struct {
 	FailUnknownKinds bool
 	// Logger for the client's diagnostics. Default slog.Default().
 	Logger *slog.Logger
+	// Now is the clock the client reads for schedule slots and retention
+	// cutoffs. Default time.Now. Tests give it the store's clock (as
+	// sqlite.Options.Now) to bring slots due without waiting for them.
+	Now func() time.Time
 }
 
 // Client enqueues, inspects and cancels tasks, and — when it has workers
@@ -90,6 +94,9 @@ func NewClient(st store.Store, cfg *Config) (*Client, error) {
 		c.cfg.Logger = slog.Default()
 	}
 	c.log = c.cfg.Logger
+	if c.cfg.Now == nil {
+		c.cfg.Now = time.Now
+	}
 	if c.cfg.Workers != nil && len(c.cfg.Queues) == 0 {
 		c.cfg.Queues = map[string]QueueConfig{store.DefaultQueue: {MaxWorkers: 100}}
 	}

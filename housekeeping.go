@@ -84,7 +84,7 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 		Interval:  max(c.cfg.RetentionInterval, 0),
 		Singleton: true,
 		Tick: func(ctx context.Context) error {
-			now := time.Now()
+			now := c.cfg.Now()
 			before := make(map[TaskState]time.Time, len(c.cfg.Retention))
 			for st, age := range c.cfg.Retention {
 				if age >= 0 {

@@ -77,7 +77,7 @@ func (c *Client) Schedule(ctx context.Context, name, spec string, args TaskArgs,
 		return verr
 	}
 	// Validate the task as an enqueue would, without writing it.
-	probe, err := store.Prepare([]store.NewTask{task}, store.Limits{}, time.Now())
+	probe, err := store.Prepare([]store.NewTask{task}, store.Limits{}, c.cfg.Now())
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func (c *Client) Schedule(ctx context.Context, name, spec string, args TaskArgs,
 	return c.st.PutSchedule(ctx, store.Schedule{
 		Name: name, Spec: spec, Kind: p.Kind, Queue: p.Queue, Args: p.Args,
 		Priority: p.Priority, MaxAttempts: p.MaxAttempts, Metadata: p.Metadata,
-		Missed: o.Missed, Paused: o.Paused, NextAt: sched.Next(time.Now()),
+		Missed: o.Missed, Paused: o.Paused, NextAt: sched.Next(c.cfg.Now()),
 	})
 }
 
@@ -115,7 +115,7 @@ const maxCatchUp = 100000
 
 // runSchedules enqueues the due slot of every due schedule and advances it.
 func (c *Client) runSchedules(ctx context.Context) error {
-	now := time.Now()
+	now := c.cfg.Now()
 	scs, err := c.st.Schedules(ctx)
 	if err != nil {
 		return err

@@ -5,11 +5,13 @@ package main_test
 // real CLI, and a Python remote worker that uses only its standard library.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -107,36 +109,76 @@ func monitorCases(t *testing.T, s *weftproc.Server) {
 	})
 	t.Run("cancelled", func(t *testing.T) {
 		id := enqueue(t, s, "nobody.works.this", `{}`)
-		mon := s.Command("", "task", id, "--monitor")
-		var out bytes.Buffer
-		mon.Stdout = &out
-		if err := mon.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(300 * time.Millisecond)
+		mon := followMonitor(t, s, id)
 		s.Must(t, "", "task", id, "--cancel")
-		err := mon.Wait()
+		err := mon.wait()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-			t.Fatalf("monitor of a cancelled task: %v, want exit 2\n%s", err, out.String())
+			t.Fatalf("monitor of a cancelled task: %v, want exit 2\n%s", err, mon.out.String())
 		}
 	})
 	t.Run("interrupted", func(t *testing.T) {
 		id := enqueue(t, s, "nobody.works.this", `{}`)
-		mon := s.Command("", "task", id, "--monitor")
-		var errb bytes.Buffer
-		mon.Stderr = &errb
-		if err := mon.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(300 * time.Millisecond)
-		_ = mon.Process.Signal(os.Interrupt)
-		err := mon.Wait()
+		mon := followMonitor(t, s, id)
+		_ = mon.cmd.Process.Signal(os.Interrupt)
+		err := mon.wait()
 		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 130 || strings.Contains(errb.String(), "goroutine") {
-			t.Fatalf("Ctrl-C during monitor: %v, stderr %q; want a clean exit 130", err, errb.String())
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 || strings.Contains(mon.errb.String(), "goroutine") {
+			t.Fatalf("Ctrl-C during monitor: %v, stderr %q; want a clean exit 130", err, mon.errb.String())
 		}
 	})
+}
+
+// monitor is a running `weft task ID --monitor`.
+type monitor struct {
+	cmd       *exec.Cmd
+	out, errb bytes.Buffer
+	read      chan struct{} // closed once stdout is read to its end
+}
+
+// followMonitor starts `weft task ID --monitor` and returns once it has
+// printed the task's created event: it is following the task then, its
+// signal handling in place.
+func followMonitor(t *testing.T, s *weftproc.Server, id string) *monitor {
+	t.Helper()
+	m := &monitor{cmd: s.Command("", "task", id, "--monitor"), read: make(chan struct{})}
+	m.cmd.Stderr = &m.errb
+	stdout, err := m.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.cmd.Process.Kill() })
+	first := make(chan string, 1)
+	go func() {
+		defer close(m.read)
+		line, _ := bufio.NewReader(io.TeeReader(stdout, &m.out)).ReadString('\n')
+		first <- line
+		_, _ = io.Copy(&m.out, stdout)
+	}()
+	fail := func(format string, a ...any) {
+		t.Helper()
+		_ = m.cmd.Process.Kill()
+		_ = m.wait()
+		t.Fatalf(format+"\nstderr: %s", append(a, m.errb.String())...)
+	}
+	select {
+	case line := <-first:
+		if !strings.Contains(line, `"created"`) {
+			fail("the monitor's first line is %q, want the created event", line)
+		}
+	case <-time.After(time.Minute):
+		fail("the monitor printed nothing within a minute")
+	}
+	return m
+}
+
+// wait waits for the monitor to exit, having read all it printed.
+func (m *monitor) wait() error {
+	<-m.read
+	return m.cmd.Wait()
 }
 
 func TestServeSQLite(t *testing.T) {

@@ -66,7 +66,7 @@ func runLeaseCase(t *testing.T, st *leaseStore) (finished []store.Outcome, cause
 	}
 	select {
 	case cause = <-causes:
-	case <-time.After(5 * time.Second):
+	case <-time.After(waitLimit):
 		t.Fatal("the handler's context was not cancelled")
 	}
 	if err := e.Stop(context.Background()); err != nil {

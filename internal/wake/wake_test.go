@@ -16,6 +16,10 @@ func pending(ch <-chan struct{}) bool {
 	}
 }
 
+// waitLimit bounds waits for what must happen promptly; generous, so that a
+// loaded machine does not fail the tests.
+const waitLimit = 30 * time.Second
+
 func subscribers(b *Broadcaster) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -87,17 +91,41 @@ func TestNotifyNeverBlocks(t *testing.T) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(waitLimit):
 		t.Fatal("Notify blocked with unread subscribers")
 	}
 }
 
+// Notify on the zero value, and after the last subscriber stopped, returns
+// and leaves nothing behind: a later subscription starts empty, and the next
+// Notify reaches it.
 func TestNotifyWithoutSubscribers(t *testing.T) {
 	var b Broadcaster
-	b.Notify() // must neither block nor panic on the zero value
-	_, stop := b.Subscribe()
-	stop()
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		b.Notify() // the zero value
+		_, stop := b.Subscribe()
+		stop()
+		b.Notify() // after the last subscriber left
+	}()
+	select {
+	case <-returned:
+	case <-time.After(waitLimit):
+		t.Fatal("Notify without subscribers did not return")
+	}
+	if got := subscribers(&b); got != 0 {
+		t.Fatalf("%d subscribers registered after the only one stopped, want 0", got)
+	}
+	ch, stop := b.Subscribe()
+	defer stop()
+	if pending(ch) {
+		t.Fatal("a Notify made before the subscription reached it")
+	}
 	b.Notify()
+	if !pending(ch) {
+		t.Fatal("a subscriber after Notify calls without subscribers got no signal from the next one")
+	}
 }
 
 func TestStopUnsubscribes(t *testing.T) {
@@ -167,7 +195,7 @@ func TestConcurrentSubscribeNotifyStop(t *testing.T) {
 				b.Notify()
 				select {
 				case <-ch:
-				case <-time.After(5 * time.Second):
+				case <-time.After(waitLimit):
 					errs <- "subscriber missed a Notify made after it subscribed"
 					stop()
 					return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -13,8 +14,8 @@ import (
 	"github.com/weftworks/weft/store/storetest"
 )
 
-func open(ctx context.Context, dsn string) (store.Store, error) {
-	return postgres.Open(ctx, dsn, nil)
+func open(ctx context.Context, dsn string, now func() time.Time) (store.Store, error) {
+	return postgres.Open(ctx, dsn, &postgres.Options{Now: now})
 }
 
 func TestMain(m *testing.M) {

@@ -5,14 +5,22 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/weftworks/weft/store"
 	"github.com/weftworks/weft/store/sqlite"
 	"github.com/weftworks/weft/store/storetest"
 )
 
-func open(ctx context.Context, path string) (store.Store, error) {
-	return sqlite.Open(ctx, path, nil)
+// busyTimeout is how long the suite's stores wait for another store's, or
+// another process's, write lock. The default (5s) is too short on a loaded
+// machine: there a commit under synchronous=FULL can hold the lock for its
+// fsync for over ten seconds (measured: 12s on two busy cores, while other
+// processes wrote to the same disk), and several such commits queue up.
+const busyTimeout = 2 * time.Minute
+
+func open(ctx context.Context, path string, now func() time.Time) (store.Store, error) {
+	return sqlite.Open(ctx, path, &sqlite.Options{Now: now, BusyTimeout: busyTimeout})
 }
 
 func TestMain(m *testing.M) {
@@ -26,7 +34,7 @@ func TestConformance(t *testing.T) {
 		Open:        open,
 		EnqueueInOwnTx: func(t *testing.T, s store.Store, path string, tasks []store.NewTask, commit bool) ([]store.EnqueueResult, error) {
 			t.Helper()
-			db, err := sqlite.OpenSQL(path, nil)
+			db, err := sqlite.OpenSQL(path, &sqlite.Options{BusyTimeout: busyTimeout})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -16,6 +16,11 @@ import (
 	"github.com/weftworks/weft/store"
 )
 
+// Cases that run a real weft.Client on the backend: what users see of it.
+// Their waits are for positive signals — a task reaching a state, a handler
+// starting — under generous deadlines; none concludes that something did
+// not happen from a pause.
+
 var engineCases = []testCase{
 	{"runs a task and records its result", testRunsTask},
 	{"retries with backoff, then completes", testRetries},
@@ -34,9 +39,6 @@ var engineCases = []testCase{
 	{"bad enqueue input is a clear error", testClientValidation},
 	{"a client starts and stops many times", testRestart},
 	{"retention purges finished tasks by state", testRetention},
-	{"cron: one task per slot across two nodes", testCronOnePerSlot},
-	{"cron: schedules are validated, paused, resumed, removed", testScheduleLifecycle},
-	{"cron: missed slots are skipped or run once", testCronMissed},
 }
 
 type okArgs struct {
@@ -85,7 +87,7 @@ func startClient(t *testing.T, e *env, st store.Store, workers *weft.Workers, cf
 func waitState(t *testing.T, e *env, id string, want store.State) *store.Task {
 	t.Helper()
 	var got *store.Task
-	eventually(t, 10*time.Second, fmt.Sprintf("task %s did not reach %s", id, want), func() bool {
+	eventually(t, time.Minute, fmt.Sprintf("task %s did not reach %s", id, want), func() bool {
 		got = e.get(t, id)
 		return got.State == want
 	})
@@ -260,15 +262,19 @@ func testCancelFromElsewhere(t *testing.T, e *env) {
 		if !errors.Is(cause, weft.ErrCancelRequested) {
 			t.Fatalf("cause = %v", cause)
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("a cancel written by another store did not reach the handler")
+	case <-time.After(wakeWithin):
+		t.Fatalf("a cancel written by another store did not reach the handler within %s", wakeWithin)
 	}
 	waitState(t, e, res.ID, store.StateCancelled)
 }
 
 func testGracefulStop(t *testing.T, e *env) {
 	release := make(chan struct{})
-	var causes sync.Map
+	var (
+		graceOver atomic.Bool // set just before the grace period ends
+		causes    sync.Map
+		early     sync.Map // tasks whose handler was cancelled within the grace period
+	)
 	ws := weft.NewWorkers()
 	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[okArgs]) error {
 		if tk.Args.N == 1 {
@@ -276,10 +282,13 @@ func testGracefulStop(t *testing.T, e *env) {
 			return nil
 		}
 		<-ctx.Done() // outlives it
+		if !graceOver.Load() {
+			early.Store(tk.ID, true)
+		}
 		causes.Store(tk.ID, context.Cause(ctx))
 		return ctx.Err()
 	})
-	c, err := weft.NewClient(e.st, &weft.Config{Workers: ws, PollInterval: time.Hour})
+	c, err := weft.NewClient(e.st, &weft.Config{Workers: ws, PollInterval: time.Hour, NodeID: "stopping"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,32 +299,59 @@ func testGracefulStop(t *testing.T, e *env) {
 	slow, _ := c.Enqueue(e.ctx, okArgs{N: 2}, nil)
 	waitState(t, e, quick.ID, store.StateRunning)
 	waitState(t, e, slow.ID, store.StateRunning)
-	ctx, cancel := context.WithTimeout(e.ctx, 150*time.Millisecond)
-	defer cancel()
-	go func() { time.Sleep(20 * time.Millisecond); close(release) }()
-	if err := c.Stop(ctx); err != nil {
-		t.Fatalf("stop: %v", err)
+	// The grace period ends when the case says so: once the quick task's
+	// outcome is recorded, whatever the machine's speed.
+	ctx, endGrace := context.WithCancel(e.ctx)
+	defer endGrace()
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Stop(ctx) }()
+	close(release)
+	waitState(t, e, quick.ID, store.StateCompleted)
+	graceOver.Store(true)
+	endGrace()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Stop did not return after the grace period ended")
+	}
+	if _, cut := early.Load(slow.ID); cut {
+		t.Fatal("the running handler was cancelled before the grace period ended")
 	}
 	// Stop returns only once every outcome is recorded.
-	if got := e.get(t, quick.ID); got.State != store.StateCompleted {
-		t.Fatalf("task finished in the grace period is %s", got.State)
-	}
 	got := e.get(t, slow.ID)
-	if got.State != store.StatePending || got.Attempt != 0 || len(got.Errors) != 0 || got.RunAt.After(time.Now()) {
+	if got.State != store.StatePending || got.Attempt != 0 || len(got.Errors) != 0 || got.RunAt.After(e.now()) {
 		t.Fatalf("interrupted task: state %s attempt %d errors %v run_at %v; want pending now, attempt unspent", got.State, got.Attempt, got.Errors, got.RunAt)
 	}
-	if cause, _ := causes.Load(slow.ID); !errors.Is(cause.(error), weft.ErrShutdown) {
+	if cause, _ := causes.Load(slow.ID); cause == nil || !errors.Is(cause.(error), weft.ErrShutdown) {
 		t.Fatalf("cause = %v, want ErrShutdown", cause)
 	}
 	evs := eventTypes(e.events(t, slow.ID))
 	if evs[len(evs)-1] != store.EventReleased {
 		t.Fatalf("events = %v, want a final released", evs)
 	}
-	// Nothing is claimed after Stop.
+	// Nothing is claimed after Stop: a task enqueued now is left to a
+	// client still running, which runs both it and the released one.
 	late, _ := c.Enqueue(e.ctx, okArgs{N: 1}, nil)
-	time.Sleep(50 * time.Millisecond)
-	if got := e.get(t, late.ID); got.State != store.StatePending {
-		t.Fatalf("a stopped client claimed a task")
+	quickly := weft.NewWorkers()
+	weft.AddWorkerFunc(quickly, func(ctx context.Context, tk *weft.Task[okArgs]) error { return nil })
+	startClient(t, e, e.open(t), quickly, weft.Config{NodeID: "running"})
+	for _, id := range []string{late.ID, slow.ID} {
+		got := waitState(t, e, id, store.StateCompleted)
+		if got.LeaseOwner != "running" || got.Attempt != 1 {
+			t.Fatalf("task %s completed by %s as attempt %d; want the running client's first attempt", id, got.LeaseOwner, got.Attempt)
+		}
+		started := 0
+		for _, ev := range e.events(t, id) {
+			if ev.Type == store.EventStarted {
+				started++
+			}
+		}
+		if want := map[string]int{late.ID: 1, slow.ID: 2}[id]; started != want {
+			t.Fatalf("task %s started %d times, want %d: the stopped client claimed it", id, started, want)
+		}
 	}
 }
 
@@ -327,8 +363,8 @@ func timeToStart(t *testing.T, e *env, starts <-chan time.Time, enqueue func()) 
 	select {
 	case at := <-starts:
 		return at.Sub(begin)
-	case <-time.After(5 * time.Second):
-		t.Fatal("the task did not start within 5s")
+	case <-time.After(wakeWithin):
+		t.Fatalf("the task did not start within %s (the poll is an hour away): no wakeup", wakeWithin)
 	}
 	return 0
 }
@@ -341,8 +377,13 @@ func startRecorder(t *testing.T, e *env) (*weft.Client, chan time.Time) {
 		return nil
 	})
 	c := startClient(t, e, nil, ws, weft.Config{})
-	// Let the dispatcher go idle.
-	time.Sleep(20 * time.Millisecond)
+	// A first task gets the dispatcher past its start-up claim, so that the
+	// tasks of the case are found by a wakeup: the poll is an hour away.
+	timeToStart(t, e, starts, func() {
+		if _, err := c.Enqueue(e.ctx, okArgs{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
 	return c, starts
 }
 
@@ -354,9 +395,7 @@ func testWakeEnqueue(t *testing.T, e *env) {
 				t.Fatal(err)
 			}
 		})
-		if d > 200*time.Millisecond {
-			t.Fatalf("enqueue %d took %s to start (poll is 1h): no wakeup", i, d)
-		}
+		t.Logf("enqueue %d started after %s", i, d)
 	}
 }
 
@@ -368,33 +407,41 @@ func testWakeExternal(t *testing.T, e *env) {
 			t.Fatal(err)
 		}
 	})
-	if d > 200*time.Millisecond {
-		t.Fatalf("a commit by another store took %s to start", d)
-	}
-	if e.h.EnqueueInOwnTx == nil {
-		return
-	}
+	t.Logf("a commit by another store started after %s", d)
 	d = timeToStart(t, e, starts, func() {
 		if _, err := e.h.EnqueueInOwnTx(t, e.st, e.db, []store.NewTask{{Kind: okArgs{}.Kind()}}, true); err != nil {
 			t.Fatal(err)
 		}
 	})
-	if d > 200*time.Millisecond {
-		t.Fatalf("a commit in the caller's own transaction took %s to start", d)
-	}
+	t.Logf("a commit in the caller's own transaction started after %s", d)
 }
 
 func testWakeDelayed(t *testing.T, e *env) {
 	c, starts := startRecorder(t, e)
 	const delay = 300 * time.Millisecond
+	var (
+		id     string
+		before time.Time
+	)
 	d := timeToStart(t, e, starts, func() {
-		if _, err := c.Enqueue(e.ctx, okArgs{}, &weft.EnqueueOpts{Delay: delay}); err != nil {
+		before = time.Now()
+		res, err := c.Enqueue(e.ctx, okArgs{}, &weft.EnqueueOpts{Delay: delay})
+		if err != nil {
 			t.Fatal(err)
 		}
+		id = res.ID
 	})
-	if d < delay || d > delay+200*time.Millisecond {
-		t.Fatalf("a task delayed %s started after %s", delay, d)
+	// Started by the timer set for its run_at — the poll is an hour away,
+	// and no commit came after the enqueue — and not before it. The start
+	// is recorded as the handler begins, at the latest with the outcome.
+	got := waitState(t, e, id, store.StateCompleted)
+	if got.RunAt.Before(before.Add(delay).Truncate(time.Microsecond)) { // stores keep microseconds
+		t.Fatalf("a task delayed %s from %v is due at %v", delay, before, got.RunAt)
 	}
+	if got.AttemptedAt.Before(got.RunAt) {
+		t.Fatalf("a task due at %v was claimed at %v", got.RunAt, got.AttemptedAt)
+	}
+	t.Logf("due %s after the enqueue began, it started after %s", got.RunAt.Sub(before), d)
 }
 
 func testPriorityOrder(t *testing.T, e *env) {
@@ -432,21 +479,34 @@ func testPriorityOrder(t *testing.T, e *env) {
 }
 
 func testConcurrency(t *testing.T, e *env) {
-	var running, peak atomic.Int32
+	const limit = 3
+	var (
+		running, peak atomic.Int32
+		full          = make(chan struct{}) // closed once limit handlers ran at once
+		fullOnce      sync.Once
+	)
 	ws := weft.NewWorkers()
 	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[okArgs]) error {
 		n := running.Add(1)
+		defer running.Add(-1)
 		for {
 			p := peak.Load()
 			if n <= p || peak.CompareAndSwap(p, n) {
 				break
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-		running.Add(-1)
+		if n >= limit {
+			fullOnce.Do(func() { close(full) })
+		}
+		// Each handler holds its slot until the queue has been seen full,
+		// so that the limit is reached whatever the machine's speed.
+		select {
+		case <-full:
+		case <-ctx.Done():
+		}
 		return nil
 	})
-	c := startClient(t, e, nil, ws, weft.Config{Queues: map[string]weft.QueueConfig{"narrow": {MaxWorkers: 3}}})
+	c := startClient(t, e, nil, ws, weft.Config{Queues: map[string]weft.QueueConfig{"narrow": {MaxWorkers: limit}}})
 	batch := make([]weft.EnqueueParams, 30)
 	for i := range batch {
 		batch[i] = weft.EnqueueParams{Args: okArgs{N: i}, Opts: &weft.EnqueueOpts{Queue: "narrow"}}
@@ -458,8 +518,8 @@ func testConcurrency(t *testing.T, e *env) {
 	for _, r := range res {
 		waitState(t, e, r.ID, store.StateCompleted)
 	}
-	if p := peak.Load(); p != 3 {
-		t.Fatalf("peak concurrency %d, want exactly 3", p)
+	if p := peak.Load(); p != limit {
+		t.Fatalf("peak concurrency %d, want exactly %d", p, limit)
 	}
 }
 
@@ -471,10 +531,11 @@ func testUnknownKinds(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Both were ready for the claim that took the known one: had the
+	// client not left the unknown kind, that claim would have taken it too.
 	waitState(t, e, res[1].ID, store.StateCompleted)
-	time.Sleep(50 * time.Millisecond)
-	if got := e.get(t, res[0].ID); got.State != store.StatePending {
-		t.Fatalf("an unknown kind was claimed by a client that leaves them: %s", got.State)
+	if got := e.get(t, res[0].ID); got.State != store.StatePending || got.Attempt != 0 {
+		t.Fatalf("an unknown kind was claimed by a client that leaves them: %s, attempt %d", got.State, got.Attempt)
 	}
 	_ = leaver.Stop(e.ctx)
 	startClient(t, e, nil, ws, weft.Config{Queues: map[string]weft.QueueConfig{"mixed": {MaxWorkers: 5}}, FailUnknownKinds: true})
@@ -564,161 +625,28 @@ func testRetention(t *testing.T, e *env) {
 		Retention:         map[weft.TaskState]time.Duration{weft.StateCompleted: 0, weft.StateFailed: -1},
 		RetentionInterval: 20 * time.Millisecond,
 	})
+	purged := func(id string) func() bool {
+		return func() bool {
+			_, err := e.st.Get(e.ctx, id)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				t.Fatal(err)
+			}
+			return errors.Is(err, store.ErrNotFound)
+		}
+	}
 	done, _ := c.Enqueue(e.ctx, failArgs{Mode: "ok"}, nil)
 	failed, _ := c.Enqueue(e.ctx, failArgs{Mode: "fail"}, nil)
 	waitState(t, e, failed.ID, store.StateFailed)
-	eventually(t, 5*time.Second, "the completed task was not purged", func() bool {
-		_, err := e.st.Get(e.ctx, done.ID)
-		return errors.Is(err, store.ErrNotFound)
-	})
-	time.Sleep(60 * time.Millisecond)
+	eventually(t, time.Minute, "the completed task was not purged", purged(done.ID))
+	// A task enqueued after the failed one finished is purged, once
+	// completed, by a sweep that began after that too, and went past the
+	// failed task.
+	marker, _ := c.Enqueue(e.ctx, failArgs{Mode: "ok"}, nil)
+	eventually(t, time.Minute, "a later completed task was not purged", purged(marker.ID))
 	if got := e.get(t, failed.ID); got.State != store.StateFailed {
 		t.Fatalf("a failed task kept forever is %s", got.State)
 	}
 	if _, err := weft.NewClient(e.st, &weft.Config{Retention: map[weft.TaskState]time.Duration{weft.StateRunning: time.Hour}}); !errors.Is(err, weft.ErrInvalid) {
 		t.Fatalf("retention for running tasks: %v, want ErrInvalid", err)
 	}
-}
-
-type tickArgs struct{}
-
-func (tickArgs) Kind() string { return "st.tick" }
-
-func noopTickWorkers() *weft.Workers {
-	ws := weft.NewWorkers()
-	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[tickArgs]) error { return nil })
-	return ws
-}
-
-func testCronOnePerSlot(t *testing.T, e *env) {
-	fast := weft.Config{CronInterval: 100 * time.Millisecond, NodeID: "cron-a"}
-	a := startClient(t, e, nil, noopTickWorkers(), fast)
-	fast.NodeID = "cron-b"
-	startClient(t, e, e.open(t), noopTickWorkers(), fast)
-	if err := a.Schedule(e.ctx, "heartbeat", "@every 1s", tickArgs{}, nil); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(5 * time.Second)
-	tasks, err := e.st.List(e.ctx, store.ListParams{Kind: tickArgs{}.Kind()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slots := map[string]int{}
-	for _, task := range tasks {
-		slots[task.UniqueKey]++
-	}
-	for key, n := range slots {
-		if n != 1 {
-			t.Fatalf("slot %s enqueued %d times", key, n)
-		}
-	}
-	if len(tasks) < 4 || len(tasks) > 6 {
-		t.Fatalf("%d tasks in 5s of an every-second schedule, want about 5", len(tasks))
-	}
-}
-
-func testScheduleLifecycle(t *testing.T, e *env) {
-	c := startClient(t, e, nil, noopTickWorkers(), weft.Config{CronInterval: 50 * time.Millisecond})
-	for _, tc := range []struct {
-		name, spec, field string
-		opts              *weft.ScheduleOpts
-	}{
-		{"bad name!", "@every 1s", "name", nil},
-		{"ok", "every second", "spec", nil},
-		{"ok", "61 * * * *", "spec", nil},
-		{"ok", "@every 1s", "queue", &weft.ScheduleOpts{Queue: "no spaces"}},
-		{"ok", "@every 1s", "missed", &weft.ScheduleOpts{Missed: "sometimes"}},
-	} {
-		err := c.Schedule(e.ctx, tc.name, tc.spec, tickArgs{}, tc.opts)
-		var ve *weft.ValidationError
-		if !errors.As(err, &ve) || ve.Field != tc.field {
-			t.Errorf("Schedule(%q, %q): %v, want a ValidationError on %q", tc.name, tc.spec, err, tc.field)
-		}
-	}
-	if err := c.Schedule(e.ctx, "paused", "@every 100ms", tickArgs{}, &weft.ScheduleOpts{Paused: true, Queue: "cron"}); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(300 * time.Millisecond)
-	if tasks, _ := e.st.List(e.ctx, store.ListParams{Queue: "cron"}); len(tasks) != 0 {
-		t.Fatalf("a paused schedule enqueued %d tasks", len(tasks))
-	}
-	if err := c.ResumeSchedule(e.ctx, "paused"); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "a resumed schedule enqueued nothing", func() bool {
-		tasks, _ := e.st.List(e.ctx, store.ListParams{Queue: "cron"})
-		return len(tasks) > 0
-	})
-	scs, err := c.Schedules(e.ctx)
-	if err != nil || len(scs) != 1 || scs[0].Name != "paused" || scs[0].Paused || scs[0].Queue != "cron" || scs[0].Missed != weft.MissedSkip {
-		t.Fatalf("schedules = %+v, %v", scs, err)
-	}
-	if err := c.RemoveSchedule(e.ctx, "paused"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.RemoveSchedule(e.ctx, "paused"); !errors.Is(err, weft.ErrNotFound) {
-		t.Fatalf("removing twice: %v, want ErrNotFound", err)
-	}
-	if err := c.PauseSchedule(e.ctx, "nope"); !errors.Is(err, weft.ErrNotFound) {
-		t.Fatalf("pausing a missing schedule: %v, want ErrNotFound", err)
-	}
-}
-
-// A schedule whose slots passed while no node ran it: run_once enqueues the
-// latest one at once, skip enqueues nothing until the next slot.
-func testCronMissed(t *testing.T, e *env) {
-	c, err := weft.NewClient(e.st, &weft.Config{Workers: noopTickWorkers(), CronInterval: 50 * time.Millisecond, PollInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, sc := range []struct {
-		name   string
-		missed weft.Missed
-	}{{"catchup", weft.MissedRunOnce}, {"skipper", weft.MissedSkip}} {
-		if err := c.Schedule(e.ctx, sc.name, "@hourly", tickArgs{}, &weft.ScheduleOpts{Missed: sc.missed, Queue: sc.name}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Pretend three hours of downtime: move both schedules' next slot back.
-	scs, _ := c.Schedules(e.ctx)
-	for _, sc := range scs {
-		back := sc.NextAt.Add(-3 * time.Hour)
-		if moved, err := e.st.AdvanceSchedule(e.ctx, sc.Name, sc.NextAt, back); err != nil || !moved {
-			t.Fatalf("rewind %s: %v %v", sc.Name, moved, err)
-		}
-	}
-	if err := c.Start(e.ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop(e.ctx)
-	eventually(t, 5*time.Second, "run_once did not enqueue the missed slot", func() bool {
-		tasks, _ := e.st.List(e.ctx, store.ListParams{Queue: "catchup"})
-		return len(tasks) == 1
-	})
-	eventually(t, 5*time.Second, "the skipping schedule did not move to its next slot", func() bool {
-		scs, _ := c.Schedules(e.ctx)
-		for _, sc := range scs {
-			if sc.Name == "skipper" {
-				return sc.NextAt.After(time.Now())
-			}
-		}
-		return false
-	})
-	if tasks, _ := e.st.List(e.ctx, store.ListParams{Queue: "skipper"}); len(tasks) != 0 {
-		t.Fatalf("skip enqueued %d tasks for missed slots", len(tasks))
-	}
-	for _, sc := range mustSchedules(t, c, e) {
-		if !sc.NextAt.After(time.Now()) || sc.NextAt.After(time.Now().Add(time.Hour)) {
-			t.Fatalf("%s next slot %v, want within the coming hour", sc.Name, sc.NextAt)
-		}
-	}
-}
-
-func mustSchedules(t *testing.T, c *weft.Client, e *env) []weft.ScheduleRecord {
-	t.Helper()
-	scs, err := c.Schedules(e.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return scs
 }

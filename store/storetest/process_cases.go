@@ -19,9 +19,14 @@ import (
 	"github.com/weftworks/weft/store"
 )
 
+// Multi-process cases: real worker processes (ChildMain) on one database,
+// with the real clock. Their sizes are what a loaded two-core machine
+// drains within the deadlines under the race detector, with every commit
+// fsynced; the throughput figures are the benchmarks' business.
+
 var processCases = []testCase{
-	{"two processes drain 10,000 tasks, each exactly once", testTwoProcesses},
-	{"three worker processes drain 20,000 tasks; one killed with SIGKILL loses nothing", testKilledProcess},
+	{"two processes drain 4,000 tasks, each exactly once", testTwoProcesses},
+	{"three worker processes drain 6,000 tasks; one killed with SIGKILL loses nothing", testKilledProcess},
 	{"the maintenance leader killed with SIGKILL is replaced", testLeaderFailover},
 }
 
@@ -43,8 +48,9 @@ func (ledgerArgs) Kind() string { return "st.ledger" }
 
 // ChildMain runs a worker process for the suite's multi-process cases when
 // the environment asks for one, and exits; otherwise it returns at once.
-// Call it first thing in the backend test package's TestMain.
-func ChildMain(open func(ctx context.Context, db string) (store.Store, error)) {
+// Call it first thing in the backend test package's TestMain, with the
+// harness's Open: the worker opens its store with the real clock.
+func ChildMain(open func(ctx context.Context, db string, now func() time.Time) (store.Store, error)) {
 	if os.Getenv(envChild) == "" {
 		return
 	}
@@ -57,9 +63,9 @@ func ChildMain(open func(ctx context.Context, db string) (store.Store, error)) {
 
 // runChild works st.ledger tasks, appending one line per execution to its
 // ledger file — "task-id pid" — until SIGTERM, then stops gracefully.
-func runChild(open func(ctx context.Context, db string) (store.Store, error)) error {
+func runChild(open func(ctx context.Context, db string, now func() time.Time) (store.Store, error)) error {
 	ctx := context.Background()
-	st, err := open(ctx, os.Getenv(envDB))
+	st, err := open(ctx, os.Getenv(envDB), time.Now)
 	if err != nil {
 		return err
 	}
@@ -158,20 +164,12 @@ func enqueueLedgerTasks(t *testing.T, e *env, n int) map[string]bool {
 	return ids
 }
 
-func countState(t *testing.T, e *env, state store.State) int {
+// completed counts the completed tasks, from the queue statistics: cheap
+// enough to poll while worker processes drain thousands of tasks. Every
+// case checks each task's own record afterwards.
+func completed(t *testing.T, e *env) int {
 	t.Helper()
-	n, after := 0, ""
-	for {
-		page, err := e.st.List(e.ctx, store.ListParams{States: []store.State{state}, After: after, Limit: 1000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n += len(page)
-		if len(page) < 1000 {
-			return n
-		}
-		after = page[len(page)-1].ID
-	}
+	return int(countsOf(t, e, e.st)[store.DefaultQueue].Counts[store.StateCompleted])
 }
 
 // readLedgers returns how often each task ran, and how many runs each
@@ -227,12 +225,12 @@ func stopChildren(t *testing.T, children []*child) {
 }
 
 func testTwoProcesses(t *testing.T, e *env) {
-	const n = 10000
+	const n = 4000
 	// Leases long enough that none expires: then each task runs once.
 	children := startChildren(t, e, 2, 60000, 0)
 	ids := enqueueLedgerTasks(t, e, n)
-	eventually(t, 2*time.Minute, "10,000 tasks not all completed", func() bool {
-		return countState(t, e, store.StateCompleted) == n
+	eventually(t, drainWithin, "not every task completed", func() bool {
+		return completed(t, e) == n
 	})
 	stopChildren(t, children)
 	runs, per := readLedgers(t, children)
@@ -251,16 +249,22 @@ func testTwoProcesses(t *testing.T, e *env) {
 	assertCompletedOnce(t, e, ids)
 }
 
+// drainWithin bounds how long worker processes may take to drain a
+// case's tasks on a loaded machine (where a commit may wait seconds for its
+// fsync).
+const drainWithin = 5 * time.Minute
+
 func testKilledProcess(t *testing.T, e *env) {
-	const n = 20000
-	// The victim's tasks take long enough that a kill right after it
-	// claims some leaves it holding them.
-	children := startChildren(t, e, 3, 1000, 200, 2)
+	const n = 6000
+	// Long enough that slow commits on a loaded machine do not make leases
+	// run out under live workers (which only costs time: their outcomes are
+	// refused and the tasks run again).
+	const lease = 10 * time.Second
+	// The victim's tasks take long enough that the tasks it claimed last
+	// are still running when it is killed, however slow the machine.
+	const victimWork = 5 * time.Second
+	children := startChildren(t, e, 3, int(lease/time.Millisecond), int(victimWork/time.Millisecond), 2)
 	ids := enqueueLedgerTasks(t, e, n)
-	eventually(t, time.Minute, "work did not start", func() bool {
-		_, per := readLedgers(t, children)
-		return per[0] > 20
-	})
 	// Kill it while it holds tasks, so that there is something to rescue;
 	// held is what it held (under which epoch) just before the kill.
 	held := map[string]int64{}
@@ -271,8 +275,8 @@ func testKilledProcess(t *testing.T, e *env) {
 		}
 		clear(held)
 		for _, task := range running {
-			// Claimed in the last 50ms: at least 150ms of work left.
-			if task.LeaseOwner == "node-0" && time.Since(task.AttemptedAt) < 50*time.Millisecond {
+			// Claimed in the last second: at least four seconds of work left.
+			if task.LeaseOwner == "node-0" && e.now().Sub(task.AttemptedAt) < time.Second {
 				held[task.ID] = task.LeaseEpoch
 			}
 		}
@@ -284,8 +288,8 @@ func testKilledProcess(t *testing.T, e *env) {
 	}
 	_ = victim.cmd.Wait()
 	killed := time.Now()
-	eventually(t, 2*time.Minute, "not every task completed after a SIGKILL", func() bool {
-		return countState(t, e, store.StateCompleted) == n
+	eventually(t, drainWithin, "not every task completed after a SIGKILL", func() bool {
+		return completed(t, e) == n
 	})
 	stopChildren(t, children[1:])
 	runs, per := readLedgers(t, children)
@@ -294,18 +298,21 @@ func testKilledProcess(t *testing.T, e *env) {
 			t.Fatalf("task %s completed but no process ran it", id)
 		}
 	}
-	// Tasks the victim held at the kill were rescued within a lease TTL
-	// (1s) plus a rescue interval (0.2s) — plus one more TTL if it was the
-	// maintenance leader and another had to take over — unless the victim
-	// recorded their outcome just before it died.
+	// The tasks the victim held at the kill were rescued: when their leases
+	// ran out, or when the leader found the victim's node silent (its row
+	// lingers: it never stopped). Both take about a lease (plus a rescue
+	// interval, plus a lease more if the victim was the leader); the bound
+	// is far wider, for a loaded machine, and still far short of anything
+	// but a rescue.
+	const rescuedWithin = 2*lease + 30*time.Second
 	rescued := 0
 	for id, epoch := range held {
 		for _, ev := range e.events(t, id) {
-			if ev.Type != store.EventRescued || ev.At.Before(killed) {
+			if ev.Type != store.EventRescued {
 				continue
 			}
 			rescued++
-			if d := ev.At.Sub(killed); d > 2*time.Second+200*time.Millisecond+time.Second {
+			if d := ev.At.Sub(killed); d > rescuedWithin {
 				t.Fatalf("task %s rescued %s after the kill", id, d)
 			}
 			break
@@ -317,20 +324,20 @@ func testKilledProcess(t *testing.T, e *env) {
 		}
 	}
 	t.Logf("runs per process %v; the killed process held %d tasks, %d were rescued", per, len(held), rescued)
-	if rescued == 0 {
-		t.Fatalf("none of the %d tasks the killed process held was rescued", len(held))
+	if rescued != len(held) {
+		t.Fatalf("%d of the %d tasks the killed process held were rescued, want all: none could finish before the kill", rescued, len(held))
 	}
 	assertCompletedOnce(t, e, ids)
 }
 
 func testLeaderFailover(t *testing.T, e *env) {
-	const lease = 600 * time.Millisecond
+	const lease = 2 * time.Second
 	children := startChildren(t, e, 3, int(lease/time.Millisecond), 0)
 	var first store.Leader
-	eventually(t, 10*time.Second, "no worker process became the maintenance leader", func() bool {
+	eventually(t, time.Minute, "no worker process became the maintenance leader", func() bool {
 		l, err := e.st.Leader(e.ctx, "maintenance")
 		first = l
-		return err == nil && l.Current(time.Now()) && strings.HasPrefix(l.Holder, "node-")
+		return err == nil && l.Current(e.now()) && strings.HasPrefix(l.Holder, "node-")
 	})
 	i, _ := strconv.Atoi(strings.TrimPrefix(first.Holder, "node-"))
 	if err := children[i].cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -338,16 +345,14 @@ func testLeaderFailover(t *testing.T, e *env) {
 	}
 	_ = children[i].cmd.Wait()
 	killed := time.Now()
+	// The lease runs out within one TTL; a renewal every TTL/3 then takes
+	// it. The deadline is far wider, for a loaded machine.
 	var next store.Leader
-	eventually(t, 10*time.Second, "nobody took over from the killed leader", func() bool {
+	eventually(t, time.Minute, "nobody took over from the killed leader", func() bool {
 		l, err := e.st.Leader(e.ctx, "maintenance")
 		next = l
-		return err == nil && l.Holder != first.Holder && l.Current(time.Now())
+		return err == nil && l.Holder != first.Holder && l.Current(e.now())
 	})
-	// The lease runs out within one TTL; a renewal every TTL/3 then takes it.
-	if d := time.Since(killed); d > lease+lease/3+500*time.Millisecond {
-		t.Fatalf("takeover after %s; lease %s", d, lease)
-	}
 	if next.Term <= first.Term {
 		t.Fatalf("term %d after %d: a new leader must have a later term", next.Term, first.Term)
 	}

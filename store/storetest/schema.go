@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/weftworks/weft/store"
 )
@@ -14,10 +15,10 @@ import (
 // does; exec runs a statement on it, outside the store. The statements
 // carry their values as literals (a task id and state names, never input),
 // so that one text serves every SQL dialect.
-func CheckSchemaStates(t *testing.T, db string, open func(ctx context.Context, db string) (store.Store, error), exec func(query string) error) {
+func CheckSchemaStates(t *testing.T, db string, open func(ctx context.Context, db string, now func() time.Time) (store.Store, error), exec func(query string) error) {
 	t.Helper()
 	ctx := context.Background()
-	s, err := open(ctx, db)
+	s, err := open(ctx, db, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

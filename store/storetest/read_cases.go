@@ -1,0 +1,171 @@
+package storetest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/store"
+)
+
+// Cases of store.Reader: statistics, event cursors, listings.
+
+var readCases = []testCase{
+	{"queue statistics agree with the tasks after every kind of change", testStats},
+	{"events resume after a cursor", testEventsCursor},
+	{"list filters and pages", testList},
+}
+
+func testStats(t *testing.T, e *env) {
+	past := time.Now().Add(-time.Minute).Truncate(time.Microsecond)
+	e.enqueue(t,
+		store.NewTask{Kind: "k", Queue: "alpha", RunAt: past},
+		store.NewTask{Kind: "k", Queue: "alpha", Priority: 3},
+		store.NewTask{Kind: "k", Queue: "alpha", RunAt: time.Now().Add(time.Hour)},
+		store.NewTask{Kind: "k", Queue: "beta"}, store.NewTask{Kind: "k", Queue: "beta"},
+		store.NewTask{Kind: "k", Queue: "beta"}, store.NewTask{Kind: "k", Queue: "beta"},
+		store.NewTask{Kind: "k", Queue: "beta"}, store.NewTask{Kind: "k", Queue: "beta"},
+	)
+	if _, err := e.h.EnqueueInOwnTx(t, e.st, e.db, []store.NewTask{{Kind: "k", Queue: "gamma"}}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.h.EnqueueInOwnTx(t, e.st, e.db, []store.NewTask{{Kind: "k", Queue: "gamma"}}, false); err != nil {
+		t.Fatal(err)
+	}
+	beta := e.claim(t, "n", time.Minute, q("beta", 5))
+	finish(t, e,
+		store.Outcome{TaskID: beta[0].ID, Epoch: beta[0].LeaseEpoch, State: store.StateCompleted, Event: store.EventCompleted},
+		store.Outcome{TaskID: beta[1].ID, Epoch: beta[1].LeaseEpoch, State: store.StateCompleted, Event: store.EventCompleted},
+		store.Outcome{TaskID: beta[2].ID, Epoch: beta[2].LeaseEpoch, State: store.StateFailed, Event: store.EventFailed,
+			Error: &store.AttemptError{Attempt: 1, At: time.Now(), Error: "x"}},
+		store.Outcome{TaskID: beta[3].ID, Epoch: beta[3].LeaseEpoch, State: store.StatePending, RunAt: time.Now().Add(time.Hour), Event: store.EventRetryScheduled},
+	)
+	// A stale outcome changes nothing.
+	if _, err := e.st.Finish(e.ctx, []store.Outcome{{TaskID: beta[0].ID, Epoch: 99, State: store.StateFailed, Event: store.EventFailed}}); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := e.st.List(e.ctx, store.ListParams{Queue: "beta", States: []store.State{store.StatePending}})
+	for _, task := range rest {
+		if task.RunAt.Before(time.Now()) {
+			if _, err := e.st.Cancel(e.ctx, task.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A retry moves beta[2] from failed back to pending.
+	if _, err := e.st.Retry(e.ctx, beta[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	// beta[4] is left running until its lease runs out, and rescued.
+	e.clock.Advance(2 * time.Minute)
+	if n := e.rescue(t, store.RescueParams{}); n != 1 {
+		t.Fatalf("rescued %d, want beta's last running task", n)
+	}
+	if _, err := e.st.Purge(e.ctx, store.PurgeParams{Before: map[store.State]time.Time{store.StateCompleted: e.now().Add(time.Hour)}, Limit: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	want := map[string]map[store.State]int64{}
+	oldest := map[string]time.Time{}
+	all, err := e.st.List(e.ctx, store.ListParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := e.now()
+	for _, task := range all {
+		if want[task.Queue] == nil {
+			want[task.Queue] = map[store.State]int64{}
+		}
+		want[task.Queue][task.State]++
+		if task.State == store.StatePending && !task.RunAt.After(now) {
+			if o, ok := oldest[task.Queue]; !ok || task.RunAt.Before(o) {
+				oldest[task.Queue] = task.RunAt
+			}
+		}
+	}
+	stats, err := e.st.Stats(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The backend's housekeeping changes nothing the statistics show.
+	if err := e.st.Maintain(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := e.st.Stats(e.ctx); err != nil || !reflect.DeepEqual(again, stats) {
+		t.Fatalf("stats after Maintain = %+v, %v; before %+v", again, err, stats)
+	}
+	got := map[string]map[store.State]int64{}
+	for _, qs := range stats {
+		got[qs.Queue] = qs.Counts
+		if !qs.OldestReadyAt.Equal(oldest[qs.Queue]) {
+			t.Errorf("queue %s: oldest ready %v, want %v", qs.Queue, qs.OldestReadyAt, oldest[qs.Queue])
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("stats = %v\nwant %v", got, want)
+	}
+	if !oldest["alpha"].Equal(past) {
+		t.Fatalf("test setup: alpha's oldest ready task should be the one due a minute ago")
+	}
+}
+
+func testEventsCursor(t *testing.T, e *env) {
+	id := e.enqueue(t, task("k"))[0].ID
+	c := e.claim(t, "n", time.Minute, q("default", 1))[0]
+	for i := 0; i < 5; i++ {
+		if err := e.st.Progress(e.ctx, id, c.LeaseEpoch, json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finish(t, e, store.Outcome{TaskID: id, Epoch: c.LeaseEpoch, State: store.StateCompleted, Event: store.EventCompleted})
+	all := e.events(t, id)
+	if len(all) != 8 {
+		t.Fatalf("%d events, want 8 (created, started, 5 progress, completed)", len(all))
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i].Seq <= all[i-1].Seq {
+			t.Fatalf("event cursors not increasing: %d then %d", all[i-1].Seq, all[i].Seq)
+		}
+	}
+	rest, err := e.st.Events(e.ctx, id, all[3].Seq, 2)
+	if err != nil || len(rest) != 2 || rest[0].Seq != all[4].Seq || rest[1].Seq != all[5].Seq {
+		t.Fatalf("events after %d limit 2 = %+v, %v", all[3].Seq, rest, err)
+	}
+	if none, _ := e.st.Events(e.ctx, id, all[7].Seq, 0); len(none) != 0 {
+		t.Fatalf("events after the last = %v", none)
+	}
+}
+
+func testList(t *testing.T, e *env) {
+	var ids []string
+	for i := 0; i < 7; i++ {
+		kind := "a"
+		if i%2 == 1 {
+			kind = "b"
+		}
+		ids = append(ids, e.enqueue(t, store.NewTask{Kind: kind, Queue: "l"})[0].ID)
+	}
+	c := e.claim(t, "n", time.Minute, q("l", 1))[0]
+	page1, err := e.st.List(e.ctx, store.ListParams{Queue: "l", Limit: 3})
+	if err != nil || len(page1) != 3 || page1[0].ID != ids[0] {
+		t.Fatalf("page 1 = %d tasks, %v", len(page1), err)
+	}
+	page2, _ := e.st.List(e.ctx, store.ListParams{Queue: "l", Limit: 3, After: page1[2].ID})
+	if len(page2) != 3 || page2[0].ID != ids[3] {
+		t.Fatalf("page 2 does not resume after page 1")
+	}
+	bs, _ := e.st.List(e.ctx, store.ListParams{Kind: "b"})
+	if len(bs) != 3 {
+		t.Fatalf("kind filter: %d, want 3", len(bs))
+	}
+	running, _ := e.st.List(e.ctx, store.ListParams{States: []store.State{store.StateRunning}})
+	if len(running) != 1 || running[0].ID != c.ID {
+		t.Fatalf("state filter: %v", running)
+	}
+	if _, err := e.st.List(e.ctx, store.ListParams{States: []store.State{"sleeping"}}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("unknown state: %v, want ErrInvalid", err)
+	}
+}
