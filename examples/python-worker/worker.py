@@ -2,8 +2,8 @@
 """A Weft remote worker in Python, using only the standard library.
 
 It claims tasks of its kinds from a running `weft serve` over the HTTP API,
-runs them, heartbeats while they run, and completes or fails them under the
-lease token each claim returns. Run it next to a server:
+runs them, heartbeats while they run, and reports their outcomes under the
+lease token each claim returns, many in one request. Run it next to a server:
 
     weft serve &
     python3 examples/python-worker/worker.py --kinds py.upper,py.sum
@@ -60,14 +60,72 @@ class Weft:
     def heartbeat(self, task):
         return self.call("POST", f"/v1/tasks/{task['id']}/heartbeat", {"lease_token": task["lease_token"]})
 
-    def complete(self, task, result):
-        return self.call("POST", f"/v1/tasks/{task['id']}/complete",
-                         {"lease_token": task["lease_token"], "result": result})
+    def report(self, outcomes):
+        """Reports up to 1,000 outcomes; returns one result per outcome."""
+        return self.call("POST", "/v1/outcomes", {"outcomes": outcomes})["outcomes"]
 
-    def fail(self, task, error, permanent=False, cancel=False):
-        return self.call("POST", f"/v1/tasks/{task['id']}/fail",
-                         {"lease_token": task["lease_token"], "error": error,
-                          "permanent": permanent, "cancel": cancel})
+
+class Reporter:
+    """Reports finished tasks' outcomes in batches, from a thread of its own.
+
+    Whatever finished while the previous batch was on its way goes out
+    together in the next request, so a busy worker makes one request for
+    many tasks rather than one for each.
+    """
+
+    MAX_BATCH = 1000  # the most outcomes one request may carry
+
+    def __init__(self, weft):
+        self.weft = weft
+        self.waiting = []
+        self.cond = threading.Condition()
+        self.closed = False
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def add(self, task, **outcome):
+        """Queues a task's outcome: result=... to complete it, or error=...
+        (with permanent=True, cancel=True, retry_in or snooze) to fail it."""
+        with self.cond:
+            self.waiting.append({"id": task["id"], "lease_token": task["lease_token"], **outcome})
+            self.cond.notify()
+
+    def close(self):
+        """Reports what is still waiting, then stops."""
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+        self.thread.join()
+
+    def run(self):
+        while True:
+            with self.cond:
+                while not self.waiting and not self.closed:
+                    self.cond.wait()
+                if not self.waiting:
+                    return
+                batch = self.waiting[:self.MAX_BATCH]
+                del self.waiting[:self.MAX_BATCH]
+            self.send(batch)
+
+    def send(self, batch):
+        for _ in range(3):
+            try:
+                results = self.weft.report(batch)
+                break
+            except Exception as e:  # send them again: any recorded after all are answered lease_lost
+                print(f"reporting {len(batch)} outcomes: {e}", file=sys.stderr)
+                time.sleep(1)
+        else:
+            # Their leases will expire and the server will hand them out again.
+            print(f"giving up on {len(batch)} outcomes", file=sys.stderr)
+            return
+        for outcome, result in zip(batch, results):
+            err = result.get("error")
+            if err and err["code"] == "lease_lost":
+                print(f"task {outcome['id']}: lease lost, dropping it", file=sys.stderr)
+            elif err:
+                print(f"task {outcome['id']}: outcome refused: {err['code']}: {err['message']}", file=sys.stderr)
 
 
 class Permanent(Exception):
@@ -88,8 +146,9 @@ def total(args):
 HANDLERS = {"py.upper": upper, "py.sum": total}
 
 
-def run_task(weft, task):
-    """Runs one task, heartbeating every lease/3 until it is done.
+def run_task(weft, reporter, task):
+    """Runs one task, heartbeating every lease/3 until it is done, and hands
+    its outcome to the reporter.
 
     A handler here cannot be interrupted, so a cancel request seen by a
     heartbeat is honoured when it returns: the attempt ends cancelled.
@@ -109,23 +168,17 @@ def run_task(weft, task):
 
     threading.Thread(target=beat, daemon=True).start()
     try:
-        try:
-            handler = HANDLERS[task["kind"]]
-            result = handler(task.get("args") or {})
-        except Permanent as e:
-            weft.fail(task, str(e), permanent=True)
-        except Exception as e:
-            weft.fail(task, f"{type(e).__name__}: {e}")
-        else:
-            if cancelled.is_set():
-                weft.fail(task, "cancelled while running", cancel=True)
-            else:
-                weft.complete(task, result)
-    except LeaseLost:
-        print(f"task {task['id']}: lease lost, dropping it", file=sys.stderr)
+        handler = HANDLERS[task["kind"]]
+        result = handler(task.get("args") or {})
+    except Permanent as e:
+        reporter.add(task, error=str(e), permanent=True)
     except Exception as e:
-        # The lease will expire and the server will hand the task out again.
-        print(f"task {task['id']}: reporting the outcome failed: {e}", file=sys.stderr)
+        reporter.add(task, error=f"{type(e).__name__}: {e}")
+    else:
+        if cancelled.is_set():
+            reporter.add(task, error="cancelled while running", cancel=True)
+        else:
+            reporter.add(task, result=result)
     finally:
         done.set()
 
@@ -146,6 +199,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     slots = threading.Semaphore(opts.concurrency)
+    reporter = Reporter(weft)
     running = []
     print(f"{worker_id}: working {opts.kinds} on {opts.queues} at {opts.server}", file=sys.stderr)
     while not stop.is_set():
@@ -170,7 +224,7 @@ def main():
         for task in tasks:
             def work(t=task):
                 try:
-                    run_task(weft, t)
+                    run_task(weft, reporter, t)
                 finally:
                     slots.release()
             th = threading.Thread(target=work)
@@ -179,6 +233,7 @@ def main():
         running = [t for t in running if t.is_alive()]
     for th in running:
         th.join()
+    reporter.close()
 
 
 if __name__ == "__main__":

@@ -190,6 +190,47 @@ type Outcome struct {
 	RunAt *time.Time `json:"run_at,omitempty"`
 }
 
+// MaxOutcomes bounds how many outcomes one POST /v1/outcomes may report.
+const MaxOutcomes = 1000
+
+// OutcomeInput is one attempt's outcome in a batch report: a completion
+// with an optional Result or, when Error is given, a failure with the
+// options of a FailRequest. Error is a pointer so that an empty message is
+// refused as /fail refuses it instead of reading as a completion.
+type OutcomeInput struct {
+	// ID is the task's id; LeaseToken must be the token of its claim.
+	ID         string          `json:"id"`
+	LeaseToken string          `json:"lease_token"`
+	Result     json.RawMessage `json:"result,omitempty"`
+	Error      *string         `json:"error,omitempty"`
+	Permanent  bool            `json:"permanent,omitempty"`
+	Cancel     bool            `json:"cancel,omitempty"`
+	RetryIn    string          `json:"retry_in,omitempty"`
+	Snooze     string          `json:"snooze,omitempty"`
+}
+
+// OutcomesRequest reports up to MaxOutcomes attempts' outcomes at once,
+// each task at most once.
+type OutcomesRequest struct {
+	Outcomes []OutcomeInput `json:"outcomes"`
+}
+
+// OutcomeResult answers one reported outcome: the state the task moved to
+// (with RunAt when it is pending), as Outcome says, or Error, why this
+// outcome was not recorded.
+type OutcomeResult struct {
+	ID    string     `json:"id,omitempty"`
+	State string     `json:"state,omitempty"`
+	RunAt *time.Time `json:"run_at,omitempty"`
+	Error *ErrorBody `json:"error,omitempty"`
+}
+
+// OutcomesResponse answers an OutcomesRequest, one result per outcome in
+// request order.
+type OutcomesResponse struct {
+	Outcomes []OutcomeResult `json:"outcomes"`
+}
+
 // Error is the body of every error response.
 type Error struct {
 	Error ErrorBody `json:"error"`
@@ -246,6 +287,25 @@ func CodeForStatus(status int) string {
 		return CodeInternal
 	}
 	return ""
+}
+
+// StatusForCode is the HTTP status that goes with an error code, as the
+// server answers it on its own (an error of one outcome in a batch carries
+// only its code); 0 for a code it does not know.
+func StatusForCode(code string) int {
+	if code == CodeLeaseLost {
+		return http.StatusConflict
+	}
+	for _, status := range []int{
+		http.StatusBadRequest, http.StatusUnauthorized, http.StatusNotFound, http.StatusMethodNotAllowed,
+		http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity,
+		http.StatusUnsupportedMediaType, http.StatusServiceUnavailable, http.StatusInternalServerError,
+	} {
+		if CodeForStatus(status) == code {
+			return status
+		}
+	}
+	return 0
 }
 
 // FromTask converts a stored task.

@@ -227,6 +227,20 @@ func (c *Client) Fail(ctx context.Context, id string, req api.FailRequest) (api.
 	return out, err
 }
 
+// ReportOutcomes reports many attempts' outcomes in one request, at most
+// api.MaxOutcomes, each task at most once. The answer has one result per
+// outcome, in order: the state recorded, or the error that refused that
+// outcome alone (see OutcomeErr). An error means that nothing was
+// recorded.
+func (c *Client) ReportOutcomes(ctx context.Context, outcomes []api.OutcomeInput) (api.OutcomesResponse, error) {
+	var out api.OutcomesResponse
+	if outcomes == nil {
+		outcomes = []api.OutcomeInput{} // "outcomes": [] lets the server say the batch is empty
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/outcomes", api.OutcomesRequest{Outcomes: outcomes}, &out)
+	return out, err
+}
+
 // Health checks that the server is up (GET /healthz).
 func (c *Client) Health(ctx context.Context) error {
 	return c.do(ctx, http.MethodGet, "/healthz", nil, nil)

@@ -316,6 +316,45 @@ func TestWorkerRoutes(t *testing.T) {
 	}
 }
 
+// ReportOutcomes sends the outcomes as given, and OutcomeErr reads each
+// refused one as the error a single report would have been answered with.
+func TestReportOutcomes(t *testing.T) {
+	c := serve(t, "", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/outcomes" {
+			t.Errorf("request = %s %s, want POST /v1/outcomes", r.Method, r.URL.Path)
+		}
+		want := `{"outcomes":[{"id":"a","lease_token":"ta","result":{"n":1}},{"id":"b","lease_token":"tb","error":"boom","retry_in":"1m"},{"id":"c","lease_token":"tc"}]}`
+		if strings.TrimSpace(string(body)) != want {
+			t.Errorf("body = %s, want %s", body, want)
+		}
+		writeJSON(w, 200, api.OutcomesResponse{Outcomes: []api.OutcomeResult{
+			{ID: "a", State: "completed"},
+			{ID: "b", Error: &api.ErrorBody{Code: api.CodeInvalid, Message: "too big", Field: "outcomes[1].result"}},
+			{ID: "c", Error: &api.ErrorBody{Code: api.CodeLeaseLost, Message: "gone", Field: "outcomes[2].lease_token"}},
+		}})
+	})
+	boom := "boom"
+	res, err := c.ReportOutcomes(context.Background(), []api.OutcomeInput{
+		{ID: "a", LeaseToken: "ta", Result: json.RawMessage(`{"n":1}`)},
+		{ID: "b", LeaseToken: "tb", Error: &boom, RetryIn: "1m"},
+		{ID: "c", LeaseToken: "tc"},
+	})
+	if err != nil || len(res.Outcomes) != 3 {
+		t.Fatalf("ReportOutcomes = %+v, %v", res, err)
+	}
+	if err := OutcomeErr(res.Outcomes[0]); err != nil {
+		t.Errorf("a recorded outcome's error: %v", err)
+	}
+	invalid, lost := OutcomeErr(res.Outcomes[1]), OutcomeErr(res.Outcomes[2])
+	if !errors.Is(invalid, ErrInvalid) || invalid.Error() != "422 invalid: outcomes[1].result: too big" {
+		t.Errorf("an invalid outcome's error: %v", invalid)
+	}
+	if !errors.Is(lost, ErrLeaseLost) || lost.Error() != "409 lease_lost: outcomes[2].lease_token: gone" {
+		t.Errorf("a lost lease's error: %v", lost)
+	}
+}
+
 // TestEventsIncremental checks that events are yielded as their lines
 // arrive: the server sends the second event only after the client has
 // seen the first.

@@ -79,6 +79,17 @@ func (e *Error) Is(target error) bool {
 	return false
 }
 
+// OutcomeErr is the error that refused one outcome of a batch report, an
+// *Error that errors.Is matches as it matches the answer of a single
+// complete or fail (ErrLeaseLost, ErrNotFound, ErrInvalid), or nil when
+// the outcome was recorded.
+func OutcomeErr(r api.OutcomeResult) error {
+	if r.Error == nil {
+		return nil
+	}
+	return &Error{Status: api.StatusForCode(r.Error.Code), Code: r.Error.Code, Message: r.Error.Message, Field: r.Error.Field}
+}
+
 // UnreachableError says that no connection could be made to the server
 // and what to check. It matches ErrUnreachable and unwraps to the dial
 // error.

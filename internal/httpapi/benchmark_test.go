@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftworks/weft/internal/api"
 )
 
 // BenchmarkEnqueueHTTP is one task per POST /v1/tasks from 16 concurrent
@@ -64,8 +66,43 @@ func BenchmarkEnqueueBatchHTTP(b *testing.B) {
 }
 
 // BenchmarkRemoteWorkers drains tasks through the remote-worker protocol:
-// 8 workers claim up to 10 tasks per request and complete each one.
+// 8 workers claim up to 10 tasks per request and complete each one with a
+// request of its own.
 func BenchmarkRemoteWorkers(b *testing.B) {
+	benchRemoteWorkers(b, 10, func(a *testAPI, claimed []claimedToken) {
+		for _, t := range claimed {
+			a.must(b, 200, "POST", "/v1/tasks/"+t.ID+"/complete", map[string]any{"lease_token": t.LeaseToken}, nil)
+		}
+	})
+}
+
+// BenchmarkRemoteWorkersBatch is BenchmarkRemoteWorkers with claims of up
+// to 100 tasks, all completed with one POST /v1/outcomes.
+func BenchmarkRemoteWorkersBatch(b *testing.B) {
+	benchRemoteWorkers(b, 100, func(a *testAPI, claimed []claimedToken) {
+		in := make([]api.OutcomeInput, len(claimed))
+		for i, t := range claimed {
+			in[i] = api.OutcomeInput{ID: t.ID, LeaseToken: t.LeaseToken}
+		}
+		var resp api.OutcomesResponse
+		a.must(b, 200, "POST", "/v1/outcomes", api.OutcomesRequest{Outcomes: in}, &resp)
+		for _, o := range resp.Outcomes {
+			if o.State != "completed" {
+				b.Errorf("outcome %+v (error %+v), want completed", o, o.Error)
+			}
+		}
+	})
+}
+
+// claimedToken is what the benchmarks read of a claimed task.
+type claimedToken struct {
+	ID         string `json:"id"`
+	LeaseToken string `json:"lease_token"`
+}
+
+// benchRemoteWorkers enqueues b.N tasks, then drains them with 8 workers
+// that claim up to max tasks per request and report them with finish.
+func benchRemoteWorkers(b *testing.B, max int, finish func(*testAPI, []claimedToken)) {
 	a := newTestAPI(b, Config{})
 	for done := 0; done < b.N; done += 1000 {
 		n := min(1000, b.N-done)
@@ -84,25 +121,18 @@ func BenchmarkRemoteWorkers(b *testing.B) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
 				var resp struct {
-					Tasks []struct {
-						ID         string `json:"id"`
-						LeaseToken string `json:"lease_token"`
-					} `json:"tasks"`
+					Tasks []claimedToken `json:"tasks"`
 				}
-				a.must(b, 200, "POST", "/v1/claims", map[string]any{"worker_id": fmt.Sprint("w", w), "max": 10}, &resp)
+				a.must(b, 200, "POST", "/v1/claims", map[string]any{"worker_id": fmt.Sprint("w", w), "max": max}, &resp)
 				if len(resp.Tasks) == 0 {
 					return
 				}
-				for _, t := range resp.Tasks {
-					a.must(b, 200, "POST", "/v1/tasks/"+t.ID+"/complete", map[string]any{"lease_token": t.LeaseToken}, nil)
-				}
+				finish(a, resp.Tasks)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")

@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -295,12 +297,12 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := store.CheckProgress(req.Result, store.Limits{}); err != nil {
-		s.respondErr(w, r, &api.FieldError{Status: http.StatusUnprocessableEntity, Field: "result", Message: strings.TrimPrefix(err.Error(), "invalid progress: ")})
+	v, err := completeVerdict(req.Result)
+	if err != nil {
+		s.respondErr(w, r, err)
 		return
 	}
-	t := &store.Task{ID: id, LeaseEpoch: l.epoch}
-	s.finish(w, r, t, engine.Verdict{Action: engine.Complete, Result: req.Result}, nil)
+	s.finish(w, r, id, l, v)
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request) {
@@ -314,22 +316,15 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request) {
 		s.respondErr(w, r, err)
 		return
 	}
-	// The retry decision needs the attempt count; the epoch check is
-	// repeated, fenced, by the write itself.
-	t, err := s.st.Get(r.Context(), id)
-	if err != nil {
-		s.respondErr(w, r, err)
-		return
+	s.finish(w, r, id, l, v)
+}
+
+// completeVerdict reads a completion's result.
+func completeVerdict(result json.RawMessage) (engine.Verdict, error) {
+	if err := store.CheckProgress(result, store.Limits{}); err != nil {
+		return engine.Verdict{}, &api.FieldError{Status: http.StatusUnprocessableEntity, Field: "result", Message: strings.TrimPrefix(err.Error(), "invalid progress: ")}
 	}
-	if t.State != store.StateRunning || t.LeaseEpoch != l.epoch {
-		s.respondErr(w, r, store.ErrLeaseLost)
-		return
-	}
-	var cause error
-	if t.CancelRequested {
-		cause = engine.ErrCancelRequested
-	}
-	s.finish(w, r, t, v, cause)
+	return engine.Verdict{Action: engine.Complete, Result: result}, nil
 }
 
 // failVerdict reads what the worker asked for; the options exclude each
@@ -370,11 +365,14 @@ func failVerdict(req api.FailRequest) (engine.Verdict, error) {
 	return v, nil
 }
 
-// finish records a remote attempt's outcome under its epoch, through the
-// same decision rules as in-process handlers.
-func (s *Server) finish(w http.ResponseWriter, r *http.Request, t *store.Task, v engine.Verdict, cause error) {
+// finish records one remote attempt's outcome.
+func (s *Server) finish(w http.ResponseWriter, r *http.Request, id string, l lease, v engine.Verdict) {
 	ctx := r.Context()
-	o := engine.Decide(t, v, cause, s.backoff(t.Kind), time.Now().Truncate(time.Microsecond))
+	o, err := s.decide(ctx, id, l, v, time.Now().Truncate(time.Microsecond))
+	if err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
 	res, err := s.st.Finish(ctx, []store.Outcome{o})
 	if err == nil {
 		err = res[0].Err
@@ -383,12 +381,41 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, t *store.Task, v
 		s.respondErr(w, r, err)
 		return
 	}
-	out := api.Outcome{ID: t.ID, State: string(res[0].State)}
-	if res[0].State == store.StatePending {
+	writeJSON(w, http.StatusOK, recorded(o, res[0]))
+}
+
+// decide turns a remote attempt's verdict into the outcome to record,
+// through the same decision rules as in-process handlers. A failure is
+// decided by the retry policy of the task's kind, and needs the task as
+// stored: its kind, its attempt count and whether its cancellation was
+// requested. The epoch check made here is repeated, fenced, by the write
+// itself.
+func (s *Server) decide(ctx context.Context, id string, l lease, v engine.Verdict, now time.Time) (store.Outcome, error) {
+	t := &store.Task{ID: id, LeaseEpoch: l.epoch}
+	var cause error
+	if v.Action != engine.Complete {
+		var err error
+		if t, err = s.st.Get(ctx, id); err != nil {
+			return store.Outcome{}, err
+		}
+		if t.State != store.StateRunning || t.LeaseEpoch != l.epoch {
+			return store.Outcome{}, store.ErrLeaseLost
+		}
+		if t.CancelRequested {
+			cause = engine.ErrCancelRequested
+		}
+	}
+	return engine.Decide(t, v, cause, s.backoff(t.Kind), now), nil
+}
+
+// recorded answers an outcome that Finish recorded as r says.
+func recorded(o store.Outcome, r store.FinishResult) api.Outcome {
+	out := api.Outcome{ID: o.TaskID, State: string(r.State)}
+	if r.State == store.StatePending {
 		at := o.RunAt.UTC()
 		out.RunAt = &at
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 // backoff is the retry policy of a remote failure of kind: the kind's own

@@ -184,6 +184,60 @@ func FuzzWorkerWrites(f *testing.F) {
 	})
 }
 
+// FuzzOutcomes drives batch reports with arbitrary bodies, where ID and
+// TOKEN stand for a claimed task's id and lease token. Besides the general
+// promises, a report whose every entry was refused writes nothing either.
+func FuzzOutcomes(f *testing.F) {
+	for _, s := range []string{
+		`{"outcomes": [{"id": "ID", "lease_token": "TOKEN", "result": {"n": 1}}]}`,
+		`{"outcomes": [{"id": "ID", "lease_token": "TOKEN", "error": "boom", "retry_in": "5s"}]}`,
+		`{"outcomes": [{"id": "ID", "lease_token": "TOKEN", "error": "boom", "snooze": "1s", "cancel": true}, {"id": "ID", "lease_token": "TOKEN"}]}`,
+		`{"outcomes": [{"id": "ID", "lease_token": "TOKEN", "error": "boom"}, {"id": "ID", "lease_token": "TOKEN"}]}`,
+		`{"outcomes": [{"id": "ID", "lease_token": "TOKEN", "result": 1, "error": ""}]}`,
+		`{"outcomes": [{"id": "ID", "lease_token": "TOKEN", "permanent": true}]}`,
+		`{"outcomes": [null, 7, "x", [], {}, {"id": 7}, {"id": "ID", "lease_token": "bm9wZToxMjM"}]}`,
+		`{"outcomes": [{"id": "ID", "lease_token": "TOKEN", "result": "` + strings.Repeat("x", 1<<20) + `"}]}`,
+		`{"outcomes": []}`, `{"outcomes": null}`, `{"outcomes": {}}`, `{}`, `[]`,
+		`{"outcomes": [{"id": "ID", "lease_token": "TOKEN"}]} x`,
+	} {
+		f.Add([]byte(s))
+	}
+	a := newTestAPI(f, Config{})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		serve(a, "POST", "/v1/tasks", []byte(`{"kind": "k", "max_attempts": 100}`))
+		rec := serve(a, "POST", "/v1/claims", []byte(`{"worker_id": "fuzz"}`))
+		var claimed api.ClaimResponse
+		if err := json.Unmarshal(rec.Body.Bytes(), &claimed); err != nil || len(claimed.Tasks) != 1 {
+			t.Fatalf("setup claim: %d %s", rec.Code, rec.Body)
+		}
+		c := claimed.Tasks[0]
+		body = bytes.ReplaceAll(body, []byte("TOKEN"), []byte(c.LeaseToken))
+		body = bytes.ReplaceAll(body, []byte("ID"), []byte(c.ID))
+		before := snapshot(t, a.st, c.ID)
+		rec = serve(a, "POST", "/v1/outcomes", body)
+		checkAnswer(t, rec, body)
+		refused := rec.Code >= 400
+		if rec.Code == http.StatusOK {
+			var resp api.OutcomesResponse
+			if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || len(resp.Outcomes) == 0 {
+				t.Fatalf("input %q: answer %s", body, rec.Body)
+			}
+			refused = true
+			for _, o := range resp.Outcomes {
+				if (o.Error == nil) == (o.State == "") || o.Error != nil && (o.Error.Code == "" || o.Error.Message == "" || o.Error.Field == "") {
+					t.Fatalf("input %q: result %+v (error %+v) is neither a state nor an error", body, o, o.Error)
+				}
+				refused = refused && o.Error != nil
+			}
+		}
+		if refused && snapshot(t, a.st, c.ID) != before {
+			t.Fatalf("report %q was refused (%d %s) but wrote", body, rec.Code, rec.Body)
+		}
+		// Leave nothing running for the next iteration's claim.
+		serve(a, "POST", "/v1/tasks/"+c.ID+"/complete", []byte(`{"lease_token": "`+c.LeaseToken+`"}`))
+	})
+}
+
 // FuzzQuery covers the query-string decoders: listing and events.
 func FuzzQuery(f *testing.F) {
 	for _, s := range []string{

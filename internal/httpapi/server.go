@@ -37,9 +37,10 @@ import (
 
 // Default limits.
 const (
-	// DefaultMaxBodyBytes bounds a request body (a batch of tasks).
+	// DefaultMaxBodyBytes bounds a request body (a batch of tasks or of
+	// outcomes).
 	DefaultMaxBodyBytes = 32 << 20
-	// smallBodyBytes bounds the bodies of every other request: a lease
+	// smallBodyBytes bounds the bodies of the other requests: a lease
 	// token with a result or progress within the args limit.
 	smallBodyBytes = 2 << 20
 	// maxClaimWait bounds a claim's long poll.
@@ -171,6 +172,7 @@ func (s *Server) routeTable() []route {
 		{"POST /v1/tasks/{id}/progress", s.progress},
 		{"POST /v1/tasks/{id}/complete", s.complete},
 		{"POST /v1/tasks/{id}/fail", s.fail},
+		{"POST /v1/outcomes", s.outcomes},
 
 		{"GET /v1/queues", s.queues},
 		{"POST /v1/queues/{name}/pause", s.pauseQueue},

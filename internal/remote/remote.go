@@ -1,8 +1,9 @@
 // Package remote is the engine's source for `weft worker`: a Weft server's
 // HTTP API. Claims long-poll POST /v1/claims, lease renewals are
-// heartbeats, and a finished attempt is reported with complete or fail, its
-// handler's verdict translated into the fail request's options, so that the
-// server decides the outcome by the retry policy it knows for the kind.
+// heartbeats, and the attempts the engine finished are reported together
+// with POST /v1/outcomes, each handler's verdict translated into the
+// options of a failure, so that the server decides the outcome by the
+// retry policy it knows for the kind.
 package remote
 
 import (
@@ -11,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftworks/weft/internal/api"
@@ -29,9 +32,13 @@ const (
 	maxDelay = 365 * 24 * time.Hour
 )
 
-// reportTimeout bounds one complete or fail request; an outcome that could
-// not be reported in time is reported again.
+// reportTimeout bounds one report request; an outcome that could not be
+// reported in time is reported again.
 const reportTimeout = 30 * time.Second
+
+// maxReportBytes bounds the outcomes of one batch report, well within the
+// server's 32 MiB limit on its body, as estimate counts them.
+const maxReportBytes = 8 << 20
 
 // Config configures a Source.
 type Config struct {
@@ -57,6 +64,10 @@ type Source struct {
 	wait    time.Duration
 	log     *slog.Logger
 	refused chan error
+
+	// oneByOne is set once the server turned out not to take batch
+	// reports.
+	oneByOne atomic.Bool
 
 	mu     sync.Mutex
 	leases map[string]*lease // by task id: claimed and not yet reported
@@ -253,14 +264,16 @@ func (s *Source) Progress(ctx context.Context, taskID string, epoch int64, data 
 	return err
 }
 
-// Finish reports the attempts at once, each with complete or fail. When
-// some could not be reported (the network, the server), it fails, and
-// remembers what the others got so that the engine's next call, with the
-// same attempts, reports only the rest.
+// Finish reports the attempts in one request (POST /v1/outcomes), or in
+// several when they are more, or larger, than one request takes; to a
+// server without that route, with one complete or fail each. When some
+// could not be reported (the network, the server), it fails, and remembers
+// what the others got so that the engine's next call, with the same
+// attempts, reports only the rest.
 func (s *Source) Finish(ctx context.Context, batch []engine.Finished) ([]store.FinishResult, error) {
 	results := make([]store.FinishResult, len(batch))
 	errs := make([]error, len(batch))
-	var wg sync.WaitGroup
+	var todo []unreported
 	s.mu.Lock()
 	for i := range batch {
 		f := &batch[i]
@@ -274,12 +287,27 @@ func (s *Source) Finish(ctx context.Context, batch []engine.Finished) ([]store.F
 		case l.reported:
 			results[i] = l.result
 		default:
-			tok := l.token
-			wg.Go(func() { results[i], errs[i] = s.report(ctx, tok, f) })
+			todo = append(todo, unreported{i: i, token: l.token})
 		}
 	}
 	s.mu.Unlock()
-	wg.Wait()
+	if !s.oneByOne.Load() {
+		err := s.reportBatches(ctx, batch, todo, results, errs)
+		if !errors.Is(err, apiclient.ErrNotFound) {
+			todo = nil
+		} else {
+			// Only a server without the route answers the whole
+			// request 404: an older version, which takes complete
+			// and fail.
+			s.oneByOne.Store(true)
+			s.log.Warn("the server has no POST /v1/outcomes (an older version); reporting outcomes one by one")
+			todo = slices.DeleteFunc(todo, func(u unreported) bool { return errs[u.i] == nil })
+			for _, u := range todo {
+				errs[u.i] = nil
+			}
+		}
+	}
+	s.reportEach(ctx, batch, todo, results, errs)
 
 	failed := errors.Join(errs...)
 	s.mu.Lock()
@@ -303,6 +331,80 @@ func (s *Source) Finish(ctx context.Context, batch []engine.Finished) ([]store.F
 	return results, nil
 }
 
+// unreported is an attempt of a Finish batch still to be reported: its
+// index in the batch and its lease token.
+type unreported struct {
+	i     int
+	token string
+}
+
+// reportBatches reports the attempts todo of batch in as few requests as
+// they fit in, one request after another. A request that fails is not
+// followed by more: its error is set in errs for its attempts and every
+// later one, and returned.
+func (s *Source) reportBatches(ctx context.Context, batch []engine.Finished, todo []unreported, results []store.FinishResult, errs []error) error {
+	for len(todo) > 0 {
+		in := make([]api.OutcomeInput, 0, min(len(todo), api.MaxOutcomes))
+		size := 0
+		for _, u := range todo[:min(len(todo), api.MaxOutcomes)] {
+			o := outcomeInput(u.token, &batch[u.i])
+			size += estimate(o)
+			if len(in) > 0 && size > maxReportBytes {
+				break
+			}
+			in = append(in, o)
+		}
+		res, err := s.reportBatch(ctx, in)
+		if err != nil {
+			for _, u := range todo {
+				errs[u.i] = err
+			}
+			return err
+		}
+		for k, r := range res {
+			results[todo[k].i] = r
+		}
+		todo = todo[len(in):]
+	}
+	return nil
+}
+
+// reportBatch sends one request's outcomes. Its error is for a failure of
+// the whole request, when nothing was recorded and asking again may
+// succeed; the server's refusals are in the results, one per outcome.
+func (s *Source) reportBatch(ctx context.Context, in []api.OutcomeInput) ([]store.FinishResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
+	defer cancel()
+	resp, err := s.c.ReportOutcomes(ctx, in)
+	res := make([]store.FinishResult, len(in))
+	switch {
+	case refusal(err) && !errors.Is(err, apiclient.ErrNotFound):
+		// Refused outright, as a single report of each would be.
+		for k := range res {
+			res[k].Err = err
+		}
+		return res, nil
+	case err != nil:
+		return nil, err
+	case len(resp.Outcomes) != len(in):
+		return nil, fmt.Errorf("the server answered %d results for %d outcomes", len(resp.Outcomes), len(in))
+	}
+	for k, r := range resp.Outcomes {
+		res[k] = finishResult(r.State, apiclient.OutcomeErr(r))
+	}
+	return res, nil
+}
+
+// reportEach reports the attempts todo of batch with one complete or fail
+// request each, at once, for a server without the batch route.
+func (s *Source) reportEach(ctx context.Context, batch []engine.Finished, todo []unreported, results []store.FinishResult, errs []error) {
+	var wg sync.WaitGroup
+	for _, u := range todo {
+		wg.Go(func() { results[u.i], errs[u.i] = s.report(ctx, u.token, &batch[u.i]) })
+	}
+	wg.Wait()
+}
+
 // report sends one attempt's outcome. Its error is for a failure worth
 // trying again; the server's refusals are in the result.
 func (s *Source) report(ctx context.Context, token string, f *engine.Finished) (store.FinishResult, error) {
@@ -317,15 +419,43 @@ func (s *Source) report(ctx context.Context, token string, f *engine.Finished) (
 	} else {
 		out, err = s.c.Fail(ctx, f.Task.ID, failRequest(token, f))
 	}
+	if err != nil && !refusal(err) {
+		return store.FinishResult{}, err
+	}
+	return finishResult(out.State, err), nil
+}
+
+// finishResult is what the server answered one outcome: the state it
+// recorded, or its refusal, a lost lease or a task that no longer exists
+// read as store.ErrLeaseLost.
+func finishResult(state string, err error) store.FinishResult {
 	switch {
 	case err == nil:
-		return store.FinishResult{State: store.State(out.State)}, nil
+		return store.FinishResult{State: store.State(state)}
 	case gone(err):
-		return store.FinishResult{Err: fmt.Errorf("%w: %w", store.ErrLeaseLost, err)}, nil
-	case refusal(err):
-		return store.FinishResult{Err: err}, nil
+		return store.FinishResult{Err: fmt.Errorf("%w: %w", store.ErrLeaseLost, err)}
 	}
-	return store.FinishResult{}, err
+	return store.FinishResult{Err: err}
+}
+
+// outcomeInput is a finished attempt as a batch report carries it.
+func outcomeInput(token string, f *engine.Finished) api.OutcomeInput {
+	if f.Verdict.Action == engine.Complete {
+		return api.OutcomeInput{ID: f.Task.ID, LeaseToken: token, Result: f.Verdict.Result}
+	}
+	r := failRequest(token, f)
+	return api.OutcomeInput{ID: f.Task.ID, LeaseToken: token, Error: &r.Error, Permanent: r.Permanent, Cancel: r.Cancel, RetryIn: r.RetryIn, Snooze: r.Snooze}
+}
+
+// estimate bounds the bytes an outcome adds to a batch report: its result
+// as it is, its error escaped at worst six bytes a byte (\u0000), and the
+// rest.
+func estimate(o api.OutcomeInput) int {
+	n := len(o.Result) + 256
+	if o.Error != nil {
+		n += 6 * len(*o.Error)
+	}
+	return n
 }
 
 func (s *Source) logReport(f *engine.Finished, r store.FinishResult) {
