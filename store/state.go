@@ -115,6 +115,25 @@ func StateNames(states []State, sep string) string {
 	return strings.Join(names, sep)
 }
 
+// SQLOneOf renders "column is one of states" as an SQL condition of
+// equalities joined by OR, "(state = 'a' OR state = 'b')": SQLite
+// evaluates such a chain with plain comparisons, where an IN list of more
+// than two constants costs an ephemeral index per statement. A query must
+// spell a partial index's condition the same way for SQLite to use the
+// index.
+func SQLOneOf(column string, states []State) string {
+	var b strings.Builder
+	b.WriteByte('(')
+	for i, s := range states {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteString(column + " = '" + string(s) + "'")
+	}
+	b.WriteByte(')')
+	return b.String()
+}
+
 // SQLList renders states as an SQL list of string literals, "('a', 'b')",
 // so that backends' statements are generated from this one list. State
 // names are fixed identifiers, never input, so quoting them is safe.

@@ -167,3 +167,9 @@ func TestStateLists(t *testing.T) {
 		t.Error("an unknown state is valid or terminal")
 	}
 }
+
+func TestSQLOneOf(t *testing.T) {
+	if got := SQLOneOf("state", KeyHoldingStates()); got != "(state = 'pending' OR state = 'blocked' OR state = 'running' OR state = 'waiting' OR state = 'completed')" {
+		t.Errorf("key-holding condition: %s", got)
+	}
+}

@@ -127,7 +127,7 @@ func (s *Store) Retry(ctx context.Context, taskID string) (*store.Task, error) {
 		}
 		var holder string
 		if t.UniqueKey != "" {
-			err := q.queryRow("SELECT id FROM weft_tasks WHERE unique_key = +? AND state IN "+uniqueHeld, t.UniqueKey).Scan(&holder)
+			err := q.queryRow("SELECT id FROM weft_tasks WHERE unique_key = +? AND "+uniqueHeld, t.UniqueKey).Scan(&holder)
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("retry: check unique key: %w", err)
 			}

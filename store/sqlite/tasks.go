@@ -28,9 +28,9 @@ const taskColumns = `id, kind, queue, args, priority, state, run_at, attempt, ma
 	attempt_timeout_us, errors, result, unique_key, metadata, lease_owner, lease_epoch,
 	lease_expires_at, cancel_requested, created_at, attempted_at, finalized_at`
 
-// uniqueHeld is the SQL list of the states in which a task holds its unique
-// key; it matches the partial unique index.
-var uniqueHeld = store.SQLList(store.KeyHoldingStates())
+// uniqueHeld is the condition that a task holds its unique key, spelled as
+// the partial unique index spells it, so that SQLite uses the index.
+var uniqueHeld = store.SQLOneOf("state", store.KeyHoldingStates())
 
 // Rows per multi-row INSERT: large enough to amortise statement overhead,
 // small enough to stay far below SQLite's bound-parameter limit.
@@ -247,7 +247,7 @@ func insertTasks(ctx context.Context, db dbtx, b store.Batch) ([]store.EnqueueRe
 			continue
 		}
 		var existing string
-		err := db.QueryRowContext(ctx, "SELECT id FROM weft_tasks WHERE unique_key = +? AND state IN "+uniqueHeld, t.UniqueKey).Scan(&existing)
+		err := db.QueryRowContext(ctx, "SELECT id FROM weft_tasks WHERE unique_key = +? AND "+uniqueHeld, t.UniqueKey).Scan(&existing)
 		switch {
 		case err == nil:
 			res[i] = store.EnqueueResult{ID: existing, Duplicate: true}
