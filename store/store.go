@@ -179,6 +179,12 @@ type Outcome struct {
 	// Refund gives the attempt back: a pending outcome that does not count
 	// against MaxAttempts (snooze, release at shutdown).
 	Refund bool
+	// StartedAt, when set, is when the attempt's handler began, for a task
+	// claimed with StartLater whose start was not recorded (Started) before
+	// its outcome: Finish records it with the outcome — AttemptedAt and a
+	// started event, ahead of the outcome's own — so a short attempt costs
+	// one write, not two.
+	StartedAt time.Time
 	// Event is the event written with the transition.
 	Event     EventType
 	EventData json.RawMessage

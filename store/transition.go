@@ -20,6 +20,8 @@ type EventRecord struct {
 	Type    EventType
 	Attempt int
 	Data    json.RawMessage
+	// At is when the event happened; zero means the time of the write.
+	At time.Time
 }
 
 // QueueState keys a per-queue state counter.
@@ -203,6 +205,9 @@ func ReconcileFinish(outcomes []Outcome, applied map[LeaseKey]FinishedRow, missi
 			// The event names the attempt that ran, which the refund gave
 			// back.
 			attempt++
+		}
+		if !o.StartedAt.IsZero() {
+			ch.Events = append(ch.Events, EventRecord{TaskID: o.TaskID, Type: EventStarted, Attempt: attempt, At: o.StartedAt})
 		}
 		ch.Event(o.TaskID, typ, attempt, data)
 		ch.Move(row.Queue, StateRunning, row.State)

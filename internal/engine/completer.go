@@ -107,8 +107,8 @@ func (c *completer) loop() {
 			c.starts, c.spareStarts = c.spareStarts[:0], nil
 			closed := c.closed
 			c.mu.Unlock()
-			if len(starts) > 0 {
-				c.writeStarts(starts)
+			if rest := foldStarts(starts, batch); len(rest) > 0 {
+				c.writeStarts(rest)
 			}
 			c.mu.Lock()
 			c.spareStarts = starts[:0]
@@ -166,6 +166,28 @@ func (c *completer) write(batch []Finished) {
 		c.log.Error("weft: recording outcomes failed; retrying", "count", len(batch), "err", err, "retry_in", delay)
 		time.Sleep(delay)
 	}
+}
+
+// foldStarts moves the starts of attempts whose outcomes are in batch into
+// those outcomes, so a short attempt's start and outcome are one write, and
+// returns the starts left to record on their own (in place).
+func foldStarts(starts []store.Start, batch []Finished) []store.Start {
+	if len(starts) == 0 || len(batch) == 0 {
+		return starts
+	}
+	at := make(map[string]int, len(batch))
+	for i := range batch {
+		at[batch[i].Outcome.TaskID] = i
+	}
+	rest := starts[:0]
+	for _, st := range starts {
+		if i, ok := at[st.TaskID]; ok && batch[i].Outcome.Epoch == st.Epoch && batch[i].Outcome.StartedAt.IsZero() {
+			batch[i].Outcome.StartedAt = st.At
+			continue
+		}
+		rest = append(rest, st)
+	}
+	return rest
 }
 
 // writeStarts records handlers' starts. A failure is logged, not retried:

@@ -214,3 +214,18 @@ func TestWorkersTakeQueuedTasksThemselves(t *testing.T) {
 	}
 	t.Logf("%d goroutines, %d claims", workers, len(st.limits))
 }
+
+// A start whose outcome is in the same batch travels with the outcome; the
+// others are left to be recorded on their own.
+func TestFoldStarts(t *testing.T) {
+	at := time.Unix(100, 0)
+	batch := []Finished{{Outcome: store.Outcome{TaskID: "a", Epoch: 1}}, {Outcome: store.Outcome{TaskID: "b", Epoch: 2}}}
+	starts := []store.Start{{TaskID: "a", Epoch: 1, At: at}, {TaskID: "b", Epoch: 1, At: at}, {TaskID: "c", Epoch: 1, At: at}}
+	rest := foldStarts(starts, batch)
+	if !batch[0].Outcome.StartedAt.Equal(at) || !batch[1].Outcome.StartedAt.IsZero() {
+		t.Fatalf("outcomes after folding: %+v", batch)
+	}
+	if len(rest) != 2 || rest[0].TaskID != "b" || rest[1].TaskID != "c" {
+		t.Fatalf("starts left: %+v; want b (another epoch) and c (no outcome yet)", rest)
+	}
+}

@@ -101,13 +101,19 @@ func insertEvents(ctx context.Context, tx execer, events []store.EventRecord, at
 	if len(events) == 0 {
 		return nil
 	}
-	ids, types, attempts, data := make([]string, len(events)), make([]string, len(events)), make([]int32, len(events)), make([]*string, len(events))
+	n := len(events)
+	ids, types, attempts, data, ats := make([]string, n), make([]string, n), make([]int32, n), make([]*string, n), make([]*int64, n)
 	for i, e := range events {
 		ids[i], types[i], attempts[i], data[i] = e.TaskID, string(e.Type), int32(e.Attempt), nullText(e.Data)
+		if !e.At.IsZero() {
+			t := micros(e.At)
+			ats[i] = &t
+		}
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO weft_events (task_id, type, attempt, at, data)
-		SELECT id, type, attempt, $5, data::jsonb FROM unnest($1::text[], $2::text[], $3::int[], $4::text[]) AS e(id, type, attempt, data)`,
-		ids, types, attempts, data, at)
+		SELECT id, type, attempt, coalesce(at, $5), data::jsonb
+		FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $6::bigint[]) AS e(id, type, attempt, data, at)`,
+		ids, types, attempts, data, at, ats)
 	if err != nil {
 		return fmt.Errorf("insert events: %w", err)
 	}
@@ -420,7 +426,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 	)
 	// The rows are sent, and so locked, in id order, as ExtendLeases locks
 	// them: concurrent renewals and batches of outcomes never deadlock.
-	events, eventData := make([]string, n), make([]*string, n)
+	events, eventData, startedAts := make([]string, n), make([]*string, n), make([]*int64, n)
 	notify := false
 	order := make([]int, n)
 	for i := range order {
@@ -445,6 +451,10 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 			refunds[i] = 1
 		}
 		events[i], eventData[i] = string(o.Event), nullText(o.EventData)
+		if !o.StartedAt.IsZero() {
+			at := micros(o.StartedAt)
+			startedAts[i] = &at
+		}
 		// Only a pending outcome can make work ready.
 		notify = notify || o.State == store.StatePending
 	}
@@ -460,22 +470,28 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 			errors = CASE WHEN v.err IS NULL THEN t.errors ELSE coalesce(t.errors, '[]'::jsonb) || jsonb_build_array(v.err::jsonb) END,
 			run_at = coalesce(v.run_at, t.run_at),
 			attempt = t.attempt - v.refund,
+			attempted_at = coalesce(v.started_at, t.attempted_at),
 			lease_expires_at = NULL,
 			lease_owner = CASE WHEN v.state = 'pending' THEN NULL ELSE t.lease_owner END,
 			finalized_at = CASE WHEN v.state = 'pending' AND NOT t.cancel_requested THEN NULL ELSE $8::bigint END
-			FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[], $9::text[], $10::text[])
-				AS v(id, epoch, state, result, err, run_at, refund, event, event_data)
+			FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[], $9::text[], $10::text[], $11::bigint[])
+				AS v(id, epoch, state, result, err, run_at, refund, event, event_data, started_at)
 			WHERE t.id = v.id AND t.lease_epoch = v.epoch AND t.state = 'running'
-			RETURNING t.id, t.lease_epoch, t.state, t.attempt, t.queue, v.state AS asked, v.refund, v.event, v.event_data),
+			RETURNING t.id, t.lease_epoch, t.state, t.attempt, t.queue, v.state AS asked, v.refund, v.event, v.event_data, v.started_at),
 		logged AS (INSERT INTO weft_events (task_id, type, attempt, at, data)
-			SELECT id, CASE WHEN state = asked THEN event ELSE '`+string(store.EventCancelled)+`' END, attempt + refund, $8,
-				CASE WHEN state = asked THEN event_data::jsonb END
-			FROM done),
+			SELECT id, type, attempt, at, data FROM (
+				SELECT id, 0 AS ord, '`+string(store.EventStarted)+`' AS type, attempt + refund AS attempt, started_at AS at, NULL::jsonb AS data
+				FROM done WHERE started_at IS NOT NULL
+				UNION ALL
+				SELECT id, 1, CASE WHEN state = asked THEN event ELSE '`+string(store.EventCancelled)+`' END, attempt + refund, $8,
+					CASE WHEN state = asked THEN event_data::jsonb END
+				FROM done) e
+			ORDER BY id, ord),
 		moved AS (INSERT INTO weft_count_deltas (queue, state, n)
 			SELECT queue, '`+string(store.StateRunning)+`', -count(*) FROM done GROUP BY queue
 			UNION ALL SELECT queue, state, count(*) FROM done GROUP BY queue, state)
 		SELECT id, lease_epoch, state, attempt, queue FROM done`,
-		ids, epochs, states, results, errsJSON, runAts, refunds, micros(s.now()), events, eventData)
+		ids, epochs, states, results, errsJSON, runAts, refunds, micros(s.now()), events, eventData, startedAts)
 	if notify {
 		batch.Queue("NOTIFY " + s.channel)
 	}

@@ -13,7 +13,8 @@ import (
 
 // finishSQL records a batch of outcomes, each under its epoch, in one
 // statement; the VALUES rows are (id, epoch, state, result, error, run_at,
-// refund). A pending outcome of a task whose cancellation was requested
+// refund, started_at), started_at being set when the attempt's start is
+// recorded with its outcome. A pending outcome of a task whose cancellation was requested
 // becomes cancelled instead: the request wins over a retry.
 const finishSQL = `UPDATE weft_tasks SET
 	state = CASE WHEN v.column3 = 'pending' AND cancel_requested = 1 THEN 'cancelled' ELSE v.column3 END,
@@ -21,6 +22,7 @@ const finishSQL = `UPDATE weft_tasks SET
 	errors = CASE WHEN v.column5 IS NULL THEN errors ELSE json_insert(coalesce(errors, '[]'), '$[#]', json(v.column5)) END,
 	run_at = coalesce(v.column6, run_at),
 	attempt = attempt - v.column7,
+	attempted_at = coalesce(v.column8, attempted_at),
 	lease_expires_at = NULL,
 	lease_owner = CASE WHEN v.column3 = 'pending' THEN NULL ELSE lease_owner END,
 	finalized_at = CASE WHEN v.column3 = 'pending' AND cancel_requested = 0 THEN NULL ELSE ?1 END
@@ -29,10 +31,11 @@ const finishSQL = `UPDATE weft_tasks SET
 	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt, weft_tasks.queue`
 
 // completeSQL is finishSQL for the common case, completions, whose VALUES
-// rows are only (id, epoch, result): a third of the arguments and no
-// conditional columns.
+// rows are only (id, epoch, result, started_at): half the arguments and no
+// conditional state.
 const completeSQL = `UPDATE weft_tasks SET
-	state = 'completed', result = v.column3, lease_expires_at = NULL, finalized_at = ?1
+	state = 'completed', result = v.column3, attempted_at = coalesce(v.column4, attempted_at),
+	lease_expires_at = NULL, finalized_at = ?1
 	FROM (VALUES %s) AS v
 	WHERE weft_tasks.id = v.column1 AND weft_tasks.lease_epoch = v.column2 AND weft_tasks.state = 'running'
 	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt, weft_tasks.queue`
@@ -69,19 +72,22 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 		}
 	}
 	for i, o := range outcomes {
-		var result driver.Value
+		var result, startedAt driver.Value
 		if len(o.Result) > 0 {
 			result = []byte(o.Result)
+		}
+		if !o.StartedAt.IsZero() {
+			startedAt = micros(o.StartedAt)
 		}
 		switch o.State {
 		case store.StateCompleted:
 			if completed == nil {
 				completed = &finishStmt{a: args{{Ordinal: 1, Value: nowUS}}}
 			}
-			completed.a.add(o.TaskID, o.Epoch, result)
+			completed.a.add(o.TaskID, o.Epoch, result, startedAt)
 			completed.idx = append(completed.idx, i)
 			if len(completed.idx) == finishChunk {
-				flush(&completed, completeSQL, 3)
+				flush(&completed, completeSQL, 4)
 			}
 			continue
 		}
@@ -103,14 +109,14 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 		if other == nil {
 			other = &finishStmt{a: args{{Ordinal: 1, Value: nowUS}}}
 		}
-		other.a.add(o.TaskID, o.Epoch, string(o.State), result, errJSON, runAt, refund)
+		other.a.add(o.TaskID, o.Epoch, string(o.State), result, errJSON, runAt, refund, startedAt)
 		other.idx = append(other.idx, i)
 		if len(other.idx) == finishChunk {
-			flush(&other, finishSQL, 7)
+			flush(&other, finishSQL, 8)
 		}
 	}
-	flush(&completed, completeSQL, 3)
-	flush(&other, finishSQL, 7)
+	flush(&completed, completeSQL, 4)
+	flush(&other, finishSQL, 8)
 	var results []store.FinishResult
 	err := s.writer.do(ctx, func(q *execer) error {
 		applied := make(map[store.LeaseKey]store.FinishedRow, len(outcomes))

@@ -172,7 +172,11 @@ func insertEvents(q *execer, events []store.EventRecord, at int64) error {
 			if len(e.Data) > 0 {
 				data = []byte(e.Data)
 			}
-			a.add(e.TaskID, string(e.Type), int64(e.Attempt), at, data)
+			when := at
+			if !e.At.IsZero() {
+				when = micros(e.At)
+			}
+			a.add(e.TaskID, string(e.Type), int64(e.Attempt), when, data)
 		}
 		if err := q.rawExec("INSERT INTO weft_events (task_id, type, attempt, at, data) VALUES "+placeholders(n, 5), a); err != nil {
 			return fmt.Errorf("insert events: %w", err)

@@ -22,6 +22,7 @@ var runCases = []testCase{
 	{"claim respects run_at, queues, limits and kinds", testClaimFilters},
 	{"claim never hands one task to two owners", testClaimExclusive},
 	{"claim with StartLater does not start; Started does, once, under the epoch", testStartLater},
+	{"a start reported with its outcome is recorded with it", testStartedWithOutcome},
 	{"finish records each outcome once under its epoch", testFinishFenced},
 	{"finish: retry, snooze, release, fail, cancel", testFinishStates},
 	{"cancel request wins over a retry", testCancelBeatsRetry},
@@ -443,5 +444,32 @@ func testStartLater(t *testing.T, e *env) {
 	}
 	if err := e.st.Started(e.ctx, nil); err != nil {
 		t.Fatalf("no starts: %v", err)
+	}
+}
+
+// A start reported with its outcome is recorded with it: attempted_at and
+// the started event, ahead of the outcome's own.
+func testStartedWithOutcome(t *testing.T, e *env) {
+	id := e.enqueue(t, task("k"))[0].ID
+	got, err := e.st.Claim(e.ctx, store.ClaimRequest{Owner: "n", LeaseTTL: time.Minute, StartLater: true,
+		Queues: []store.QueueClaim{q(store.DefaultQueue, 1)}})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claim = %v, %v", got, err)
+	}
+	at := time.Now().Add(-time.Second).Truncate(time.Microsecond)
+	res, err := e.st.Finish(e.ctx, []store.Outcome{{TaskID: id, Epoch: got[0].LeaseEpoch, State: store.StateCompleted,
+		Event: store.EventCompleted, StartedAt: at}})
+	if err != nil || res[0].Err != nil || res[0].State != store.StateCompleted {
+		t.Fatalf("finish = %+v, %v", res, err)
+	}
+	evs := e.events(t, id)
+	if types := eventTypes(evs); !reflect.DeepEqual(types, []store.EventType{store.EventCreated, store.EventStarted, store.EventCompleted}) {
+		t.Fatalf("events = %v; want created, started, completed", types)
+	}
+	if evs[1].Attempt != 1 || !evs[1].At.Equal(at) {
+		t.Fatalf("started event: attempt %d at %v; want attempt 1 at %v", evs[1].Attempt, evs[1].At, at)
+	}
+	if task := e.get(t, id); !task.AttemptedAt.Equal(at) {
+		t.Fatalf("attempted_at = %v, want %v", task.AttemptedAt, at)
 	}
 }
