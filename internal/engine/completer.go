@@ -97,8 +97,11 @@ func (c *completer) close() {
 
 func (c *completer) loop() {
 	defer close(c.stopped)
+	grace := time.NewTimer(time.Hour)
+	grace.Stop()
 	for range c.ready {
 		for {
+			c.awaitOutcomes(grace)
 			// Two buffers take turns: handlers append to one while the
 			// other is being written, so the queue is not reallocated.
 			c.mu.Lock()
@@ -166,6 +169,28 @@ func (c *completer) write(batch []Finished) {
 		c.log.Error("weft: recording outcomes failed; retrying", "count", len(batch), "err", err, "retry_in", delay)
 		time.Sleep(delay)
 	}
+}
+
+// startGrace is how long starts with no outcome to go with wait for one:
+// a short attempt's start then travels with its outcome, in one write,
+// while a follower still sees a long attempt start within a millisecond.
+const startGrace = time.Millisecond
+
+// awaitOutcomes waits up to startGrace, or until something more is
+// submitted, when only starts are queued.
+func (c *completer) awaitOutcomes(grace *time.Timer) {
+	c.mu.Lock()
+	onlyStarts := len(c.queue) == 0 && len(c.starts) > 0 && !c.closed
+	c.mu.Unlock()
+	if !onlyStarts {
+		return
+	}
+	grace.Reset(startGrace)
+	select {
+	case <-c.ready:
+	case <-grace.C:
+	}
+	grace.Stop()
 }
 
 // foldStarts moves the starts of attempts whose outcomes are in batch into
