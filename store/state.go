@@ -60,23 +60,19 @@ func States() []State {
 }
 
 // TerminalStates lists the states no task leaves on its own.
-func TerminalStates() []State {
-	var out []State
-	for _, s := range stateInfo {
-		if s.terminal {
-			out = append(out, s.state)
-		}
-	}
-	return out
-}
+func TerminalStates() []State { return statesWhere(func(terminal, _ bool) bool { return terminal }) }
 
 // KeyHoldingStates lists the states in which a task holds its unique key.
 // The backends' unique indexes are partial indexes over exactly these
 // states (their migrations and a test keep the two equal).
-func KeyHoldingStates() []State {
+func KeyHoldingStates() []State { return statesWhere(func(_, holdsKey bool) bool { return holdsKey }) }
+
+// statesWhere lists, in lifecycle order, the states whose properties
+// satisfy keep.
+func statesWhere(keep func(terminal, holdsKey bool) bool) []State {
 	var out []State
 	for _, s := range stateInfo {
-		if s.holdsKey {
+		if keep(s.terminal, s.holdsKey) {
 			out = append(out, s.state)
 		}
 	}

@@ -171,16 +171,10 @@ func FuzzWorkerWrites(f *testing.F) {
 	a := newTestAPI(f, Config{})
 	ops := []string{"heartbeat", "progress", "complete", "fail"}
 	f.Fuzz(func(t *testing.T, op uint8, body []byte) {
-		serve(a, "POST", "/v1/tasks", []byte(`{"kind": "k", "max_attempts": 100}`))
-		rec := serve(a, "POST", "/v1/claims", []byte(`{"worker_id": "fuzz"}`))
-		var claimed api.ClaimResponse
-		if err := json.Unmarshal(rec.Body.Bytes(), &claimed); err != nil || len(claimed.Tasks) != 1 {
-			t.Fatalf("setup claim: %d %s", rec.Code, rec.Body)
-		}
-		c := claimed.Tasks[0]
+		c := enqueueAndClaim(t, a)
 		body = bytes.ReplaceAll(body, []byte("TOKEN"), []byte(c.LeaseToken))
 		before := snapshot(t, a.st, c.ID)
-		rec = serve(a, "POST", "/v1/tasks/"+c.ID+"/"+ops[int(op)%len(ops)], body)
+		rec := serve(a, "POST", "/v1/tasks/"+c.ID+"/"+ops[int(op)%len(ops)], body)
 		checkAnswer(t, rec, body)
 		if rec.Code >= 400 && snapshot(t, a.st, c.ID) != before {
 			t.Fatalf("%s %q was refused (%d) but wrote", ops[int(op)%len(ops)], body, rec.Code)
@@ -188,6 +182,18 @@ func FuzzWorkerWrites(f *testing.F) {
 		// Leave nothing running for the next iteration's claim.
 		serve(a, "POST", "/v1/tasks/"+c.ID+"/complete", []byte(`{"lease_token": "`+c.LeaseToken+`"}`))
 	})
+}
+
+// enqueueAndClaim enqueues a task and claims it as a remote worker would.
+func enqueueAndClaim(t *testing.T, a *testAPI) api.ClaimedTask {
+	t.Helper()
+	serve(a, "POST", "/v1/tasks", []byte(`{"kind": "k", "max_attempts": 100}`))
+	rec := serve(a, "POST", "/v1/claims", []byte(`{"worker_id": "fuzz"}`))
+	var claimed api.ClaimResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &claimed); err != nil || len(claimed.Tasks) != 1 {
+		t.Fatalf("setup claim: %d %s", rec.Code, rec.Body)
+	}
+	return claimed.Tasks[0]
 }
 
 // FuzzOutcomes drives batch reports with arbitrary bodies, where ID and
@@ -210,17 +216,11 @@ func FuzzOutcomes(f *testing.F) {
 	}
 	a := newTestAPI(f, Config{})
 	f.Fuzz(func(t *testing.T, body []byte) {
-		serve(a, "POST", "/v1/tasks", []byte(`{"kind": "k", "max_attempts": 100}`))
-		rec := serve(a, "POST", "/v1/claims", []byte(`{"worker_id": "fuzz"}`))
-		var claimed api.ClaimResponse
-		if err := json.Unmarshal(rec.Body.Bytes(), &claimed); err != nil || len(claimed.Tasks) != 1 {
-			t.Fatalf("setup claim: %d %s", rec.Code, rec.Body)
-		}
-		c := claimed.Tasks[0]
+		c := enqueueAndClaim(t, a)
 		body = bytes.ReplaceAll(body, []byte("TOKEN"), []byte(c.LeaseToken))
 		body = bytes.ReplaceAll(body, []byte("ID"), []byte(c.ID))
 		before := snapshot(t, a.st, c.ID)
-		rec = serve(a, "POST", "/v1/outcomes", body)
+		rec := serve(a, "POST", "/v1/outcomes", body)
 		checkAnswer(t, rec, body)
 		refused := rec.Code >= 400
 		if rec.Code == http.StatusOK {
