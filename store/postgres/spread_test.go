@@ -13,15 +13,19 @@ import (
 
 // Three nodes on one database share a short backlog: a node's run queue
 // holds a few tens of milliseconds of its own throughput, so the first to
-// claim does not hoard work the others could run.
+// claim does not hoard work the others could run. Every handler waits
+// until each node has started one, so the claims race on equal terms
+// however the machine schedules the nodes.
 func TestShortBacklogSpreadsOverNodes(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.NewSchema(t, pgtest.ServerURL(t))
 	const nodes, tasks = 3, 300
 	var (
-		mu   sync.Mutex
-		ran  = map[int]int{}
-		done = make(chan struct{})
+		mu      sync.Mutex
+		ran     = map[int]int{}
+		started = map[int]bool{}
+		all     = make(chan struct{})
+		done    = make(chan struct{})
 	)
 	clients := make([]*weft.Client, nodes)
 	for n := range nodes {
@@ -32,7 +36,18 @@ func TestShortBacklogSpreadsOverNodes(t *testing.T) {
 		t.Cleanup(func() { st.Close() })
 		ws := weft.NewWorkers()
 		weft.AddWorkerFunc(ws, func(ctx context.Context, _ *weft.Task[spreadArgs]) error {
-			time.Sleep(5 * time.Millisecond) // a task that does some work
+			mu.Lock()
+			if !started[n] {
+				started[n] = true
+				if len(started) == nodes {
+					close(all)
+				}
+			}
+			mu.Unlock()
+			select {
+			case <-all:
+			case <-time.After(30 * time.Second): // a node hoarded the backlog
+			}
 			mu.Lock()
 			ran[n]++
 			if total := ran[0] + ran[1] + ran[2]; total == tasks {
@@ -68,11 +83,11 @@ func TestShortBacklogSpreadsOverNodes(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	for n := range nodes {
-		// An even share is 100, which a loaded machine skews a lot (one
-		// run under the race detector, with both cores busy, gave 243, 47
-		// and 10); a node holding a fixed queue of 1,000 would have taken
-		// all 300 at its first claim, leaving the others none.
-		if ran[n] < tasks/100 {
+		// A node's first claim takes its 10 free slots: the three
+		// first claims leave work for every node. A node holding a fixed
+		// queue of 1,000 takes all 300 at its first claim, leaving the
+		// others none.
+		if ran[n] < 10 {
 			t.Errorf("node %d ran %d of %d tasks (%v); want the backlog spread over every node", n, ran[n], tasks, ran)
 		}
 	}
