@@ -386,33 +386,63 @@ const notifiedIdleInterval = time.Second
 func (w *writer) watchIdle() {
 	defer close(w.watching)
 	period, idle := w.interval, w.idleInterval
-	var changed <-chan struct{}
+	// armed: file notifications prompt checks. They are on only while the
+	// poll has backed off: while the file is busy the poll is frequent
+	// anyway, and every commit, this process's own included, would cost a
+	// notification and goroutine wakeups.
+	armed := w.files != nil
 	if w.files != nil {
-		changed, idle = w.files.changed, max(idle, notifiedIdleInterval)
 		defer w.files.close()
 	}
 	timer := time.NewTimer(period)
 	defer timer.Stop()
 	seen := w.activity.Load()
 	for {
+		var prompt <-chan struct{}
+		if armed {
+			prompt = w.files.changed
+		}
+		written := false
 		select {
 		case <-w.closing:
 			return
-		case <-changed:
+		case <-prompt:
 			timer.Stop()
+			written = true
 		case <-timer.C:
 		}
 		if w.lock.TryLock() {
 			w.lead()
 		}
-		if now := w.activity.Load(); now != seen {
+		switch now := w.activity.Load(); {
+		case now != seen:
 			seen, period = now, w.interval
-		} else {
+		case written:
+			// The notification is for the write of a commit's frames,
+			// which becomes visible only once the commit's fsync is
+			// done: look again shortly.
+			period = commitRecheck
+		default:
 			period = min(2*period, idle)
+		}
+		switch quiet := period >= w.idleInterval; {
+		case w.files == nil:
+		case quiet && !armed:
+			// Notifications are on from here; a commit made before they
+			// were is caught by the check just made or the next poll.
+			armed = w.files.arm()
+			idle = max(w.idleInterval, notifiedIdleInterval)
+		case !quiet && armed && !written:
+			w.files.disarm()
+			armed, idle = false, w.idleInterval
 		}
 		timer.Reset(period)
 	}
 }
+
+// commitRecheck is how soon the idle watcher looks again after a write to
+// the database's files showed no new commit yet: about one fsync.
+const commitRecheck = 250 * time.Microsecond
 
 // commit runs a group in one transaction. If any op fails, the group is
 // rolled back and each op is retried in a transaction of its own, so one
