@@ -275,8 +275,10 @@ func testKilledProcess(t *testing.T, e *env) {
 		}
 		clear(held)
 		for _, task := range running {
-			// Claimed in the last second: at least four seconds of work left.
-			if task.LeaseOwner == "node-0" && e.now().Sub(task.AttemptedAt) < time.Second {
+			// Waiting in its run queue (not started), or started in the
+			// last four seconds: at least a second of work left, time for
+			// the kill to land while it still holds the task.
+			if task.LeaseOwner == "node-0" && (task.AttemptedAt.IsZero() || e.now().Sub(task.AttemptedAt) < victimWork-time.Second) {
 				held[task.ID] = task.LeaseEpoch
 			}
 		}
