@@ -28,6 +28,11 @@ var (
 	ErrReadOnly = errors.New("database is read-only")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrFlowNotFound: no flow has the given id.
+	ErrFlowNotFound = errors.New("flow not found")
+	// ErrTooLarge: a request holds more than a documented bound allows
+	// (tasks in a batch, members in a flow); it comes with ErrInvalid.
+	ErrTooLarge = errors.New("request too large")
 	// ErrTxUnsupported: the backend cannot enqueue in a transaction of the
 	// given type.
 	ErrTxUnsupported = errors.New("backend does not support transactions of this type")
@@ -42,6 +47,9 @@ type ValidationError struct {
 	Field string
 	// Message says what is wrong with it.
 	Message string
+	// TooLarge marks input refused for its size: the error then also
+	// matches ErrTooLarge.
+	TooLarge bool
 }
 
 func (e *ValidationError) Error() string {
@@ -51,8 +59,14 @@ func (e *ValidationError) Error() string {
 	return fmt.Sprintf("invalid %s: %s", e.Field, e.Message)
 }
 
-// Unwrap makes errors.Is(err, ErrInvalid) true.
-func (e *ValidationError) Unwrap() error { return ErrInvalid }
+// Unwrap makes errors.Is(err, ErrInvalid) true, and errors.Is(err,
+// ErrTooLarge) when the input was too large.
+func (e *ValidationError) Unwrap() []error {
+	if e.TooLarge {
+		return []error{ErrInvalid, ErrTooLarge}
+	}
+	return []error{ErrInvalid}
+}
 
 // TaskResult is the return of an operation on one task that may be refused
 // with refusal while still reporting the task (a Cancel of a finished

@@ -36,6 +36,9 @@ type Limits struct {
 	// MaxArgsBytes bounds the encoded size of a task's args and, separately,
 	// of its metadata. Default 1 MiB.
 	MaxArgsBytes int
+	// MaxFlowMembers bounds the members of one flow request. Default
+	// DefaultMaxFlowMembers.
+	MaxFlowMembers int
 }
 
 // ArgsLimit is the effective bound on args, metadata and progress data.
@@ -71,7 +74,22 @@ func ValidName(s string) bool {
 type Batch struct {
 	tasks []NewTask
 	now   time.Time
+	// flowID, keys and blocked are set for the members of a flow.
+	flowID  string
+	keys    []string
+	blocked []bool
 }
+
+// FlowID is the flow the batch's tasks are members of, or "" for plain
+// tasks.
+func (b Batch) FlowID() string { return b.flowID }
+
+// FlowKey is the i-th task's key in its flow.
+func (b Batch) FlowKey(i int) string { return b.keys[i] }
+
+// Blocked reports whether the i-th task starts blocked on its
+// dependencies rather than pending.
+func (b Batch) Blocked(i int) bool { return b.blocked != nil && b.blocked[i] }
 
 // Len is the number of tasks in the batch.
 func (b Batch) Len() int { return len(b.tasks) }
@@ -141,19 +159,11 @@ func prepareOne(t *NewTask, limits Limits, now time.Time) *ValidationError {
 	if msg := portableJSON(t.Args); msg != "" {
 		return bad("args", "%s", msg)
 	}
-	if md := bytes.TrimSpace(t.Metadata); len(md) == 0 || string(md) == "null" {
-		t.Metadata = nil
-	} else {
-		if len(t.Metadata) > limits.ArgsLimit() {
-			return bad("metadata", "%d bytes exceeds the limit of %d bytes", len(t.Metadata), limits.ArgsLimit())
-		}
-		if !isJSONObject(t.Metadata) {
-			return bad("metadata", "must be a JSON object")
-		}
-		if msg := portableJSON(t.Metadata); msg != "" {
-			return bad("metadata", "%s", msg)
-		}
+	md, verr := checkMetadata(t.Metadata, limits)
+	if verr != nil {
+		return verr
 	}
+	t.Metadata = md
 	switch {
 	case t.MaxAttempts == 0:
 		t.MaxAttempts = DefaultMaxAttempts
@@ -215,6 +225,27 @@ func portableJSON(b []byte) string {
 		off += i + 1
 		rest = b[off:]
 	}
+}
+
+// checkMetadata checks a metadata object within limits: nil for none
+// (empty or null), the object otherwise.
+func checkMetadata(md json.RawMessage, limits Limits) (json.RawMessage, *ValidationError) {
+	bad := func(format string, args ...any) *ValidationError {
+		return &ValidationError{Index: -1, Field: "metadata", Message: fmt.Sprintf(format, args...)}
+	}
+	if t := bytes.TrimSpace(md); len(t) == 0 || string(t) == "null" {
+		return nil, nil
+	}
+	if len(md) > limits.ArgsLimit() {
+		return nil, bad("%d bytes exceeds the limit of %d bytes", len(md), limits.ArgsLimit())
+	}
+	if !isJSONObject(md) {
+		return nil, bad("must be a JSON object")
+	}
+	if msg := portableJSON(md); msg != "" {
+		return nil, bad("%s", msg)
+	}
+	return md, nil
 }
 
 func isJSONObject(b []byte) bool {

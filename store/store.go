@@ -61,6 +61,10 @@ type Task struct {
 	CreatedAt       time.Time
 	AttemptedAt     time.Time
 	FinalizedAt     time.Time
+	// FlowID and FlowKey place a flow member in its flow; both are empty
+	// for a task enqueued alone.
+	FlowID  string
+	FlowKey string
 }
 
 // AttemptError records why one attempt failed.
@@ -479,6 +483,7 @@ type Store interface {
 	Operator
 	Coordinator
 	Scheduler
+	Flows
 	// TxEnqueuer returns the store's enqueuer into callers' own
 	// transactions, or nil when the backend has none. Optional
 	// capabilities are reached through accessors like this one rather
@@ -496,4 +501,6 @@ type TxEnqueuer interface {
 	// *sql.Tx of pgx's database/sql driver); any other type yields
 	// ErrTxUnsupported.
 	EnqueueTx(ctx context.Context, tx any, tasks []NewTask) ([]EnqueueResult, error)
+	// EnqueueFlowTx stores a flow in tx, as EnqueueTx stores tasks.
+	EnqueueFlowTx(ctx context.Context, tx any, f NewFlow) (FlowResult, error)
 }

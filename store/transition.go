@@ -82,6 +82,20 @@ func (c *Change) Move(queue string, from, to State) {
 	}
 }
 
+// Merge returns c with the effects of o, made in the same transaction,
+// added.
+func (c Change) Merge(o Change) Change {
+	c.Events = append(c.Events, o.Events...)
+	for k, n := range o.Counts {
+		if c.Counts == nil {
+			c.Counts = CountMoves{}
+		}
+		c.Counts[k] += n
+	}
+	c.Wake = c.Wake || o.Wake
+	return c
+}
+
 // CancelAction is what a cancel does to a task.
 type CancelAction int
 
@@ -171,6 +185,8 @@ type FinishedRow struct {
 	State   State
 	Attempt int
 	Queue   string
+	// FlowID is the task's flow, for a flow member.
+	FlowID string
 }
 
 // ReconcileFinish turns what a fenced finish statement wrote into each

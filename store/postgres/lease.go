@@ -78,7 +78,7 @@ func (s *Store) Progress(ctx context.Context, taskID string, epoch int64, data j
 func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) {
 	nowUS := micros(s.now())
 	var t *store.Task
-	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+	err := s.flowTx(ctx, func(tx pgx.Tx) (bool, error) {
 		var err error
 		t, err = scanTask(tx.QueryRow(ctx, "SELECT "+taskColumns+" FROM weft_tasks WHERE id = $1 FOR UPDATE", taskID))
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -87,6 +87,7 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 		if err != nil {
 			return false, fmt.Errorf("cancel: %w", err)
 		}
+		from := t.State
 		action, ch, err := store.PlanCancel(t, fromMicros(nowUS))
 		if err != nil {
 			return false, err
@@ -102,7 +103,12 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 		if err != nil {
 			return false, fmt.Errorf("cancel: %w", err)
 		}
-		return applyChange(ctx, tx, ch, nowUS)
+		notify, err := applyChange(ctx, tx, ch, nowUS)
+		if err != nil || action != store.CancelNow || t.FlowID == "" {
+			return notify, err
+		}
+		woke, err := resolveFinished(ctx, tx, []sqlbackend.Finished{{TaskID: t.ID, FlowID: t.FlowID, From: from, State: t.State}}, nowUS)
+		return notify || woke, err
 	})
 	return store.TaskResult(t, err, store.ErrAlreadyFinished)
 }
@@ -114,7 +120,7 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 func (s *Store) Retry(ctx context.Context, taskID string) (*store.Task, error) {
 	nowUS := micros(s.now())
 	var t *store.Task
-	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+	err := s.flowTx(ctx, func(tx pgx.Tx) (bool, error) {
 		var err error
 		t, err = scanTask(tx.QueryRow(ctx, "SELECT "+taskColumns+" FROM weft_tasks WHERE id = $1 FOR UPDATE", taskID))
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -122,6 +128,23 @@ func (s *Store) Retry(ctx context.Context, taskID string) (*store.Task, error) {
 		}
 		if err != nil {
 			return false, fmt.Errorf("retry: %w", err)
+		}
+		if t.FlowID != "" {
+			// A member is retried with what its failure skipped or
+			// cancelled downstream.
+			ch, err := flows().Reopen(ctx, pgxTx{tx}, t.FlowID, []string{t.ID}, fromMicros(nowUS))
+			if err != nil {
+				return false, err
+			}
+			notify, err := applyChange(ctx, tx, ch, nowUS)
+			if err != nil {
+				return false, err
+			}
+			t, err = scanTask(tx.QueryRow(ctx, "SELECT "+taskColumns+" FROM weft_tasks WHERE id = $1", taskID))
+			if err != nil {
+				return false, fmt.Errorf("retry: %w", err)
+			}
+			return notify, nil
 		}
 		// The unique index is the judge of a held key: the update below
 		// fails on a violation.
@@ -166,7 +189,7 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 	nowUS := micros(now)
 	limit, deadBefore := sqlbackend.RescueBounds(p, now)
 	n := 0
-	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+	err := s.flowTx(ctx, func(tx pgx.Tx) (bool, error) {
 		rows, err := tx.Query(ctx, `UPDATE weft_tasks SET
 			state = CASE WHEN cancel_requested THEN 'cancelled'
 				WHEN attempt >= max_attempts OR NOT resumable THEN 'failed' ELSE 'pending' END,
@@ -181,22 +204,27 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 			finalized_at = CASE WHEN cancel_requested OR attempt >= max_attempts OR NOT resumable THEN $1::bigint END
 			WHERE id IN (SELECT id FROM weft_tasks WHERE state = 'running' AND (lease_expires_at < $1
 				OR lease_owner IN (SELECT id FROM weft_nodes WHERE heartbeat_at < $3)) LIMIT $4 FOR UPDATE SKIP LOCKED)
-			RETURNING id, state, attempt, errors->-1->>'error', queue`,
+			RETURNING id, state, attempt, errors->-1->>'error', queue, flow_id`,
 			nowUS, now.UTC().Format(time.RFC3339Nano), deadBefore, limit)
 		if err != nil {
 			return false, fmt.Errorf("rescue: %w", err)
 		}
 		var ch store.Change
+		var finished []sqlbackend.Finished
 		for rows.Next() {
 			var (
 				id, state, cause, queue string
 				attempt                 int
+				flowID                  *string
 			)
-			if err := rows.Scan(&id, &state, &attempt, &cause, &queue); err != nil {
+			if err := rows.Scan(&id, &state, &attempt, &cause, &queue, &flowID); err != nil {
 				rows.Close()
 				return false, fmt.Errorf("rescue: %w", err)
 			}
 			ch.Rescued(id, queue, store.State(state), attempt, cause)
+			if to := store.State(state); flowID != nil && to.Terminal() {
+				finished = append(finished, sqlbackend.Finished{TaskID: id, FlowID: *flowID, From: store.StateRunning, State: to})
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -209,7 +237,12 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 				return false, fmt.Errorf("rescue: remove dead nodes: %w", err)
 			}
 		}
-		return applyChange(ctx, tx, ch, nowUS)
+		notify, err := applyChange(ctx, tx, ch, nowUS)
+		if err != nil {
+			return false, err
+		}
+		woke, err := resolveFinished(ctx, tx, finished, nowUS)
+		return notify || woke, err
 	})
 	return n, err
 }

@@ -58,7 +58,7 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 			return false, fmt.Errorf("purge: %w", err)
 		}
 		rows, err := tx.Query(ctx, `DELETE FROM weft_tasks WHERE id IN (SELECT id FROM weft_tasks
-			WHERE id > $1 AND ($2::text IS NULL OR id <= $2)
+			WHERE id > $1 AND ($2::text IS NULL OR id <= $2) AND flow_id IS NULL
 			AND EXISTS (SELECT 1 FROM unnest($3::text[], $4::bigint[]) AS c(state, before)
 				WHERE weft_tasks.state = c.state AND weft_tasks.finalized_at < c.before)
 			LIMIT $5) RETURNING id, queue, state`,
@@ -86,6 +86,12 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 				return false, fmt.Errorf("purge events: %w", err)
 			}
 		}
+		// Flows go whole, members and all, once the flow is final and
+		// older than its cutoff; a few per call, as each may be large.
+		flowsDeleted, err := flows().PurgeFlows(ctx, pgxTx{tx}, plan, sqlbackend.FlowPurgeBatch, removed)
+		if err != nil {
+			return false, fmt.Errorf("purge: %w", err)
+		}
 		if err := applyCounts(ctx, tx, removed); err != nil {
 			return false, err
 		}
@@ -94,6 +100,9 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 			last = *end
 		}
 		res = plan.Result(p.After, len(ids), last)
+		if flowsDeleted == sqlbackend.FlowPurgeBatch {
+			res.Done = false
+		}
 		return false, nil
 	})
 	if err != nil {

@@ -25,7 +25,7 @@ var uniqueHeld = store.SQLList(store.KeyHoldingStates())
 // taskColumns is the column list every task read uses, in scanTask's order.
 const taskColumns = `id, kind, queue, args, priority, state, run_at, attempt, max_attempts,
 	attempt_timeout_us, errors, result, unique_key, metadata, lease_owner, lease_epoch,
-	lease_expires_at, cancel_requested, created_at, attempted_at, finalized_at`
+	lease_expires_at, cancel_requested, created_at, attempted_at, finalized_at, flow_id, flow_key`
 
 func scanTask(r sqlbackend.Row) (*store.Task, error) {
 	var (
@@ -33,15 +33,18 @@ func scanTask(r sqlbackend.Row) (*store.Task, error) {
 		state                              string
 		runAt, createdAt, timeoutUS        int64
 		errs, result, metadata             []byte
-		uniqueKey, owner                   *string
+		uniqueKey, owner, flowID, flowKey  *string
 		leaseExp, attemptedAt, finalizedAt *int64
 	)
 	if err := r.Scan(&t.ID, &t.Kind, &t.Queue, &t.Args, &t.Priority, &state, &runAt, &t.Attempt, &t.MaxAttempts,
 		&timeoutUS, &errs, &result, &uniqueKey, &metadata, &owner, &t.LeaseEpoch,
-		&leaseExp, &t.CancelRequested, &createdAt, &attemptedAt, &finalizedAt); err != nil {
+		&leaseExp, &t.CancelRequested, &createdAt, &attemptedAt, &finalizedAt, &flowID, &flowKey); err != nil {
 		return nil, err
 	}
 	t.State = store.State(state)
+	if flowID != nil && flowKey != nil {
+		t.FlowID, t.FlowKey = *flowID, *flowKey
+	}
 	t.RunAt, t.CreatedAt = fromMicros(runAt), fromMicros(createdAt)
 	t.AttemptTimeout = time.Duration(timeoutUS) * time.Microsecond
 	if len(errs) > 0 {
@@ -247,6 +250,7 @@ func insertTasks(ctx context.Context, tx execer, b store.Batch) ([]store.Enqueue
 		prios, maxAttempts           = make([]int32, n), make([]int32, n)
 		runAts, timeouts             = make([]int64, n), make([]int64, n)
 		uniqueKeys, metadata         = make([]*string, n), make([]*string, n)
+		states, flowKeys             = make([]string, n), make([]string, n)
 		added                        = store.CountMoves{}
 	)
 	for j, i := range fresh {
@@ -259,15 +263,34 @@ func insertTasks(ctx context.Context, tx execer, b store.Batch) ([]store.Enqueue
 			uniqueKeys[j] = &k
 		}
 		metadata[j] = nullText(t.Metadata)
-		added.Move(t.Queue, "", store.StatePending, 1)
+		states[j] = string(store.StatePending)
+		if b.Blocked(i) {
+			states[j] = string(store.StateBlocked)
+		}
+		if b.FlowID() != "" {
+			flowKeys[j] = b.FlowKey(i)
+		}
+		added.Move(t.Queue, "", store.State(states[j]), 1)
 	}
 	createdAt := micros(b.Now())
-	_, err := tx.Exec(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at, max_attempts,
+	var err error
+	if b.FlowID() == "" {
+		_, err = tx.Exec(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at, max_attempts,
 			attempt_timeout_us, unique_key, metadata, created_at)
 		SELECT id, kind, queue, args::jsonb, prio, 'pending', run_at, max_attempts, timeout, ukey, md::jsonb, $11
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::int[], $8::bigint[], $9::text[], $10::text[])
 			AS t(id, kind, queue, args, prio, run_at, max_attempts, timeout, ukey, md)`,
-		ids, kinds, queues, argsJSON, prios, runAts, maxAttempts, timeouts, uniqueKeys, metadata, createdAt)
+			ids, kinds, queues, argsJSON, prios, runAts, maxAttempts, timeouts, uniqueKeys, metadata, createdAt)
+	} else {
+		// Members of a flow carry their flow and key, and may start
+		// blocked; plain tasks keep the shorter statement.
+		_, err = tx.Exec(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at, max_attempts,
+			attempt_timeout_us, unique_key, metadata, created_at, flow_id, flow_key)
+		SELECT id, kind, queue, args::jsonb, prio, state, run_at, max_attempts, timeout, ukey, md::jsonb, $11, $12, fkey
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::int[], $8::bigint[], $9::text[], $10::text[], $13::text[], $14::text[])
+			AS t(id, kind, queue, args, prio, run_at, max_attempts, timeout, ukey, md, state, fkey)`,
+			ids, kinds, queues, argsJSON, prios, runAts, maxAttempts, timeouts, uniqueKeys, metadata, createdAt, b.FlowID(), states, flowKeys)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("insert tasks: %w", err)
 	}
@@ -334,7 +357,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 			lease_epoch = lease_epoch + 1 + (random() * 1073741823)::bigint,
 			lease_owner = $1, lease_expires_at = $2, attempted_at = ` + attemptedAt + `, resumable = NOT (kind = ANY($4::text[]))
 		WHERE id IN (` + strings.Join(unions, " UNION ALL ") + `)
-		RETURNING id, kind, queue, args, priority, run_at, attempt, max_attempts, attempt_timeout_us, errors, metadata, lease_epoch, created_at),` + started + `
+		RETURNING id, kind, queue, args, priority, run_at, attempt, max_attempts, attempt_timeout_us, errors, metadata, lease_epoch, created_at, flow_id, flow_key),` + started + `
 		moved AS (INSERT INTO weft_count_deltas (queue, state, n)
 			SELECT g.queue, m.state, m.n FROM (SELECT queue, count(*) AS n FROM claimed GROUP BY queue) g,
 				LATERAL (VALUES ('` + string(store.StatePending) + `', -g.n), ('` + string(store.StateRunning) + `', g.n)) AS m(state, n))
@@ -380,10 +403,14 @@ func (s *Store) claimBatch(ctx context.Context, batch *pgx.Batch, owner string, 
 			t                         store.Task
 			runAt, createdAt, timeout int64
 			errs, metadata            []byte
+			flowID, flowKey           *string
 		)
 		if err := rows.Scan(&t.ID, &t.Kind, &t.Queue, &t.Args, &t.Priority, &runAt, &t.Attempt, &t.MaxAttempts,
-			&timeout, &errs, &metadata, &t.LeaseEpoch, &createdAt); err != nil {
+			&timeout, &errs, &metadata, &t.LeaseEpoch, &createdAt, &flowID, &flowKey); err != nil {
 			return nil, fmt.Errorf("claim: %w", err)
+		}
+		if flowID != nil && flowKey != nil {
+			t.FlowID, t.FlowKey = *flowID, *flowKey
 		}
 		if len(errs) > 0 {
 			if err := json.Unmarshal(errs, &t.Errors); err != nil {
@@ -409,7 +436,10 @@ func (s *Store) claimBatch(ctx context.Context, batch *pgx.Batch, owner string, 
 }
 
 // Finish implements store.Store: one UPDATE … FROM unnest(…) for the batch,
-// fenced on (id, epoch, running).
+// fenced on (id, epoch, running). Outcomes of flow members, whose final
+// states resolve their dependents in the same transaction, are left by
+// that statement to a second one in a transaction of their own: plain
+// tasks keep their one round trip.
 func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.FinishResult, error) {
 	if len(outcomes) == 0 {
 		return nil, nil
@@ -417,6 +447,89 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 	if err := store.CheckOutcomes(outcomes); err != nil {
 		return nil, err
 	}
+	nowUS := micros(s.now())
+	args, notify, err := finishArgs(outcomes, nowUS)
+	if err != nil {
+		return nil, err
+	}
+	batch := &pgx.Batch{}
+	batch.Queue(finishSQL(" AND t.flow_id IS NULL"), args...)
+	if notify {
+		batch.Queue("NOTIFY " + s.channel)
+	}
+	applied, err := s.finishBatch(ctx, batch, len(outcomes))
+	if err != nil {
+		return nil, classify(err)
+	}
+	if notify && s.opts.PollOnly {
+		s.wake.Notify()
+	}
+	if rest := unappliedOutcomes(outcomes, applied); len(rest) > 0 {
+		if err := s.finishMembers(ctx, rest, nowUS, applied); err != nil {
+			return nil, err
+		}
+	}
+	var missing map[string]bool
+	if ids := store.Unapplied(outcomes, applied); len(ids) > 0 {
+		// Refused outcomes are rare: telling a stale epoch from a task
+		// that is gone costs a read only then.
+		if missing, err = s.missingTasks(ctx, ids); err != nil {
+			return nil, err
+		}
+	}
+	out, _ := store.ReconcileFinish(outcomes, applied, missing)
+	return out, nil
+}
+
+// unappliedOutcomes lists the outcomes whose lease is not in applied.
+func unappliedOutcomes(outcomes []store.Outcome, applied map[store.LeaseKey]store.FinishedRow) []store.Outcome {
+	var rest []store.Outcome
+	for _, o := range outcomes {
+		if _, ok := applied[store.LeaseKey{TaskID: o.TaskID, Epoch: o.Epoch}]; !ok {
+			rest = append(rest, o)
+		}
+	}
+	return rest
+}
+
+// finishMembers records outcomes the first statement left — flow
+// members', and refused ones, which it refuses again — and resolves the
+// members' dependents, in one transaction; what it wrote is added to
+// applied.
+func (s *Store) finishMembers(ctx context.Context, outcomes []store.Outcome, nowUS int64, applied map[store.LeaseKey]store.FinishedRow) error {
+	args, _, err := finishArgs(outcomes, nowUS)
+	if err != nil {
+		return err
+	}
+	var wrote map[store.LeaseKey]store.FinishedRow
+	err = s.flowTx(ctx, func(tx pgx.Tx) (bool, error) {
+		rows, err := tx.Query(ctx, finishSQL(""), args...)
+		if err != nil {
+			return false, fmt.Errorf("finish: %w", err)
+		}
+		wrote, err = scanFinished(rows, len(outcomes))
+		if err != nil {
+			return false, err
+		}
+		notify := false
+		for _, row := range wrote {
+			notify = notify || row.State == store.StatePending
+		}
+		woke, err := resolveFinished(ctx, tx, sqlbackend.FinishedMembers(wrote), nowUS)
+		return notify || woke, err
+	})
+	if err != nil {
+		return err
+	}
+	for k, row := range wrote {
+		applied[k] = row
+	}
+	return nil
+}
+
+// finishArgs are the arguments of finishSQL for outcomes, sent in id
+// order, and whether any outcome may make work ready.
+func finishArgs(outcomes []store.Outcome, nowUS int64) (args []any, notify bool, err error) {
 	n := len(outcomes)
 	var (
 		ids, states       = make([]string, n), make([]string, n)
@@ -427,7 +540,6 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 	// The rows are sent, and so locked, in id order, as ExtendLeases locks
 	// them: concurrent renewals and batches of outcomes never deadlock.
 	events, eventData, startedAts := make([]string, n), make([]*string, n), make([]*int64, n)
-	notify := false
 	order := make([]int, n)
 	for i := range order {
 		order[i] = i
@@ -439,7 +551,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 		if o.Error != nil {
 			b, err := json.Marshal(o.Error)
 			if err != nil {
-				return nil, fmt.Errorf("encode attempt error: %w", err)
+				return nil, false, fmt.Errorf("encode attempt error: %w", err)
 			}
 			errsJSON[i] = nullText(b)
 		}
@@ -458,13 +570,17 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 		// Only a pending outcome can make work ready.
 		notify = notify || o.State == store.StatePending
 	}
-	// One statement records the outcomes, their events (as
-	// store.ReconcileFinish decides them: the outcome's own, or cancelled
-	// when a cancel request won over a retry; a refunded attempt's event
-	// names the attempt that ran) and the counter moves; with the NOTIFY in
-	// the same batch, a finish is one round trip (it was five or six).
-	batch := &pgx.Batch{}
-	batch.Queue(`WITH done AS (UPDATE weft_tasks t SET
+	return []any{ids, epochs, states, results, errsJSON, runAts, refunds, nowUS, events, eventData, startedAts}, notify, nil
+}
+
+// finishSQL records outcomes (finishArgs), their events (as
+// store.ReconcileFinish decides them: the outcome's own, or cancelled when
+// a cancel request won over a retry; a refunded attempt's event names the
+// attempt that ran) and the counter moves in one statement; with the
+// NOTIFY in the same batch, a finish is one round trip (it was five or
+// six). filter narrows the tasks it may write.
+func finishSQL(filter string) string {
+	return `WITH done AS (UPDATE weft_tasks t SET
 			state = CASE WHEN v.state = 'pending' AND t.cancel_requested THEN 'cancelled' ELSE v.state END,
 			result = coalesce(v.result::jsonb, t.result),
 			errors = CASE WHEN v.err IS NULL THEN t.errors ELSE coalesce(t.errors, '[]'::jsonb) || jsonb_build_array(v.err::jsonb) END,
@@ -476,42 +592,21 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 			finalized_at = CASE WHEN v.state = 'pending' AND NOT t.cancel_requested THEN NULL ELSE $8::bigint END
 			FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[], $9::text[], $10::text[], $11::bigint[])
 				AS v(id, epoch, state, result, err, run_at, refund, event, event_data, started_at)
-			WHERE t.id = v.id AND t.lease_epoch = v.epoch AND t.state = 'running'
-			RETURNING t.id, t.lease_epoch, t.state, t.attempt, t.queue, v.state AS asked, v.refund, v.event, v.event_data, v.started_at),
+			WHERE t.id = v.id AND t.lease_epoch = v.epoch AND t.state = 'running'` + filter + `
+			RETURNING t.id, t.lease_epoch, t.state, t.attempt, t.queue, t.flow_id, v.state AS asked, v.refund, v.event, v.event_data, v.started_at),
 		logged AS (INSERT INTO weft_events (task_id, type, attempt, at, data)
 			SELECT id, type, attempt, at, data FROM (
-				SELECT id, 0 AS ord, '`+string(store.EventStarted)+`' AS type, attempt + refund AS attempt, started_at AS at, NULL::jsonb AS data
+				SELECT id, 0 AS ord, '` + string(store.EventStarted) + `' AS type, attempt + refund AS attempt, started_at AS at, NULL::jsonb AS data
 				FROM done WHERE started_at IS NOT NULL
 				UNION ALL
-				SELECT id, 1, CASE WHEN state = asked THEN event ELSE '`+string(store.EventCancelled)+`' END, attempt + refund, $8,
+				SELECT id, 1, CASE WHEN state = asked THEN event ELSE '` + string(store.EventCancelled) + `' END, attempt + refund, $8,
 					CASE WHEN state = asked THEN event_data::jsonb END
 				FROM done) e
 			ORDER BY id, ord),
 		moved AS (INSERT INTO weft_count_deltas (queue, state, n)
-			SELECT queue, '`+string(store.StateRunning)+`', -count(*) FROM done GROUP BY queue
+			SELECT queue, '` + string(store.StateRunning) + `', -count(*) FROM done GROUP BY queue
 			UNION ALL SELECT queue, state, count(*) FROM done GROUP BY queue, state)
-		SELECT id, lease_epoch, state, attempt, queue FROM done`,
-		ids, epochs, states, results, errsJSON, runAts, refunds, micros(s.now()), events, eventData, startedAts)
-	if notify {
-		batch.Queue("NOTIFY " + s.channel)
-	}
-	applied, err := s.finishBatch(ctx, batch, n)
-	if err != nil {
-		return nil, classify(err)
-	}
-	if notify && s.opts.PollOnly {
-		s.wake.Notify()
-	}
-	var missing map[string]bool
-	if ids := store.Unapplied(outcomes, applied); len(ids) > 0 {
-		// Refused outcomes are rare: telling a stale epoch from a task
-		// that is gone costs a read only then.
-		if missing, err = s.missingTasks(ctx, ids); err != nil {
-			return nil, err
-		}
-	}
-	out, _ := store.ReconcileFinish(outcomes, applied, missing)
-	return out, nil
+		SELECT id, lease_epoch, state, attempt, queue, flow_id FROM done`
 }
 
 // finishBatch sends a finish's batch and reads what it wrote.
@@ -522,27 +617,40 @@ func (s *Store) finishBatch(ctx context.Context, batch *pgx.Batch, n int) (map[s
 	if err != nil {
 		return nil, fmt.Errorf("finish: %w", err)
 	}
+	applied, err := scanFinished(rows, n)
+	if err != nil {
+		return nil, err
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("finish: %w", err)
+	}
+	return applied, nil
+}
+
+// scanFinished reads the rows finishSQL wrote, and closes them.
+func scanFinished(rows pgx.Rows, n int) (map[store.LeaseKey]store.FinishedRow, error) {
 	defer rows.Close()
 	applied := make(map[store.LeaseKey]store.FinishedRow, n)
 	for rows.Next() {
 		var (
-			k     store.LeaseKey
-			row   store.FinishedRow
-			state string
+			k      store.LeaseKey
+			row    store.FinishedRow
+			state  string
+			flowID *string
 		)
-		if err := rows.Scan(&k.TaskID, &k.Epoch, &state, &row.Attempt, &row.Queue); err != nil {
+		if err := rows.Scan(&k.TaskID, &k.Epoch, &state, &row.Attempt, &row.Queue, &flowID); err != nil {
 			return nil, fmt.Errorf("finish: %w", err)
 		}
 		row.State = store.State(state)
+		if flowID != nil {
+			row.FlowID = *flowID
+		}
 		applied[k] = row
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("finish: %w", err)
 	}
 	rows.Close()
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("finish: %w", err)
-	}
 	return applied, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/internal/sqlbackend"
 )
 
 // finishSQL records a batch of outcomes, each under its epoch, in one
@@ -28,7 +29,7 @@ const finishSQL = `UPDATE weft_tasks SET
 	finalized_at = CASE WHEN v.column3 = 'pending' AND cancel_requested = 0 THEN NULL ELSE ?1 END
 	FROM (VALUES %s) AS v
 	WHERE weft_tasks.id = v.column1 AND weft_tasks.lease_epoch = v.column2 AND weft_tasks.state = 'running'
-	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt, weft_tasks.queue`
+	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt, weft_tasks.queue, weft_tasks.flow_id`
 
 // completeSQL is finishSQL for the common case, completions, whose VALUES
 // rows are only (id, epoch, result, started_at): half the arguments and no
@@ -38,7 +39,7 @@ const completeSQL = `UPDATE weft_tasks SET
 	lease_expires_at = NULL, finalized_at = ?1
 	FROM (VALUES %s) AS v
 	WHERE weft_tasks.id = v.column1 AND weft_tasks.lease_epoch = v.column2 AND weft_tasks.state = 'running'
-	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt, weft_tasks.queue`
+	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt, weft_tasks.queue, weft_tasks.flow_id`
 
 // finishChunk bounds the outcomes of one finish statement.
 const finishChunk = 128
@@ -129,9 +130,13 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 		if err != nil {
 			return err
 		}
+		finished := sqlbackend.FinishedMembers(applied)
 		var ch store.Change
 		results, ch = store.ReconcileFinish(outcomes, applied, missing)
-		return applyChange(q, ch, nowUS)
+		if err := applyChange(q, ch, nowUS); err != nil {
+			return err
+		}
+		return resolveFinished(q, finished, nowUS)
 	})
 	if err != nil {
 		return nil, err
@@ -142,7 +147,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 func finishRows(q *execer, query string, a args, applied map[store.LeaseKey]store.FinishedRow) error {
 	err := q.rawQuery(query, a, func(v []driver.Value) error {
 		applied[store.LeaseKey{TaskID: asString(v[0]), Epoch: asInt64(v[1])}] = store.FinishedRow{
-			State: store.State(asString(v[2])), Attempt: int(asInt64(v[3])), Queue: asString(v[4])}
+			State: store.State(asString(v[2])), Attempt: int(asInt64(v[3])), Queue: asString(v[4]), FlowID: asString(v[5])}
 		return nil
 	})
 	if err != nil {

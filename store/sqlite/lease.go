@@ -92,6 +92,7 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 		if err != nil {
 			return fmt.Errorf("cancel: %w", err)
 		}
+		from := t.State
 		action, ch, err := store.PlanCancel(t, fromMicros(nowUS))
 		if err != nil {
 			return err
@@ -105,7 +106,13 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 		if err != nil {
 			return fmt.Errorf("cancel: %w", err)
 		}
-		return applyChange(q, ch, nowUS)
+		if err := applyChange(q, ch, nowUS); err != nil {
+			return err
+		}
+		if action == store.CancelNow && t.FlowID != "" {
+			return resolveFinished(q, []sqlbackend.Finished{{TaskID: t.ID, FlowID: t.FlowID, From: from, State: t.State}}, nowUS)
+		}
+		return nil
 	})
 	return store.TaskResult(t, err, store.ErrAlreadyFinished)
 }
@@ -124,6 +131,22 @@ func (s *Store) Retry(ctx context.Context, taskID string) (*store.Task, error) {
 		}
 		if err != nil {
 			return fmt.Errorf("retry: %w", err)
+		}
+		if t.FlowID != "" {
+			// A member is retried with what its failure skipped or
+			// cancelled downstream.
+			ch, err := flows().Reopen(context.Background(), sqlTx{q.conn}, t.FlowID, []string{t.ID}, fromMicros(nowUS))
+			if err != nil {
+				return err
+			}
+			if err := applyChange(q, ch, nowUS); err != nil {
+				return err
+			}
+			t, err = scanTask(q.queryRow("SELECT "+taskColumns+" FROM weft_tasks WHERE id = +?", taskID))
+			if err != nil {
+				return fmt.Errorf("retry: %w", err)
+			}
+			return nil
 		}
 		var holder string
 		if t.UniqueKey != "" {
@@ -157,6 +180,7 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 	err := s.writer.do(ctx, func(q *execer) error {
 		n = 0
 		var ch store.Change
+		var finished []sqlbackend.Finished
 		// SET sees the row as it was: the reason is decided from the old
 		// lease, and RETURNING reads it back from the error it wrote.
 		err := q.rawQuery(`UPDATE weft_tasks SET
@@ -174,10 +198,14 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 			finalized_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts OR resumable = 0 THEN ?1 END
 			WHERE rowid IN (SELECT rowid FROM weft_tasks WHERE state = 'running' AND (lease_expires_at < +?1
 				OR lease_owner IN (SELECT id FROM weft_nodes WHERE heartbeat_at < +?3)) LIMIT `+strconv.Itoa(limit)+`)
-			RETURNING id, state, attempt, json_extract(errors, '$[#-1].error'), queue`,
+			RETURNING id, state, attempt, json_extract(errors, '$[#-1].error'), queue, flow_id`,
 			args{{Ordinal: 1, Value: nowUS}, {Ordinal: 2, Value: string(at)}, {Ordinal: 3, Value: deadBefore}},
 			func(v []driver.Value) error {
-				ch.Rescued(asString(v[0]), asString(v[4]), store.State(asString(v[1])), int(asInt64(v[2])), asString(v[3]))
+				to := store.State(asString(v[1]))
+				ch.Rescued(asString(v[0]), asString(v[4]), to, int(asInt64(v[2])), asString(v[3]))
+				if flowID := asString(v[5]); flowID != "" && to.Terminal() {
+					finished = append(finished, sqlbackend.Finished{TaskID: asString(v[0]), FlowID: flowID, From: store.StateRunning, State: to})
+				}
 				return nil
 			})
 		if err != nil {
@@ -190,7 +218,10 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 				return fmt.Errorf("rescue: remove dead nodes: %w", err)
 			}
 		}
-		return applyChange(q, ch, nowUS)
+		if err := applyChange(q, ch, nowUS); err != nil {
+			return err
+		}
+		return resolveFinished(q, finished, nowUS)
 	})
 	return n, err
 }

@@ -72,7 +72,7 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 		ids := []byte{'['}
 		removed := store.CountMoves{}
 		err = q.rawQuery(`DELETE FROM weft_tasks WHERE rowid IN (SELECT rowid FROM weft_tasks
-			WHERE id > +?`+bound+` AND (`+strings.Join(conds, " OR ")+`) LIMIT `+strconv.Itoa(plan.Limit)+`) RETURNING id, queue, state`,
+			WHERE id > +?`+bound+` AND flow_id IS NULL AND (`+strings.Join(conds, " OR ")+`) LIMIT `+strconv.Itoa(plan.Limit)+`) RETURNING id, queue, state`,
 			a, func(v []driver.Value) error {
 				if deleted > 0 {
 					ids = append(ids, ',')
@@ -82,6 +82,12 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 				deleted++
 				return nil
 			})
+		if err != nil {
+			return fmt.Errorf("purge: %w", err)
+		}
+		// Flows go whole, members and all, once the flow is final and
+		// older than its cutoff; a few per call, as each may be large.
+		flowsDeleted, err := flows().PurgeFlows(context.Background(), sqlTx{q.conn}, plan, sqlbackend.FlowPurgeBatch, removed)
 		if err != nil {
 			return fmt.Errorf("purge: %w", err)
 		}
@@ -96,6 +102,9 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 			}
 		}
 		res = plan.Result(p.After, deleted, end)
+		if flowsDeleted == sqlbackend.FlowPurgeBatch {
+			res.Done = false
+		}
 		return nil
 	})
 	if err != nil {

@@ -26,7 +26,7 @@ type dbtx interface {
 // in the order scanTask expects.
 const taskColumns = `id, kind, queue, args, priority, state, run_at, attempt, max_attempts,
 	attempt_timeout_us, errors, result, unique_key, metadata, lease_owner, lease_epoch,
-	lease_expires_at, cancel_requested, created_at, attempted_at, finalized_at`
+	lease_expires_at, cancel_requested, created_at, attempted_at, finalized_at, flow_id, flow_key`
 
 // uniqueHeld is the condition that a task holds its unique key, spelled as
 // the partial unique index spells it, so that SQLite uses the index.
@@ -60,13 +60,13 @@ func scanTask(r sqlbackend.Row) (*store.Task, error) {
 		state                              string
 		runAt, createdAt, timeoutUS        int64
 		errs, result, metadata             []byte
-		uniqueKey, owner                   sql.NullString
+		uniqueKey, owner, flowID, flowKey  sql.NullString
 		leaseExp, attemptedAt, finalizedAt sql.NullInt64
 		cancelRequested                    int
 	)
 	if err := r.Scan(&t.ID, &t.Kind, &t.Queue, &t.Args, &t.Priority, &state, &runAt, &t.Attempt, &t.MaxAttempts,
 		&timeoutUS, &errs, &result, &uniqueKey, &metadata, &owner, &t.LeaseEpoch,
-		&leaseExp, &cancelRequested, &createdAt, &attemptedAt, &finalizedAt); err != nil {
+		&leaseExp, &cancelRequested, &createdAt, &attemptedAt, &finalizedAt, &flowID, &flowKey); err != nil {
 		return nil, err
 	}
 	t.State = store.State(state)
@@ -90,13 +90,14 @@ func scanTask(r sqlbackend.Row) (*store.Task, error) {
 	t.CreatedAt = fromMicros(createdAt)
 	t.AttemptedAt = nullMicros(attemptedAt)
 	t.FinalizedAt = nullMicros(finalizedAt)
+	t.FlowID, t.FlowKey = flowID.String, flowKey.String
 	return &t, nil
 }
 
 // claimColumns is what a claim returns: only what a worker needs and the
 // claim did not itself decide. Every column costs the writer a conversion.
 const claimColumns = `rowid, id, kind, queue, args, priority, run_at, attempt, max_attempts,
-	attempt_timeout_us, errors, metadata, lease_epoch, created_at`
+	attempt_timeout_us, errors, metadata, lease_epoch, created_at, flow_id, flow_key`
 
 // claimedTask reads a claimColumns row; lease fields come from the claim.
 func claimedTask(v []driver.Value, owner string, expires, attempted time.Time) (*store.Task, error) {
@@ -114,6 +115,9 @@ func claimedTask(v []driver.Value, owner string, expires, attempted time.Time) (
 	}
 	if md := asBytes(v[11]); len(md) > 0 {
 		t.Metadata = md
+	}
+	if v[14] != nil {
+		t.FlowID, t.FlowKey = asString(v[14]), asString(v[15])
 	}
 	return t, nil
 }
@@ -265,19 +269,31 @@ func insertTasks(ctx context.Context, db dbtx, b store.Batch) ([]store.EnqueueRe
 	createdAt := micros(b.Now())
 	added := store.CountMoves{}
 	for _, i := range fresh {
-		added.Move(b.Task(i).Queue, "", store.StatePending, 1)
+		added.Move(b.Task(i).Queue, "", memberState(b, i), 1)
+	}
+	// Members of a flow carry their flow and key, and may start blocked:
+	// plain tasks keep the shorter statement.
+	columns, row, width := "", "(?,?,?,?,?,'pending',?,?,?,?,?,?)", 11
+	if b.FlowID() != "" {
+		columns, row, width = ", flow_id, flow_key", "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 14
 	}
 	for len(fresh) > 0 {
 		n := min(len(fresh), insertChunk)
-		args := make([]any, 0, n*11)
+		args := make([]any, 0, n*width)
 		for _, i := range fresh[:n] {
 			t := b.Task(i)
+			if b.FlowID() != "" {
+				args = append(args, t.ID, t.Kind, t.Queue, []byte(t.Args), t.Priority, string(memberState(b, i)), micros(t.RunAt),
+					t.MaxAttempts, t.AttemptTimeout.Microseconds(), nullString(t.UniqueKey), nullBytes(t.Metadata), createdAt,
+					b.FlowID(), b.FlowKey(i))
+				continue
+			}
 			args = append(args, t.ID, t.Kind, t.Queue, []byte(t.Args), t.Priority, micros(t.RunAt),
 				t.MaxAttempts, t.AttemptTimeout.Microseconds(), nullString(t.UniqueKey), nullBytes(t.Metadata), createdAt)
 		}
 		r, err := db.ExecContext(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at,
-			max_attempts, attempt_timeout_us, unique_key, metadata, created_at) VALUES `+
-			repeatRows(n, "(?,?,?,?,?,'pending',?,?,?,?,?,?)"), args...)
+			max_attempts, attempt_timeout_us, unique_key, metadata, created_at`+columns+`) VALUES `+
+			repeatRows(n, row), args...)
 		if err != nil {
 			return nil, fmt.Errorf("insert tasks: %w", err)
 		}
@@ -299,4 +315,12 @@ func insertTasks(ctx context.Context, db dbtx, b store.Batch) ([]store.EnqueueRe
 		return nil, err
 	}
 	return res, nil
+}
+
+// memberState is the state the i-th task of b starts in.
+func memberState(b store.Batch, i int) store.State {
+	if b.Blocked(i) {
+		return store.StateBlocked
+	}
+	return store.StatePending
 }

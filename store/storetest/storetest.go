@@ -51,6 +51,7 @@ var groups = []struct {
 	{"operator", operatorCases, true},
 	{"coordinator", coordinatorCases, true},
 	{"schedule", scheduleCases, true},
+	{"flow", flowCases, true},
 	{"engine", engineCases, true},
 	{"process", processCases, false},
 }

@@ -1,0 +1,209 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/weftworks/weft/store"
+	"github.com/weftworks/weft/store/internal/sqlbackend"
+)
+
+// flows are the shared flow statements in SQLite's dialect: its
+// placeholders are already ?, and its one writer needs no row locks.
+func flows() sqlbackend.FlowStore {
+	return sqlbackend.NewFlowStore(&sqlbackend.Dialect{
+		Bind:       func(q string) string { return q },
+		JSON:       "?",
+		InsertRows: insertRows,
+	})
+}
+
+// insertRows writes rows into table in multi-row INSERTs.
+func insertRows(ctx context.Context, tx sqlbackend.Tx, table string, columns []string, rows [][]any) error {
+	for len(rows) > 0 {
+		n := min(len(rows), insertChunk)
+		a := make([]any, 0, n*len(columns))
+		for _, r := range rows[:n] {
+			a = append(a, r...)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO "+table+" ("+strings.Join(columns, ", ")+") VALUES "+placeholders(n, len(columns)), a...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+// sqlTx runs the shared statements on a database/sql connection or
+// transaction.
+type sqlTx struct{ db dbtx }
+
+func (t sqlTx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	r, err := t.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return r.RowsAffected()
+}
+
+func (t sqlTx) Query(ctx context.Context, query string, args ...any) (sqlbackend.Rows, error) {
+	rows, err := t.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return stdRows{rows}, nil
+}
+
+func (t sqlTx) QueryRow(ctx context.Context, query string, args ...any) sqlbackend.Row {
+	return t.db.QueryRowContext(ctx, query, args...)
+}
+
+type stdRows struct{ *sql.Rows }
+
+func (r stdRows) Close() { _ = r.Rows.Close() }
+
+// EnqueueFlow implements store.Store.
+func (s *Store) EnqueueFlow(ctx context.Context, f store.NewFlow) (store.FlowResult, error) {
+	fb, err := store.PrepareFlow(f, s.opts.Limits, s.now())
+	if err != nil {
+		return store.FlowResult{}, err
+	}
+	var res store.FlowResult
+	err = s.writer.do(ctx, func(q *execer) error {
+		var err error
+		res, err = insertFlow(context.Background(), q.conn, fb)
+		q.wake = err == nil
+		return err
+	})
+	return res, err
+}
+
+// EnqueueFlowTx implements store.TxEnqueuer.
+func (e txEnqueuer) EnqueueFlowTx(ctx context.Context, txAny any, f store.NewFlow) (store.FlowResult, error) {
+	tx, ok := txAny.(*sql.Tx)
+	if !ok {
+		return store.FlowResult{}, fmt.Errorf("sqlite: %T: %w", txAny, store.ErrTxUnsupported)
+	}
+	if tx == nil {
+		return store.FlowResult{}, &store.ValidationError{Index: -1, Field: "tx", Message: "must not be nil"}
+	}
+	fb, err := store.PrepareFlow(f, e.s.opts.Limits, e.s.now())
+	if err != nil {
+		return store.FlowResult{}, err
+	}
+	return insertFlow(ctx, tx, fb)
+}
+
+// insertFlow writes a prepared flow: its tasks, then its own rows.
+func insertFlow(ctx context.Context, db dbtx, fb store.FlowBatch) (store.FlowResult, error) {
+	res, err := insertTasks(ctx, db, fb.Tasks)
+	if err != nil {
+		return store.FlowResult{}, err
+	}
+	out, err := store.FlowTasks(fb, res)
+	if err != nil {
+		return out, err
+	}
+	return out, flows().InsertFlow(ctx, sqlTx{db}, fb)
+}
+
+// Flow implements store.Store.
+func (s *Store) Flow(ctx context.Context, id string) (*store.Flow, error) {
+	return flows().Flow(ctx, sqlbackend.StdDB(s.rdb), id, s.now())
+}
+
+// ListFlows implements store.Store.
+func (s *Store) ListFlows(ctx context.Context, p store.FlowListParams) ([]*store.Flow, error) {
+	return flows().ListFlows(ctx, sqlbackend.StdDB(s.rdb), p, s.now())
+}
+
+// FlowMembers implements store.Store.
+func (s *Store) FlowMembers(ctx context.Context, id string) ([]store.FlowMember, error) {
+	return flows().FlowMembers(ctx, sqlbackend.StdDB(s.rdb), id)
+}
+
+// FlowEvents implements store.Store.
+func (s *Store) FlowEvents(ctx context.Context, id string, after int64, limit int) ([]store.Event, error) {
+	return flows().FlowEvents(ctx, sqlbackend.StdDB(s.rdb), id, after, limit)
+}
+
+// Parents implements store.Store.
+func (s *Store) Parents(ctx context.Context, taskID string) ([]store.ParentOutcome, error) {
+	return flows().Parents(ctx, sqlbackend.StdDB(s.rdb), taskID)
+}
+
+// CancelFlow implements store.Store.
+func (s *Store) CancelFlow(ctx context.Context, id string) (*store.Flow, error) {
+	now := s.now()
+	err := s.writer.do(ctx, func(q *execer) error {
+		tx := sqlTx{q.conn}
+		ch, cancelled, err := flows().CancelFlow(context.Background(), tx, id, now)
+		if err != nil {
+			return err
+		}
+		resolved, err := flows().Resolve(context.Background(), tx, cancelled, now)
+		if err != nil {
+			return err
+		}
+		return applyChange(q, ch.Merge(resolved), micros(now))
+	})
+	if err != nil && !errors.Is(err, store.ErrAlreadyFinished) {
+		return nil, err
+	}
+	f, rerr := s.Flow(ctx, id)
+	if rerr != nil {
+		return nil, rerr
+	}
+	return f, err
+}
+
+// RetryFlow implements store.Store.
+func (s *Store) RetryFlow(ctx context.Context, id string) (*store.Flow, error) {
+	now := s.now()
+	err := s.writer.do(ctx, func(q *execer) error {
+		ch, err := flows().Reopen(context.Background(), sqlTx{q.conn}, id, nil, now)
+		if err != nil {
+			return err
+		}
+		return applyChange(q, ch, micros(now))
+	})
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return nil, err
+	}
+	f, rerr := s.Flow(ctx, id)
+	if rerr != nil {
+		return nil, rerr
+	}
+	return f, err
+}
+
+// AddMembers implements store.Store.
+func (s *Store) AddMembers(ctx context.Context, taskID string, epoch int64, members []store.NewFlowMember) (store.FlowResult, error) {
+	now := s.now()
+	var res store.FlowResult
+	err := s.writer.do(ctx, func(q *execer) error {
+		var err error
+		res, err = flows().AddMembers(context.Background(), sqlTx{q.conn}, taskID, epoch, members, s.opts.Limits, now,
+			func(b store.Batch) ([]store.EnqueueResult, error) { return insertTasks(context.Background(), q.conn, b) })
+		q.wake = err == nil
+		return err
+	})
+	return res, err
+}
+
+// resolveFinished applies flow members' final outcomes to their flows in
+// the writer's transaction.
+func resolveFinished(q *execer, finished []sqlbackend.Finished, nowUS int64) error {
+	if len(finished) == 0 {
+		return nil
+	}
+	ch, err := flows().Resolve(context.Background(), sqlTx{q.conn}, finished, fromMicros(nowUS))
+	if err != nil {
+		return err
+	}
+	return applyChange(q, ch, nowUS)
+}
+
