@@ -187,7 +187,9 @@ func (s *Store) AddMembers(ctx context.Context, taskID string, epoch int64, memb
 	err := s.writer.do(ctx, func(q *execer) error {
 		var err error
 		res, err = flows().AddMembers(context.Background(), sqlTx{q.conn}, taskID, epoch, members, s.opts.Limits, now,
-			func(b store.Batch) ([]store.EnqueueResult, error) { return insertTasks(context.Background(), q.conn, b) })
+			func(b store.Batch) ([]store.EnqueueResult, error) {
+				return insertTasks(context.Background(), q.conn, b)
+			})
 		q.wake = err == nil
 		return err
 	})
@@ -206,4 +208,3 @@ func resolveFinished(q *execer, finished []sqlbackend.Finished, nowUS int64) err
 	}
 	return applyChange(q, ch, nowUS)
 }
-
