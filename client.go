@@ -187,6 +187,7 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 	eng, err := engine.New(engine.Config{
 		Store:            c.st,
+		Flows:            c.st,
 		Owner:            c.nodeID,
 		Queues:           queues,
 		Kinds:            c.cfg.Workers.kinds,
@@ -243,10 +244,13 @@ func (c *Client) Stop(ctx context.Context) error {
 // Task states.
 const (
 	StatePending   = store.StatePending
+	StateBlocked   = store.StateBlocked
 	StateRunning   = store.StateRunning
+	StateWaiting   = store.StateWaiting
 	StateCompleted = store.StateCompleted
 	StateFailed    = store.StateFailed
 	StateCancelled = store.StateCancelled
+	StateSkipped   = store.StateSkipped
 )
 
 type (

@@ -47,6 +47,10 @@ type Task[T TaskArgs] struct {
 	CreatedAt   time.Time
 	// Errors are the errors of earlier attempts, oldest first.
 	Errors []AttemptError
+	// FlowID and FlowKey place a flow step in its flow; both are empty
+	// for a task enqueued alone.
+	FlowID  string
+	FlowKey string
 
 	exec   *engine.Execution
 	result json.RawMessage
@@ -136,7 +140,7 @@ func AddWorker[T TaskArgs](ws *Workers, w Worker[T], opts ...WorkerOption) {
 		t := &Task[T]{
 			ID: st.ID, Kind: st.Kind, Queue: st.Queue, Priority: st.Priority,
 			Attempt: st.Attempt, MaxAttempts: st.MaxAttempts, Metadata: st.Metadata,
-			CreatedAt: st.CreatedAt, Errors: st.Errors, exec: x,
+			CreatedAt: st.CreatedAt, Errors: st.Errors, FlowID: st.FlowID, FlowKey: st.FlowKey, exec: x,
 		}
 		if err := json.Unmarshal(st.Args, &t.Args); err != nil {
 			return engine.Verdict{Action: engine.Fail, Err: fmt.Errorf("decode args of kind %q: %w", kind, err)}

@@ -82,6 +82,9 @@ type Config struct {
 	// Store is where an engine in the process that owns it claims tasks
 	// and records their outcomes.
 	Store store.Runner
+	// Flows, with Store, lets handlers read their parents and add members
+	// to their flows.
+	Flows store.Flows
 	// Source, when set, takes the place of Store: `weft worker`'s is a
 	// Weft server's HTTP API.
 	Source Source
@@ -203,7 +206,7 @@ func New(cfg Config) (*Engine, error) {
 	case src == nil && cfg.Store == nil:
 		return nil, errors.New("engine: no store")
 	case src == nil:
-		src = &storeSource{Runner: cfg.Store}
+		src = &storeSource{Runner: cfg.Store, flows: cfg.Flows}
 	case cfg.Store != nil:
 		return nil, errors.New("engine: both a store and a source")
 	}

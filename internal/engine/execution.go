@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -21,6 +22,28 @@ type Execution struct {
 // lease. It fails with store.ErrLeaseLost once the lease is gone.
 func (x *Execution) Progress(ctx context.Context, data json.RawMessage) error {
 	return x.src.Progress(ctx, x.Task.ID, x.Task.LeaseEpoch, data)
+}
+
+// ErrNoFlows is returned by an execution's flow methods when its source
+// cannot reach flows (a remote worker's server claims only).
+var ErrNoFlows = errors.New("this worker's source does not serve flows")
+
+// Parents reads the outcomes of the parents of the task, a flow member.
+func (x *Execution) Parents(ctx context.Context) ([]store.ParentOutcome, error) {
+	fs, ok := x.src.(FlowSource)
+	if !ok {
+		return nil, ErrNoFlows
+	}
+	return fs.Parents(ctx, x.Task.ID)
+}
+
+// AddMembers adds members to the task's flow under this attempt's lease.
+func (x *Execution) AddMembers(ctx context.Context, members []store.NewFlowMember) (store.FlowResult, error) {
+	fs, ok := x.src.(FlowSource)
+	if !ok {
+		return store.FlowResult{}, ErrNoFlows
+	}
+	return fs.AddMembers(ctx, x.Task.ID, x.Task.LeaseEpoch, members)
 }
 
 // Backoff bounds for DefaultBackoff.

@@ -61,6 +61,14 @@ type Starter interface {
 	Started(ctx context.Context, starts []store.Start) error
 }
 
+// FlowSource is implemented by a source whose tasks may be members of
+// flows, as the store is: a handler reads its parents' outcomes and adds
+// members to its flow through it.
+type FlowSource interface {
+	Parents(ctx context.Context, taskID string) ([]store.ParentOutcome, error)
+	AddMembers(ctx context.Context, taskID string, epoch int64, members []store.NewFlowMember) (store.FlowResult, error)
+}
+
 // Finished is one finished attempt, as the engine hands it to its source.
 type Finished struct {
 	// Outcome is what the engine decided the attempt records, with the
@@ -79,9 +87,24 @@ type Finished struct {
 // store: the store itself, recording the engine's outcomes.
 type storeSource struct {
 	store.Runner
+	flows store.Flows
 	// outcomes is Finish's buffer, reused from batch to batch: Finish is
 	// not called concurrently.
 	outcomes []store.Outcome
+}
+
+func (s *storeSource) Parents(ctx context.Context, taskID string) ([]store.ParentOutcome, error) {
+	if s.flows == nil {
+		return nil, ErrNoFlows
+	}
+	return s.flows.Parents(ctx, taskID)
+}
+
+func (s *storeSource) AddMembers(ctx context.Context, taskID string, epoch int64, members []store.NewFlowMember) (store.FlowResult, error) {
+	if s.flows == nil {
+		return store.FlowResult{}, ErrNoFlows
+	}
+	return s.flows.AddMembers(ctx, taskID, epoch, members)
 }
 
 func (s *storeSource) Finish(ctx context.Context, batch []Finished) ([]store.FinishResult, error) {

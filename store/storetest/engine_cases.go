@@ -39,6 +39,7 @@ var engineCases = []testCase{
 	{"bad enqueue input is a clear error", testClientValidation},
 	{"a client starts and stops many times", testRestart},
 	{"retention purges finished tasks by state", testRetention},
+	{"a flow: fan-out at run time, fan-in reading its parents", testEngineFlow},
 }
 
 type okArgs struct {
@@ -648,5 +649,76 @@ func testRetention(t *testing.T, e *env) {
 	}
 	if _, err := weft.NewClient(e.st, &weft.Config{Retention: map[weft.TaskState]time.Duration{weft.StateRunning: time.Hour}}); !errors.Is(err, weft.ErrInvalid) {
 		t.Fatalf("retention for running tasks: %v, want ErrInvalid", err)
+	}
+}
+
+type splitArgs struct {
+	Parts int `json:"parts"`
+}
+
+func (splitArgs) Kind() string { return "st.split" }
+
+type partArgs struct {
+	N int `json:"n"`
+}
+
+func (partArgs) Kind() string { return "st.part" }
+
+type mergeArgs struct{}
+
+func (mergeArgs) Kind() string { return "st.merge" }
+
+func testEngineFlow(t *testing.T, e *env) {
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[splitArgs]) error {
+		parts := weft.NewFlow("")
+		for i := range tk.Args.Parts {
+			parts.Add(fmt.Sprintf("part-%d", i), partArgs{N: i + 1})
+		}
+		_, err := tk.AddToFlow(ctx, parts)
+		return err
+	})
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[partArgs]) error {
+		return tk.SetResult(tk.Args.N * 10)
+	})
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[mergeArgs]) error {
+		ps, err := tk.Parents(ctx)
+		if err != nil {
+			return err
+		}
+		sum := 0
+		for key := range ps {
+			if !strings.HasPrefix(key, "part-") {
+				continue
+			}
+			n, err := weft.ParentResult[int](ps, key)
+			if err != nil {
+				return weft.Permanent(err)
+			}
+			sum += n
+		}
+		return tk.SetResult(map[string]int{"parents": len(ps), "sum": sum})
+	})
+	c := startClient(t, e, nil, ws, weft.Config{})
+	res, err := c.EnqueueFlow(e.ctx, weft.NewFlow("fan").
+		Add("split", splitArgs{Parts: 4}).
+		Add("merge", mergeArgs{}, weft.After("split/*")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitState(t, e, res.Tasks["merge"], store.StateCompleted)
+	assertJSON(t, "merge's result", got.Result, json.RawMessage(`{"parents":5,"sum":100}`))
+	if got.FlowID != res.ID || got.FlowKey != "merge" {
+		t.Fatalf("merge: flow %q key %q", got.FlowID, got.FlowKey)
+	}
+	eventually(t, time.Minute, "the flow did not succeed", func() bool {
+		f, err := c.Flow(e.ctx, res.ID)
+		return err == nil && f.State == weft.FlowSucceeded && f.Counts.Total == 6
+	})
+	if _, err := c.EnqueueFlow(e.ctx, weft.NewFlow("bad").Add("a", partArgs{}, weft.After("a"))); !errors.Is(err, weft.ErrInvalid) {
+		t.Fatalf("a step depending on itself: %v", err)
+	}
+	if _, err := c.EnqueueFlow(e.ctx, weft.NewFlow("nil").Add("a", nil)); !errors.Is(err, weft.ErrInvalid) {
+		t.Fatalf("a step without args: %v", err)
 	}
 }
