@@ -28,6 +28,7 @@ var processCases = []testCase{
 	{"two processes drain 4,000 tasks, each exactly once", testTwoProcesses},
 	{"three worker processes drain 6,000 tasks; one killed with SIGKILL loses nothing", testKilledProcess},
 	{"the maintenance leader killed with SIGKILL is replaced", testLeaderFailover},
+	{"flows on two processes, one killed with SIGKILL: each fan-in resolves once", testKilledFlowMember},
 }
 
 // Environment of a worker process started by the suite.
@@ -366,4 +367,75 @@ func testLeaderFailover(t *testing.T, e *env) {
 		}
 	}
 	stopChildren(t, rest)
+}
+
+func testKilledFlowMember(t *testing.T, e *env) {
+	const flows = 200
+	const lease = 10 * time.Second
+	const victimWork = 5 * time.Second
+	children := startChildren(t, e, 2, int(lease/time.Millisecond), int(victimWork/time.Millisecond), 2)
+	ledger := func(key string, deps ...string) store.NewFlowMember {
+		return store.NewFlowMember{Key: key, Task: store.NewTask{Kind: ledgerArgs{}.Kind()}, DependsOn: deps}
+	}
+	for range flows {
+		e.submit(t, ledger("a"), ledger("b"), ledger("c", "a", "b"))
+	}
+	held := 0
+	eventually(t, time.Minute, "the victim never held a running member", func() bool {
+		running, err := e.st.List(e.ctx, store.ListParams{States: []store.State{store.StateRunning}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = 0
+		for _, task := range running {
+			if task.LeaseOwner == "node-0" && (task.AttemptedAt.IsZero() || e.now().Sub(task.AttemptedAt) < victimWork-time.Second) {
+				held++
+			}
+		}
+		return held > 0
+	})
+	if err := children[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = children[0].cmd.Wait()
+	eventually(t, drainWithin, "not every flow succeeded after a SIGKILL", func() bool {
+		done, err := e.st.ListFlows(e.ctx, store.FlowListParams{States: []store.FlowState{store.FlowSucceeded}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(done) == flows
+	})
+	stopChildren(t, children[1:])
+	all, err := e.st.ListFlows(e.ctx, store.FlowListParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rescued := 0
+	for _, f := range all {
+		ms, err := e.st.FlowMembers(e.ctx, f.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			unblocked, completions := 0, 0
+			for _, ev := range e.events(t, m.TaskID) {
+				switch ev.Type {
+				case store.EventUnblocked:
+					unblocked++
+				case store.EventCompleted:
+					completions++
+				case store.EventRescued:
+					rescued++
+				}
+			}
+			if completions != 1 || (m.Key == "c") != (unblocked == 1) || unblocked > 1 {
+				t.Fatalf("flow %s member %s: %d completed and %d unblocked events", f.ID, m.Key, completions, unblocked)
+			}
+		}
+		assertFlowCounts(t, e, f.ID)
+	}
+	t.Logf("the killed process held %d members; %d were rescued", held, rescued)
+	if rescued == 0 {
+		t.Fatal("no member was rescued: the kill did not land while the victim held one")
+	}
 }
