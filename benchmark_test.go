@@ -88,6 +88,41 @@ func BenchmarkBurndown(b *testing.B) {
 	b.ReportMetric(float64(o.Tasks*b.N)/total, "tasks/s")
 }
 
+// BenchmarkFlowSubmit measures the submit of one flow of up to 10,000
+// members.
+func BenchmarkFlowSubmit(b *testing.B) {
+	o := benchOptions(b)
+	var total float64
+	var n int
+	for i := 0; i < b.N; i++ {
+		r := runScenario(b, benchmark.FlowSubmit, o)
+		total, n = total+r.Seconds, n+r.Tasks
+	}
+	b.ReportMetric(float64(n)/total, "members/s")
+}
+
+// BenchmarkFlowBurndown drains N tasks enqueued as flows of 1 → 98 → 1:
+// compare with BenchmarkBurndown.
+func BenchmarkFlowBurndown(b *testing.B) {
+	o := benchOptions(b)
+	var total float64
+	var n int
+	for i := 0; i < b.N; i++ {
+		r := runScenario(b, benchmark.FlowBurndown, o)
+		total, n = total+r.Seconds, n+r.Tasks
+	}
+	b.ReportMetric(float64(n)/total, "tasks/s")
+}
+
+// BenchmarkFlowLatency measures the time from a parent's handler returning
+// to its child's handler starting.
+func BenchmarkFlowLatency(b *testing.B) {
+	o := benchOptions(b)
+	for i := 0; i < b.N; i++ {
+		reportPercentiles(b, runScenario(b, benchmark.FlowLatency, o))
+	}
+}
+
 // reportPercentiles reports a latency result's figures.
 func reportPercentiles(b *testing.B, r benchmark.Result) {
 	for _, m := range []struct {

@@ -22,6 +22,7 @@
 //     of queue statistics at that size.
 //   - memory: the peak resident set size while W workers drain N pending
 //     tasks.
+//   - flow-submit, flow-burndown, flow-latency: flows (see flows.go).
 //
 // Completion visibility is measured without touching the engine: when a
 // handler starts, it hands the task to an observer goroutine, which reads
@@ -64,7 +65,7 @@ const (
 
 // Scenarios lists every scenario, in the order `all` runs them.
 func Scenarios() []Scenario {
-	return []Scenario{Burndown, Insert, Latency, XLatency, Scale, Memory}
+	return []Scenario{Burndown, Insert, Latency, XLatency, Scale, Memory, FlowSubmit, FlowBurndown, FlowLatency}
 }
 
 // ParseScenarios reads a comma-separated list of scenario names, or "all".
@@ -279,6 +280,12 @@ func RunOn(ctx context.Context, db *DB, sc Scenario, o Options) (Result, error) 
 		res, err = r.latency(ctx, true)
 	case Scale:
 		res, err = r.scale(ctx)
+	case FlowSubmit:
+		res, err = r.flowSubmit(ctx)
+	case FlowBurndown:
+		res, err = r.flowBurndown(ctx)
+	case FlowLatency:
+		res, err = r.flowLatency(ctx)
 	default:
 		return Result{}, fmt.Errorf("unknown scenario %q", sc)
 	}
