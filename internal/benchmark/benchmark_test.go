@@ -108,6 +108,19 @@ func TestScenarios(t *testing.T) {
 					t.Errorf("insert: %+v", r)
 				}
 				ordered(t, r)
+			case FlowSubmit:
+				if r.Tasks != 3000 || r.Workers != 0 || r.P50Ms != nil {
+					t.Errorf("%s: %+v", sc, r)
+				}
+			case FlowBurndown:
+				if r.Tasks != 3000 || r.Workers != 50 || r.P50Ms != nil {
+					t.Errorf("%s: %+v", sc, r)
+				}
+			case FlowLatency:
+				if r.Tasks != 40 || r.Workers != 50 {
+					t.Errorf("%s: %+v", sc, r)
+				}
+				ordered(t, r)
 			case Latency, XLatency:
 				if r.Tasks != 40 {
 					t.Errorf("%s: tasks %d", sc, r.Tasks)
@@ -206,7 +219,7 @@ func TestParseScenarios(t *testing.T) {
 		"all":                 Scenarios(),
 		"latency":             {Latency},
 		"scale, Insert,scale": {Scale, Insert},
-		"memory,all":          {Memory, Burndown, Insert, Latency, XLatency, Scale},
+		"memory,all":          {Memory, Burndown, Insert, Latency, XLatency, Scale, FlowSubmit, FlowBurndown, FlowLatency},
 	} {
 		got, err := ParseScenarios(in)
 		if err != nil || !slices.Equal(got, want) {

@@ -53,7 +53,9 @@ func (r *runner) flowSubmit(ctx context.Context) (Result, error) {
 	if _, err := c.EnqueueFlow(ctx, f); err != nil {
 		return Result{}, err
 	}
-	return Result{Tasks: n, Seconds: time.Since(start).Seconds()}, nil
+	elapsed := time.Since(start)
+	r.progress.report(n, n, "submit")
+	return Result{Tasks: n, Seconds: elapsed.Seconds()}, nil
 }
 
 // fanFlow is one flow-burndown flow: a root, width-2 members after it, and

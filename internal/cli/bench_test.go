@@ -57,6 +57,13 @@ func TestBenchAllJSON(t *testing.T) {
 		}
 		wantTasks, wantWorkers := 2000, 2000
 		switch res.Scenario {
+		case benchmark.FlowSubmit:
+			wantWorkers = 0
+		case benchmark.FlowLatency:
+			wantTasks = 50
+			if res.P50Ms == nil || res.P99Ms == nil {
+				t.Errorf("%s: latency figures missing: %s", res.Scenario, line)
+			}
 		case benchmark.Latency, benchmark.XLatency:
 			wantTasks = 50
 			if res.P50Ms == nil || res.P99Ms == nil || res.VisibleP50Ms == nil || res.VisibleP99Ms == nil || *res.VisibleP99Ms <= 0 {
