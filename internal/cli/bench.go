@@ -78,6 +78,13 @@ Scenarios (--scenario, a comma-separated list, or all):
             and 100 queue statistics reads are timed.
   memory    the peak resident set size (getrusage) while --workers workers
             drain --tasks pending tasks (default 1,000,000).
+  flow-submit    one flow of --tasks members (at most 10,000) submitted in
+                 one request: members per second.
+  flow-burndown  --tasks tasks as flows of 1 -> 98 -> 1 (a root, 98 steps
+                 after it, a fan-in after those), drained by --workers
+                 workers: compare with burndown.
+  flow-latency   --samples two-step flows, one every --interval: percentiles
+                 of the parent's handler returning to the child's starting.
 all runs them in this order; with the defaults that takes a few minutes.
 
 A progress line is shown on stderr. At the end a table is printed, or with
