@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -623,52 +622,44 @@ func (c *FlowCounts) CountFlowState(s State, n int64) {
 	}
 }
 
-// Flow rate estimate: completions are counted with an exponential decay of
-// time constant rateTau, and the rate is that count over the decayed length
-// of the time observed, so it is unbiased from the first completion on and
-// follows changes within about rateTau.
+// A flow's rate is counted in windows of RateWindow: the members finished
+// in the current window, and the rate of the previous one. Backends keep
+// the three numbers with plain arithmetic in the statement that moves the
+// counts (RateWindow rolls the window once a finish comes after it
+// ended), so no read precedes the write.
 const (
-	rateTau = 60 * time.Second
+	// RateWindow is the length of a rate window.
+	RateWindow = 30 * time.Second
 	// etaAfter is how many members must be done before an ETA is shown.
 	etaAfter = 3
 )
 
-// FlowRate is a flow's completion-rate state as backends store it: a
-// decayed count of finished members, when it was last updated, and when
-// the first member finished.
+// FlowRate is a flow's completion-rate state as backends store it.
 type FlowRate struct {
-	Count   float64
-	At      time.Time
-	FirstAt time.Time
+	// WindowStart is when the current window began (zero before the first
+	// member finished) and WindowDone how many finished since.
+	WindowStart time.Time
+	WindowDone  int64
+	// PrevRate is the previous window's rate, per second.
+	PrevRate float64
 }
 
-// Add records n members finishing at now.
-func (r FlowRate) Add(n int, now time.Time) FlowRate {
-	if n <= 0 {
-		return r
-	}
-	if r.FirstAt.IsZero() {
-		return FlowRate{Count: float64(n), At: now, FirstAt: now}
-	}
-	return FlowRate{Count: r.decayed(now) + float64(n), At: now, FirstAt: r.FirstAt}
-}
-
-func (r FlowRate) decayed(now time.Time) float64 {
-	dt := max(now.Sub(r.At), 0)
-	return r.Count * math.Exp(-dt.Seconds()/rateTau.Seconds())
-}
-
-// Estimate fills in f.Rate and f.ETA at now.
+// Estimate fills in f.Rate and f.ETA at now: the current window's count,
+// topped up with the previous window's rate for the part of a full window
+// not yet observed, so a young window does not read as a stall or a burst.
 func (r FlowRate) Estimate(f *Flow, now time.Time) {
 	done := f.Counts.Done()
-	if done < etaAfter || r.FirstAt.IsZero() || f.State != FlowRunning {
+	if done < etaAfter || r.WindowStart.IsZero() || f.State != FlowRunning {
 		return
 	}
-	// Decayed observation time: the integral of the decay over the time
-	// since the first completion.
-	span := max(now.Sub(r.FirstAt), time.Second).Seconds()
-	window := rateTau.Seconds() * (1 - math.Exp(-span/rateTau.Seconds()))
-	f.Rate = r.decayed(now) / window
+	w := RateWindow.Seconds()
+	elapsed := max(now.Sub(r.WindowStart).Seconds(), 1)
+	switch {
+	case elapsed < w && r.PrevRate > 0:
+		f.Rate = (float64(r.WindowDone) + r.PrevRate*(w-elapsed)) / w
+	default:
+		f.Rate = float64(r.WindowDone) / elapsed
+	}
 	if f.Rate > 0 {
 		left := float64(f.Counts.Total - done)
 		f.ETA = time.Duration(left / f.Rate * float64(time.Second)).Round(time.Second)

@@ -127,7 +127,6 @@ type FlowDeltas map[string]*flowDelta
 type flowDelta struct {
 	counts   store.FlowCounts
 	finished int
-	reopened bool
 }
 
 func (d FlowDeltas) move(flowID string, from, to store.State) {
@@ -232,8 +231,8 @@ type child struct {
 	letRun                 bool
 	counts                 store.JoinCounts
 	attempt                int
-	// cause is the first parent whose outcome made the join impossible.
-	causeKey   string
+	// causeID is the first parent whose outcome made the join impossible.
+	causeID    string
 	causeState store.State
 }
 
@@ -264,48 +263,57 @@ func (f FlowStore) Resolve(ctx context.Context, tx Tx, finished []Finished, now 
 // returns the members that the wave finished in turn.
 func (f FlowStore) resolveStep(ctx context.Context, tx Tx, finished []Finished, nowUS int64, ch *store.Change, deltas FlowDeltas) ([]Finished, error) {
 	states := make(map[string]store.State, len(finished))
+	flows := make(map[string]string, len(finished))
 	ids := make([]string, 0, len(finished))
 	for _, fm := range finished {
 		if _, dup := states[fm.TaskID]; !dup {
 			ids = append(ids, fm.TaskID)
 		}
-		states[fm.TaskID] = fm.State
+		states[fm.TaskID], flows[fm.TaskID] = fm.State, fm.FlowID
 	}
 	children := map[string]*child{}
 	var order []string
 	err := chunks(ids, func(part []string) error {
-		rows, err := f.query(ctx, tx, `SELECT e.parent_id, p.flow_key, c.id, c.flow_id, c.queue, c.flow_key, c.state, c.attempt,
+		rows, err := f.query(ctx, tx, `SELECT e.parent_id, c.id, c.queue, c.state, c.attempt,
 			m.join_kind, m.quorum, m.let_run, m.n_parents, m.n_succeeded, m.n_failed, m.n_skipped
 			FROM weft_flow_edges e
-			JOIN weft_tasks p ON p.id = e.parent_id
 			JOIN weft_tasks c ON c.id = e.child_id
 			JOIN weft_flow_members m ON m.task_id = e.child_id
-			WHERE e.parent_id IN `+in(len(part))+` AND c.state = '`+string(store.StateBlocked)+`'
-			ORDER BY c.id`+f.d.lockOf("m"), anys(part)...)
+			WHERE e.parent_id IN `+in(len(part))+`
+			ORDER BY c.id`+f.d.lockOf("c, m"), anys(part)...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var (
-				parentID, parentKey, state string
-				c                          child
-				join                       string
+				parentID, state string
+				c               child
+				join            string
 			)
-			if err := rows.Scan(&parentID, &parentKey, &c.id, &c.flowID, &c.queue, &c.key, &state, &c.attempt,
+			if err := rows.Scan(&parentID, &c.id, &c.queue, &state, &c.attempt,
 				&join, &c.quorum, &c.letRun, &c.counts.Parents, &c.counts.Succeeded, &c.counts.Failed, &c.counts.Skipped); err != nil {
 				return err
+			}
+			// Only blocked children are resolved. The state is tested here
+			// rather than in the statement, where SQLite would drive the
+			// join from every blocked task instead of from the edges. The
+			// child's row is locked with its counters: a transaction that
+			// waited for another's lock reads the state that one left.
+			if store.State(state) != store.StateBlocked {
+				continue
 			}
 			if prev, ok := children[c.id]; ok {
 				c = *prev
 			} else {
-				c.state, c.join = store.State(state), store.Join(join)
+				// A child is in its parents' flow.
+				c.state, c.join, c.flowID = store.State(state), store.Join(join), flows[parentID]
 				order = append(order, c.id)
 			}
 			ps := states[parentID]
 			c.counts.Count(ps, 1)
-			if c.causeKey == "" && c.join.Decide(c.quorum, c.counts) == store.Impossible {
-				c.causeKey, c.causeState = parentKey, ps
+			if c.causeID == "" && c.join.Decide(c.quorum, c.counts) == store.Impossible {
+				c.causeID, c.causeState = parentID, ps
 			}
 			children[c.id] = &c
 		}
@@ -314,24 +322,18 @@ func (f FlowStore) resolveStep(ctx context.Context, tx Tx, finished []Finished, 
 	if err != nil {
 		return nil, fmt.Errorf("resolve flow dependencies: %w", err)
 	}
-	var next []Finished
+	var next, skipped []Finished
+	var unblocked, skippedIDs []string
+	var counters [][]any
 	for _, id := range order {
 		c := children[id]
-		verdict := c.join.Decide(c.quorum, c.counts)
-		reason := ""
-		if verdict == store.Impossible {
-			reason = store.SkipReason(c.causeState)
-		}
-		if _, err := f.exec(ctx, tx, `UPDATE weft_flow_members SET n_succeeded = ?, n_failed = ?, n_skipped = ?,
-			reason = ?, reason_key = ? WHERE task_id = ?`,
-			c.counts.Succeeded, c.counts.Failed, c.counts.Skipped, nullIfEmpty(reason), nullIfEmpty(c.causeKey), c.id); err != nil {
-			return nil, fmt.Errorf("update flow counters: %w", err)
-		}
-		switch verdict {
+		switch c.join.Decide(c.quorum, c.counts) {
+		case store.Undecided:
+			counters = append(counters, []any{c.id, c.counts.Succeeded, c.counts.Failed, c.counts.Skipped})
 		case store.Satisfied:
-			if _, err := f.exec(ctx, tx, `UPDATE weft_tasks SET state = '`+string(store.StatePending)+`' WHERE id = ?`, c.id); err != nil {
-				return nil, fmt.Errorf("unblock flow member: %w", err)
-			}
+			// A decided member's counters are not read again (a retry
+			// recomputes them), so only its state is written.
+			unblocked = append(unblocked, c.id)
 			ch.Event(c.id, store.EventUnblocked, c.attempt, nil)
 			ch.Move(c.queue, store.StateBlocked, store.StatePending)
 			deltas.move(c.flowID, store.StateBlocked, store.StatePending)
@@ -343,17 +345,49 @@ func (f FlowStore) resolveStep(ctx context.Context, tx Tx, finished []Finished, 
 				next = append(next, cancelled...)
 			}
 		case store.Impossible:
-			if _, err := f.exec(ctx, tx, `UPDATE weft_tasks SET state = '`+string(store.StateSkipped)+`', finalized_at = ? WHERE id = ?`, nowUS, c.id); err != nil {
+			reason := store.SkipReason(c.causeState)
+			var causeKey string
+			if err := f.queryRow(ctx, tx, `SELECT flow_key FROM weft_tasks WHERE id = ?`, c.causeID).Scan(&causeKey); err != nil {
 				return nil, fmt.Errorf("skip flow member: %w", err)
 			}
-			data, _ := json.Marshal(map[string]string{"reason": reason, "dependency": c.causeKey})
+			if _, err := f.exec(ctx, tx, `UPDATE weft_flow_members SET reason = ?, reason_key = ? WHERE task_id = ?`,
+				reason, causeKey, c.id); err != nil {
+				return nil, fmt.Errorf("skip flow member: %w", err)
+			}
+			skippedIDs = append(skippedIDs, c.id)
+			data, _ := json.Marshal(map[string]string{"reason": reason, "dependency": causeKey})
 			ch.Event(c.id, store.EventSkipped, c.attempt, data)
 			ch.Move(c.queue, store.StateBlocked, store.StateSkipped)
 			deltas.move(c.flowID, store.StateBlocked, store.StateSkipped)
-			next = append(next, Finished{TaskID: c.id, FlowID: c.flowID, From: store.StateBlocked, State: store.StateSkipped})
+			skipped = append(skipped, Finished{TaskID: c.id, FlowID: c.flowID, From: store.StateBlocked, State: store.StateSkipped})
 		}
 	}
-	return next, nil
+	// Fan-ins wait on many parents: their counters are written together,
+	// one statement for many children, not one each.
+	for len(counters) > 0 {
+		part := counters[:min(len(counters), flowChunk)]
+		counters = counters[len(part):]
+		query, args := updateFrom("weft_flow_members", "task_id", "n_succeeded = v.c1, n_failed = v.c2, n_skipped = v.c3", "", nil, part)
+		if _, err := f.exec(ctx, tx, query, args...); err != nil {
+			return nil, fmt.Errorf("update flow counters: %w", err)
+		}
+	}
+	err = chunks(unblocked, func(part []string) error {
+		_, err := f.exec(ctx, tx, `UPDATE weft_tasks SET state = '`+string(store.StatePending)+`' WHERE id IN `+in(len(part)), anys(part)...)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unblock flow members: %w", err)
+	}
+	err = chunks(skippedIDs, func(part []string) error {
+		_, err := f.exec(ctx, tx, `UPDATE weft_tasks SET state = '`+string(store.StateSkipped)+`', finalized_at = ? WHERE id IN `+in(len(part)),
+			append([]any{nowUS}, anys(part)...)...)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("skip flow members: %w", err)
+	}
+	return append(next, skipped...), nil
 }
 
 // cancelFeeders cancels the parents of c, not yet final, that feed no
@@ -366,7 +400,7 @@ func (f FlowStore) cancelFeeders(ctx context.Context, tx Tx, c *child, nowUS int
 	}
 	rows, err := f.query(ctx, tx, `SELECT p.id, p.queue, p.state, p.attempt FROM weft_flow_edges e
 		JOIN weft_tasks p ON p.id = e.parent_id
-		WHERE e.child_id = ? AND `+store.SQLOneOf("p.state", []store.State{store.StatePending, store.StateBlocked, store.StateRunning, store.StateWaiting})+`
+		WHERE e.child_id = ? AND NOT `+store.SQLOneOf("p.state", store.TerminalStates())+`
 		AND NOT EXISTS (SELECT 1 FROM weft_flow_edges o WHERE o.parent_id = e.parent_id AND o.child_id <> e.child_id)
 		ORDER BY p.id`+f.d.lockOf("p"), c.id)
 	if err != nil {
@@ -385,6 +419,9 @@ func (f FlowStore) cancelFeeders(ctx context.Context, tx Tx, c *child, nowUS int
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find parents to cancel: %w", err)
+	}
+	if err := f.queryRow(ctx, tx, `SELECT flow_key FROM weft_tasks WHERE id = ?`, c.id).Scan(&c.key); err != nil {
 		return nil, fmt.Errorf("find parents to cancel: %w", err)
 	}
 	data, _ := json.Marshal(map[string]string{"reason": store.ReasonJoinMet, "dependent": c.key})
@@ -413,7 +450,11 @@ func (f FlowStore) cancelFeeders(ctx context.Context, tx Tx, c *child, nowUS int
 	return out, nil
 }
 
-// flowRow is the part of a flow's row that applying deltas reads.
+// flowRowColumns are the counts, state and rate of a flow, in
+// scanFlowRow's order.
+const flowRowColumns = `total, blocked, completed, failed, cancelled, skipped, state, cancel_requested, window_start, window_done, prev_rate`
+
+// flowRow is a flow's counts, state and rate.
 type flowRow struct {
 	counts          store.FlowCounts
 	state           store.FlowState
@@ -421,73 +462,132 @@ type flowRow struct {
 	rate            store.FlowRate
 }
 
-const flowRowColumns = `total, blocked, completed, failed, cancelled, skipped, state, cancel_requested, rate_count, rate_at, first_done_at`
-
-func scanFlowRow(r Row) (flowRow, error) {
+func scanFlowRow(r Row, dest ...any) (flowRow, error) {
 	var (
-		fr                   flowRow
-		state                string
-		rateAt, firstDoneAt  sql.NullInt64
-		blocked, done, total int64
+		fr          flowRow
+		state       string
+		windowStart sql.NullInt64
 	)
-	err := r.Scan(&total, &blocked, &fr.counts.Completed, &fr.counts.Failed, &fr.counts.Cancelled, &fr.counts.Skipped,
-		&state, &fr.cancelRequested, &fr.rate.Count, &rateAt, &firstDoneAt)
-	if err != nil {
+	dest = append(dest, &fr.counts.Total, &fr.counts.Blocked, &fr.counts.Completed, &fr.counts.Failed, &fr.counts.Cancelled,
+		&fr.counts.Skipped, &state, &fr.cancelRequested, &windowStart, &fr.rate.WindowDone, &fr.rate.PrevRate)
+	if err := r.Scan(dest...); err != nil {
 		return fr, err
 	}
-	fr.counts.Total, fr.counts.Blocked = total, blocked
-	done = fr.counts.Done()
-	fr.counts.Active = total - blocked - done
+	fr.counts.Active = fr.counts.Total - fr.counts.Blocked - fr.counts.Done()
 	fr.state = store.FlowState(state)
-	if rateAt.Valid {
-		fr.rate.At = FromMicros(rateAt.Int64)
-	}
-	if firstDoneAt.Valid {
-		fr.rate.FirstAt = FromMicros(firstDoneAt.Int64)
+	if windowStart.Valid {
+		fr.rate.WindowStart = FromMicros(windowStart.Int64)
 	}
 	return fr, nil
 }
 
-// applyDeltas writes each touched flow's counts and rate, in id order (so
-// that concurrent transactions lock flows in one order), and finalizes the
-// flows whose members are all final.
+// flowChunk bounds the flows of one counts statement.
+const flowChunk = 100
+
+// applyDeltas moves each touched flow's counts and rate in one statement
+// per flowChunk flows — no read before the write, so a batch of outcomes
+// spread over many flows costs a statement, not two per flow — and
+// finalizes the flows whose members it found all final.
 func (f FlowStore) applyDeltas(ctx context.Context, tx Tx, deltas FlowDeltas, now time.Time) error {
-	for _, id := range slices.Sorted(maps.Keys(deltas)) {
-		d := deltas[id]
-		fr, err := scanFlowRow(f.queryRow(ctx, tx, `SELECT `+flowRowColumns+` FROM weft_flows WHERE id = ?`+f.d.lockSuffix(), id))
+	ids := slices.Sorted(maps.Keys(deltas))
+	nowUS := Micros(now)
+	window := RateWindowMicros()
+	var final []string
+	for len(ids) > 0 {
+		part := ids[:min(len(ids), flowChunk)]
+		ids = ids[len(part):]
+		values := make([][]any, len(part))
+		for i, id := range part {
+			d := deltas[id]
+			c := d.counts
+			values[i] = []any{id, c.Blocked, c.Completed, c.Failed, c.Cancelled, c.Skipped, d.finished}
+		}
+		// SET reads the row as it was: the window rolls when a finish
+		// comes once it has ended, carrying its rate over.
+		roll := `(v.c6 > 0 AND (window_start IS NULL OR ? - window_start >= ?))`
+		query, args := updateFrom("weft_flows", "id", `blocked = blocked + v.c1, completed = completed + v.c2,
+			failed = failed + v.c3, cancelled = cancelled + v.c4, skipped = skipped + v.c5,
+			prev_rate = CASE WHEN `+roll+` AND window_start IS NOT NULL THEN window_done * 1000000.0 / (? - window_start) ELSE prev_rate END,
+			window_done = CASE WHEN `+roll+` THEN v.c6 ELSE window_done + v.c6 END,
+			window_start = CASE WHEN `+roll+` THEN ? ELSE window_start END`,
+			" RETURNING weft_flows.id, "+flowRowColumns,
+			[]any{nowUS, window, nowUS, nowUS, window, nowUS, window, nowUS}, values)
+		rows, err := f.query(ctx, tx, query, args...)
 		if err != nil {
-			return fmt.Errorf("read flow %s: %w", id, err)
+			return fmt.Errorf("update flows: %w", err)
 		}
-		c := d.counts
-		fr.counts.Blocked += c.Blocked
-		fr.counts.Completed += c.Completed
-		fr.counts.Failed += c.Failed
-		fr.counts.Cancelled += c.Cancelled
-		fr.counts.Skipped += c.Skipped
-		fr.rate = fr.rate.Add(d.finished, now)
-		state, finalized := fr.state, any(nil)
-		if d.reopened {
-			state = store.FlowRunning
-		}
-		if fr.counts.Done() == fr.counts.Total && state == store.FlowRunning {
-			unabsorbed := 0
-			if !fr.cancelRequested {
-				if unabsorbed, err = f.unabsorbed(ctx, tx, id); err != nil {
-					return err
-				}
+		for rows.Next() {
+			var id string
+			fr, err := scanFlowRow(rows, &id)
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("update flows: %w", err)
 			}
-			state, finalized = store.FinalFlowState(fr.cancelRequested, unabsorbed), Micros(now)
+			if fr.state == store.FlowRunning && fr.counts.Done() == fr.counts.Total {
+				final = append(final, id)
+			}
 		}
-		var rateAt, firstAt any
-		if !fr.rate.At.IsZero() {
-			rateAt, firstAt = Micros(fr.rate.At), Micros(fr.rate.FirstAt)
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("update flows: %w", err)
 		}
-		if _, err := f.exec(ctx, tx, `UPDATE weft_flows SET blocked = ?, completed = ?, failed = ?, cancelled = ?, skipped = ?,
-			state = ?, finalized_at = ?, rate_count = ?, rate_at = ?, first_done_at = ? WHERE id = ?`,
-			fr.counts.Blocked, fr.counts.Completed, fr.counts.Failed, fr.counts.Cancelled, fr.counts.Skipped,
-			string(state), finalized, fr.rate.Count, rateAt, firstAt, id); err != nil {
-			return fmt.Errorf("update flow %s: %w", id, err)
+	}
+	for _, id := range final {
+		if err := f.finalize(ctx, tx, id, nowUS); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// updateFrom updates table's rows whose key is the first value of each
+// row of values, setting set, in which v.c1, v.c2, ... name the other
+// values of the row (integers); setArgs are the arguments of set's own
+// placeholders. One statement serves many rows: both dialects update
+// FROM a VALUES list, whose columns are cast so that PostgreSQL knows
+// their types.
+func updateFrom(table, key, set, returning string, setArgs []any, values [][]any) (string, []any) {
+	width := len(values[0])
+	var b strings.Builder
+	args := slices.Clone(setArgs)
+	for i, row := range values {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(CAST(? AS TEXT)")
+		b.WriteString(strings.Repeat(", CAST(? AS BIGINT)", width-1))
+		b.WriteByte(')')
+		args = append(args, row...)
+	}
+	cols := make([]string, width)
+	cols[0] = "column1 AS k"
+	for i := 1; i < width; i++ {
+		cols[i] = fmt.Sprintf("column%d AS c%d", i+1, i)
+	}
+	return `UPDATE ` + table + ` SET ` + set + `
+		FROM (SELECT ` + strings.Join(cols, ", ") + ` FROM (VALUES ` + b.String() + `) AS vals) AS v
+		WHERE ` + table + `.` + key + ` = v.k` + returning, args
+}
+
+// RateWindowMicros is store.RateWindow in the unit of stored times.
+func RateWindowMicros() int64 { return store.RateWindow.Microseconds() }
+
+// finalize sets the final state of a flow whose members are all final.
+func (f FlowStore) finalize(ctx context.Context, tx Tx, id string, nowUS int64) error {
+	var cancelRequested bool
+	if err := f.queryRow(ctx, tx, `SELECT cancel_requested FROM weft_flows WHERE id = ?`, id).Scan(&cancelRequested); err != nil {
+		return fmt.Errorf("finalize flow %s: %w", id, err)
+	}
+	unabsorbed := 0
+	if !cancelRequested {
+		var err error
+		if unabsorbed, err = f.unabsorbed(ctx, tx, id); err != nil {
+			return err
+		}
+	}
+	state := store.FinalFlowState(cancelRequested, unabsorbed)
+	if _, err := f.exec(ctx, tx, `UPDATE weft_flows SET state = ?, finalized_at = ? WHERE id = ?`, string(state), nowUS, id); err != nil {
+		return fmt.Errorf("finalize flow %s: %w", id, err)
 	}
 	return nil
 }
@@ -503,8 +603,10 @@ func (d *Dialect) lockSuffix() string {
 // no completed member with a tolerant join depends on.
 func (f FlowStore) unabsorbed(ctx context.Context, tx Tx, flowID string) (int, error) {
 	var n int
+	// The state test is wrapped in a CASE so that no index on the state
+	// is used: the flow's own members are the rows to look at.
 	err := f.queryRow(ctx, tx, `SELECT count(*) FROM weft_tasks t WHERE t.flow_id = ?
-		AND `+store.SQLOneOf("t.state", []store.State{store.StateFailed, store.StateCancelled})+`
+		AND CASE WHEN `+store.SQLOneOf("t.state", []store.State{store.StateFailed, store.StateCancelled})+` THEN 1 ELSE 0 END = 1
 		AND NOT EXISTS (SELECT 1 FROM weft_flow_edges e
 			JOIN weft_tasks c ON c.id = e.child_id JOIN weft_flow_members m ON m.task_id = e.child_id
 			WHERE e.parent_id = t.id AND c.state = '`+string(store.StateCompleted)+`'
@@ -682,7 +784,6 @@ func (f FlowStore) Reopen(ctx context.Context, tx Tx, flowID string, roots []str
 		return ch, fmt.Errorf("retry flow %s: %w", flowID, err)
 	}
 	deltas := FlowDeltas{}
-	deltas[flowID] = &flowDelta{reopened: true}
 	nowUS := Micros(now)
 	for _, r := range plan {
 		m := members[r.TaskID]
@@ -718,7 +819,8 @@ func (f FlowStore) Reopen(ctx context.Context, tx Tx, flowID string, roots []str
 		ch.Move(m.queue, m.state, r.To)
 		deltas.move(flowID, m.state, r.To)
 	}
-	if _, err := f.exec(ctx, tx, `UPDATE weft_flows SET cancel_requested = FALSE WHERE id = ?`, flowID); err != nil {
+	if _, err := f.exec(ctx, tx, `UPDATE weft_flows SET cancel_requested = FALSE, state = '`+string(store.FlowRunning)+`', finalized_at = NULL
+		WHERE id = ?`, flowID); err != nil {
 		return ch, fmt.Errorf("retry flow %s: %w", flowID, err)
 	}
 	return ch, f.applyDeltas(ctx, tx, deltas, now)

@@ -106,7 +106,7 @@ func (f FlowStore) AddMembers(ctx context.Context, tx Tx, taskID string, epoch i
 // or for every member, wait for the added ones as well.
 func (f FlowStore) joinGroups(ctx context.Context, tx Tx, flowID, adderID string, added store.Batch) error {
 	rows, err := f.query(ctx, tx, `SELECT m.task_id, m.all_members FROM weft_flow_members m JOIN weft_tasks c ON c.id = m.task_id
-		WHERE m.flow_id = ? AND c.state = '`+string(store.StateBlocked)+`'
+		WHERE m.flow_id = ? AND CASE WHEN c.state = '`+string(store.StateBlocked)+`' THEN 1 ELSE 0 END = 1
 		AND (m.all_members = TRUE OR EXISTS (SELECT 1 FROM weft_flow_edges e WHERE e.parent_id = ? AND e.child_id = m.task_id AND e.grp = TRUE))
 		ORDER BY m.task_id`+f.d.lockOf("m"), flowID, adderID)
 	if err != nil {

@@ -17,23 +17,16 @@ const flowColumns = `id, name, metadata, created_at, finalized_at, ` + flowRowCo
 
 func scanFlow(r Row, now time.Time) (*store.Flow, error) {
 	var (
-		fl              store.Flow
-		md              []byte
-		createdAt       int64
-		finalizedAt     sql.NullInt64
-		rest            flowRow
-		state           string
-		rateAt, firstAt sql.NullInt64
+		fl          store.Flow
+		md          []byte
+		createdAt   int64
+		finalizedAt sql.NullInt64
 	)
-	err := r.Scan(&fl.ID, &fl.Name, &md, &createdAt, &finalizedAt,
-		&rest.counts.Total, &rest.counts.Blocked, &rest.counts.Completed, &rest.counts.Failed, &rest.counts.Cancelled, &rest.counts.Skipped,
-		&state, &fl.CancelRequested, &rest.rate.Count, &rateAt, &firstAt)
+	fr, err := scanFlowRow(r, &fl.ID, &fl.Name, &md, &createdAt, &finalizedAt)
 	if err != nil {
 		return nil, err
 	}
-	fl.State = store.FlowState(state)
-	fl.Counts = rest.counts
-	fl.Counts.Active = fl.Counts.Total - fl.Counts.Blocked - fl.Counts.Done()
+	fl.State, fl.Counts, fl.CancelRequested = fr.state, fr.counts, fr.cancelRequested
 	if len(md) > 0 {
 		fl.Metadata = json.RawMessage(md)
 	}
@@ -41,13 +34,7 @@ func scanFlow(r Row, now time.Time) (*store.Flow, error) {
 	if finalizedAt.Valid {
 		fl.FinalizedAt = FromMicros(finalizedAt.Int64)
 	}
-	if rateAt.Valid {
-		rest.rate.At = FromMicros(rateAt.Int64)
-	}
-	if firstAt.Valid {
-		rest.rate.FirstAt = FromMicros(firstAt.Int64)
-	}
-	rest.rate.Estimate(&fl, now)
+	fr.rate.Estimate(&fl, now)
 	return &fl, nil
 }
 

@@ -21,9 +21,9 @@ CREATE TABLE weft_flows (
     cancelled        BIGINT  NOT NULL DEFAULT 0,
     skipped          BIGINT  NOT NULL DEFAULT 0,
     cancel_requested BOOLEAN NOT NULL DEFAULT false,
-    rate_count       DOUBLE PRECISION NOT NULL DEFAULT 0,
-    rate_at          BIGINT,
-    first_done_at    BIGINT,
+    window_start     BIGINT,
+    window_done      BIGINT NOT NULL DEFAULT 0,
+    prev_rate        DOUBLE PRECISION NOT NULL DEFAULT 0,
     created_at       BIGINT  NOT NULL,
     finalized_at     BIGINT
 );

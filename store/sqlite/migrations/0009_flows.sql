@@ -1,9 +1,10 @@
 -- Flows: sets of tasks with dependencies between them. A member is a task
 -- with its flow's id and its key in the flow; plain tasks leave both NULL,
 -- so nothing changes for them. weft_flows keeps each flow's member counts
--- exact, written in the transactions that move members; weft_flow_members
--- each member's join condition and its counters over its parents' final
--- outcomes; weft_flow_edges the dependencies (grp: the edge came from a
+-- exact, written in the transactions that move members, and its rate
+-- (members finished in the current window, the previous window's rate);
+-- weft_flow_members each member's join condition and its counters over its
+-- parents' final outcomes; weft_flow_edges the dependencies (grp: the edge came from a
 -- "key/*" dependency, which members the parent adds later join).
 ALTER TABLE weft_tasks ADD COLUMN flow_id TEXT;
 ALTER TABLE weft_tasks ADD COLUMN flow_key TEXT;
@@ -22,9 +23,9 @@ CREATE TABLE weft_flows (
     cancelled        INTEGER NOT NULL DEFAULT 0,
     skipped          INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    rate_count       REAL    NOT NULL DEFAULT 0,
-    rate_at          INTEGER,
-    first_done_at    INTEGER,
+    window_start     INTEGER,
+    window_done      INTEGER NOT NULL DEFAULT 0,
+    prev_rate        REAL NOT NULL DEFAULT 0,
     created_at       INTEGER NOT NULL,
     finalized_at     INTEGER
 );
