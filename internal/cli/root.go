@@ -197,6 +197,7 @@ Flags override environment variables, which override defaults.`,
 		newQueuesCmd(g),
 		newMigrateCmd(g),
 		newWorkerCmd(g),
+		newMCPCmd(g),
 		newVersionCmd(g),
 		newBenchCmd(g),
 	)
