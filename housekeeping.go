@@ -78,7 +78,7 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 		Name:      cronName,
 		Interval:  max(c.cfg.CronInterval, 0),
 		Singleton: true,
-		Tick:      c.runSchedules,
+		Tick:      c.RunSchedules,
 	}, {
 		Name:      retentionName,
 		Interval:  max(c.cfg.RetentionInterval, 0),

@@ -113,8 +113,14 @@ func (c *Client) RemoveSchedule(ctx context.Context, name string) error {
 // loop.
 const maxCatchUp = 100000
 
-// runSchedules enqueues the due slot of every due schedule and advances it.
-func (c *Client) runSchedules(ctx context.Context) error {
+// RunSchedules enqueues the due slot of every due schedule, at the
+// client's clock (Config.Now), and advances the schedule, as the cron
+// reconciler of the maintenance leader does every CronInterval. Running it
+// besides the leader is safe: a slot is enqueued at most once (its unique
+// key) and a schedule advances only from the slot it was read at. Tests
+// call it, with a controllable clock, to make slots due without waiting
+// for them (package weftest does).
+func (c *Client) RunSchedules(ctx context.Context) error {
 	now := c.cfg.Now()
 	scs, err := c.st.Schedules(ctx)
 	if err != nil {

@@ -90,9 +90,10 @@ func NewWorkers() *Workers { return &Workers{kinds: make(map[string]engine.Kind)
 
 // EngineKinds returns the kinds registered in ws as Weft's engine runs
 // them. Its result's type is internal to Weft: the method is how Weft's own
-// commands reach a registry (`weft serve` applies a kind's retry policy to
+// packages reach a registry (`weft serve` applies a kind's retry policy to
 // remote workers' failures, `weft worker` runs the built-in kinds through
-// the engine), not an API for programs.
+// the engine, package weftest runs handlers in users' tests), not an API
+// for programs.
 func (ws *Workers) EngineKinds() map[string]engine.Kind { return maps.Clone(ws.kinds) }
 
 // WorkerOption configures a worker's kind.

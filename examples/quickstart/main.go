@@ -28,6 +28,18 @@ type ResizeArgs struct {
 // Kind names the task kind.
 func (ResizeArgs) Kind() string { return "resize" }
 
+// resize is the worker of the "resize" kind. Every tenth image fails its
+// first attempt, to show a retry; main_test.go tests it with weftest.
+func resize(_ context.Context, t *weft.Task[ResizeArgs]) error {
+	if t.Attempt == 1 && t.Args.Width%10 == 0 {
+		return errors.New("transient: image server busy")
+	}
+	return t.SetResult(map[string]any{"resized": t.Args.Image, "width": t.Args.Width})
+}
+
+// resizeBackoff retries a failed resize soon, so that the demo ends fast.
+func resizeBackoff(int) time.Duration { return 100 * time.Millisecond }
+
 func main() {
 	dbPath := flag.String("db", filepath.Join(os.TempDir(), "weft-quickstart.db"), "SQLite database file")
 	n := flag.Int("tasks", 1000, "how many tasks to enqueue")
@@ -51,18 +63,14 @@ func run(dbPath string, n int) error {
 	finished := make(chan struct{})
 	workers := weft.NewWorkers()
 	weft.AddWorkerFunc(workers, func(ctx context.Context, t *weft.Task[ResizeArgs]) error {
-		// Every tenth image fails once, to show a retry.
-		if t.Attempt == 1 && t.Args.Width%10 == 0 {
-			return errors.New("transient: image server busy")
-		}
-		if err := t.SetResult(map[string]any{"resized": t.Args.Image, "width": t.Args.Width}); err != nil {
+		if err := resize(ctx, t); err != nil {
 			return err
 		}
 		if done.Add(1) == int64(n) {
 			close(finished)
 		}
 		return nil
-	}, weft.WithBackoff(func(int) time.Duration { return 100 * time.Millisecond }))
+	}, weft.WithBackoff(resizeBackoff))
 
 	client, err := weft.NewClient(st, &weft.Config{
 		Queues:  map[string]weft.QueueConfig{"default": {MaxWorkers: 50}},

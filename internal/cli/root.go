@@ -52,6 +52,9 @@ type globals struct {
 	Server string
 	// Token is the API bearer token (--token, WEFT_API_TOKEN).
 	Token string
+	// CA is a PEM file of the CA to trust for an https:// server (--ca,
+	// WEFT_CA); see tls.go.
+	CA string
 	// Database is a SQLite file path or a postgres:// URL (--database,
 	// WEFT_DATABASE_URL), for serve, migrate, and direct access.
 	Database string
@@ -147,7 +150,7 @@ func message(err error) string {
 	if errors.Is(err, apiclient.ErrUnauthorized) {
 		msg += " (set --token or WEFT_API_TOKEN to the server's WEFT_API_TOKEN)"
 	}
-	return msg
+	return msg + tlsHint(err)
 }
 
 // newRootCmd builds the command tree.
@@ -182,6 +185,7 @@ Flags override environment variables, which override defaults.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.Server, "server", defaultServer, "base URL of the Weft server (env WEFT_SERVER)")
 	pf.StringVar(&g.Token, "token", "", "API bearer token (env WEFT_API_TOKEN)")
+	pf.StringVar(&g.CA, "ca", "", "PEM file of the CA that signed an https:// server's certificate, trusted instead of the system's (env WEFT_CA)")
 	pf.StringVar(&g.Database, "database", defaultDatabase, "SQLite file path or postgres:// URL, for serve, migrate and direct access (env WEFT_DATABASE_URL)")
 	pf.StringVar(&g.Format, "format", formatHuman, "output format: human, json or ndjson")
 	pf.StringVar(&g.LogFormat, "log-format", "text", "log format: text or json (env WEFT_LOG_FORMAT)")
@@ -197,6 +201,7 @@ Flags override environment variables, which override defaults.`,
 		newQueuesCmd(g),
 		newMigrateCmd(g),
 		newWorkerCmd(g),
+		newMCPCmd(g),
 		newVersionCmd(g),
 		newBenchCmd(g),
 	)
@@ -222,6 +227,7 @@ func (g *globals) resolve(fs *pflag.FlagSet) error {
 	}
 	fromEnv(&g.Server, "server", "WEFT_SERVER")
 	fromEnv(&g.Token, "token", "WEFT_API_TOKEN")
+	fromEnv(&g.CA, "ca", "WEFT_CA")
 	fromEnv(&g.Database, "database", "WEFT_DATABASE_URL")
 	fromEnv(&g.LogFormat, "log-format", "WEFT_LOG_FORMAT")
 	fromEnv(&g.LogLevel, "log-level", "WEFT_LOG_LEVEL")
@@ -253,7 +259,12 @@ func (g *globals) client() (*apiclient.Client, error) {
 	if err := g.checkServer(); err != nil {
 		return nil, err
 	}
-	return apiclient.New(g.Server, g.Token, nil), nil
+	hc, err := g.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	g.warnClearClientToken()
+	return apiclient.New(g.Server, g.Token, hc), nil
 }
 
 // direct reports whether commands should work on the database directly:

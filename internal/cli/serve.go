@@ -34,6 +34,10 @@ type serveOptions struct {
 	denyPrivate bool
 	leaseTTL    time.Duration
 	grace       time.Duration
+
+	// tlsCert and tlsKey are PEM files: with them, serve speaks HTTPS
+	// (tls.go).
+	tlsCert, tlsKey string
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -52,7 +56,12 @@ any language claim other kinds through POST /v1/claims.
 
 With WEFT_API_TOKEN set, every route but /healthz and /readyz requires
 "Authorization: Bearer <token>". Without a token the server only listens on
-a loopback address, unless --insecure says otherwise.
+a loopback address, unless --insecure says otherwise. With --tls-cert and
+--tls-key it serves HTTPS (TLS 1.2 and later); a token served without TLS
+beyond loopback is logged as a warning.
+
+The server also speaks the Model Context Protocol at /mcp (streamable HTTP),
+behind the same token, for AI agents.
 
 SIGINT or SIGTERM stops gracefully: /readyz fails, waiting claims are
 answered, new work is no longer claimed, running tasks get --grace to
@@ -60,7 +69,8 @@ finish (then go back to pending without spending an attempt). A second
 signal ends the process at once.`,
 		Example: `  weft serve
   weft serve --addr 0.0.0.0:7070 --database /var/lib/weft/weft.db   # with WEFT_API_TOKEN set
-  weft serve --database postgres://weft@db/weft --queue default=50 --queue webhooks=20`,
+  weft serve --database postgres://weft@db/weft --queue default=50 --queue webhooks=20
+  weft serve --addr 0.0.0.0:7443 --tls-cert server.pem --tls-key server-key.pem   # with WEFT_API_TOKEN set`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.resolve(g, cmd.Flags()); err != nil {
@@ -76,6 +86,8 @@ signal ends the process at once.`,
 	f.BoolVar(&o.denyPrivate, "webhook-deny-private", false, "refuse http tasks aimed at loopback, private and link-local addresses (env WEFT_WEBHOOK_DENY_PRIVATE)")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", 30*time.Second, "how long a claimed task stays leased without renewal")
 	f.DurationVar(&o.grace, "grace", defaultGrace, "how long running tasks may finish at shutdown (env WEFT_SHUTDOWN_GRACE)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain), with --tls-key (env WEFT_TLS_CERT)")
+	f.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert (env WEFT_TLS_KEY)")
 	return cmd
 }
 
@@ -110,6 +122,9 @@ func (o *serveOptions) resolve(g *globals, fs *pflag.FlagSet) error {
 	}
 	if o.grace < 0 {
 		return usagef("--grace: %s is negative", o.grace)
+	}
+	if err := o.resolveTLS(env); err != nil {
+		return err
 	}
 	if o.leaseTTL < time.Second {
 		return usagef("--lease-ttl: %s is too short (at least 1s)", o.leaseTTL)
@@ -189,6 +204,10 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	tlsConfig, err := o.serverTLS()
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -204,10 +223,18 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		TLSConfig:         tlsConfig,
 	}
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	log.Info("weft: serving", "addr", "http://"+ln.Addr().String(), "database", displayDSN(g.Database),
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+		go func() { served <- hs.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { served <- hs.Serve(ln) }()
+	}
+	warnClearToken(log, g.Token, tlsConfig != nil, hostOf(o.addr), ln.Addr().String())
+	log.Info("weft: serving", "addr", scheme+"://"+ln.Addr().String(), "database", displayDSN(g.Database),
 		"version", version, "auth", g.Token != "")
 
 	var serveErr error

@@ -378,7 +378,7 @@ func TestInvoke(t *testing.T) {
 		}},
 	})
 	run := func(kind string) Verdict {
-		return e.invoke(context.Background(), &store.Task{ID: "id-" + kind, Kind: kind, Queue: "q", Attempt: 1, MaxAttempts: 3})
+		return invoke(context.Background(), e.cfg.Kinds, e.src, &store.Task{ID: "id-" + kind, Kind: kind, Queue: "q", Attempt: 1, MaxAttempts: 3})
 	}
 
 	t.Run("panic", func(t *testing.T) {

@@ -674,7 +674,7 @@ func (e *Engine) run(r *runningTask) *runningTask {
 		if e.startLater {
 			e.done.submitStart(store.Start{TaskID: t.ID, Epoch: t.LeaseEpoch, At: time.Now()})
 		}
-		v = e.invoke(ctx, t)
+		v = invoke(ctx, e.cfg.Kinds, e.src, t)
 	}
 	cause := context.Cause(ctx)
 	var next *runningTask
@@ -707,8 +707,10 @@ func (e *Engine) finish(r *runningTask, v Verdict, cause error) {
 	}
 }
 
-func (e *Engine) invoke(ctx context.Context, t *store.Task) (v Verdict) {
-	k, ok := e.cfg.Kinds[t.Kind]
+// invoke runs t's handler from kinds under its attempt timeout, and turns
+// a panic into a failed attempt.
+func invoke(ctx context.Context, kinds map[string]Kind, src Source, t *store.Task) (v Verdict) {
+	k, ok := kinds[t.Kind]
 	if !ok {
 		return Verdict{Action: Fail, Err: fmt.Errorf("no worker is registered for kind %q", t.Kind)}
 	}
@@ -726,7 +728,7 @@ func (e *Engine) invoke(ctx context.Context, t *store.Task) (v Verdict) {
 			v = Verdict{Action: Retry, Err: fmt.Errorf("panic: %v", p), Stack: string(debug.Stack())}
 		}
 	}()
-	v = k.Handler(ctx, &Execution{Task: t, src: e.src})
+	v = k.Handler(ctx, &Execution{Task: t, src: src})
 	if v.Action != Complete && v.Err == nil {
 		v.Err = errors.New("handler gave no error")
 	}
@@ -743,11 +745,29 @@ func (e *Engine) decide(t *store.Task, v Verdict, cause error) (store.Outcome, b
 		e.log.Warn("weft: lease lost; outcome not recorded", "task", t.ID, "kind", t.Kind, "epoch", t.LeaseEpoch)
 		return store.Outcome{}, false
 	}
-	backoff := DefaultBackoff
-	if k, ok := e.cfg.Kinds[t.Kind]; ok && k.Backoff != nil {
-		backoff = k.Backoff
+	return Decide(t, v, cause, backoffOf(e.cfg.Kinds, t.Kind), time.Now()), true
+}
+
+// backoffOf is kind's retry policy in kinds: its own, or DefaultBackoff.
+func backoffOf(kinds map[string]Kind, kind string) func(int) time.Duration {
+	if k, ok := kinds[kind]; ok && k.Backoff != nil {
+		return k.Backoff
 	}
-	return Decide(t, v, cause, backoff, time.Now()), true
+	return DefaultBackoff
+}
+
+// RunAttempt runs one attempt of t, a task claimed from st, synchronously,
+// by the rules the engine runs every attempt by: the handler of t's kind
+// in kinds (a kind missing from kinds fails the task) under its attempt
+// timeout, a panic recovered as a failed attempt, and the verdict decided
+// (Decide) with the kind's backoff at the time now reads once the handler
+// returned. Progress is written to st under the claim's epoch. Nothing
+// else is recorded: the caller finishes the outcome, and has the verdict
+// it was decided from. Package weftest runs users' handlers in their
+// tests through it.
+func RunAttempt(ctx context.Context, st store.Runner, kinds map[string]Kind, t *store.Task, now func() time.Time) (store.Outcome, Verdict) {
+	v := invoke(ctx, kinds, &storeSource{Runner: st}, t)
+	return Decide(t, v, context.Cause(ctx), backoffOf(kinds, t.Kind), now()), v
 }
 
 // Decide turns a verdict into the outcome to record for the attempt t. A

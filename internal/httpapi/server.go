@@ -1,7 +1,8 @@
 // Package httpapi serves Weft's HTTP API v1: enqueueing and inspecting
 // tasks, streaming their events, remote workers in any language (claims,
 // heartbeats, outcomes under lease tokens), queue statistics and pausing,
-// health, Prometheus metrics and the OpenAPI document.
+// health, Prometheus metrics and the OpenAPI document; and the Model
+// Context Protocol at /mcp (internal/mcpserver), for AI agents.
 //
 // Handlers decode strictly (unknown fields, trailing data and oversized
 // bodies are refused before anything is written), validate everything
@@ -31,6 +32,7 @@ import (
 	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/internal/engine"
+	"github.com/weftworks/weft/internal/mcpserver"
 	"github.com/weftworks/weft/internal/ops"
 	"github.com/weftworks/weft/store"
 )
@@ -92,6 +94,9 @@ type Server struct {
 	// end, so that a graceful shutdown does not wait for them.
 	drained   chan struct{}
 	drainOnce sync.Once
+	// mcp serves the Model Context Protocol at /mcp, on the same service
+	// as the API's task and queue routes.
+	mcp http.Handler
 }
 
 // New returns the API server for cfg.
@@ -115,6 +120,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("httpapi: metrics: %w", err)
 	}
 	s.metrics = m
+	s.mcp = mcpserver.Handler(mcpserver.New(mcpserver.Config{Backend: mcpserver.Service(s.ops), Version: cfg.Version, Logger: cfg.Logger}), cfg.Token != "")
 	s.routes()
 	s.handler = s.metrics.instrument(s.mux, s.authorize(s.mux))
 	return s, nil
@@ -177,6 +183,8 @@ func (s *Server) routeTable() []route {
 		{"GET /v1/queues", s.queues},
 		{"POST /v1/queues/{name}/pause", s.pauseQueue},
 		{"POST /v1/queues/{name}/resume", s.resumeQueue},
+
+		{"POST /mcp", s.mcp.ServeHTTP},
 	}
 }
 
