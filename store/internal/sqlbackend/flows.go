@@ -231,9 +231,6 @@ type child struct {
 	letRun                 bool
 	counts                 store.JoinCounts
 	attempt                int
-	// causeID is the first parent whose outcome made the join impossible.
-	causeID    string
-	causeState store.State
 }
 
 // Resolve applies the final outcomes of flow members to their flows in
@@ -263,35 +260,42 @@ func (f FlowStore) Resolve(ctx context.Context, tx Tx, finished []Finished, now 
 // returns the members that the wave finished in turn.
 func (f FlowStore) resolveStep(ctx context.Context, tx Tx, finished []Finished, nowUS int64, ch *store.Change, deltas FlowDeltas) ([]Finished, error) {
 	states := make(map[string]store.State, len(finished))
-	flows := make(map[string]string, len(finished))
 	ids := make([]string, 0, len(finished))
 	for _, fm := range finished {
 		if _, dup := states[fm.TaskID]; !dup {
 			ids = append(ids, fm.TaskID)
 		}
-		states[fm.TaskID], flows[fm.TaskID] = fm.State, fm.FlowID
+		states[fm.TaskID] = fm.State
 	}
 	children := map[string]*child{}
 	var order []string
+	// The finished parents are counted per child in the statement, from
+	// their rows as this transaction left them: a fan-in fed by hundreds
+	// of parents finishing in one batch is one row, not hundreds.
+	sum := func(states ...store.State) string {
+		return `sum(CASE WHEN ` + store.SQLOneOf("p.state", states) + ` THEN 1 ELSE 0 END)`
+	}
 	err := chunks(ids, func(part []string) error {
-		rows, err := f.query(ctx, tx, `SELECT e.parent_id, c.id, c.queue, c.state, c.attempt,
+		rows, err := f.query(ctx, tx, `SELECT g.child_id, g.ok, g.bad, g.skip, c.flow_id, c.queue, c.state, c.attempt,
 			m.join_kind, m.quorum, m.let_run, m.n_parents, m.n_succeeded, m.n_failed, m.n_skipped
-			FROM weft_flow_edges e
-			JOIN weft_tasks c ON c.id = e.child_id
-			JOIN weft_flow_members m ON m.task_id = e.child_id
-			WHERE e.parent_id IN `+in(len(part))+`
-			ORDER BY c.id`+f.d.lockOf("c, m"), anys(part)...)
+			FROM (SELECT e.child_id, `+sum(store.StateCompleted)+` AS ok, `+sum(store.StateFailed, store.StateCancelled)+` AS bad,
+				`+sum(store.StateSkipped)+` AS skip
+				FROM weft_flow_edges e JOIN weft_tasks p ON p.id = e.parent_id
+				WHERE e.parent_id IN `+in(len(part))+` GROUP BY e.child_id) AS g
+			JOIN weft_tasks c ON c.id = g.child_id
+			JOIN weft_flow_members m ON m.task_id = g.child_id
+			ORDER BY g.child_id`+f.d.lockOf("c, m"), anys(part)...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var (
-				parentID, state string
-				c               child
-				join            string
+				state, join   string
+				c             child
+				ok, bad, skip int
 			)
-			if err := rows.Scan(&parentID, &c.id, &c.queue, &state, &c.attempt,
+			if err := rows.Scan(&c.id, &ok, &bad, &skip, &c.flowID, &c.queue, &state, &c.attempt,
 				&join, &c.quorum, &c.letRun, &c.counts.Parents, &c.counts.Succeeded, &c.counts.Failed, &c.counts.Skipped); err != nil {
 				return err
 			}
@@ -303,18 +307,15 @@ func (f FlowStore) resolveStep(ctx context.Context, tx Tx, finished []Finished, 
 			if store.State(state) != store.StateBlocked {
 				continue
 			}
-			if prev, ok := children[c.id]; ok {
+			if prev, seen := children[c.id]; seen {
 				c = *prev
 			} else {
-				// A child is in its parents' flow.
-				c.state, c.join, c.flowID = store.State(state), store.Join(join), flows[parentID]
+				c.state, c.join = store.State(state), store.Join(join)
 				order = append(order, c.id)
 			}
-			ps := states[parentID]
-			c.counts.Count(ps, 1)
-			if c.causeID == "" && c.join.Decide(c.quorum, c.counts) == store.Impossible {
-				c.causeID, c.causeState = parentID, ps
-			}
+			c.counts.Succeeded += ok
+			c.counts.Failed += bad
+			c.counts.Skipped += skip
 			children[c.id] = &c
 		}
 		return rows.Err()
@@ -345,11 +346,11 @@ func (f FlowStore) resolveStep(ctx context.Context, tx Tx, finished []Finished, 
 				next = append(next, cancelled...)
 			}
 		case store.Impossible:
-			reason := store.SkipReason(c.causeState)
-			var causeKey string
-			if err := f.queryRow(ctx, tx, `SELECT flow_key FROM weft_tasks WHERE id = ?`, c.causeID).Scan(&causeKey); err != nil {
-				return nil, fmt.Errorf("skip flow member: %w", err)
+			causeKey, causeState, err := f.cause(ctx, tx, c, states)
+			if err != nil {
+				return nil, err
 			}
+			reason := store.SkipReason(causeState)
 			if _, err := f.exec(ctx, tx, `UPDATE weft_flow_members SET reason = ?, reason_key = ? WHERE task_id = ?`,
 				reason, causeKey, c.id); err != nil {
 				return nil, fmt.Errorf("skip flow member: %w", err)
@@ -388,6 +389,29 @@ func (f FlowStore) resolveStep(ctx context.Context, tx Tx, finished []Finished, 
 		return nil, fmt.Errorf("skip flow members: %w", err)
 	}
 	return append(next, skipped...), nil
+}
+
+// cause finds the parent of c, among those finished in this wave, whose
+// outcome made its join impossible: one whose state the join could not
+// take (a completed parent of none_succeeded, any other final state for
+// the other joins).
+func (f FlowStore) cause(ctx context.Context, tx Tx, c *child, finished map[string]store.State) (key string, state store.State, err error) {
+	parents, err := collect(ctx, tx, "skip flow member", f.d.Bind(`SELECT e.parent_id, p.flow_key FROM weft_flow_edges e
+		JOIN weft_tasks p ON p.id = e.parent_id WHERE e.child_id = ? ORDER BY e.parent_id`), []any{c.id},
+		func(r Rows) ([2]string, error) {
+			var v [2]string
+			return v, r.Scan(&v[0], &v[1])
+		})
+	if err != nil {
+		return "", "", err
+	}
+	for _, p := range parents {
+		s, ok := finished[p[0]]
+		if ok && (s == store.StateCompleted) == (c.join == store.JoinNoneSucceeded) {
+			return p[1], s, nil
+		}
+	}
+	return "", "", fmt.Errorf("skip flow member %s: no finished parent made its join impossible", c.id)
 }
 
 // cancelFeeders cancels the parents of c, not yet final, that feed no
