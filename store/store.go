@@ -172,8 +172,9 @@ type Start struct {
 type Outcome struct {
 	TaskID string
 	Epoch  int64
-	// State is the state to move to: completed, failed, cancelled, or
-	// pending (a retry, a snooze, or a release at shutdown).
+	// State is the state to move to: completed, failed, cancelled,
+	// pending (a retry, a snooze, or a release at shutdown), or waiting
+	// (a suspension, with Wait).
 	State  State
 	Result json.RawMessage
 	// Error, when set, is appended to the task's error history.
@@ -192,6 +193,10 @@ type Outcome struct {
 	// Event is the event written with the transition.
 	Event     EventType
 	EventData json.RawMessage
+	// Wait is the suspension of a waiting outcome: the task's waitpoints
+	// it waits on, how their signals combine, and the timeout. A waiting
+	// outcome gives the attempt back, like a snooze.
+	Wait *WaitSpec
 }
 
 // Lease is a running task held by a node, as ExtendLeases reports it.
@@ -484,6 +489,7 @@ type Store interface {
 	Coordinator
 	Scheduler
 	Flows
+	Waits
 	// TxEnqueuer returns the store's enqueuer into callers' own
 	// transactions, or nil when the backend has none. Optional
 	// capabilities are reached through accessors like this one rather

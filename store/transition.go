@@ -166,6 +166,10 @@ func CheckOutcomes(outcomes []Outcome) error {
 	for i, o := range outcomes {
 		switch o.State {
 		case StateCompleted, StateFailed, StateCancelled, StatePending:
+		case StateWaiting:
+			if o.Wait == nil {
+				return &ValidationError{Index: i, Field: "wait", Message: "a waiting outcome needs its wait"}
+			}
 		default:
 			return &ValidationError{Index: i, Field: "state", Message: fmt.Sprintf("%q is not an outcome state", o.State)}
 		}
@@ -340,4 +344,45 @@ func (r ClaimRequest) Validate() error {
 		}
 	}
 	return nil
+}
+
+// SplitWaits takes the waiting outcomes — suspensions, rare, and each with
+// reads of its own — out of a batch; waitIdx says where each was.
+func SplitWaits(outcomes []Outcome) (rest, waits []Outcome, waitIdx []int) {
+	for i, o := range outcomes {
+		if o.State == StateWaiting {
+			waitIdx = append(waitIdx, i)
+		}
+	}
+	if len(waitIdx) == 0 {
+		return outcomes, nil, nil
+	}
+	rest = make([]Outcome, 0, len(outcomes)-len(waitIdx))
+	for _, o := range outcomes {
+		if o.State == StateWaiting {
+			waits = append(waits, o)
+		} else {
+			rest = append(rest, o)
+		}
+	}
+	return rest, waits, waitIdx
+}
+
+// JoinWaits puts the results of the waiting outcomes that SplitWaits took
+// out back in their places among the others'.
+func JoinWaits(rest, waits []FinishResult, waitIdx []int) []FinishResult {
+	if len(waitIdx) == 0 {
+		return rest
+	}
+	out := make([]FinishResult, 0, len(rest)+len(waits))
+	w := 0
+	for i := 0; i < len(rest)+len(waits); i++ {
+		if w < len(waitIdx) && waitIdx[w] == i {
+			out = append(out, waits[w])
+			w++
+			continue
+		}
+		out = append(out, rest[i-w])
+	}
+	return out
 }

@@ -19,10 +19,11 @@ import (
 // it then writes, since nodes resolve flows concurrently.
 func flows() sqlbackend.FlowStore {
 	return sqlbackend.NewFlowStore(&sqlbackend.Dialect{
-		Bind:       bind,
-		JSON:       "?::jsonb",
-		Lock:       "FOR UPDATE",
-		InsertRows: insertRows,
+		Bind:        bind,
+		JSON:        "?::jsonb",
+		Lock:        "FOR UPDATE",
+		AppendError: "coalesce(errors, '[]'::jsonb) || jsonb_build_array(?::jsonb)",
+		InsertRows:  insertRows,
 	})
 }
 

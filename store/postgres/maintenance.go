@@ -82,8 +82,10 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 			return false, fmt.Errorf("purge: %w", err)
 		}
 		if len(ids) > 0 {
-			if _, err := tx.Exec(ctx, "DELETE FROM weft_events WHERE task_id = ANY($1::text[])", ids); err != nil {
-				return false, fmt.Errorf("purge events: %w", err)
+			for _, table := range []string{"weft_events", "weft_signals", "weft_waitpoints"} {
+				if _, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE task_id = ANY($1::text[])", ids); err != nil {
+					return false, fmt.Errorf("purge %s: %w", table, err)
+				}
 			}
 		}
 		// Flows go whole, members and all, once the flow is final and

@@ -448,6 +448,17 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 		return nil, err
 	}
 	nowUS := micros(s.now())
+	outcomes, waits, waitIdx := store.SplitWaits(outcomes)
+	var waitResults []store.FinishResult
+	if len(waits) > 0 {
+		var err error
+		if waitResults, err = s.suspend(ctx, waits, nowUS); err != nil {
+			return nil, err
+		}
+		if len(outcomes) == 0 {
+			return waitResults, nil
+		}
+	}
 	args, notify, err := finishArgs(outcomes, nowUS)
 	if err != nil {
 		return nil, err
@@ -478,7 +489,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 		}
 	}
 	out, _ := store.ReconcileFinish(outcomes, applied, missing)
-	return out, nil
+	return store.JoinWaits(out, waitResults, waitIdx), nil
 }
 
 // unappliedOutcomes lists the outcomes whose lease is not in applied.

@@ -60,6 +60,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 	if err := store.CheckOutcomes(outcomes); err != nil {
 		return nil, err
 	}
+	outcomes, waits, waitIdx := store.SplitWaits(outcomes)
 	// The statements are built here, before the write is queued, so the
 	// writer's critical section only executes them.
 	nowUS := micros(s.now())
@@ -118,8 +119,14 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 	}
 	flush(&completed, completeSQL, 4)
 	flush(&other, finishSQL, 8)
-	var results []store.FinishResult
+	var results, waitResults []store.FinishResult
 	err := s.writer.do(ctx, func(q *execer) error {
+		if len(waits) > 0 {
+			var err error
+			if waitResults, err = suspend(q, waits, nowUS); err != nil {
+				return err
+			}
+		}
 		applied := make(map[store.LeaseKey]store.FinishedRow, len(outcomes))
 		for _, st := range stmts {
 			if err := finishRows(q, st.query, st.a, applied); err != nil {
@@ -141,7 +148,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 	if err != nil {
 		return nil, err
 	}
-	return results, nil
+	return store.JoinWaits(results, waitResults, waitIdx), nil
 }
 
 func finishRows(q *execer, query string, a args, applied map[store.LeaseKey]store.FinishedRow) error {

@@ -15,9 +15,10 @@ import (
 // placeholders are already ?, and its one writer needs no row locks.
 func flows() sqlbackend.FlowStore {
 	return sqlbackend.NewFlowStore(&sqlbackend.Dialect{
-		Bind:       func(q string) string { return q },
-		JSON:       "?",
-		InsertRows: insertRows,
+		Bind:        func(q string) string { return q },
+		JSON:        "?",
+		AppendError: "json_insert(coalesce(errors, '[]'), '$[#]', json(?))",
+		InsertRows:  insertRows,
 	})
 }
 

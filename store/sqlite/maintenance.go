@@ -97,8 +97,10 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 		if deleted > 0 {
 			var ev args
 			ev.add(string(append(ids, ']')))
-			if err := q.rawExec("DELETE FROM weft_events WHERE task_id IN (SELECT value FROM json_each(?))", ev); err != nil {
-				return fmt.Errorf("purge events: %w", err)
+			for _, table := range []string{"weft_events", "weft_signals", "weft_waitpoints"} {
+				if err := q.rawExec("DELETE FROM "+table+" WHERE task_id IN (SELECT value FROM json_each(?))", ev); err != nil {
+					return fmt.Errorf("purge %s: %w", table, err)
+				}
 			}
 		}
 		res = plan.Result(p.After, deleted, end)

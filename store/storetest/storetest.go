@@ -52,6 +52,7 @@ var groups = []struct {
 	{"coordinator", coordinatorCases, true},
 	{"schedule", scheduleCases, true},
 	{"flow", flowCases, true},
+	{"wait", waitCases, true},
 	{"engine", engineCases, true},
 	{"process", processCases, false},
 }

@@ -39,6 +39,9 @@ type Dialect struct {
 	// one writer serializes everything). ForUpdateOf appends the table
 	// name to lock in a join.
 	Lock string
+	// AppendError is the expression that appends the JSON of an attempt
+	// error, given as a text parameter, to a task's errors.
+	AppendError string
 	// Members, edges and flows are inserted through these, so each
 	// backend batches rows its own way.
 	InsertRows func(ctx context.Context, tx Tx, table string, columns []string, rows [][]any) error

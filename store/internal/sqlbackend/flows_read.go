@@ -213,6 +213,8 @@ func (f FlowStore) PurgeFlows(ctx context.Context, tx Tx, plan store.PurgePlan, 
 		}
 		for _, stmt := range []string{
 			`DELETE FROM weft_events WHERE task_id IN (SELECT id FROM weft_tasks WHERE flow_id = ?)`,
+			`DELETE FROM weft_signals WHERE task_id IN (SELECT id FROM weft_tasks WHERE flow_id = ?)`,
+			`DELETE FROM weft_waitpoints WHERE task_id IN (SELECT id FROM weft_tasks WHERE flow_id = ?)`,
 			`DELETE FROM weft_flow_edges WHERE child_id IN (SELECT task_id FROM weft_flow_members WHERE flow_id = ?)`,
 			`DELETE FROM weft_flow_members WHERE flow_id = ?`,
 			`DELETE FROM weft_tasks WHERE flow_id = ?`,
