@@ -169,7 +169,21 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, g.Database, log)
+	db, err := parseDatabase(g.Database)
+	if err != nil {
+		return err
+	}
+	// Listen before the database is opened: a server that cannot listen
+	// must not have created (or migrated) a database first.
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("listen on %s: the address is in use (is another weft serve running? choose another with --addr)", o.addr)
+		}
+		return fmt.Errorf("listen on %s: %w", o.addr, err)
+	}
+	defer ln.Close()
+	st, err := db.open(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -189,15 +203,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.addr)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("listen on %s: the address is in use (is another weft serve running? choose another with --addr)", o.addr)
-		}
-		return fmt.Errorf("listen on %s: %w", o.addr, err)
-	}
 	if err := client.Start(ctx); err != nil {
-		_ = ln.Close()
 		return err
 	}
 	hs := &http.Server{
@@ -207,7 +213,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
-	log.Info("weft: serving", "addr", "http://"+ln.Addr().String(), "database", displayDSN(g.Database),
+	log.Info("weft: serving", "addr", "http://"+ln.Addr().String(), "database", db.String(),
 		"version", version, "auth", g.Token != "")
 
 	var serveErr error
@@ -233,12 +239,4 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		return fmt.Errorf("serve: %w", serveErr)
 	}
 	return nil
-}
-
-// displayDSN is the database for logs, without a password.
-func displayDSN(dsn string) string {
-	if isPostgres(dsn) {
-		return redactURL(dsn)
-	}
-	return dsn
 }
