@@ -91,7 +91,7 @@ func TestGlobalFlagsWhereTheyApply(t *testing.T) {
 		t.Errorf("--version printed %q, version %q", r.stdout, v)
 	}
 	for _, tc := range []struct {
-		cmd       []string
+		cmd        []string
 		has, lacks []string
 	}{
 		{[]string{"version"}, []string{"--format"}, []string{"--database", "--server", "--token", "--log-level"}},
