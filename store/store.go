@@ -35,6 +35,14 @@ const (
 	EventRetried EventType = "retried"
 )
 
+// EventTypes lists every event type, in the order of a task's life.
+func EventTypes() []EventType {
+	return []EventType{
+		EventCreated, EventStarted, EventProgress, EventRetryScheduled, EventSnoozed, EventReleased,
+		EventRescued, EventCancelRequested, EventCompleted, EventFailed, EventCancelled, EventRetried,
+	}
+}
+
 // Task is a stored task as a backend reads it back.
 type Task struct {
 	ID             string
