@@ -143,7 +143,9 @@ type Event struct {
 
 // EventFilter selects events of every task, for Reader.EventsAfter.
 type EventFilter struct {
-	// After is the cursor: only events with a greater Seq are read.
+	// After is the cursor: only events with a greater Seq are read. A
+	// negative After reads nothing and returns the end of the log as
+	// Next, where a reader of only what comes next starts.
 	After int64
 	// Queue and Kind, when set, keep the events of tasks of that queue
 	// and of that kind.

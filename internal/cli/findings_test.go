@@ -185,3 +185,69 @@ func (e *endingBackend) Events(ctx context.Context, id string, after int64, foll
 	}
 	return e.backend.Events(ctx, id, after, follow)
 }
+
+// TestQueuesWatch follows `queues --watch` off a terminal, directly on
+// the database and through a server: one NDJSON line per refresh, with
+// the counts and the rates of the events of every task.
+func TestQueuesWatch(t *testing.T) {
+	s := newTestServer(t, "")
+	for _, via := range [][]string{{"--database", s.path}, {"--server", s.url}} {
+		t.Run(via[0], func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var out, errb syncBuffer
+			done := make(chan int, 1)
+			go func() {
+				done <- run(ctx, append([]string{"queues", "--watch", "--interval", "100ms"}, via...), strings.NewReader(""), &out, &errb,
+					func(string) (string, bool) { return "", false })
+			}()
+			// Enqueue until a refresh counts what was enqueued: the
+			// watch follows the feed from its end, so what came before
+			// it started is not counted.
+			deadline := time.Now().Add(20 * time.Second)
+			var seen watchLine
+			for time.Now().Before(deadline) && seen.Queues == nil {
+				enqueueStore(t, s.st, store.NewTask{Kind: "w", Queue: "watched"})
+				time.Sleep(50 * time.Millisecond)
+				for _, line := range ndjson[watchLine](t, out.String()) {
+					for _, q := range line.Queues {
+						if q.Name == "watched" && q.Rates != nil && q.Rates.Created > 0 && q.Counts["pending"] > 0 {
+							seen = line
+						}
+					}
+				}
+			}
+			cancel()
+			if code := <-done; code != exitInterrupted {
+				t.Errorf("exit %d after Ctrl-C, want %d\nstderr: %s", code, exitInterrupted, errb.String())
+			}
+			if seen.Queues == nil || seen.At.IsZero() {
+				t.Fatalf("no refresh counted the enqueued tasks:\n%s\nstderr: %s", out.String(), errb.String())
+			}
+			if errb.String() != "weft: interrupted\n" {
+				t.Errorf("stderr: %s", errb.String())
+			}
+		})
+	}
+	failsWith(t, runWeft(t, "queues", "--watch", "--interval", "0s", "--database", s.path), exitUsage, "--interval")
+}
+
+// TestDrawWatch checks the table `queues --watch` redraws on a terminal.
+func TestDrawWatch(t *testing.T) {
+	now := time.Now()
+	oldest := now.Add(-90 * time.Second)
+	var b strings.Builder
+	line := watchLine{At: now, Queues: []watchedQueue{
+		{Queue: api.Queue{Name: "mail", Counts: map[string]int64{"pending": 7, "running": 2}, OldestReadyAt: &oldest}, Rates: &queueRates{Created: 12.5, Completed: 240, Failed: 0.25}},
+		{Queue: api.Queue{Name: "reports", Paused: true, Counts: map[string]int64{}}},
+	}}
+	if err := drawWatch(&b, line, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got := b.String()
+	for _, want := range []string{"\x1b[H\x1b[2J", "every 2s (Ctrl-C to stop)", "IN/S", "DONE/S", "FAILED/S", "waiting 1m30s", "12.5", "240", "0.2", "reports  yes"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the table lacks %q:\n%s", want, got)
+		}
+	}
+}

@@ -13,6 +13,10 @@ import (
 )
 
 func newQueuesCmd(g *globals) *cobra.Command {
+	var (
+		watch    bool
+		interval time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "queues",
 		Short: "List queues with their task counts; pause or resume one",
@@ -20,20 +24,34 @@ func newQueuesCmd(g *globals) *cobra.Command {
 and how long its oldest ready task has been waiting (a growing wait means the
 queue needs more workers).
 
+--watch refreshes the table every --interval, with the rates of the last
+interval (tasks enqueued, completed and failed per second, counted from the
+feed of every task's events, GET /v1/events): redrawn in place on a terminal,
+otherwise one NDJSON line per refresh ({"at":..., "queues":[{..., "rates":
+{"created":..., "completed":..., "failed":...}}]}). Ctrl-C stops it.
+
 'weft queues pause NAME' stops workers on every node from claiming the queue's
 tasks (tasks can still be enqueued, and running ones finish);
 'weft queues resume NAME' lets them go on.`,
 		Example: `  weft queues
+  weft queues --watch
+  weft queues --watch --interval 10s > queues.ndjson
   weft queues --format json
   weft queues pause emails
   weft queues resume emails`,
 		Args: exactArgs(0, "no arguments, or a subcommand (pause, resume)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if interval <= 0 {
+				return usagef("--interval: %s is not positive", interval)
+			}
 			b, err := g.openBackend(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer b.Close()
+			if watch {
+				return watchQueues(cmd.Context(), g, b, interval)
+			}
 			list, err := b.Queues(cmd.Context())
 			if err != nil {
 				return fmt.Errorf("queues: %w", err)
@@ -80,6 +98,8 @@ tasks (tasks can still be enqueued, and running ones finish);
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&watch, "watch", false, "refresh every --interval with rates, until Ctrl-C: in place on a terminal, NDJSON lines otherwise")
+	cmd.Flags().DurationVar(&interval, "interval", defaultWatchInterval, "how often --watch refreshes")
 	cmd.AddCommand(newQueuePauseCmd(g, true), newQueuePauseCmd(g, false))
 	return cmd
 }

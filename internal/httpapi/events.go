@@ -116,6 +116,10 @@ func (s *Server) feed(w http.ResponseWriter, r *http.Request) {
 		// An EventSource reconnecting resumes where it left off.
 		afterS, afterField = r.Header.Get("Last-Event-ID"), "Last-Event-ID"
 	}
+	fromEnd := afterS == "end"
+	if fromEnd {
+		afterS = ""
+	}
 	after, follow, err := eventParams(afterS, afterField, q.Get("follow"))
 	if err == nil {
 		for key := range q {
@@ -136,7 +140,7 @@ func (s *Server) feed(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
-		feed, err = s.ops.Feed(ops.FeedParams{After: after, Queue: q.Get("queue"), Kind: q.Get("kind"), Types: types, Follow: follow})
+		feed, err = s.ops.Feed(api.FeedParams{After: after, FromEnd: fromEnd, Queue: q.Get("queue"), Kind: q.Get("kind"), Types: types, Follow: follow})
 	}
 	if err != nil {
 		s.respondErr(w, r, err)

@@ -92,6 +92,10 @@ func TestFeed(t *testing.T) {
 		t.Fatalf("after the last event = %d %q", status, body)
 	}
 
+	// From the end: only what comes next.
+	if status, body := a.do(t, "GET", "/v1/events?after=end", nil); status != 200 || len(body) != 0 {
+		t.Fatalf("after=end = %d %q", status, body)
+	}
 	a.wantError(t, 400, api.CodeBadRequest, "after", "GET", "/v1/events?after=x", nil)
 	if status, body := a.do(t, "GET", "/v1/events", nil, "Last-Event-ID", "-3"); status != 400 || !strings.Contains(string(body), `"field":"Last-Event-ID"`) {
 		t.Errorf("a bad Last-Event-ID = %d %s", status, body)

@@ -17,19 +17,6 @@ import (
 // need not read at that rate.
 const feedMinGap = 20 * time.Millisecond
 
-// FeedParams selects the events of every task (GET /v1/events).
-type FeedParams struct {
-	// After is the cursor: events with a greater seq.
-	After int64
-	// Queue and Kind, when set, keep the events of tasks of that queue and
-	// of that kind; Types, when not empty, those of these types.
-	Queue string
-	Kind  string
-	Types []string
-	// Follow keeps the feed open, waiting for more.
-	Follow bool
-}
-
 // Feed is the event log of every task from a cursor on, as Service.Feed
 // opened it.
 type Feed struct {
@@ -41,7 +28,7 @@ type Feed struct {
 
 // Feed checks p and opens the feed it describes. A bad parameter is an
 // *api.FieldError (400) naming it.
-func (s *Service) Feed(p FeedParams) (*Feed, error) {
+func (s *Service) Feed(p api.FeedParams) (*Feed, error) {
 	if p.After < 0 {
 		return nil, badRequest("after", "%d is not an event sequence number (0 or more)", p.After)
 	}
@@ -52,6 +39,9 @@ func (s *Service) Feed(p FeedParams) (*Feed, error) {
 		return nil, badRequest("kind", "%q is not a valid kind", p.Kind)
 	}
 	f := store.EventFilter{After: p.After, Queue: p.Queue, Kind: p.Kind, Limit: eventPage}
+	if p.FromEnd {
+		f.After = -1
+	}
 	known := store.EventTypes()
 	for _, t := range p.Types {
 		if !slices.Contains(known, store.EventType(t)) {

@@ -118,7 +118,10 @@ const FeedWindow = 10000
 // knows every event up to settled is committed (or never will be): it
 // reads no further, and at most FeedWindow seqs past f.After.
 func (r Reader) EventsAfter(ctx context.Context, f store.EventFilter, settled int64) (store.EventPage, error) {
-	if f.After >= settled {
+	switch {
+	case f.After < 0:
+		return store.EventPage{Next: settled}, nil
+	case f.After >= settled:
 		return store.EventPage{Next: f.After}, nil
 	}
 	upto := min(settled, f.After+FeedWindow)
