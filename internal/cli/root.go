@@ -173,6 +173,11 @@ Flags override environment variables, which override defaults.`,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			g.started = true
+			// A config file's values go first: the environment and the
+			// command line override them.
+			if err := applyConfig(cmd, g.lookupEnv); err != nil {
+				return err
+			}
 			return g.resolve(cmd.Flags())
 		},
 	}

@@ -54,13 +54,20 @@ With WEFT_API_TOKEN set, every route but /healthz and /readyz requires
 "Authorization: Bearer <token>". Without a token the server only listens on
 a loopback address, unless --insecure says otherwise.
 
+Every flag can also be set in a TOML file given with --config (or
+WEFT_CONFIG), one key per flag, with the flag's name: addr = "0.0.0.0:7070",
+queue = ["default=10", "mail=5"], grace = "1m". Environment variables
+override the file, and flags override both. An unknown key is refused with
+its line. docs/operations.md has a full example.
+
 SIGINT or SIGTERM stops gracefully: /readyz fails, waiting claims are
 answered, new work is no longer claimed, running tasks get --grace to
 finish (then go back to pending without spending an attempt). A second
 signal ends the process at once.`,
 		Example: `  weft serve
   weft serve --addr 0.0.0.0:7070 --database /var/lib/weft/weft.db   # with WEFT_API_TOKEN set
-  weft serve --database postgres://weft@db/weft --queue default=50 --queue webhooks=20`,
+  weft serve --database postgres://weft@db/weft --queue default=50 --queue webhooks=20
+  weft serve --config /etc/weft/weft.toml`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.resolve(g, cmd.Flags()); err != nil {
@@ -76,6 +83,11 @@ signal ends the process at once.`,
 	f.BoolVar(&o.denyPrivate, "webhook-deny-private", false, "refuse http tasks aimed at loopback, private and link-local addresses (env WEFT_WEBHOOK_DENY_PRIVATE)")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", 30*time.Second, "how long a claimed task stays leased without renewal")
 	f.DurationVar(&o.grace, "grace", defaultGrace, "how long running tasks may finish at shutdown (env WEFT_SHUTDOWN_GRACE)")
+
+	// The config file: read before the environment and the other flags,
+	// which override it (applyConfig, from the root's pre-run hook).
+	var config string
+	f.StringVar(&config, configFlag, "", "read settings from this TOML file: each key is a flag's name (env WEFT_CONFIG)")
 	return cmd
 }
 
