@@ -101,7 +101,7 @@ func TestGlobalFlagsWhereTheyApply(t *testing.T) {
 		{[]string{"bench"}, []string{"--database", "default: a temporary directory"}, []string{"--server", `(default "weft.db")`}},
 		{[]string{"list"}, []string{"--server", "--database", "--format"}, []string{`(default "weft.db")`}},
 		{[]string{"queues", "pause"}, []string{"--server", "--database", "--create"}, nil},
-		{[]string{"task"}, []string{"--timeout", "--monitor prints ndjson unless --format is given", "3 no such task"}, nil},
+		{[]string{"task"}, []string{"--timeout", "--monitor prints ndjson when stdout is not a terminal", "3 no such task"}, nil},
 	} {
 		help := ok(t, runWeft(t, append(tc.cmd, "--help")...)).stdout
 		for _, want := range tc.has {

@@ -231,7 +231,7 @@ var commandFlags = map[string]int{
 // formatUsage is --format's help where a command's default is not the
 // usual one.
 var formatUsage = map[string]string{
-	"task":  "output format: human, json or ndjson (default human; --monitor prints ndjson unless --format is given)",
+	"task":  "output format: human, json or ndjson (default human; --monitor prints ndjson when stdout is not a terminal)",
 	"bench": "output format: human, json or ndjson (default human: a table; json or ndjson print one JSON object per result, as --json)",
 }
 

@@ -56,8 +56,9 @@ outcome:
   3  no such task (or a malformed id), or the server could not be reached
      for --timeout
 
-Events are printed as NDJSON (one JSON event per line) unless --format human
-is given explicitly, which prints one readable line per event. A dropped
+Events are printed as one readable line each on a terminal, and as NDJSON
+(one JSON event per line) when the output is not a terminal (a pipe, a
+file); --format human or --format ndjson chooses either way. A dropped
 stream is resumed where it stopped; while the server cannot be reached, the
 monitor tries again for up to --timeout (0: for ever). Ctrl-C stops
 monitoring (exit code 130) and leaves the task alone.
@@ -106,7 +107,7 @@ combined with --monitor to wait for the outcome.`,
 					return err
 				}
 				if monitor {
-					if g.Format == formatHuman && g.formatFlag {
+					if g.Format == formatHuman && (g.formatFlag || isTerminal(g.stdout)) {
 						printAction(g.stderr, verb, t)
 					}
 					return monitorTask(ctx, g, b, id, mon)
@@ -206,7 +207,9 @@ type monitorOptions struct {
 // failed or cancelled, and for a task that does not exist or a server
 // that could not be reached for o.timeout.
 func monitorTask(ctx context.Context, g *globals, b backend, id string, o monitorOptions) error {
-	human := g.formatFlag && g.Format == formatHuman
+	// Readable lines for a person at a terminal, NDJSON for a program,
+	// unless a format was asked for.
+	human := g.Format == formatHuman && (g.formatFlag || isTerminal(g.stdout))
 	var (
 		after    int64
 		final    string
