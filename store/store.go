@@ -35,6 +35,14 @@ const (
 	EventRetried EventType = "retried"
 )
 
+// EventTypes lists every event type, in the order of a task's life.
+func EventTypes() []EventType {
+	return []EventType{
+		EventCreated, EventStarted, EventProgress, EventRetryScheduled, EventSnoozed, EventReleased,
+		EventRescued, EventCancelRequested, EventCompleted, EventFailed, EventCancelled, EventRetried,
+	}
+}
+
 // Task is a stored task as a backend reads it back.
 type Task struct {
 	ID             string
@@ -131,6 +139,37 @@ type Event struct {
 	Attempt int
 	At      time.Time
 	Data    json.RawMessage
+	// Queue and Kind are the task's; only Reader.EventsAfter, which reads
+	// the events of every task, fills them.
+	Queue string
+	Kind  string
+}
+
+// EventFilter selects events of every task, for Reader.EventsAfter.
+type EventFilter struct {
+	// After is the cursor: only events with a greater Seq are read. A
+	// negative After reads nothing and returns the end of the log as
+	// Next, where a reader of only what comes next starts.
+	After int64
+	// Queue and Kind, when set, keep the events of tasks of that queue
+	// and of that kind.
+	Queue string
+	Kind  string
+	// Types, when not empty, keeps the events of these types.
+	Types []EventType
+	// Limit bounds the events of one read; zero, or above the backend's
+	// page limit, is that limit.
+	Limit int
+}
+
+// EventPage is one read of the events of every task.
+type EventPage struct {
+	// Events are in Seq order.
+	Events []Event
+	// Next is the cursor to read on from (the next call's After). It may
+	// be past the last event returned: the events that the filter left out
+	// are skipped once, not read again.
+	Next int64
 }
 
 // QueueClaim asks for at most Limit ready tasks of one queue.
@@ -405,6 +444,16 @@ type Reader interface {
 	List(ctx context.Context, p ListParams) ([]*Task, error)
 	// Events reads a task's events with Seq > after, oldest first.
 	Events(ctx context.Context, taskID string, after int64, limit int) ([]Event, error)
+	// EventsAfter reads the events of every task after a cursor, in Seq
+	// order, as f selects them. It returns only settled events: once a
+	// read has returned Next, no event with a Seq at or below it can be
+	// committed later, so a reader that follows the log with Next misses
+	// nothing. (SQLite numbers events in commit order; PostgreSQL's
+	// sequence does not, so that backend holds back the events above the
+	// oldest transaction still writing.) One read examines a bounded
+	// range of the log, so a filter that matches little may return no
+	// event and a Next further on.
+	EventsAfter(ctx context.Context, f EventFilter) (EventPage, error)
 	// Stats counts tasks per queue and state, finds each queue's oldest
 	// ready task and says whether it is paused, at a cost that does not grow
 	// with the table. Paused queues are listed even when they hold no task.

@@ -251,8 +251,8 @@ func TestPythonWorker(t *testing.T) {
 	bad := enqueue(t, s, "py.upper", `{"text": 42}`)
 	sum := enqueue(t, s, "py.sum", `{"numbers": [1, 2, 3.5]}`)
 	worker := exec.Command(python, "../../examples/python-worker/worker.py", "--server", s.URL, "--exit-when-idle", "--concurrency", "4")
-	var werr bytes.Buffer
-	worker.Stderr = &werr
+	var wout, werr bytes.Buffer
+	worker.Stdout, worker.Stderr = &wout, &werr
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	go func() {
@@ -274,6 +274,41 @@ func TestPythonWorker(t *testing.T) {
 	}
 	if task := getTask(t, s, sum); task.State != "completed" || string(task.Result) != `{"sum":6.5}` {
 		t.Fatalf("sum task = %+v", task)
+	}
+	// One line per recorded outcome: "<id> <kind> <state>".
+	for _, want := range []string{ids[0] + " py.upper completed\n", sum + " py.sum completed\n", bad + " py.upper failed\n"} {
+		if !strings.Contains(wout.String(), want) {
+			t.Errorf("the worker's output lacks %q:\n%s", want, wout.String())
+		}
+	}
+	if n := strings.Count(wout.String(), "\n"); n != len(ids)+2 {
+		t.Errorf("the worker printed %d lines, want %d:\n%s", n, len(ids)+2, wout.String())
+	}
+}
+
+// TestPythonWorkerWrongToken checks that the Python worker stops at once,
+// saying why, when the server refuses its token, rather than retrying.
+func TestPythonWorkerWrongToken(t *testing.T) {
+	t.Parallel()
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("python3 is required in CI for the remote-worker example")
+		}
+		t.Skip("python3 not installed")
+	}
+	s := startServer(t, []string{"WEFT_API_TOKEN=right"}, "--database", filepath.Join(t.TempDir(), "weft.db"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	worker := exec.CommandContext(ctx, python, "../../examples/python-worker/worker.py", "--server", s.URL)
+	worker.Env = append(os.Environ(), "WEFT_API_TOKEN=wrong")
+	out, err := worker.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || ctx.Err() != nil {
+		t.Fatalf("worker with a wrong token: %v, want exit 1\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "refused the token (401 unauthorized): set WEFT_API_TOKEN to the server's token") {
+		t.Errorf("output:\n%s", out)
 	}
 }
 

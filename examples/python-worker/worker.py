@@ -9,8 +9,12 @@ lease token each claim returns, many in one request. Run it next to a server:
     python3 examples/python-worker/worker.py --kinds py.upper,py.sum
     weft enqueue py.upper --args '{"text": "hello"}'
 
+It prints one line per recorded outcome on stdout, "<id> <kind> <state>"
+(completed, failed, pending for a retry, ...); problems go to stderr.
+
 Environment: WEFT_SERVER (default http://127.0.0.1:7070) and WEFT_API_TOKEN.
 Stop it with Ctrl-C (or SIGTERM): it stops claiming and finishes what it has.
+A server that refuses the token (401) stops it at once, with exit status 1.
 """
 
 import argparse
@@ -27,6 +31,11 @@ import urllib.request
 
 class LeaseLost(Exception):
     """The server answered 409 lease_lost: someone else owns the task now."""
+
+
+class Unauthorized(Exception):
+    """The server answered 401: the token is missing or wrong. Trying again
+    cannot help, so the worker stops."""
 
 
 class Weft:
@@ -48,6 +57,10 @@ class Weft:
                 return json.loads(raw) if raw else None
         except urllib.error.HTTPError as e:
             err = json.loads(e.read() or b"{}").get("error", {})
+            if e.code == 401:
+                raise Unauthorized(
+                    f"{self.server} refused the token (401 unauthorized): "
+                    "set WEFT_API_TOKEN to the server's token") from None
             if e.code == 409 and err.get("code") == "lease_lost":
                 raise LeaseLost(err.get("message", "lease lost")) from None
             raise RuntimeError(f"{method} {path}: {e.code} {err.get('code')}: {err.get('message')}") from None
@@ -75,9 +88,11 @@ class Reporter:
 
     MAX_BATCH = 1000  # the most outcomes one request may carry
 
-    def __init__(self, weft):
+    def __init__(self, weft, stop):
         self.weft = weft
-        self.waiting = []
+        self.stop = stop  # set when the server refuses the token
+        self.refused = None  # the Unauthorized that stopped it
+        self.waiting = []  # (outcome, kind) pairs
         self.cond = threading.Condition()
         self.closed = False
         self.thread = threading.Thread(target=self.run)
@@ -87,7 +102,7 @@ class Reporter:
         """Queues a task's outcome: result=... to complete it, or error=...
         (with permanent=True, cancel=True, retry_in or snooze) to fail it."""
         with self.cond:
-            self.waiting.append({"id": task["id"], "lease_token": task["lease_token"], **outcome})
+            self.waiting.append(({"id": task["id"], "lease_token": task["lease_token"], **outcome}, task["kind"]))
             self.cond.notify()
 
     def close(self):
@@ -109,10 +124,15 @@ class Reporter:
             self.send(batch)
 
     def send(self, batch):
+        outcomes = [outcome for outcome, _ in batch]
         for _ in range(3):
             try:
-                results = self.weft.report(batch)
+                results = self.weft.report(outcomes)
                 break
+            except Unauthorized as e:
+                self.refused = e
+                self.stop.set()
+                return
             except Exception as e:  # send them again: any recorded after all are answered lease_lost
                 print(f"reporting {len(batch)} outcomes: {e}", file=sys.stderr)
                 time.sleep(1)
@@ -120,9 +140,13 @@ class Reporter:
             # Their leases will expire and the server will hand them out again.
             print(f"giving up on {len(batch)} outcomes", file=sys.stderr)
             return
-        for outcome, result in zip(batch, results):
+        for (outcome, kind), result in zip(batch, results):
             err = result.get("error")
-            if err and err["code"] == "lease_lost":
+            if not err:
+                # One line per recorded outcome on stdout, for people and
+                # for scripts: "<id> <kind> <state>".
+                print(f"{outcome['id']} {kind} {result['state']}", flush=True)
+            elif err["code"] == "lease_lost":
                 print(f"task {outcome['id']}: lease lost, dropping it", file=sys.stderr)
             elif err:
                 print(f"task {outcome['id']}: outcome refused: {err['code']}: {err['message']}", file=sys.stderr)
@@ -199,7 +223,8 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     slots = threading.Semaphore(opts.concurrency)
-    reporter = Reporter(weft)
+    reporter = Reporter(weft, stop)
+    refused = None
     running = []
     print(f"{worker_id}: working {opts.kinds} on {opts.queues} at {opts.server}", file=sys.stderr)
     while not stop.is_set():
@@ -212,6 +237,9 @@ def main():
         try:
             tasks = weft.claim(worker_id, opts.queues.split(","), opts.kinds.split(","), free,
                                wait="0s" if opts.exit_when_idle else "5s")
+        except Unauthorized as e:
+            refused = e
+            break
         except Exception as e:
             print(f"claim: {e}; retrying in 1s", file=sys.stderr)
             tasks = []
@@ -234,6 +262,9 @@ def main():
     for th in running:
         th.join()
     reporter.close()
+    refused = refused or reporter.refused
+    if refused:
+        sys.exit(f"{worker_id}: stopping: {refused}")
 
 
 if __name__ == "__main__":

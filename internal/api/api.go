@@ -95,6 +95,10 @@ type Event struct {
 	Attempt int             `json:"attempt"`
 	At      time.Time       `json:"at"`
 	Data    json.RawMessage `json:"data,omitempty"`
+	// Queue and Kind are the task's, in the feed of every task's events
+	// (GET /v1/events); a task's own stream leaves them out.
+	Queue string `json:"queue,omitempty"`
+	Kind  string `json:"kind,omitempty"`
 }
 
 // Queue describes one queue: its task counts by state, whether claims are
@@ -332,7 +336,7 @@ func FromTask(t *store.Task) Task {
 
 // FromEvent converts a stored event.
 func FromEvent(e store.Event) Event {
-	return Event{Seq: e.Seq, TaskID: e.TaskID, Type: string(e.Type), Attempt: e.Attempt, At: e.At.UTC(), Data: e.Data}
+	return Event{Seq: e.Seq, TaskID: e.TaskID, Type: string(e.Type), Attempt: e.Attempt, At: e.At.UTC(), Data: e.Data, Queue: e.Queue, Kind: e.Kind}
 }
 
 // FromQueueStats converts queue statistics; every state has a count.

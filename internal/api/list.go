@@ -39,3 +39,44 @@ func (p ListParams) Query() url.Values {
 	}
 	return q
 }
+
+// FeedParams selects the events of every task: GET /v1/events's query
+// parameters.
+type FeedParams struct {
+	// After is the cursor: events with a greater seq.
+	After int64
+	// FromEnd starts at the end of the log (after=end), for a reader of
+	// only what comes next; After is then ignored.
+	FromEnd bool
+	// Queue and Kind, when set, keep the events of tasks of that queue and
+	// of that kind; Types, when not empty, those of these types.
+	Queue string
+	Kind  string
+	Types []string
+	// Follow keeps the feed open, waiting for more.
+	Follow bool
+}
+
+// Query encodes p as GET /v1/events's query string, without the "?".
+func (p FeedParams) Query() string {
+	q := url.Values{}
+	switch {
+	case p.FromEnd:
+		q.Set("after", "end")
+	case p.After > 0:
+		q.Set("after", strconv.FormatInt(p.After, 10))
+	}
+	if p.Queue != "" {
+		q.Set("queue", p.Queue)
+	}
+	if p.Kind != "" {
+		q.Set("kind", p.Kind)
+	}
+	if len(p.Types) > 0 {
+		q.Set("type", strings.Join(p.Types, ","))
+	}
+	if p.Follow {
+		q.Set("follow", "true")
+	}
+	return q.Encode()
+}

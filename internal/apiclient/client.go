@@ -117,18 +117,34 @@ func (c *Client) Retry(ctx context.Context, id string) (api.Task, error) {
 // element, with a zero Event; a stream the server ended cleanly just
 // stops. Breaking out of the loop closes the connection.
 func (c *Client) Events(ctx context.Context, id string, after int64, follow bool) iter.Seq2[api.Event, error] {
+	q := url.Values{}
+	if after > 0 {
+		q.Set("after", strconv.FormatInt(after, 10))
+	}
+	if follow {
+		q.Set("follow", "true")
+	}
+	path := "/v1/tasks/" + url.PathEscape(id) + "/events"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	return c.stream(ctx, path, "events of "+id)
+}
+
+// Feed reads the events of every task as p selects them (GET
+// /v1/events); with p.Follow it waits for more until ctx ends or the
+// server ends the stream. A failure is the last element.
+func (c *Client) Feed(ctx context.Context, p api.FeedParams) iter.Seq2[api.Event, error] {
+	path := "/v1/events"
+	if q := p.Query(); q != "" {
+		path += "?" + q
+	}
+	return c.stream(ctx, path, "events")
+}
+
+// stream reads an NDJSON event stream; what names it in errors.
+func (c *Client) stream(ctx context.Context, path, what string) iter.Seq2[api.Event, error] {
 	return func(yield func(api.Event, error) bool) {
-		q := url.Values{}
-		if after > 0 {
-			q.Set("after", strconv.FormatInt(after, 10))
-		}
-		if follow {
-			q.Set("follow", "true")
-		}
-		path := "/v1/tasks/" + url.PathEscape(id) + "/events"
-		if len(q) > 0 {
-			path += "?" + q.Encode()
-		}
 		req, err := c.newRequest(ctx, http.MethodGet, path, nil)
 		if err != nil {
 			yield(api.Event{}, err)
@@ -154,7 +170,7 @@ func (c *Client) Events(ctx context.Context, id string, after int64, follow bool
 			}
 			var ev api.Event
 			if err := json.Unmarshal(line, &ev); err != nil {
-				yield(api.Event{}, fmt.Errorf("events of %s: bad line from the server: %w", id, err))
+				yield(api.Event{}, fmt.Errorf("%s: bad line from the server: %w", what, err))
 				return
 			}
 			if !yield(ev, nil) {
@@ -165,7 +181,7 @@ func (c *Client) Events(ctx context.Context, id string, after int64, follow bool
 			if ctx.Err() != nil {
 				err = context.Cause(ctx)
 			}
-			yield(api.Event{}, fmt.Errorf("events of %s: stream interrupted: %w", id, err))
+			yield(api.Event{}, fmt.Errorf("%s: stream interrupted: %w", what, err))
 		}
 	}
 }

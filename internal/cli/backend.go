@@ -27,6 +27,10 @@ type backend interface {
 	// it ends once the task is terminal and its terminal event was
 	// yielded. A failure is the last element.
 	Events(ctx context.Context, id string, after int64, follow bool) iter.Seq2[api.Event, error]
+	// Feed yields the events of every task as p selects them; with
+	// p.Follow it waits for more until ctx ends. A failure is the last
+	// element.
+	Feed(ctx context.Context, p api.FeedParams) iter.Seq2[api.Event, error]
 	Queues(ctx context.Context) (api.QueueList, error)
 	PauseQueue(ctx context.Context, name string) (api.Queue, error)
 	ResumeQueue(ctx context.Context, name string) (api.Queue, error)
@@ -120,6 +124,27 @@ func (d *directBackend) Events(ctx context.Context, id string, after int64, foll
 		for ev, err := range stream.All(ctx) {
 			if !yield(ev, wireError(ctx, err)) {
 				return
+			}
+		}
+	}
+}
+
+func (d *directBackend) Feed(ctx context.Context, p api.FeedParams) iter.Seq2[api.Event, error] {
+	return func(yield func(api.Event, error) bool) {
+		feed, err := d.svc.Feed(p)
+		if err != nil {
+			yield(api.Event{}, wireError(ctx, err))
+			return
+		}
+		for page, err := range feed.Pages(ctx) {
+			if err != nil {
+				yield(api.Event{}, wireError(ctx, err))
+				return
+			}
+			for _, ev := range page {
+				if !yield(ev, nil) {
+					return
+				}
 			}
 		}
 	}

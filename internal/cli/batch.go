@@ -11,11 +11,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/internal/apiclient"
+	"github.com/weftworks/weft/store"
 )
 
 // maxBatchLine bounds one line of a batch file: a task's args and its
@@ -89,15 +91,23 @@ Prints "enqueued N tasks (M duplicates)" and the ids in input order; with
 	}
 }
 
+// maxBatchErrors bounds how many bad lines a refused batch file lists.
+const maxBatchErrors = 20
+
 // readBatch decodes NDJSON task inputs, returning them with the line
 // number of each. Unknown fields are errors: a misspelt "queu" would
-// otherwise silently go to the default queue.
+// otherwise silently go to the default queue. Every bad line is reported
+// (up to maxBatchErrors), not just the first, so that a file is fixed in
+// one pass; what only the server can judge (limits, sizes) it reports
+// when the batch is sent.
 func readBatch(r io.Reader, name string) ([]api.TaskInput, []int, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxBatchLine)
 	var (
 		tasks []api.TaskInput
 		lines []int
+		bad   []string
+		nBad  int
 		n     int
 	)
 	for sc.Scan() {
@@ -106,7 +116,7 @@ func readBatch(r io.Reader, name string) ([]api.TaskInput, []int, error) {
 		if len(line) == 0 {
 			continue
 		}
-		if len(tasks) == api.MaxBatch {
+		if len(tasks)+nBad == api.MaxBatch {
 			// Count the rest, to say how far over the limit the file is.
 			extra := 1
 			for sc.Scan() {
@@ -117,26 +127,30 @@ func readBatch(r io.Reader, name string) ([]api.TaskInput, []int, error) {
 			return nil, nil, fmt.Errorf("%s has %d tasks, more than the %d one batch may hold: split it (for example `split -l %d`) and send each part with its own `weft batch`",
 				name, api.MaxBatch+extra, api.MaxBatch, api.MaxBatch)
 		}
-		var t api.TaskInput
-		dec := json.NewDecoder(bytes.NewReader(line))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&t); err != nil {
-			return nil, nil, fmt.Errorf("%s: line %d: %s", name, n, describeJSONError(err))
-		}
-		if !errors.Is(tokenErr(dec), io.EOF) {
-			return nil, nil, fmt.Errorf("%s: line %d: extra data after the task (one task per line)", name, n)
-		}
-		if t.Kind == "" {
-			return nil, nil, fmt.Errorf("%s: line %d: kind: must not be empty", name, n)
+		t, problem := decodeTask(line)
+		if problem != "" {
+			if nBad++; nBad <= maxBatchErrors {
+				bad = append(bad, fmt.Sprintf("line %d: %s", n, problem))
+			}
+			continue
 		}
 		tasks = append(tasks, t)
 		lines = append(lines, n)
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, nil, fmt.Errorf("%s: line %d: longer than %d MiB", name, n+1, maxBatchLine>>20)
+			bad = append(bad, fmt.Sprintf("line %d: longer than %d MiB", n+1, maxBatchLine>>20))
+			nBad++
+		} else {
+			return nil, nil, fmt.Errorf("%s: read: %w", name, err)
 		}
-		return nil, nil, fmt.Errorf("%s: read: %w", name, err)
+	}
+	if nBad > 0 {
+		msg := fmt.Sprintf("%s: %s, nothing was enqueued:\n  %s", name, plural(nBad, "bad line"), strings.Join(bad, "\n  "))
+		if nBad > len(bad) {
+			msg += fmt.Sprintf("\n  ... and %d more", nBad-len(bad))
+		}
+		return nil, nil, errors.New(msg)
 	}
 	if len(tasks) == 0 {
 		return nil, nil, fmt.Errorf("%s: no tasks (expected one JSON task per line)", name)
@@ -144,13 +158,46 @@ func readBatch(r io.Reader, name string) ([]api.TaskInput, []int, error) {
 	return tasks, lines, nil
 }
 
+// decodeTask reads one line of a batch file; problem says what is wrong
+// with it, naming the field when there is one.
+func decodeTask(line []byte) (t api.TaskInput, problem string) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&t); err != nil {
+		return t, describeJSONError(err)
+	}
+	if !errors.Is(tokenErr(dec), io.EOF) {
+		return t, "extra data after the task (one task per line)"
+	}
+	switch {
+	case t.Kind == "":
+		return t, "kind: must not be empty"
+	case !store.ValidName(t.Kind):
+		return t, fmt.Sprintf("kind: %q is not a valid name (a letter, then letters, digits, '_', '-', '.', ':')", t.Kind)
+	case t.Queue != "" && !store.ValidName(t.Queue):
+		return t, fmt.Sprintf("queue: %q is not a valid name (a letter, then letters, digits, '_', '-', '.', ':')", t.Queue)
+	case t.Delay != "" && t.RunAt != nil:
+		return t, "delay: give delay or run_at, not both"
+	}
+	if _, err := api.ToNewTasks([]api.TaskInput{t}, ""); err != nil {
+		return t, err.Error()
+	}
+	return t, ""
+}
+
 // describeJSONError says what is wrong with a line in words.
 func describeJSONError(err error) string {
 	var (
-		se *json.SyntaxError
-		te *json.UnmarshalTypeError
+		se  *json.SyntaxError
+		te  *json.UnmarshalTypeError
+		tpe *time.ParseError
 	)
 	switch {
+	case errors.As(err, &tpe):
+		// Only run_at is a time in a task.
+		return fmt.Sprintf("run_at: %q is not an RFC 3339 time (for example 2030-01-02T15:04:05Z)", strings.Trim(tpe.Value, `"`))
+	case strings.Contains(err.Error(), "Time.UnmarshalJSON"):
+		return `run_at: expected an RFC 3339 time as a string (for example "2030-01-02T15:04:05Z")`
 	case errors.As(err, &se):
 		return fmt.Sprintf("not valid JSON: %v (at byte %d)", se, se.Offset)
 	case errors.As(err, &te):

@@ -156,33 +156,38 @@ func (o *benchOptions) resolve(g *globals, flags *pflag.FlagSet) ([]benchmark.Sc
 
 	// Only a --database given on the command line counts: the
 	// environment's database is the application's, not a benchmark's.
-	switch {
-	case !g.databaseFlag:
+	if !g.databaseFlag {
 		t.Sync = sqlite.Synchronous(o.sync)
-	case isPostgres(g.Database):
+		return scenarios, t, nil
+	}
+	db, err := parseDatabase(g.Database)
+	if err != nil {
+		return nil, t, err
+	}
+	if db.postgres != "" {
 		if flags.Changed("sync") {
 			return nil, t, usagef("--sync applies to SQLite only")
 		}
 		if o.seed == "sql" {
 			return nil, t, usagef("--seed sql needs SQLite")
 		}
-		t.Postgres = g.Database
-	default:
-		t.Sync = sqlite.Synchronous(o.sync)
-		info, err := os.Stat(g.Database)
-		switch {
-		case err == nil && info.IsDir():
-			t.Dir = g.Database
-		case err == nil:
-			return nil, t, usagef("--database: %s exists; weft bench only runs on a database it creates: give a new file or a directory", g.Database)
-		case errors.Is(err, fs.ErrNotExist):
-			if err := checkSQLitePath(g.Database); err != nil {
-				return nil, t, &usageError{err: err}
-			}
-			t.File = g.Database
-		default:
-			return nil, t, fmt.Errorf("--database: %w", err)
+		t.Postgres = db.postgres
+		return scenarios, t, nil
+	}
+	t.Sync = sqlite.Synchronous(o.sync)
+	info, err := os.Stat(db.path)
+	switch {
+	case err == nil && info.IsDir():
+		t.Dir = db.path
+	case err == nil:
+		return nil, t, usagef("--database: %s exists; weft bench only runs on a database it creates: give a new file or a directory", db.path)
+	case errors.Is(err, fs.ErrNotExist):
+		if err := checkSQLitePath(db.path); err != nil {
+			return nil, t, &usageError{err: err}
 		}
+		t.File = db.path
+	default:
+		return nil, t, fmt.Errorf("--database: %w", err)
 	}
 	return scenarios, t, nil
 }

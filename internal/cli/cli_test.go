@@ -394,9 +394,14 @@ func TestBatchDirect(t *testing.T) {
 		{"wrong type", `{"kind":"a","priority":"high"}`, "line 1: priority: expected int"},
 		{"not an object", `[1,2]`, "line 1: expected a JSON object"},
 		{"no kind", `{"args":{}}`, "line 1: kind: must not be empty"},
-		// Found by the store, mapped back from tasks[2] to its line.
-		{"invalid delay", `{"kind":"a"}` + "\n\n" + `{"kind":"b"}` + "\n" + `{"kind":"c","delay":"soon"}` + "\n", "line 4: 422 invalid: tasks[2].delay"},
-		{"invalid kind", `{"kind":"a"}` + "\n" + `{"kind":"9c"}`, "line 2: 422 invalid: tasks[1].kind"},
+		{"invalid delay", `{"kind":"a"}` + "\n\n" + `{"kind":"b"}` + "\n" + `{"kind":"c","delay":"soon"}` + "\n", `line 4: delay: "soon" is not a duration`},
+		{"invalid kind", `{"kind":"a"}` + "\n" + `{"kind":"9c"}`, `line 2: kind: "9c" is not a valid name`},
+		{"bad run_at", `{"kind":"a","run_at":"tomorrow"}`, `line 1: run_at: "tomorrow" is not an RFC 3339 time`},
+		// Every bad line is reported, not only the first or the last.
+		{"several bad lines", `{"kind":"a","run_at":"tomorrow"}` + "\n" + `{"kind":"b"}` + "\n" + `{"kind":"c","run_at":"2030-13-01T00:00:00Z"}` + "\n" + `{"kind":""}`,
+			"3 bad lines, nothing was enqueued:\n  line 1: run_at: \"tomorrow\" is not an RFC 3339 time (for example 2030-01-02T15:04:05Z)\n  line 3: run_at: \"2030-13-01T00:00:00Z\" is not an RFC 3339 time (for example 2030-01-02T15:04:05Z)\n  line 4: kind: must not be empty\n"},
+		// Found by the store, mapped back from tasks[1] to its line.
+		{"priority out of range", `{"kind":"a"}` + "\n\n" + `{"kind":"b","priority":3000000000}`, "line 3: 422 invalid: tasks[1].priority"},
 		{"empty", "\n\n", "no tasks"},
 	}
 	for _, tc := range bad {
@@ -494,8 +499,15 @@ func TestQueuesDirect(t *testing.T) {
 	if !strings.Contains(r.stdout, "queue mail resumed (2 pending, 0 running)") {
 		t.Errorf("resume:\n%s", r)
 	}
-	// A queue may be paused before it has a task.
-	q = decode[api.Queue](t, ok(t, runWeft(t, "queues", "pause", "later", "--database", path, "--format", "json")).stdout)
+	// A queue that does not exist is refused, most likely a typo, and
+	// nothing is paused...
+	failsWith(t, runWeft(t, "queues", "pause", "mial", "--database", path), exitError, `no queue named "mial" (the queues are default, mail)`, "--create")
+	failsWith(t, runWeft(t, "queues", "resume", "mial", "--database", path), exitError, `no queue named "mial"`, "nothing to resume")
+	if list := decode[api.QueueList](t, ok(t, runWeft(t, "queues", "--database", path, "--format", "json")).stdout); len(list.Queues) != 2 {
+		t.Errorf("a refused pause created a queue: %+v", list)
+	}
+	// ...but a queue may be paused before it has a task, on request.
+	q = decode[api.Queue](t, ok(t, runWeft(t, "queues", "pause", "later", "--create", "--database", path, "--format", "json")).stdout)
 	if !q.Paused || q.Counts["pending"] != 0 {
 		t.Errorf("empty paused queue = %+v", q)
 	}
@@ -635,7 +647,7 @@ func TestMonitorFinishedTaskAndHumanFormat(t *testing.T) {
 	if len(lines) != 3 || !strings.Contains(lines[0], "created") || !strings.Contains(lines[2], "completed") {
 		t.Errorf("human monitor:\n%s", r)
 	}
-	failsWith(t, runWeft(t, "task", "0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e", "--monitor", "--database", path), exitError, "404 not_found")
+	failsWith(t, runWeft(t, "task", "0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e", "--monitor", "--database", path), exitTaskUnknown, "404 not_found")
 
 	// --cancel --monitor waits for the outcome.
 	id = enqueueStore(t, st, store.NewTask{Kind: "job"})[0]

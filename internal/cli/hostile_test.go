@@ -106,7 +106,7 @@ func TestHostileNames(t *testing.T) {
 		{"task", sqlFragment, "--cancel"},
 		{"task", "../../etc/passwd", "--retry"},
 	} {
-		refusedCleanly(t, runWeft(t, append(args, "--database", path)...), "not found")
+		refusedCleanly(t, runWeft(t, append(args, "--database", path)...), "malformed task id")
 	}
 	for _, args := range [][]string{
 		{"list", "--queue", sqlFragment},
@@ -166,14 +166,14 @@ func TestHostileDatabasePaths(t *testing.T) {
 		{"a device", os.DevNull, []string{"not a regular file"}},
 		{"a NUL byte", filepath.Join(dir, "we\x00ft.db"), []string{`we\x00ft.db" contains a NUL byte`}},
 		{"a missing directory", filepath.Join(dir, "nope", "weft.db"), []string{"does not exist"}},
-		{"a file: URI", "file:" + filepath.Join(dir, "x.db"), []string{"does not exist"}},
+		{"a file: URI in a missing directory", "file:" + filepath.Join(dir, "nope", "x.db") + "?mode=rwc", []string{"does not exist"}},
 		{"a PostgreSQL URL with SQL and a password", "postgres://weft:s3cret" + strings.ReplaceAll(sqlFragment, " ", "%20") + "@127.0.0.1:1/weft?sslmode=disable&connect_timeout=2", []string{"connect"}},
 	}
 	commands := [][]string{
 		{"enqueue", "k", "--args", `{"a":1}`},
 		{"batch", "-"},
 		{"list"},
-		{"task", "x"},
+		{"task", "0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e"},
 		{"migrate", "up"},
 		{"migrate", "status"},
 	}

@@ -215,7 +215,7 @@ func TestHTTPEventsResume(t *testing.T) {
 	g := &globals{stdout: &out, stderr: &errb, LogLevel: "error", LogFormat: "text"}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := monitorTask(ctx, g, b, id); err != nil {
+	if err := monitorTask(ctx, g, b, id, monitorOptions{timeout: time.Minute}); err != nil {
 		t.Fatalf("monitor: %v", err)
 	}
 	evs := ndjson[api.Event](t, out.String())

@@ -55,7 +55,7 @@ func runMCP(ctx context.Context, g *globals) error {
 	})
 	where := "server " + g.Server
 	if g.direct() {
-		where = "database " + displayDSN(g.Database)
+		where = "database " + redactURL(g.Database)
 	}
 	log.Info("weft: serving MCP on stdin and stdout", "on", where)
 	err = srv.Run(ctx, &mcp.IOTransport{Reader: io.NopCloser(g.stdin), Writer: nopWriteCloser{g.stdout}})

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	// The SQLite driver registers itself as "sqlite3"; migrate status reads
@@ -105,7 +104,11 @@ that nothing is undone by accident. SQLite migrations cannot be undone.`,
 		Example: "  weft migrate down --to 1 --database postgres://weft@db/app",
 		Args:    exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !isPostgres(g.Database) {
+			db, err := parseDatabase(g.Database)
+			if err != nil {
+				return err
+			}
+			if db.postgres == "" {
 				return errors.New("migrate down: SQLite migrations cannot be undone (they have no down scripts); restore a copy of the database file taken before the upgrade instead")
 			}
 			if !cmd.Flags().Changed("to") {
@@ -232,13 +235,14 @@ func printMigrations(g *globals, r *migrationReport, note string) error {
 // readMigrations reports which migrations the database has, without
 // changing it.
 func readMigrations(ctx context.Context, dsn string) (*migrationReport, error) {
-	if strings.TrimSpace(dsn) == "" {
-		return nil, usagef("no database given: set --database or WEFT_DATABASE_URL (a SQLite file path or a postgres:// URL)")
+	db, err := parseDatabase(dsn)
+	if err != nil {
+		return nil, err
 	}
-	if isPostgres(dsn) {
-		return readPostgresMigrations(ctx, dsn)
+	if db.postgres != "" {
+		return readPostgresMigrations(ctx, db.postgres)
 	}
-	return readSQLiteMigrations(ctx, dsn)
+	return readSQLiteMigrations(ctx, db.path)
 }
 
 func readPostgresMigrations(ctx context.Context, dsn string) (*migrationReport, error) {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -12,6 +13,10 @@ import (
 )
 
 func newQueuesCmd(g *globals) *cobra.Command {
+	var (
+		watch    bool
+		interval time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "queues",
 		Short: "List queues with their task counts; pause or resume one",
@@ -19,20 +24,34 @@ func newQueuesCmd(g *globals) *cobra.Command {
 and how long its oldest ready task has been waiting (a growing wait means the
 queue needs more workers).
 
+--watch refreshes the table every --interval, with the rates of the last
+interval (tasks enqueued, completed and failed per second, counted from the
+feed of every task's events, GET /v1/events): redrawn in place on a terminal,
+otherwise one NDJSON line per refresh ({"at":..., "queues":[{..., "rates":
+{"created":..., "completed":..., "failed":...}}]}). Ctrl-C stops it.
+
 'weft queues pause NAME' stops workers on every node from claiming the queue's
 tasks (tasks can still be enqueued, and running ones finish);
 'weft queues resume NAME' lets them go on.`,
 		Example: `  weft queues
+  weft queues --watch
+  weft queues --watch --interval 10s > queues.ndjson
   weft queues --format json
   weft queues pause emails
   weft queues resume emails`,
 		Args: exactArgs(0, "no arguments, or a subcommand (pause, resume)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if interval <= 0 {
+				return usagef("--interval: %s is not positive", interval)
+			}
 			b, err := g.openBackend(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer b.Close()
+			if watch {
+				return watchQueues(cmd.Context(), g, b, interval)
+			}
 			list, err := b.Queues(cmd.Context())
 			if err != nil {
 				return fmt.Errorf("queues: %w", err)
@@ -79,6 +98,8 @@ tasks (tasks can still be enqueued, and running ones finish);
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&watch, "watch", false, "refresh every --interval with rates, until Ctrl-C: in place on a terminal, NDJSON lines otherwise")
+	cmd.Flags().DurationVar(&interval, "interval", defaultWatchInterval, "how often --watch refreshes")
 	cmd.AddCommand(newQueuePauseCmd(g, true), newQueuePauseCmd(g, false))
 	return cmd
 }
@@ -87,31 +108,44 @@ tasks (tasks can still be enqueued, and running ones finish);
 func newQueuePauseCmd(g *globals, paused bool) *cobra.Command {
 	use, short, done := "pause", "Stop claims from a queue on every node", "paused"
 	long := `Stop workers on every node from claiming the queue's tasks. Tasks can still be
-enqueued into it, and tasks already running finish. A queue may be paused
-before it has any task.`
+enqueued into it, and tasks already running finish.
+
+The queue must exist (hold a task, or be paused already): a misspelt name is
+refused rather than paused. To pause a queue before it has any task, pass
+--create.`
+	example := "  weft queues pause emails\n  weft queues pause reports --create   # before its first task"
 	if !paused {
 		use, short, done = "resume", "Let claims from a paused queue go on", "resumed"
 		long = `Let workers claim the queue's tasks again after 'weft queues pause'.`
+		example = "  weft queues resume emails"
 	}
-	return &cobra.Command{
+	var create bool
+	cmd := &cobra.Command{
 		Use:     use + " NAME",
 		Short:   short,
 		Long:    long,
-		Example: "  weft queues " + use + " emails",
+		Example: example,
 		Args:    exactArgs(1, "one queue name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := g.openBackend(cmd.Context())
+			ctx, name := cmd.Context(), args[0]
+			b, err := g.openBackend(ctx)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
+			// A malformed name is the server's to refuse, as it does.
+			if !create && store.ValidName(name) {
+				if err := queueExists(ctx, b, name, paused); err != nil {
+					return err
+				}
+			}
 			op := b.PauseQueue
 			if !paused {
 				op = b.ResumeQueue
 			}
-			q, err := op(cmd.Context(), args[0])
+			q, err := op(ctx, name)
 			if err != nil {
-				return fmt.Errorf("%s queue %s: %w", use, args[0], err)
+				return fmt.Errorf("%s queue %s: %w", use, name, err)
 			}
 			if g.Format != formatHuman {
 				return writeJSON(g.stdout, g.Format, q)
@@ -120,4 +154,32 @@ before it has any task.`
 			return nil
 		},
 	}
+	if paused {
+		cmd.Flags().BoolVar(&create, "create", false, "pause the queue even though it has no task yet")
+	}
+	return cmd
+}
+
+// queueExists refuses a queue the server does not list (no task, not
+// paused), naming the queues it has: most likely the name is misspelt.
+func queueExists(ctx context.Context, b backend, name string, pausing bool) error {
+	list, err := b.Queues(ctx)
+	if err != nil {
+		return fmt.Errorf("queues: %w", err)
+	}
+	names := make([]string, 0, len(list.Queues))
+	for _, q := range list.Queues {
+		if q.Name == name {
+			return nil
+		}
+		names = append(names, q.Name)
+	}
+	known := "there are no queues yet"
+	if len(names) > 0 {
+		known = "the queues are " + strings.Join(names, ", ")
+	}
+	if pausing {
+		return fmt.Errorf("no queue named %q (%s): check the name, or pass --create to pause it before its first task", name, known)
+	}
+	return fmt.Errorf("no queue named %q (%s): there is nothing to resume", name, known)
 }

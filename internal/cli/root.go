@@ -174,23 +174,19 @@ Flags override environment variables, which override defaults.`,
   weft queues`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		// Help and completion output belong to stdout; keep cobra's own
-		// "completion" command out of the way of newcomers.
-		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			g.started = true
+			// A config file's values go first: the environment and the
+			// command line override them.
+			if err := applyConfig(cmd, g.lookupEnv); err != nil {
+				return err
+			}
 			return g.resolve(cmd.Flags())
 		},
 	}
-	pf := root.PersistentFlags()
-	pf.StringVar(&g.Server, "server", defaultServer, "base URL of the Weft server (env WEFT_SERVER)")
-	pf.StringVar(&g.Token, "token", "", "API bearer token (env WEFT_API_TOKEN)")
-	pf.StringVar(&g.CA, "ca", "", "PEM file of the CA that signed an https:// server's certificate, trusted instead of the system's (env WEFT_CA)")
-	pf.StringVar(&g.Database, "database", defaultDatabase, "SQLite file path or postgres:// URL, for serve, migrate and direct access (env WEFT_DATABASE_URL)")
-	pf.StringVar(&g.Format, "format", formatHuman, "output format: human, json or ndjson")
-	pf.StringVar(&g.LogFormat, "log-format", "text", "log format: text or json (env WEFT_LOG_FORMAT)")
-	pf.StringVar(&g.LogLevel, "log-level", "info", "log level: debug, info, warn or error (env WEFT_LOG_LEVEL)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
+	root.Version = buildVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 
 	root.AddCommand(
 		newServeCmd(g),
@@ -205,7 +201,89 @@ Flags override environment variables, which override defaults.`,
 		newVersionCmd(g),
 		newBenchCmd(g),
 	)
+	for _, c := range root.Commands() {
+		g.addFlags(c)
+	}
 	return root
+}
+
+// The global flags, in groups: each command has the groups that apply
+// to it (commandFlags), so that its help lists nothing it ignores.
+const (
+	flagServer   = 1 << iota // --server: the server to talk to
+	flagToken                // --token: the API token
+	flagDatabase             // --database: the database
+	flagFormat               // --format: the output format
+	flagLog                  // --log-format, --log-level
+
+	// dataFlags are those of the commands that read and change tasks,
+	// on a server or (with --database) on the database directly: the
+	// flags of every command not listed in commandFlags.
+	dataFlags = flagServer | flagToken | flagDatabase | flagFormat | flagLog
+)
+
+// commandFlags are the flag groups of the commands that do not take
+// dataFlags.
+var commandFlags = map[string]int{
+	"serve":   flagToken | flagDatabase | flagLog,
+	"migrate": flagDatabase | flagFormat | flagLog,
+	"worker":  flagServer | flagToken | flagLog,
+	"bench":   flagDatabase | flagFormat | flagLog,
+	"version": flagFormat,
+}
+
+// formatUsage is --format's help where a command's default is not the
+// usual one.
+var formatUsage = map[string]string{
+	"task":  "output format: human, json or ndjson (default human; --monitor prints ndjson when stdout is not a terminal)",
+	"bench": "output format: human, json or ndjson (default human: a table; json or ndjson print one JSON object per result, as --json)",
+}
+
+// addFlags gives a top-level command, and through it its subcommands, the
+// global flags that apply to it. They are registered on each command
+// rather than on the root so that, say, `weft version --help` does not
+// list --database; they all fill g.
+func (g *globals) addFlags(c *cobra.Command) {
+	set, ok := commandFlags[c.Name()]
+	if !ok {
+		set = dataFlags
+	}
+	pf := c.PersistentFlags()
+	if set&flagServer != 0 {
+		pf.StringVar(&g.Server, "server", defaultServer, "base URL of the Weft server (env WEFT_SERVER)")
+		pf.StringVar(&g.CA, "ca", "", "PEM file of the CA that signed an https:// server's certificate, trusted instead of the system's (env WEFT_CA)")
+	}
+	if set&flagToken != 0 {
+		pf.StringVar(&g.Token, "token", "", "API bearer token (env WEFT_API_TOKEN)")
+	}
+	if set&flagDatabase != 0 {
+		usage := "work on this database directly instead of a server: a SQLite file path or a postgres:// URL (env WEFT_DATABASE_URL is used only by serve and migrate)"
+		switch c.Name() {
+		case "serve", "migrate":
+			usage = "SQLite file path or postgres:// URL (env WEFT_DATABASE_URL)"
+		case "bench":
+			usage = "where to benchmark: a new SQLite file, a directory for the scenarios' files, or a postgres:// URL (default: a temporary directory, removed afterwards)"
+		}
+		pf.StringVar(&g.Database, "database", defaultDatabase, usage)
+		if c.Name() != "serve" && c.Name() != "migrate" {
+			// Only serve and migrate fall back to the default file.
+			pf.Lookup("database").DefValue = ""
+		}
+	}
+	if set&flagFormat != 0 {
+		usage, ok := formatUsage[c.Name()]
+		if !ok {
+			usage = "output format: human, json or ndjson"
+		}
+		pf.StringVar(&g.Format, "format", formatHuman, usage)
+		if ok {
+			pf.Lookup("format").DefValue = ""
+		}
+	}
+	if set&flagLog != 0 {
+		pf.StringVar(&g.LogFormat, "log-format", "text", "log format: text or json (env WEFT_LOG_FORMAT)")
+		pf.StringVar(&g.LogLevel, "log-level", "info", "log level: debug, info, warn or error (env WEFT_LOG_LEVEL)")
+	}
 }
 
 // resolve applies the environment to flags not given on the command line
@@ -218,7 +296,7 @@ func (g *globals) resolve(fs *pflag.FlagSet) error {
 		return f != nil && f.Changed
 	}
 	fromEnv := func(dst *string, flag, env string) {
-		if changed(flag) {
+		if fs.Lookup(flag) == nil || changed(flag) {
 			return
 		}
 		if v, ok := g.lookupEnv(env); ok && v != "" {

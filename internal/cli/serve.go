@@ -63,6 +63,12 @@ beyond loopback is logged as a warning.
 The server also speaks the Model Context Protocol at /mcp (streamable HTTP),
 behind the same token, for AI agents.
 
+Every flag can also be set in a TOML file given with --config (or
+WEFT_CONFIG), one key per flag, with the flag's name: addr = "0.0.0.0:7070",
+queue = ["default=10", "mail=5"], grace = "1m". Environment variables
+override the file, and flags override both. An unknown key is refused with
+its line. docs/operations.md has a full example.
+
 SIGINT or SIGTERM stops gracefully: /readyz fails, waiting claims are
 answered, new work is no longer claimed, running tasks get --grace to
 finish (then go back to pending without spending an attempt). A second
@@ -70,7 +76,8 @@ signal ends the process at once.`,
 		Example: `  weft serve
   weft serve --addr 0.0.0.0:7070 --database /var/lib/weft/weft.db   # with WEFT_API_TOKEN set
   weft serve --database postgres://weft@db/weft --queue default=50 --queue webhooks=20
-  weft serve --addr 0.0.0.0:7443 --tls-cert server.pem --tls-key server-key.pem   # with WEFT_API_TOKEN set`,
+  weft serve --addr 0.0.0.0:7443 --tls-cert server.pem --tls-key server-key.pem   # with WEFT_API_TOKEN set
+  weft serve --config /etc/weft/weft.toml`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.resolve(g, cmd.Flags()); err != nil {
@@ -88,6 +95,11 @@ signal ends the process at once.`,
 	f.DurationVar(&o.grace, "grace", defaultGrace, "how long running tasks may finish at shutdown (env WEFT_SHUTDOWN_GRACE)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain), with --tls-key (env WEFT_TLS_CERT)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert (env WEFT_TLS_KEY)")
+
+	// The config file: read before the environment and the other flags,
+	// which override it (applyConfig, from the root's pre-run hook).
+	var config string
+	f.StringVar(&config, configFlag, "", "read settings from this TOML file: each key is a flag's name (env WEFT_CONFIG)")
 	return cmd
 }
 
@@ -184,7 +196,26 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, g.Database, log)
+	db, err := parseDatabase(g.Database)
+	if err != nil {
+		return err
+	}
+	// The certificate is read, and the address bound, before the database
+	// is opened: a server that cannot serve must not have created (or
+	// migrated) a database first.
+	tlsConfig, err := o.serverTLS()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("listen on %s: the address is in use (is another weft serve running? choose another with --addr)", o.addr)
+		}
+		return fmt.Errorf("listen on %s: %w", o.addr, err)
+	}
+	defer ln.Close()
+	st, err := db.open(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -204,19 +235,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	tlsConfig, err := o.serverTLS()
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", o.addr)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("listen on %s: the address is in use (is another weft serve running? choose another with --addr)", o.addr)
-		}
-		return fmt.Errorf("listen on %s: %w", o.addr, err)
-	}
 	if err := client.Start(ctx); err != nil {
-		_ = ln.Close()
 		return err
 	}
 	hs := &http.Server{
@@ -234,7 +253,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		go func() { served <- hs.Serve(ln) }()
 	}
 	warnClearToken(log, g.Token, tlsConfig != nil, hostOf(o.addr), ln.Addr().String())
-	log.Info("weft: serving", "addr", scheme+"://"+ln.Addr().String(), "database", displayDSN(g.Database),
+	log.Info("weft: serving", "addr", scheme+"://"+ln.Addr().String(), "database", db.String(),
 		"version", version, "auth", g.Token != "")
 
 	var serveErr error
@@ -260,12 +279,4 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		return fmt.Errorf("serve: %w", serveErr)
 	}
 	return nil
-}
-
-// displayDSN is the database for logs, without a password.
-func displayDSN(dsn string) string {
-	if isPostgres(dsn) {
-		return redactURL(dsn)
-	}
-	return dsn
 }

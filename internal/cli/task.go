@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/weftworks/weft/internal/api"
@@ -15,22 +17,30 @@ import (
 	"github.com/weftworks/weft/store"
 )
 
-// Exit codes of `task --monitor`, by the task's final state.
+// Exit codes of `task --monitor`: the task's final state, or 3 when there
+// is no such task or the server could not be reached for --timeout.
 const (
 	exitTaskCompleted = 0
 	exitTaskFailed    = 1
 	exitTaskCancelled = 2
+	exitTaskUnknown   = 3
 )
 
-// maxReconnects bounds how many times in a row a monitor reconnects to an
-// event stream that dropped without delivering anything new.
-const maxReconnects = 5
+// defaultMonitorTimeout is how long `task --monitor` keeps trying to reach
+// a server that does not answer, by default.
+const defaultMonitorTimeout = time.Minute
+
+// maxReconnectDelay bounds the wait between two reconnects of a monitor.
+const maxReconnectDelay = 5 * time.Second
 
 // resultLimit bounds how much of a result, args or error a snapshot shows.
 const resultLimit = 2000
 
 func newTaskCmd(g *globals) *cobra.Command {
-	var monitor, cancel, retry bool
+	var (
+		monitor, cancel, retry bool
+		timeout                time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "task ID",
 		Short: "Show a task; monitor, cancel or retry it",
@@ -38,10 +48,20 @@ func newTaskCmd(g *globals) *cobra.Command {
 result and last error. With --format json, print the API's task object.
 
 --monitor streams the task's events until it finishes and exits with its
-outcome: 0 completed, 1 failed, 2 cancelled. Events are printed as NDJSON (one
-JSON event per line) unless --format human is given explicitly, which prints
-one readable line per event. A dropped stream is resumed where it stopped.
-Ctrl-C stops monitoring (exit code 130) and leaves the task alone.
+outcome:
+
+  0  completed
+  1  failed
+  2  cancelled
+  3  no such task (or a malformed id), or the server could not be reached
+     for --timeout
+
+Events are printed as one readable line each on a terminal, and as NDJSON
+(one JSON event per line) when the output is not a terminal (a pipe, a
+file); --format human or --format ndjson chooses either way. A dropped
+stream is resumed where it stopped; while the server cannot be reached, the
+monitor tries again for up to --timeout (0: for ever). Ctrl-C stops
+monitoring (exit code 130) and leaves the task alone.
 
 --cancel cancels a pending task at once, or asks the worker of a running task
 to stop. --retry makes a failed or cancelled task pending again. Either can be
@@ -57,6 +77,16 @@ combined with --monitor to wait for the outcome.`,
 			if cancel && retry {
 				return usagef("--cancel and --retry were both given: choose one")
 			}
+			if timeout < 0 {
+				return usagef("--timeout: %s is negative (0 waits for ever)", timeout)
+			}
+			if err := checkTaskID(id); err != nil {
+				if monitor {
+					return &exitCodeError{code: exitTaskUnknown, msg: err.Error()}
+				}
+				return &usageError{err: err}
+			}
+			mon := monitorOptions{timeout: timeout}
 			b, err := g.openBackend(ctx)
 			if err != nil {
 				return err
@@ -70,13 +100,17 @@ combined with --monitor to wait for the outcome.`,
 				}
 				t, err := op(ctx, id)
 				if err != nil {
-					return fmt.Errorf("%s %s: %w", verb, id, err)
+					err = fmt.Errorf("%s %s: %w", verb, id, err)
+					if monitor && notFound(err) {
+						return &exitCodeError{code: exitTaskUnknown, msg: err.Error()}
+					}
+					return err
 				}
 				if monitor {
-					if g.Format == formatHuman && g.formatFlag {
+					if g.Format == formatHuman && (g.formatFlag || isTerminal(g.stdout)) {
 						printAction(g.stderr, verb, t)
 					}
-					return monitorTask(ctx, g, b, id)
+					return monitorTask(ctx, g, b, id, mon)
 				}
 				if g.Format != formatHuman {
 					return writeJSON(g.stdout, g.Format, t)
@@ -84,7 +118,7 @@ combined with --monitor to wait for the outcome.`,
 				printAction(g.stdout, verb, t)
 				return nil
 			case monitor:
-				return monitorTask(ctx, g, b, id)
+				return monitorTask(ctx, g, b, id, mon)
 			}
 			t, err := b.Get(ctx, id)
 			if err != nil {
@@ -98,7 +132,8 @@ combined with --monitor to wait for the outcome.`,
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&monitor, "monitor", false, "stream the task's events until it finishes; exit 0 completed, 1 failed, 2 cancelled")
+	f.BoolVar(&monitor, "monitor", false, "stream the task's events until it finishes; exit 0 completed, 1 failed, 2 cancelled, 3 no such task or server unreachable")
+	f.DurationVar(&timeout, "timeout", defaultMonitorTimeout, "with --monitor: how long to keep trying to reach a server that does not answer before exiting 3 (0: for ever)")
 	f.BoolVar(&cancel, "cancel", false, "cancel the task (a running task is asked to stop)")
 	f.BoolVar(&retry, "retry", false, "make a failed or cancelled task pending again")
 	return cmd
@@ -159,16 +194,30 @@ func printTask(w io.Writer, t api.Task, now time.Time) {
 	}
 }
 
+// monitorOptions tune monitorTask.
+type monitorOptions struct {
+	// timeout is how long the server may stay unreachable (or keep
+	// dropping the stream without delivering an event) before the monitor
+	// gives up; 0 is for ever.
+	timeout time.Duration
+}
+
 // monitorTask streams a task's events until it is terminal and returns
 // its outcome as the exit code: nil for completed, an *exitCodeError for
-// failed or cancelled.
-func monitorTask(ctx context.Context, g *globals, b backend, id string) error {
-	human := g.formatFlag && g.Format == formatHuman
+// failed or cancelled, and for a task that does not exist or a server
+// that could not be reached for o.timeout.
+func monitorTask(ctx context.Context, g *globals, b backend, id string, o monitorOptions) error {
+	// Readable lines for a person at a terminal, NDJSON for a program,
+	// unless a format was asked for.
+	human := g.Format == formatHuman && (g.formatFlag || isTerminal(g.stdout))
 	var (
 		after    int64
 		final    string
 		failures int
-		log      = g.logger(g.stderr)
+		// down is when the server stopped answering, zero while it
+		// answers; the timeout runs from there.
+		down time.Time
+		log  = g.logger(g.stderr)
 	)
 	for {
 		got := 0
@@ -193,6 +242,9 @@ func monitorTask(ctx context.Context, g *globals, b backend, id string) error {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
+		if notFound(streamErr) {
+			return &exitCodeError{code: exitTaskUnknown, msg: fmt.Sprintf("monitor %s: %v", id, streamErr)}
+		}
 		if streamErr != nil && !retriable(streamErr) {
 			return fmt.Errorf("monitor %s: %w", id, streamErr)
 		}
@@ -203,29 +255,55 @@ func monitorTask(ctx context.Context, g *globals, b backend, id string) error {
 			// Nothing new and the stream ended: if the task is
 			// terminal, its terminal event came before the cursor.
 			t, err := b.Get(ctx, id)
-			if err != nil {
+			switch {
+			case notFound(err):
+				return &exitCodeError{code: exitTaskUnknown, msg: fmt.Sprintf("monitor %s: %v", id, err)}
+			case err != nil && !retriable(err):
 				return fmt.Errorf("monitor %s: %w", id, err)
-			}
-			if store.State(t.State).Terminal() {
+			case err != nil:
+				streamErr = err
+			case store.State(t.State).Terminal():
 				return taskOutcome(ctx, b, id, t.State)
 			}
 		}
 		if got > 0 {
 			failures = 0
 		}
-		failures++
-		if failures > maxReconnects {
-			if streamErr == nil {
-				streamErr = errors.New("the server ended the stream before the task finished")
-			}
-			return fmt.Errorf("monitor %s: gave up after %d reconnects: %w", id, maxReconnects, streamErr)
+		switch {
+		case got > 0 || streamErr == nil:
+			down = time.Time{}
+		case down.IsZero():
+			down = time.Now()
 		}
-		delay := time.Duration(1<<(failures-1)) * 250 * time.Millisecond
-		log.Warn("event stream interrupted; reconnecting", "task", id, "after_seq", after, "in", delay, "err", streamErr)
+		if o.timeout > 0 && !down.IsZero() && time.Since(down) >= o.timeout {
+			return &exitCodeError{code: exitTaskUnknown, msg: fmt.Sprintf("monitor %s: gave up after %s without reaching the server (--timeout): %v", id, o.timeout, streamErr)}
+		}
+		failures++
+		delay := min(time.Duration(1<<min(failures-1, 5))*250*time.Millisecond, maxReconnectDelay)
+		if streamErr != nil {
+			log.Warn("event stream interrupted; reconnecting", "task", id, "after_seq", after, "in", delay, "err", streamErr)
+		} else {
+			log.Warn("the server ended the event stream before the task finished; reconnecting", "task", id, "after_seq", after, "in", delay)
+		}
 		if err := sleep(ctx, delay); err != nil {
 			return err
 		}
 	}
+}
+
+// notFound reports whether err is the API's 404: no such task.
+func notFound(err error) bool {
+	var ae *apiclient.Error
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
+}
+
+// checkTaskID refuses what cannot be a task id before anything is asked
+// of the server, with what one looks like.
+func checkTaskID(id string) error {
+	if _, err := uuid.Parse(id); err != nil {
+		return fmt.Errorf("malformed task id %q: a task id is a UUID such as 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e (`weft list` shows them)", id)
+	}
+	return nil
 }
 
 // retriable reports whether a failed event stream is worth resuming: not

@@ -40,6 +40,19 @@ func buildVersion() versionInfo {
 	return v
 }
 
+// String is the version line for people, as `weft version` and
+// `weft --version` print it.
+func (v versionInfo) String() string {
+	s := fmt.Sprintf("weft %s (%s, %s)", v.Version, v.Go, v.Platform)
+	if v.Commit != "" {
+		s += " commit " + v.Commit
+		if v.Modified {
+			s += " (modified)"
+		}
+	}
+	return s
+}
+
 func newVersionCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:     "version",
@@ -52,14 +65,7 @@ func newVersionCmd(g *globals) *cobra.Command {
 			if g.Format != formatHuman {
 				return writeJSON(g.stdout, g.Format, v)
 			}
-			s := fmt.Sprintf("weft %s (%s, %s)", v.Version, v.Go, v.Platform)
-			if v.Commit != "" {
-				s += " commit " + v.Commit
-				if v.Modified {
-					s += " (modified)"
-				}
-			}
-			_, err := fmt.Fprintln(g.stdout, s)
+			_, err := fmt.Fprintln(g.stdout, v)
 			return err
 		},
 	}

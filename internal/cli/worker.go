@@ -68,9 +68,6 @@ rescues the tasks when their leases expire).`,
 			if o.Grace < 0 {
 				return usagef("--grace: %s is negative", o.Grace)
 			}
-			if g.databaseFlag {
-				return usagef("worker talks to a server: use --server (not --database)")
-			}
 			c, err := g.client()
 			if err != nil {
 				return err

@@ -368,7 +368,8 @@ func TestWorkerHTTPKind(t *testing.T) {
 func TestWorkerFlags(t *testing.T) {
 	failsWith(t, runWeft(t, "worker", "--concurrency", "0", "--server", closedServer(t)), exitUsage, "--concurrency")
 	failsWith(t, runWeft(t, "worker", "--lease-ttl", "10ms", "--server", closedServer(t)), exitUsage, "--lease-ttl")
-	failsWith(t, runWeft(t, "worker", "--database", "x.db"), exitUsage, "use --server")
+	// A worker talks to a server: it has no --database.
+	failsWith(t, runWeft(t, "worker", "--database", "x.db"), exitUsage, "unknown flag: --database")
 	failsWith(t, runWeft(t, "worker", "--queue", "no spaces", "--server", closedServer(t)), exitUsage, "--queue")
 	// Against a server that is down, the worker keeps trying until stopped.
 	ctx, cancel := context.WithCancel(context.Background())

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/internal/ops"
 	"github.com/weftworks/weft/store"
 )
 
@@ -54,6 +56,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	s.stream(w, r, stream.Pages(ctx), sse, "task", id)
+}
+
+// stream writes pages of events as NDJSON or Server-Sent Events until
+// pages ends, flushing each page, and keeps an idle SSE stream alive. The
+// pair (logKey, logValue) names the stream in the log of a failed read.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, pages iter.Seq2[[]api.Event, error], sse bool, logKey, logValue string) {
+	ctx := r.Context()
 	if sse {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")
@@ -63,14 +73,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	// The headers go out at once: a followed stream may have nothing to
+	// send for a long time, and its client is waiting for them.
+	_ = rc.Flush()
 	lastWrite := time.Now()
-	for page, err := range stream.Pages(ctx) {
+	for page, err := range pages {
 		if err != nil {
 			// The status is sent: a failure can only end the stream.
 			// A client that went away, or a task purged while followed,
 			// is no server trouble.
 			if ctx.Err() == nil && !errors.Is(err, store.ErrNotFound) {
-				s.log.Warn("weft: event stream read failed", "task", id, "err", err)
+				s.log.Warn("weft: event stream read failed", logKey, logValue, "err", err)
 			}
 			return
 		}
@@ -91,6 +104,50 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			lastWrite = time.Now()
 		}
 	}
+}
+
+// feed streams the events of every task after a cursor, filtered by
+// queue, kind and event type, as NDJSON or Server-Sent Events; with
+// follow=true the stream stays open, waiting for more.
+func (s *Server) feed(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	afterS, afterField := q.Get("after"), "after"
+	if afterS == "" {
+		// An EventSource reconnecting resumes where it left off.
+		afterS, afterField = r.Header.Get("Last-Event-ID"), "Last-Event-ID"
+	}
+	fromEnd := afterS == "end"
+	if fromEnd {
+		afterS = ""
+	}
+	after, follow, err := eventParams(afterS, afterField, q.Get("follow"))
+	if err == nil {
+		for key := range q {
+			switch key {
+			case "after", "follow", "queue", "kind", "type":
+			default:
+				err = &api.FieldError{Status: http.StatusBadRequest, Field: key, Message: fmt.Sprintf("unknown query parameter %q (after, follow, queue, kind, type)", key)}
+			}
+		}
+	}
+	var feed *ops.Feed
+	if err == nil {
+		var types []string
+		for _, v := range q["type"] {
+			for t := range strings.SplitSeq(v, ",") {
+				if t = strings.TrimSpace(t); t != "" {
+					types = append(types, t)
+				}
+			}
+		}
+		feed, err = s.ops.Feed(api.FeedParams{After: after, FromEnd: fromEnd, Queue: q.Get("queue"), Kind: q.Get("kind"), Types: types, Follow: follow})
+	}
+	if err != nil {
+		s.respondErr(w, r, err)
+		return
+	}
+	sse := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	s.stream(w, r, feed.Pages(r.Context()), sse, "feed", r.URL.RawQuery)
 }
 
 // writeEvent writes one event as an NDJSON line or a Server-Sent Event.

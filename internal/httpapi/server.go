@@ -172,6 +172,7 @@ func (s *Server) routeTable() []route {
 		{"POST /v1/tasks/{id}/cancel", s.cancel},
 		{"POST /v1/tasks/{id}/retry", s.retry},
 		{"GET /v1/tasks/{id}/events", s.events},
+		{"GET /v1/events", s.feed},
 
 		{"POST /v1/claims", s.claim},
 		{"POST /v1/tasks/{id}/heartbeat", s.heartbeat},

@@ -22,11 +22,13 @@ import (
 	"github.com/weftworks/weft/store"
 )
 
-// Backend is what the service needs of a store.
+// Backend is what the service needs of a store: its writes and reads,
+// and its wakeups, which prompt the feed of every task's events.
 type Backend interface {
 	store.Enqueuer
 	store.Reader
 	store.Operator
+	Subscribe() (ch <-chan struct{}, stop func())
 }
 
 // Config tunes a Service.

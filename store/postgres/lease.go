@@ -62,9 +62,12 @@ func (s *Store) Progress(ctx context.Context, taskID string, epoch int64, data j
 		return err
 	}
 	nowUS := micros(s.now())
+	// The insert is the transaction's only write: pg_current_xact_id
+	// gives it its id before the row takes a seq, which EventsAfter's
+	// horizon relies on (see events.go).
 	tag, err := s.pool.Exec(ctx, `INSERT INTO weft_events (task_id, type, attempt, at, data)
 		SELECT id, 'progress', attempt, $3, $4::jsonb FROM weft_tasks
-		WHERE id = $1 AND lease_epoch = $2 AND state = 'running'`, taskID, epoch, nowUS, nullText(data))
+		WHERE id = $1 AND lease_epoch = $2 AND state = 'running' AND pg_current_xact_id() IS NOT NULL`, taskID, epoch, nowUS, nullText(data))
 	if err != nil {
 		return fmt.Errorf("progress: %w", err)
 	}

@@ -54,6 +54,8 @@ type Store struct {
 	wake    wake.Broadcaster
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// horizon tells which events EventsAfter may return.
+	horizon eventHorizon
 }
 
 var _ store.Store = (*Store)(nil)

@@ -37,7 +37,13 @@ var readStatements = sqlbackend.Statements{
 	Task: "SELECT " + taskColumns + " FROM weft_tasks WHERE id = $1",
 	Events: "SELECT " + sqlbackend.EventColumns + ` FROM weft_events
 		WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
-	Leader: "SELECT " + sqlbackend.LeaderColumns + " FROM weft_leaders WHERE name = $1",
+	EventsAfter: "SELECT " + sqlbackend.FeedColumns + ` FROM weft_events e JOIN weft_tasks t ON t.id = e.task_id
+		WHERE e.seq > $1 AND e.seq <= $2
+			AND ($3 = '' OR t.queue = $3) AND ($4 = '' OR t.kind = $4)
+			AND (coalesce(cardinality($5::text[]), 0) = 0 OR e.type = ANY($5::text[]))
+		ORDER BY e.seq LIMIT $6`,
+	EventTypes: func(types []string) any { return types },
+	Leader:     "SELECT " + sqlbackend.LeaderColumns + " FROM weft_leaders WHERE name = $1",
 	Counts: `SELECT queue, state, sum(n)::bigint FROM (
 			SELECT queue, state, n FROM weft_counts UNION ALL SELECT queue, state, n FROM weft_count_deltas) c
 		GROUP BY queue, state HAVING sum(n) != 0

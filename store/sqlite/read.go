@@ -22,6 +22,18 @@ var readStatements = sqlbackend.Statements{
 	Task: "SELECT " + taskColumns + " FROM weft_tasks WHERE id = +?",
 	Events: "SELECT " + sqlbackend.EventColumns + ` FROM weft_events
 		WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+	// CROSS JOIN keeps the events' seq range as the outer loop.
+	EventsAfter: "SELECT " + sqlbackend.FeedColumns + ` FROM weft_events e CROSS JOIN weft_tasks t
+		WHERE e.seq > ?1 AND e.seq <= ?2 AND t.id = e.task_id
+			AND (?3 = '' OR t.queue = ?3) AND (?4 = '' OR t.kind = ?4)
+			AND (?5 = '' OR instr(?5, ',' || e.type || ',') > 0)
+		ORDER BY e.seq LIMIT ?6`,
+	EventTypes: func(types []string) any {
+		if len(types) == 0 {
+			return ""
+		}
+		return "," + strings.Join(types, ",") + ","
+	},
 	Leader: "SELECT " + sqlbackend.LeaderColumns + " FROM weft_leaders WHERE name = ?",
 	Counts: `SELECT queue, state, n FROM weft_counts WHERE n != 0
 		UNION ALL SELECT name, NULL, 0 FROM weft_queues WHERE paused = 1
@@ -31,6 +43,17 @@ var readStatements = sqlbackend.Statements{
 	EarliestRunAt: `SELECT min(run_at) FROM weft_tasks
 		WHERE state = 'pending' AND queue = +? AND priority = +?`,
 	AbovePriorities: math.MaxInt64,
+}
+
+// EventsAfter implements store.Store. Events are numbered by the one
+// writer of the file, in commit order, so every event up to the last one
+// committed is settled.
+func (s *Store) EventsAfter(ctx context.Context, f store.EventFilter) (store.EventPage, error) {
+	var last int64
+	if err := s.rdb.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM weft_events").Scan(&last); err != nil {
+		return store.EventPage{}, fmt.Errorf("read events: %w", err)
+	}
+	return s.reads.EventsAfter(ctx, f, last)
 }
 
 // MaxListLimit bounds one page of List.

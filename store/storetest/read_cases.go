@@ -16,6 +16,7 @@ import (
 var readCases = []testCase{
 	{"queue statistics agree with the tasks after every kind of change", testStats},
 	{"events resume after a cursor", testEventsCursor},
+	{"events of every task: order, filters and cursor", testEventsAfter},
 	{"list filters and pages", testList},
 }
 
@@ -167,5 +168,129 @@ func testList(t *testing.T, e *env) {
 	}
 	if _, err := e.st.List(e.ctx, store.ListParams{States: []store.State{"sleeping"}}); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("unknown state: %v, want ErrInvalid", err)
+	}
+}
+
+func testEventsAfter(t *testing.T, e *env) {
+	start, err := e.st.EventsAfter(e.ctx, store.EventFilter{})
+	if err != nil || len(start.Events) != 0 || start.Next != 0 {
+		t.Fatalf("events of an empty log = %+v, %v", start, err)
+	}
+	a := e.enqueue(t, store.NewTask{Kind: "x", Queue: "qa"})[0].ID
+	b := e.enqueue(t, store.NewTask{Kind: "y", Queue: "qb"})[0].ID
+	c := e.claim(t, "n", time.Minute, q("qa", 1))[0]
+	if err := e.st.Progress(e.ctx, a, c.LeaseEpoch, json.RawMessage(`{"done":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	finish(t, e, store.Outcome{TaskID: a, Epoch: c.LeaseEpoch, State: store.StateCompleted, Event: store.EventCompleted})
+	if _, err := e.st.Cancel(e.ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	type ev struct {
+		task, queue, kind string
+		typ               store.EventType
+	}
+	want := []ev{
+		{a, "qa", "x", store.EventCreated}, {b, "qb", "y", store.EventCreated},
+		{a, "qa", "x", store.EventStarted}, {a, "qa", "x", store.EventProgress},
+		{a, "qa", "x", store.EventCompleted}, {b, "qb", "y", store.EventCancelled},
+	}
+	// read follows the log from f.After until its cursor reaches upTo.
+	// A backend may hold events back while transactions are open
+	// (PostgreSQL: anywhere on the server), so it reads until then.
+	var upTo int64
+	read := func(f store.EventFilter) []store.Event {
+		t.Helper()
+		var out []store.Event
+		deadline := time.Now().Add(30 * time.Second)
+		for f.After < upTo {
+			if time.Now().After(deadline) {
+				t.Fatalf("the cursor stopped at %d, before %d", f.After, upTo)
+			}
+			page, err := e.st.EventsAfter(e.ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, page.Events...)
+			if page.Next < f.After {
+				t.Fatalf("the cursor went back from %d to %d", f.After, page.Next)
+			}
+			f.After = page.Next
+		}
+		return out
+	}
+	// readAll reads from the start until it has n events.
+	readAll := func(n int) []store.Event {
+		t.Helper()
+		var out []store.Event
+		f := store.EventFilter{}
+		deadline := time.Now().Add(30 * time.Second)
+		for len(out) < n && time.Now().Before(deadline) {
+			page, err := e.st.EventsAfter(e.ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, page.Events...)
+			f.After = page.Next
+		}
+		return out
+	}
+	check := func(name string, got []store.Event, want []ev) {
+		t.Helper()
+		var g []ev
+		for i, x := range got {
+			g = append(g, ev{x.TaskID, x.Queue, x.Kind, x.Type})
+			if i > 0 && x.Seq <= got[i-1].Seq {
+				t.Errorf("%s: seq %d after %d", name, x.Seq, got[i-1].Seq)
+			}
+			if x.At.IsZero() {
+				t.Errorf("%s: event %d has no time", name, x.Seq)
+			}
+		}
+		if !reflect.DeepEqual(g, want) {
+			t.Errorf("%s:\n got %v\nwant %v", name, g, want)
+		}
+	}
+	all := readAll(len(want))
+	check("all", all, want)
+	if len(all) > 0 {
+		upTo = all[len(all)-1].Seq
+	}
+	if len(all) == len(want) && string(all[3].Data) != `{"done": 1}` && string(all[3].Data) != `{"done":1}` {
+		t.Errorf("progress data = %s", all[3].Data)
+	}
+	check("page by page", read(store.EventFilter{Limit: 2}), want)
+	check("queue", read(store.EventFilter{Queue: "qb"}), []ev{want[1], want[5]})
+	check("kind", read(store.EventFilter{Kind: "x"}), []ev{want[0], want[2], want[3], want[4]})
+	check("types", read(store.EventFilter{Types: []store.EventType{store.EventCompleted, store.EventCancelled}}), []ev{want[4], want[5]})
+	check("queue and type", read(store.EventFilter{Queue: "qa", Types: []store.EventType{store.EventCreated}}), []ev{want[0]})
+	check("nothing matches", read(store.EventFilter{Kind: "zzz"}), nil)
+	if len(all) < 3 {
+		return
+	}
+	check("after a cursor", read(store.EventFilter{After: all[2].Seq}), want[3:])
+	// A filter that matches nothing still moves the cursor past what it
+	// read, so that the next read does not examine it again.
+	last, err := e.st.EventsAfter(e.ctx, store.EventFilter{Kind: "zzz"})
+	if err != nil || len(last.Events) != 0 || last.Next == 0 {
+		t.Fatalf("a filter that matches nothing: %+v, %v; want the cursor moved on", last, err)
+	}
+	// Read on from the end: nothing.
+	end, err := e.st.EventsAfter(e.ctx, store.EventFilter{After: upTo})
+	if err != nil || len(end.Events) != 0 || end.Next != upTo {
+		t.Fatalf("events after the end = %+v, %v", end, err)
+	}
+	// A negative cursor is the end of the log (or, while transactions are
+	// open, a settled point before it).
+	tail, err := e.st.EventsAfter(e.ctx, store.EventFilter{After: -1})
+	if err != nil || len(tail.Events) != 0 || tail.Next > upTo || tail.Next < 0 {
+		t.Fatalf("the end of the log = %+v, %v; want Next up to %d", tail, err, upTo)
+	}
+	d := e.enqueue(t, store.NewTask{Kind: "z", Queue: "qa"})[0].ID
+	from := upTo
+	upTo = readAll(len(want) + 1)[len(want)].Seq
+	check("what comes next", read(store.EventFilter{After: from}), []ev{{d, "qa", "z", store.EventCreated}})
+	if tail.Next == from {
+		check("what comes after the end", read(store.EventFilter{After: tail.Next}), []ev{{d, "qa", "z", store.EventCreated}})
 	}
 }

@@ -15,6 +15,9 @@ import (
 const (
 	// EventColumns are selected from weft_events by Statements.Events.
 	EventColumns = "seq, type, attempt, at, data"
+	// FeedColumns are selected by Statements.EventsAfter, from weft_events
+	// as e joined with weft_tasks as t.
+	FeedColumns = "e.seq, e.task_id, e.type, e.attempt, e.at, e.data, t.queue, t.kind"
 	// LeaderColumns are selected from weft_leaders by Statements.Leader.
 	LeaderColumns = "holder, term, expires_at"
 	// ScheduleColumns are weft_schedules' columns, in the order Schedules
@@ -34,6 +37,15 @@ type Statements struct {
 	// with a seq above the second argument, in seq order, at most the third
 	// argument of them.
 	Events string
+	// EventsAfter selects FeedColumns of the events of every task with a
+	// seq above the first argument and at most the second, in seq order,
+	// at most the sixth argument of them; the third (a queue), fourth (a
+	// kind) and fifth (event types, as EventTypes encodes them) filter
+	// them when not empty.
+	EventsAfter string
+	// EventTypes encodes a list of event types as EventsAfter's fifth
+	// argument; no type means no filter.
+	EventTypes func(types []string) any
 	// Leader selects LeaderColumns of the role named by its one argument.
 	Leader string
 	// Counts selects (queue, state, n) rows ordered by queue: each non-zero
@@ -96,6 +108,51 @@ func (r Reader) Events(ctx context.Context, taskID string, after int64, limit in
 		}
 		return e, err
 	})
+}
+
+// FeedWindow bounds how many seqs one EventsAfter examines, so that a
+// filter that matches little costs a bounded read, not a scan of the log.
+const FeedWindow = 10000
+
+// EventsAfter implements store.Reader's EventsAfter for a backend that
+// knows every event up to settled is committed (or never will be): it
+// reads no further, and at most FeedWindow seqs past f.After.
+func (r Reader) EventsAfter(ctx context.Context, f store.EventFilter, settled int64) (store.EventPage, error) {
+	switch {
+	case f.After < 0:
+		return store.EventPage{Next: settled}, nil
+	case f.After >= settled:
+		return store.EventPage{Next: f.After}, nil
+	}
+	upto := min(settled, f.After+FeedWindow)
+	limit := PageLimit(f.Limit)
+	types := make([]string, len(f.Types))
+	for i, t := range f.Types {
+		types[i] = string(t)
+	}
+	args := []any{f.After, upto, f.Queue, f.Kind, r.stmts.EventTypes(types), limit}
+	evs, err := collect(ctx, r.db, "read events", r.stmts.EventsAfter, args, func(row Rows) (store.Event, error) {
+		var (
+			e    store.Event
+			typ  string
+			at   int64
+			data []byte
+		)
+		err := row.Scan(&e.Seq, &e.TaskID, &typ, &e.Attempt, &at, &data, &e.Queue, &e.Kind)
+		e.Type, e.At = store.EventType(typ), FromMicros(at)
+		if len(data) > 0 {
+			e.Data = data
+		}
+		return e, err
+	})
+	if err != nil {
+		return store.EventPage{}, err
+	}
+	next := upto
+	if len(evs) == limit {
+		next = evs[len(evs)-1].Seq
+	}
+	return store.EventPage{Events: evs, Next: next}, nil
 }
 
 // Leader implements store.Store.
