@@ -53,6 +53,18 @@ type Config struct {
 	// CronInterval is how often schedules are checked for due slots;
 	// negative disables. Default: WEFT_CRON_INTERVAL when set, else 1s.
 	CronInterval time.Duration
+	// WaitTimeoutInterval bounds how late a wait's timeout is applied
+	// (timeouts due within it are applied at their time); negative
+	// disables. Default: WEFT_WAIT_TIMEOUTS_INTERVAL when set, else 1s.
+	WaitTimeoutInterval time.Duration
+	// SigningKeys signs and verifies waitpoint tokens: "kid:secret" pairs
+	// separated by commas, secrets of at least 16 bytes; the first signs,
+	// all verify, so a key is rotated by putting a new one first and
+	// removing the old one once its tokens are no longer needed. Empty:
+	// the deployment's own key, made on first use and kept in the
+	// database, so tokens survive restarts. (weft serve reads
+	// WEFT_SIGNING_KEYS.)
+	SigningKeys string
 	// FailUnknownKinds makes this client claim tasks of kinds it has no
 	// worker for, and fail them. By default they are left for other
 	// workers.
@@ -78,6 +90,9 @@ type Client struct {
 	eng     *engine.Engine
 	maint   *maintenance.Supervisor
 	started time.Time
+
+	// tok signs and verifies waitpoint tokens.
+	tok tokens
 }
 
 // NewClient returns a client on st. The store stays the caller's: close it
@@ -147,9 +162,29 @@ func NewClient(st store.Store, cfg *Config) (*Client, error) {
 		}
 		c.cfg.CronInterval = d
 	}
+	if c.cfg.WaitTimeoutInterval == 0 {
+		d, err := maintenance.Interval(waitsName, time.Second)
+		if err != nil {
+			return nil, &ValidationError{Index: -1, Field: "wait_timeout_interval", Message: err.Error()}
+		}
+		c.cfg.WaitTimeoutInterval = d
+	}
 	c.nodeID = c.cfg.NodeID
 	if c.nodeID == "" {
 		c.nodeID = defaultNodeID()
+	}
+	if c.cfg.SigningKeys != "" {
+		if _, err := c.tokenRing(context.Background()); err != nil {
+			return nil, err
+		}
+	}
+	if c.cfg.Workers != nil {
+		// Handlers reach the client (its clock, its signing keys) through
+		// their registry.
+		c.cfg.Workers.client = c
+		if _, ok := c.cfg.Workers.kinds[WaitStepKind]; !ok {
+			AddWorkerFunc(c.cfg.Workers, runWaitStep)
+		}
 	}
 	return c, nil
 }
@@ -188,6 +223,7 @@ func (c *Client) Start(ctx context.Context) error {
 	eng, err := engine.New(engine.Config{
 		Store:            c.st,
 		Flows:            c.st,
+		Waits:            c.st,
 		Owner:            c.nodeID,
 		Queues:           queues,
 		Kinds:            c.cfg.Workers.kinds,

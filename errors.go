@@ -112,6 +112,7 @@ func RetryAfter(err error, d time.Duration) error {
 // verdict classifies a worker's return value.
 func verdict(err error, result []byte) engine.Verdict {
 	var (
+		wait   *WaitError
 		snooze *SnoozeError
 		perm   *PermanentError
 		cancel *CancelError
@@ -120,6 +121,8 @@ func verdict(err error, result []byte) engine.Verdict {
 	switch {
 	case err == nil:
 		return engine.Verdict{Action: engine.Complete, Result: result}
+	case errors.As(err, &wait):
+		return engine.Verdict{Action: engine.Wait, Wait: wait.For.spec(), Err: err}
 	case errors.As(err, &snooze):
 		return engine.Verdict{Action: engine.Snooze, Delay: snooze.Delay, Err: err}
 	case errors.As(err, &perm):

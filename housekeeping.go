@@ -80,6 +80,11 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 		Singleton: true,
 		Tick:      c.RunSchedules,
 	}, {
+		Name:      waitsName,
+		Interval:  max(c.cfg.WaitTimeoutInterval, 0),
+		Singleton: true,
+		Tick:      c.expireWaits,
+	}, {
 		Name:      retentionName,
 		Interval:  max(c.cfg.RetentionInterval, 0),
 		Singleton: true,
@@ -120,6 +125,41 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 
 // backendName names the backend's own housekeeping (Store.Maintain).
 const backendName = "backend"
+
+// waitsName names the reconciler that ends waits whose timeout passed
+// (knob WEFT_WAIT_TIMEOUTS_INTERVAL).
+const waitsName = "wait_timeouts"
+
+// expireBatch bounds the waits one ExpireWaits call ends.
+const expireBatch = 500
+
+// expireWaits ends the waits whose timeout passed. A timeout due before
+// the next tick is waited for here, so timeouts land within milliseconds
+// of their time rather than within an interval of it; the interval only
+// bounds how late a wait made by another node is seen.
+func (c *Client) expireWaits(ctx context.Context) error {
+	deadline := c.cfg.Now().Add(c.cfg.WaitTimeoutInterval)
+	for {
+		n, next, err := c.st.ExpireWaits(ctx, expireBatch)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			c.log.Info("weft: waits timed out", "count", n)
+		}
+		if n == expireBatch {
+			continue
+		}
+		if next.IsZero() || !next.Before(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(next.Sub(c.cfg.Now())):
+		}
+	}
+}
 
 // cronName names the schedule runner (knob WEFT_CRON_INTERVAL).
 const cronName = "cron"

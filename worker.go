@@ -3,11 +3,13 @@ package weft
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"time"
 
 	"github.com/weftworks/weft/internal/engine"
+	"github.com/weftworks/weft/internal/waittoken"
 	"github.com/weftworks/weft/store"
 )
 
@@ -54,6 +56,23 @@ type Task[T TaskArgs] struct {
 
 	exec   *engine.Execution
 	result json.RawMessage
+	client *Client
+}
+
+// now is the client's clock.
+func (t *Task[T]) now() time.Time {
+	if t.client == nil {
+		return time.Now()
+	}
+	return t.client.cfg.Now()
+}
+
+// tokens is the key ring the task's waitpoint tokens are signed with.
+func (t *Task[T]) tokens(ctx context.Context) (*waittoken.Ring, error) {
+	if t.client == nil {
+		return nil, errors.New("weft: this task's workers are not registered with a client")
+	}
+	return t.client.tokenRing(ctx)
 }
 
 // AttemptError records why one attempt failed.
@@ -83,6 +102,8 @@ func (t *Task[T]) Progress(ctx context.Context, v any) error {
 // Workers is the registry of workers by kind, handed to a Client in Config.
 type Workers struct {
 	kinds map[string]engine.Kind
+	// client is the client that runs these workers, set by NewClient.
+	client *Client
 }
 
 // NewWorkers returns an empty registry.
@@ -142,6 +163,7 @@ func AddWorker[T TaskArgs](ws *Workers, w Worker[T], opts ...WorkerOption) {
 			ID: st.ID, Kind: st.Kind, Queue: st.Queue, Priority: st.Priority,
 			Attempt: st.Attempt, MaxAttempts: st.MaxAttempts, Metadata: st.Metadata,
 			CreatedAt: st.CreatedAt, Errors: st.Errors, FlowID: st.FlowID, FlowKey: st.FlowKey, exec: x,
+			client: ws.client,
 		}
 		if err := json.Unmarshal(st.Args, &t.Args); err != nil {
 			return engine.Verdict{Action: engine.Fail, Err: fmt.Errorf("decode args of kind %q: %w", kind, err)}

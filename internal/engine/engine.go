@@ -49,6 +49,10 @@ const (
 	Fail
 	// Cancel ends the task cancelled.
 	Cancel
+	// Wait suspends the task on its waitpoints (Verdict.Wait) without
+	// spending the attempt: it holds no lease until a signal (or the
+	// wait's timeout) makes it pending again.
+	Wait
 )
 
 // Verdict is a handler's answer for one attempt.
@@ -59,6 +63,8 @@ type Verdict struct {
 	Delay  time.Duration
 	// Stack is the goroutine stack of a recovered panic.
 	Stack string
+	// Wait is the suspension of a Wait verdict.
+	Wait *store.WaitSpec
 }
 
 // Handler runs one attempt of a task.
@@ -85,6 +91,9 @@ type Config struct {
 	// Flows, with Store, lets handlers read their parents and add members
 	// to their flows.
 	Flows store.Flows
+	// Waits, with Store, lets handlers create waitpoints and read their
+	// signals.
+	Waits store.Waits
 	// Source, when set, takes the place of Store: `weft worker`'s is a
 	// Weft server's HTTP API.
 	Source Source
@@ -206,7 +215,7 @@ func New(cfg Config) (*Engine, error) {
 	case src == nil && cfg.Store == nil:
 		return nil, errors.New("engine: no store")
 	case src == nil:
-		src = &storeSource{Runner: cfg.Store, flows: cfg.Flows}
+		src = &storeSource{Runner: cfg.Store, flows: cfg.Flows, waits: cfg.Waits}
 	case cfg.Store != nil:
 		return nil, errors.New("engine: both a store and a source")
 	}
@@ -802,6 +811,8 @@ func Decide(t *store.Task, v Verdict, cause error, backoff func(int) time.Durati
 	case v.Action == Snooze:
 		o.State, o.Event, o.RunAt, o.Refund = store.StatePending, store.EventSnoozed, now.Add(v.Delay).Truncate(time.Microsecond), true
 		o.EventData = mustJSON(map[string]any{"run_at": o.RunAt.UTC()})
+	case v.Action == Wait && v.Wait != nil:
+		o.State, o.Event, o.Wait, o.Refund = store.StateWaiting, store.EventWaiting, v.Wait, true
 	case t.Attempt >= t.MaxAttempts:
 		o.State, o.Event, o.Error = store.StateFailed, store.EventFailed, attemptErr()
 		o.EventData = mustJSON(map[string]any{"error": v.Err.Error(), "reason": "attempts_exhausted"})

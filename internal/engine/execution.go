@@ -46,6 +46,29 @@ func (x *Execution) AddMembers(ctx context.Context, members []store.NewFlowMembe
 	return fs.AddMembers(ctx, x.Task.ID, x.Task.LeaseEpoch, members)
 }
 
+// ErrNoWaits is returned by an execution's wait methods when its source
+// cannot store waitpoints.
+var ErrNoWaits = errors.New("this worker's source does not serve waitpoints")
+
+// CreateWaitpoint creates a waitpoint for the task under this attempt's
+// lease, or returns the one of that name it has.
+func (x *Execution) CreateWaitpoint(ctx context.Context, wp store.NewWaitpoint) (store.Waitpoint, error) {
+	ws, ok := x.src.(WaitSource)
+	if !ok {
+		return store.Waitpoint{}, ErrNoWaits
+	}
+	return ws.CreateWaitpoint(ctx, x.Task.ID, x.Task.LeaseEpoch, wp)
+}
+
+// Waitpoints reads the task's waitpoints with their signals.
+func (x *Execution) Waitpoints(ctx context.Context) ([]store.Waitpoint, error) {
+	ws, ok := x.src.(WaitSource)
+	if !ok {
+		return nil, ErrNoWaits
+	}
+	return ws.Waitpoints(ctx, x.Task.ID)
+}
+
 // Backoff bounds for DefaultBackoff.
 const (
 	backoffBase = time.Second

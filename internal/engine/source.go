@@ -69,6 +69,14 @@ type FlowSource interface {
 	AddMembers(ctx context.Context, taskID string, epoch int64, members []store.NewFlowMember) (store.FlowResult, error)
 }
 
+// WaitSource is implemented by a source whose tasks may wait on
+// signals, as the store is: a handler creates waitpoints and reads them
+// through it.
+type WaitSource interface {
+	CreateWaitpoint(ctx context.Context, taskID string, epoch int64, wp store.NewWaitpoint) (store.Waitpoint, error)
+	Waitpoints(ctx context.Context, taskID string) ([]store.Waitpoint, error)
+}
+
 // Finished is one finished attempt, as the engine hands it to its source.
 type Finished struct {
 	// Outcome is what the engine decided the attempt records, with the
@@ -88,6 +96,7 @@ type Finished struct {
 type storeSource struct {
 	store.Runner
 	flows store.Flows
+	waits store.Waits
 	// outcomes is Finish's buffer, reused from batch to batch: Finish is
 	// not called concurrently.
 	outcomes []store.Outcome
@@ -105,6 +114,20 @@ func (s *storeSource) AddMembers(ctx context.Context, taskID string, epoch int64
 		return store.FlowResult{}, ErrNoFlows
 	}
 	return s.flows.AddMembers(ctx, taskID, epoch, members)
+}
+
+func (s *storeSource) CreateWaitpoint(ctx context.Context, taskID string, epoch int64, wp store.NewWaitpoint) (store.Waitpoint, error) {
+	if s.waits == nil {
+		return store.Waitpoint{}, ErrNoWaits
+	}
+	return s.waits.CreateWaitpoint(ctx, taskID, epoch, wp)
+}
+
+func (s *storeSource) Waitpoints(ctx context.Context, taskID string) ([]store.Waitpoint, error) {
+	if s.waits == nil {
+		return nil, ErrNoWaits
+	}
+	return s.waits.Waitpoints(ctx, taskID)
 }
 
 func (s *storeSource) Finish(ctx context.Context, batch []Finished) ([]store.FinishResult, error) {

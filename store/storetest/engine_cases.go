@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,10 @@ var engineCases = []testCase{
 	{"a client starts and stops many times", testRestart},
 	{"retention purges finished tasks by state", testRetention},
 	{"a flow: fan-out at run time, fan-in reading its parents", testEngineFlow},
+	{"an approval: the handler waits, a signal with its token resumes it", testEngineWait},
+	{"waiting tasks hold no slot: a queue of one keeps working", testEngineWaitNoSlot},
+	{"a wait that times out resumes the handler, which sees it", testEngineWaitTimeout},
+	{"a wait step in a flow: an approval with no worker of its own", testEngineWaitStep},
 }
 
 type okArgs struct {
@@ -720,5 +725,153 @@ func testEngineFlow(t *testing.T, e *env) {
 	}
 	if _, err := c.EnqueueFlow(e.ctx, weft.NewFlow("nil").Add("a", nil)); !errors.Is(err, weft.ErrInvalid) {
 		t.Fatalf("a step without args: %v", err)
+	}
+}
+
+type approvalArgs struct {
+	Order string `json:"order"`
+}
+
+func (approvalArgs) Kind() string { return "st.approval" }
+
+// approvals runs the approval handler: it waits for "approve" or "reject"
+// on its waitpoint, publishing the token on tokens, and completes with
+// the decision and its payload.
+func approvals(tokens chan<- string, timeout time.Duration, onTimeout weft.OnTimeout) *weft.Workers {
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[approvalArgs]) error {
+		wp, err := tk.Waitpoint(ctx, "approval", &weft.WaitpointOpts{Allow: []string{"approve", "reject"}})
+		if err != nil {
+			return err
+		}
+		if wp.TimedOut() {
+			return tk.SetResult(map[string]string{"decision": "timed out"})
+		}
+		for _, name := range []string{"approve", "reject"} {
+			if s, ok := wp.Signal(name); ok {
+				by, err := weft.SignalPayload[map[string]string](s)
+				if err != nil {
+					return weft.Permanent(err)
+				}
+				return tk.SetResult(map[string]string{"decision": name, "by": by["by"]})
+			}
+		}
+		if tokens != nil {
+			tokens <- wp.Token
+		}
+		return weft.Wait(weft.WaitFor{Waitpoints: []string{wp.Name}, Timeout: timeout, OnTimeout: onTimeout})
+	})
+	return ws
+}
+
+func testEngineWait(t *testing.T, e *env) {
+	tokens := make(chan string, 1)
+	c := startClient(t, e, nil, approvals(tokens, 0, ""), weft.Config{})
+	res, err := c.Enqueue(e.ctx, approvalArgs{Order: "42"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var token string
+	select {
+	case token = <-tokens:
+	case <-e.ctx.Done():
+		t.Fatal("the handler never handed out its token")
+	}
+	waiting := waitState(t, e, res.ID, store.StateWaiting)
+	if waiting.Attempt != 0 {
+		t.Fatalf("a waiting task spent its attempt: %d", waiting.Attempt)
+	}
+	if _, err := c.Signal(e.ctx, token+"x", weft.SignalParams{Name: "approve", Key: "k"}); !errors.Is(err, weft.ErrInvalidToken) {
+		t.Fatalf("a tampered token: %v", err)
+	}
+	if _, err := c.Signal(e.ctx, token, weft.SignalParams{Name: "maybe", Key: "k"}); !errors.Is(err, weft.ErrInvalid) {
+		t.Fatalf("a name the waitpoint does not allow: %v", err)
+	}
+	rec, err := c.Signal(e.ctx, token, weft.SignalParams{Name: "approve", Key: "mail-1", Payload: map[string]string{"by": "ada"}})
+	if err != nil || !rec.Resumed {
+		t.Fatalf("signal: %+v %v", rec, err)
+	}
+	got := waitState(t, e, res.ID, store.StateCompleted)
+	assertJSON(t, "result", got.Result, json.RawMessage(`{"decision":"approve","by":"ada"}`))
+	if got.Attempt != 1 {
+		t.Fatalf("attempt after the resumed run = %d, want 1: a wait spends none", got.Attempt)
+	}
+	again, err := c.Signal(e.ctx, token, weft.SignalParams{Name: "approve", Key: "mail-1"})
+	if err != nil || !again.Duplicate || again.Signal.ID != rec.Signal.ID {
+		t.Fatalf("a repeat: %+v %v", again, err)
+	}
+	if _, err := c.Signal(e.ctx, token, weft.SignalParams{Name: "reject", Key: "mail-2"}); !errors.Is(err, weft.ErrAlreadyFinished) && !errors.Is(err, weft.ErrWaitpointClosed) {
+		t.Fatalf("a signal after the task finished: %v", err)
+	}
+	evs := eventTypes(e.events(t, res.ID))
+	for _, want := range []store.EventType{store.EventWaiting, store.EventSignalled, store.EventResumed} {
+		if !slices.Contains(evs, want) {
+			t.Fatalf("events %v lack %s", evs, want)
+		}
+	}
+}
+
+func testEngineWaitNoSlot(t *testing.T, e *env) {
+	c := startClient(t, e, nil, func() *weft.Workers {
+		ws := approvals(nil, 0, "")
+		weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[okArgs]) error { return nil })
+		return ws
+	}(), weft.Config{Queues: map[string]weft.QueueConfig{"default": {MaxWorkers: 1}}})
+	const waiting = 50
+	params := make([]weft.EnqueueParams, waiting)
+	for i := range params {
+		params[i] = weft.EnqueueParams{Args: approvalArgs{Order: fmt.Sprint(i)}}
+	}
+	if _, err := c.EnqueueMany(e.ctx, params); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "not every approval came to wait", func() bool {
+		return countsOf(t, e, e.st)["default"].Counts[store.StateWaiting] == waiting
+	})
+	res, err := c.Enqueue(e.ctx, okArgs{N: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, res.ID, store.StateCompleted)
+}
+
+func testEngineWaitTimeout(t *testing.T, e *env) {
+	c := startClient(t, e, nil, approvals(nil, time.Hour, weft.TimeoutResume), weft.Config{Now: e.clock.Now, WaitTimeoutInterval: 10 * time.Millisecond})
+	res, err := c.Enqueue(e.ctx, approvalArgs{Order: "late"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, res.ID, store.StateWaiting)
+	e.clock.Advance(time.Hour)
+	got := waitState(t, e, res.ID, store.StateCompleted)
+	assertJSON(t, "result", got.Result, json.RawMessage(`{"decision":"timed out"}`))
+}
+
+func testEngineWaitStep(t *testing.T, e *env) {
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[okArgs]) error {
+		ps, err := tk.Parents(ctx)
+		if err != nil {
+			return err
+		}
+		return tk.SetResult(ps["approve"].Result)
+	})
+	c := startClient(t, e, nil, ws, weft.Config{})
+	res, err := c.EnqueueFlow(e.ctx, weft.NewFlow("release").
+		Add("approve", weft.WaitStep{Allow: []string{"ok"}}).
+		Add("ship", okArgs{N: 1}, weft.After("approve")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, res.Tasks["approve"], store.StateWaiting)
+	if _, err := c.SignalTask(e.ctx, res.Tasks["approve"], "signal", weft.SignalParams{Name: "ok", Key: "k", Payload: "lgtm"}); err != nil {
+		t.Fatal(err)
+	}
+	got := waitState(t, e, res.Tasks["ship"], store.StateCompleted)
+	var result struct {
+		Signals []store.Signal `json:"signals"`
+	}
+	if err := json.Unmarshal(got.Result, &result); err != nil || len(result.Signals) != 1 || string(result.Signals[0].Payload) != `"lgtm"` {
+		t.Fatalf("ship saw the approval as %s (%v)", got.Result, err)
 	}
 }
