@@ -232,6 +232,11 @@ type Outcome struct {
 	// Event is the event written with the transition.
 	Event     EventType
 	EventData json.RawMessage
+	// InFlow says the task is a flow member (its FlowID was set when
+	// claimed): a hint that lets a backend send the outcome straight to
+	// the path that resolves flows. A wrong or missing hint costs time,
+	// never correctness.
+	InFlow bool
 	// Wait is the suspension of a waiting outcome: the task's waitpoints
 	// it waits on, how their signals combine, and the timeout. A waiting
 	// outcome gives the attempt back, like a snooze.

@@ -787,7 +787,7 @@ func RunAttempt(ctx context.Context, st store.Runner, kinds map[string]Kind, t *
 // zero, and fails the task once no attempt remains. Remote workers' outcomes
 // go through the same rules as in-process handlers'.
 func Decide(t *store.Task, v Verdict, cause error, backoff func(int) time.Duration, now time.Time) store.Outcome {
-	o := store.Outcome{TaskID: t.ID, Epoch: t.LeaseEpoch}
+	o := store.Outcome{TaskID: t.ID, Epoch: t.LeaseEpoch, InFlow: t.FlowID != ""}
 	if v.Action != Complete && v.Err == nil {
 		v.Err = errors.New("no error given")
 	}

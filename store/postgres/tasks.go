@@ -459,21 +459,32 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 			return waitResults, nil
 		}
 	}
-	args, notify, err := finishArgs(outcomes, nowUS)
-	if err != nil {
-		return nil, err
+	// Outcomes known to be flow members go straight to the transaction
+	// that resolves them; the others take the one round trip, which leaves
+	// any member it meets to that transaction too.
+	var plain []store.Outcome
+	for _, o := range outcomes {
+		if !o.InFlow {
+			plain = append(plain, o)
+		}
 	}
-	batch := &pgx.Batch{}
-	batch.Queue(finishSQL(" AND t.flow_id IS NULL"), args...)
-	if notify {
-		batch.Queue("NOTIFY " + s.channel)
-	}
-	applied, err := s.finishBatch(ctx, batch, len(outcomes))
-	if err != nil {
-		return nil, classify(err)
-	}
-	if notify && s.opts.PollOnly {
-		s.wake.Notify()
+	applied := make(map[store.LeaseKey]store.FinishedRow, len(outcomes))
+	if len(plain) > 0 {
+		args, notify, err := finishArgs(plain, nowUS)
+		if err != nil {
+			return nil, err
+		}
+		batch := &pgx.Batch{}
+		batch.Queue(finishSQL(" AND t.flow_id IS NULL"), args...)
+		if notify {
+			batch.Queue("NOTIFY " + s.channel)
+		}
+		if applied, err = s.finishBatch(ctx, batch, len(outcomes)); err != nil {
+			return nil, classify(err)
+		}
+		if notify && s.opts.PollOnly {
+			s.wake.Notify()
+		}
 	}
 	if rest := unappliedOutcomes(outcomes, applied); len(rest) > 0 {
 		if err := s.finishMembers(ctx, rest, nowUS, applied); err != nil {
@@ -484,6 +495,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 	if ids := store.Unapplied(outcomes, applied); len(ids) > 0 {
 		// Refused outcomes are rare: telling a stale epoch from a task
 		// that is gone costs a read only then.
+		var err error
 		if missing, err = s.missingTasks(ctx, ids); err != nil {
 			return nil, err
 		}
