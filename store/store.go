@@ -198,13 +198,20 @@ type Lease struct {
 }
 
 // ListParams filters and pages a task listing. Results are ordered by id
-// (creation order); After is the last id of the previous page.
+// (creation order), oldest first unless Order says otherwise; After is
+// the last id of the previous page, and the next page continues past it
+// in the same order.
 type ListParams struct {
 	Queue  string
 	Kind   string
 	States []State
-	After  string
-	Limit  int
+	// CreatedSince and CreatedUntil, when set, bound the creation time:
+	// at or after CreatedSince, and before CreatedUntil.
+	CreatedSince, CreatedUntil time.Time
+	// Order is ListOldest (the default when empty) or ListNewest.
+	Order ListOrder
+	After string
+	Limit int
 }
 
 // RescueParams bounds and widens one Rescue.
@@ -392,7 +399,8 @@ type Runner interface {
 type Reader interface {
 	// Get reads one task; ErrNotFound when there is none.
 	Get(ctx context.Context, taskID string) (*Task, error)
-	// List reads tasks in id order.
+	// List reads tasks in id order, oldest or newest first. Invalid
+	// parameters are a *ValidationError.
 	List(ctx context.Context, p ListParams) ([]*Task, error)
 	// Events reads a task's events with Seq > after, oldest first.
 	Events(ctx context.Context, taskID string, after int64, limit int) ([]Event, error)
@@ -414,6 +422,14 @@ type Operator interface {
 	// is no such task; ErrConflict, with the task, when it is pending,
 	// running or completed, or when another task now holds its unique key.
 	Retry(ctx context.Context, taskID string) (*Task, error)
+	// Bulk applies an action to one batch of the tasks p.Filter selects,
+	// in id order after p.After: at most p.Limit tasks, in one
+	// transaction, each changed exactly as the single-task action would
+	// change it (PlanBulk), with its events and counter moves; a deleted
+	// task's events are deleted with it. Callers continue from Next until
+	// it is empty. A dry run only selects. Invalid parameters are a
+	// *ValidationError, before anything is read.
+	Bulk(ctx context.Context, p BulkParams) (BulkResult, error)
 	// PauseQueue pauses claims from queue on every node (paused true) or
 	// resumes them. Tasks can still be enqueued into a paused queue; a
 	// queue may be paused before it has any task. Resuming wakes
