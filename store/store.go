@@ -231,7 +231,35 @@ type Node struct {
 	PID         int
 	StartedAt   time.Time
 	HeartbeatAt time.Time
+	// Queues are the queues the node works; Kinds the kinds it runs, or
+	// none when it claims every kind (weft.Config.FailUnknownKinds).
+	Queues, Kinds []string
+	// Running counts the tasks the node holds, as Nodes reads it; TouchNode
+	// ignores it.
+	Running int
 }
+
+// RemoteWorker is a worker that claims tasks over the HTTP API, outside
+// any node, as the server that serves its claims records it.
+type RemoteWorker struct {
+	// ID is the worker id its claims name (the lease owner).
+	ID string
+	// Host is where its claims come from (the client's address).
+	Host string
+	// Queues are the queues its last claim asked for; Kinds the kinds, or
+	// none when it takes every kind.
+	Queues, Kinds []string
+	// FirstSeenAt and LastSeenAt are the times of its first and latest
+	// recorded claims; TouchWorker sets them.
+	FirstSeenAt, LastSeenAt time.Time
+	// Running counts the tasks the worker holds, as RemoteWorkers reads
+	// it; TouchWorker ignores it.
+	Running int
+}
+
+// ForgetWorkersAfter is how long a remote worker that no longer claims
+// stays in the registry.
+const ForgetWorkersAfter = 24 * time.Hour
 
 // Missed says what a schedule does about slots missed while no node ran it.
 type Missed string
@@ -440,12 +468,19 @@ type Operator interface {
 // Coordinator holds what nodes share to keep house together: their
 // registry, leadership, and the reconcilers the leader runs.
 type Coordinator interface {
-	// TouchNode records that node is alive now, registering it if new.
+	// TouchNode records that node is alive now, registering it if new,
+	// with the queues and kinds it serves.
 	TouchNode(ctx context.Context, node Node) error
 	// RemoveNode deletes a node's row, when it stops.
 	RemoveNode(ctx context.Context, id string) error
-	// Nodes lists the registered nodes.
+	// Nodes lists the registered nodes, by id.
 	Nodes(ctx context.Context) ([]Node, error)
+	// TouchWorker records that remote worker w claimed now, with the
+	// queues and kinds it named, registering it if new, and forgets the
+	// workers not seen for ForgetWorkersAfter.
+	TouchWorker(ctx context.Context, w RemoteWorker) error
+	// RemoteWorkers lists the recorded remote workers, by id.
+	RemoteWorkers(ctx context.Context) ([]RemoteWorker, error)
 	// Lead takes or renews the leadership of role for holder until ttl from
 	// now. It succeeds when nobody leads, when holder already leads, or when
 	// the leader's lease has expired; term increases with every change of

@@ -52,6 +52,7 @@ var groups = []struct {
 	{"operator", operatorCases, true},
 	{"bulk", bulkCases, true},
 	{"coordinator", coordinatorCases, true},
+	{"workers", workerCases, true},
 	{"schedule", scheduleCases, true},
 	{"engine", engineCases, true},
 	{"process", processCases, false},
