@@ -21,7 +21,7 @@ func ParseSpec(spec string) (cron.Schedule, error) {
 			return nil, fmt.Errorf("%q is not a duration (for example 90s, 5m or 1h30m)", strings.TrimSpace(rest))
 		}
 		if d < time.Second {
-			return nil, fmt.Errorf("@every %s: the interval must be at least 1s", d)
+			return nil, fmt.Errorf("the interval %s is under a second: the shortest is @every 1s", d)
 		}
 	}
 	return cron.ParseStandard(spec)

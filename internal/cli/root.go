@@ -195,11 +195,16 @@ Flags override environment variables, which override defaults.`,
 		newTaskCmd(g),
 		newListCmd(g),
 		newQueuesCmd(g),
+		newSchedulesCmd(g),
+		newWorkersCmd(g),
 		newMigrateCmd(g),
 		newWorkerCmd(g),
 		newVersionCmd(g),
 		newBenchCmd(g),
 	)
+	for _, bc := range bulkCommands {
+		root.AddCommand(newBulkCmd(g, bc))
+	}
 	return root
 }
 
