@@ -94,7 +94,7 @@ func (f TaskFilter) Check() error {
 		}
 	}
 	if !f.CreatedSince.IsZero() && !f.CreatedUntil.IsZero() && !f.CreatedUntil.After(f.CreatedSince) {
-		return bad("created_until", "%s is not after created_since (%s)", f.CreatedUntil.UTC().Format(time.RFC3339Nano), f.CreatedSince.UTC().Format(time.RFC3339Nano))
+		return bad("created_until", "%s is not after the start of the range, %s", f.CreatedUntil.UTC().Format(time.RFC3339Nano), f.CreatedSince.UTC().Format(time.RFC3339Nano))
 	}
 	for i, id := range f.IDs {
 		if _, err := uuid.Parse(id); err != nil {
