@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -61,7 +60,7 @@ func (g *registry) touch(r *http.Request, req store.ClaimRequest) {
 		}
 	}
 	g.mu.Unlock()
-	if err := g.st.TouchWorker(context.WithoutCancel(r.Context()), w); err != nil {
+	if err := g.st.TouchWorker(r.Context(), w); err != nil {
 		g.log.Warn("weft: recording a remote worker", "worker", w.ID, "err", err)
 		g.mu.Lock()
 		delete(g.seen, w.ID) // written again at its next claim

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,23 +45,15 @@ func (s *Service) Bulk(ctx context.Context, req api.BulkRequest) (api.BulkResult
 	}
 }
 
-// bulkParams checks what the store cannot see — the request's shape and
-// its times — and converts it; the store checks the rest.
+// bulkParams checks what the store cannot see — the request's shape, its
+// ids and times — and converts it.
 func bulkParams(req api.BulkRequest) (store.BulkParams, error) {
 	invalid := func(field, format string, args ...any) error {
 		return &api.FieldError{Status: http.StatusUnprocessableEntity, Field: field, Message: fmt.Sprintf(format, args...)}
 	}
+	// The store checks the action and the filter's values before it reads
+	// anything.
 	p := store.BulkParams{Action: store.BulkAction(req.Action), DryRun: req.DryRun}
-	if p.Action.States() == nil {
-		names := make([]string, 0, 4)
-		for _, a := range store.BulkActions() {
-			names = append(names, string(a))
-		}
-		if req.Action == "" {
-			return p, invalid("action", "must be given: one of %s", strings.Join(names, ", "))
-		}
-		return p, invalid("action", "%q is not an action (%s)", req.Action, strings.Join(names, ", "))
-	}
 	switch {
 	case req.Filter != nil && req.IDs != nil:
 		return p, invalid("ids", "give filter or ids, not both")
