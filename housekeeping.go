@@ -2,7 +2,9 @@ package weft
 
 import (
 	"context"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/weftworks/weft/internal/maintenance"
@@ -167,10 +169,15 @@ const cronName = "cron"
 // heartbeatName names the node heartbeat.
 const heartbeatName = "node_heartbeat"
 
-// node is this client's liveness row.
+// node is this client's liveness row, with the queues it works and the
+// kinds it runs (none when it claims every kind, to fail the unknown ones).
 func (c *Client) node() store.Node {
 	host, _ := os.Hostname()
-	return store.Node{ID: c.nodeID, Host: host, PID: os.Getpid(), StartedAt: c.started}
+	n := store.Node{ID: c.nodeID, Host: host, PID: os.Getpid(), StartedAt: c.started, Queues: slices.Sorted(maps.Keys(c.cfg.Queues))}
+	if c.cfg.Workers != nil && !c.cfg.FailUnknownKinds {
+		n.Kinds = slices.Sorted(maps.Keys(c.cfg.Workers.kinds))
+	}
+	return n
 }
 
 // rescueBatch bounds one rescue pass, so the writer is never held long.

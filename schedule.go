@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/robfig/cron/v3"
-
 	"github.com/weftworks/weft/store"
 )
 
@@ -40,53 +38,30 @@ type ScheduleOpts struct {
 	Paused bool
 }
 
-// parseSpec accepts the five-field cron syntax, descriptors such as
-// "@hourly", and "@every <duration>".
-func parseSpec(spec string) (cron.Schedule, error) {
-	return cron.ParseStandard(spec)
-}
-
 // Schedule creates or replaces the schedule name: at every slot of spec —
 // a cron expression ("*/5 * * * *", "@daily") or "@every <duration>" — a
 // task with args is enqueued, at most once per slot across all nodes (its
 // unique key is cron:<name>:<slot>). Schedules are run by the maintenance
 // leader among the started clients on the database.
 func (c *Client) Schedule(ctx context.Context, name, spec string, args TaskArgs, opts *ScheduleOpts) error {
-	bad := func(field, msg string) error { return &ValidationError{Index: -1, Field: field, Message: msg} }
-	if !store.ValidName(name) {
-		return bad("name", fmt.Sprintf("%q is not a valid schedule name", name))
-	}
-	sched, err := parseSpec(spec)
-	if err != nil {
-		return bad("spec", fmt.Sprintf("%q: %v", spec, err))
-	}
 	var o ScheduleOpts
 	if opts != nil {
 		o = *opts
-	}
-	switch o.Missed {
-	case "":
-		o.Missed = MissedSkip
-	case MissedSkip, MissedRunOnce:
-	default:
-		return bad("missed", fmt.Sprintf("%q is not skip or run_once", o.Missed))
 	}
 	task, verr := newTask(EnqueueParams{Args: args, Opts: &EnqueueOpts{Queue: o.Queue, Priority: o.Priority, MaxAttempts: o.MaxAttempts, Metadata: o.Metadata}})
 	if verr != nil {
 		verr.Index = -1
 		return verr
 	}
-	// Validate the task as an enqueue would, without writing it.
-	probe, err := store.Prepare([]store.NewTask{task}, store.Limits{}, c.cfg.Now())
+	sc, err := store.PrepareSchedule(store.Schedule{
+		Name: name, Spec: spec, Kind: task.Kind, Queue: task.Queue, Args: task.Args,
+		Priority: task.Priority, MaxAttempts: task.MaxAttempts, Metadata: task.Metadata,
+		Missed: o.Missed, Paused: o.Paused,
+	}, store.Limits{}, c.cfg.Now())
 	if err != nil {
 		return err
 	}
-	p := probe.Task(0)
-	return c.st.PutSchedule(ctx, store.Schedule{
-		Name: name, Spec: spec, Kind: p.Kind, Queue: p.Queue, Args: p.Args,
-		Priority: p.Priority, MaxAttempts: p.MaxAttempts, Metadata: p.Metadata,
-		Missed: o.Missed, Paused: o.Paused, NextAt: sched.Next(c.cfg.Now()),
-	})
+	return c.st.PutSchedule(ctx, sc)
 }
 
 // Schedules lists the schedules.
@@ -132,7 +107,7 @@ func (c *Client) RunSchedules(ctx context.Context) error {
 		if sc.Paused || sc.NextAt.After(now) {
 			continue
 		}
-		sched, err := parseSpec(sc.Spec)
+		sched, err := store.ParseSpec(sc.Spec)
 		if err != nil {
 			c.log.Error("weft: schedule has a bad spec", "schedule", sc.Name, "spec", sc.Spec, "err", err)
 			continue
@@ -146,10 +121,7 @@ func (c *Client) RunSchedules(ctx context.Context) error {
 			latest = n
 		}
 		if sc.Missed == MissedRunOnce || now.Sub(latest) <= grace {
-			_, err := c.st.Enqueue(ctx, []store.NewTask{{
-				Kind: sc.Kind, Queue: sc.Queue, Args: sc.Args, Priority: sc.Priority, MaxAttempts: sc.MaxAttempts,
-				Metadata: sc.Metadata, UniqueKey: "cron:" + sc.Name + ":" + strconv.FormatInt(latest.Unix(), 10),
-			}})
+			_, err := c.st.Enqueue(ctx, []store.NewTask{sc.Task("cron:" + sc.Name + ":" + strconv.FormatInt(latest.Unix(), 10))})
 			if err != nil {
 				return fmt.Errorf("schedule %s: %w", sc.Name, err)
 			}

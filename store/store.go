@@ -251,13 +251,20 @@ type Lease struct {
 }
 
 // ListParams filters and pages a task listing. Results are ordered by id
-// (creation order); After is the last id of the previous page.
+// (creation order), oldest first unless Order says otherwise; After is
+// the last id of the previous page, and the next page continues past it
+// in the same order.
 type ListParams struct {
 	Queue  string
 	Kind   string
 	States []State
-	After  string
-	Limit  int
+	// CreatedSince and CreatedUntil, when set, bound the creation time:
+	// at or after CreatedSince, and before CreatedUntil.
+	CreatedSince, CreatedUntil time.Time
+	// Order is ListOldest (the default when empty) or ListNewest.
+	Order ListOrder
+	After string
+	Limit int
 }
 
 // RescueParams bounds and widens one Rescue.
@@ -277,7 +284,35 @@ type Node struct {
 	PID         int
 	StartedAt   time.Time
 	HeartbeatAt time.Time
+	// Queues are the queues the node works; Kinds the kinds it runs, or
+	// none when it claims every kind (weft.Config.FailUnknownKinds).
+	Queues, Kinds []string
+	// Running counts the tasks the node holds, as Nodes reads it; TouchNode
+	// ignores it.
+	Running int
 }
+
+// RemoteWorker is a worker that claims tasks over the HTTP API, outside
+// any node, as the server that serves its claims records it.
+type RemoteWorker struct {
+	// ID is the worker id its claims name (the lease owner).
+	ID string
+	// Host is where its claims come from (the client's address).
+	Host string
+	// Queues are the queues its last claim asked for; Kinds the kinds, or
+	// none when it takes every kind.
+	Queues, Kinds []string
+	// FirstSeenAt and LastSeenAt are the times of its first and latest
+	// recorded claims; TouchWorker sets them.
+	FirstSeenAt, LastSeenAt time.Time
+	// Running counts the tasks the worker holds, as RemoteWorkers reads
+	// it; TouchWorker ignores it.
+	Running int
+}
+
+// ForgetWorkersAfter is how long a remote worker that no longer claims
+// stays in the registry.
+const ForgetWorkersAfter = 24 * time.Hour
 
 // Missed says what a schedule does about slots missed while no node ran it.
 type Missed string
@@ -445,7 +480,8 @@ type Runner interface {
 type Reader interface {
 	// Get reads one task; ErrNotFound when there is none.
 	Get(ctx context.Context, taskID string) (*Task, error)
-	// List reads tasks in id order.
+	// List reads tasks in id order, oldest or newest first. Invalid
+	// parameters are a *ValidationError.
 	List(ctx context.Context, p ListParams) ([]*Task, error)
 	// Events reads a task's events with Seq > after, oldest first.
 	Events(ctx context.Context, taskID string, after int64, limit int) ([]Event, error)
@@ -477,6 +513,14 @@ type Operator interface {
 	// is no such task; ErrConflict, with the task, when it is pending,
 	// running or completed, or when another task now holds its unique key.
 	Retry(ctx context.Context, taskID string) (*Task, error)
+	// Bulk applies an action to one batch of the tasks p.Filter selects,
+	// in id order after p.After: at most p.Limit tasks, in one
+	// transaction, each changed exactly as the single-task action would
+	// change it (PlanBulk), with its events and counter moves; a deleted
+	// task's events are deleted with it. Callers continue from Next until
+	// it is empty. A dry run only selects. Invalid parameters are a
+	// *ValidationError, before anything is read.
+	Bulk(ctx context.Context, p BulkParams) (BulkResult, error)
 	// PauseQueue pauses claims from queue on every node (paused true) or
 	// resumes them. Tasks can still be enqueued into a paused queue; a
 	// queue may be paused before it has any task. Resuming wakes
@@ -487,12 +531,19 @@ type Operator interface {
 // Coordinator holds what nodes share to keep house together: their
 // registry, leadership, and the reconcilers the leader runs.
 type Coordinator interface {
-	// TouchNode records that node is alive now, registering it if new.
+	// TouchNode records that node is alive now, registering it if new,
+	// with the queues and kinds it serves.
 	TouchNode(ctx context.Context, node Node) error
 	// RemoveNode deletes a node's row, when it stops.
 	RemoveNode(ctx context.Context, id string) error
-	// Nodes lists the registered nodes.
+	// Nodes lists the registered nodes, by id.
 	Nodes(ctx context.Context) ([]Node, error)
+	// TouchWorker records that remote worker w claimed now, with the
+	// queues and kinds it named, registering it if new, and forgets the
+	// workers not seen for ForgetWorkersAfter.
+	TouchWorker(ctx context.Context, w RemoteWorker) error
+	// RemoteWorkers lists the recorded remote workers, by id.
+	RemoteWorkers(ctx context.Context) ([]RemoteWorker, error)
 	// Lead takes or renews the leadership of role for holder until ttl from
 	// now. It succeeds when nobody leads, when holder already leads, or when
 	// the leader's lease has expired; term increases with every change of

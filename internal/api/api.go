@@ -78,6 +78,10 @@ type Task struct {
 	CreatedAt   time.Time  `json:"created_at"`
 	AttemptedAt *time.Time `json:"attempted_at,omitempty"`
 	FinalizedAt *time.Time `json:"finalized_at,omitempty"`
+	// Hint, on a pending task read by id, says why nothing will run it:
+	// its queue is paused, or no live worker works its queue or runs its
+	// kind.
+	Hint string `json:"hint,omitempty"`
 }
 
 // TaskList is one page of a listing. NextCursor, when set, fetches the
@@ -108,6 +112,8 @@ type Queue struct {
 	Paused        bool             `json:"paused"`
 	Counts        map[string]int64 `json:"counts"`
 	OldestReadyAt *time.Time       `json:"oldest_ready_at,omitempty"`
+	// Workers counts the live workers that work the queue.
+	Workers int `json:"workers"`
 }
 
 // QueueList lists queues by name.

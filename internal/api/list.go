@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ListParams filters and pages a listing of tasks: GET /v1/tasks's query
@@ -13,8 +14,14 @@ type ListParams struct {
 	Queue  string
 	Kind   string
 	States []string
-	Limit  int
-	// Cursor is the NextCursor of the previous page.
+	// Since and Until, when set, bound the creation time: at or after
+	// Since, before Until.
+	Since, Until time.Time
+	// Order is "oldest" (the default when empty) or "newest".
+	Order string
+	Limit int
+	// Cursor is the NextCursor of the previous page, listed in the same
+	// order.
 	Cursor string
 }
 
@@ -30,6 +37,15 @@ func (p ListParams) Query() url.Values {
 	}
 	if len(p.States) > 0 {
 		q.Set("state", strings.Join(p.States, ","))
+	}
+	if !p.Since.IsZero() {
+		q.Set("since", p.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !p.Until.IsZero() {
+		q.Set("until", p.Until.UTC().Format(time.RFC3339Nano))
+	}
+	if p.Order != "" {
+		q.Set("order", p.Order)
 	}
 	if p.Limit > 0 {
 		q.Set("limit", strconv.Itoa(p.Limit))

@@ -34,6 +34,7 @@ type backend interface {
 	Queues(ctx context.Context) (api.QueueList, error)
 	PauseQueue(ctx context.Context, name string) (api.Queue, error)
 	ResumeQueue(ctx context.Context, name string) (api.Queue, error)
+	opsBackend
 	Close() error
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,14 +15,18 @@ import (
 
 func newListCmd(g *globals) *cobra.Command {
 	var (
-		p      api.ListParams
-		states string
-		all    bool
+		p            api.ListParams
+		states       string
+		since, until string
+		all          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List tasks, oldest first",
-		Long: `List tasks in creation order, filtered by queue, kind and state.
+		Short: "List tasks, oldest or newest first",
+		Long: `List tasks in creation order — oldest first, or newest first with --order
+newest — filtered by queue, kind, state and creation time (--since, --until:
+an RFC 3339 time, a date, or a duration ago such as 2h). The last column shows
+the last error of a task that has one (a failed task's, or a retrying one's).
 
 One page of --limit tasks is printed; when there are more, the command says
 how to get the next page (--cursor), or --all pages through every matching
@@ -30,6 +35,7 @@ with --all, every task in one list); --format ndjson prints one task per line,
 which suits large listings.`,
 		Example: `  weft list
   weft list --state failed,cancelled --queue emails
+  weft list --order newest --since 1h
   weft list --kind http --all --format ndjson > http-tasks.ndjson`,
 		Args: exactArgs(0, "no arguments (filter with --queue, --kind, --state)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -43,13 +49,31 @@ which suits large listings.`,
 			if p.Limit < 1 || p.Limit > ops.MaxPage {
 				return usagef("--limit: %d is out of range (1 to %d)", p.Limit, ops.MaxPage)
 			}
+			switch store.ListOrder(p.Order) {
+			case store.ListOldest, store.ListNewest:
+			default:
+				return usagef("--order: %q is not an order (use oldest or newest)", p.Order)
+			}
+			now := time.Now()
+			for _, b := range []struct {
+				flag, value string
+				dst         *time.Time
+			}{{"since", since, &p.Since}, {"until", until, &p.Until}} {
+				if b.value == "" {
+					continue
+				}
+				t, err := parseTimeFlag(b.flag, b.value, now)
+				if err != nil {
+					return err
+				}
+				*b.dst = t
+			}
 			b, err := g.openBackend(ctx)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
 
-			now := time.Now()
 			var (
 				collected []api.Task // json with --all
 				tw        = newTable(g.stdout)
@@ -74,12 +98,12 @@ which suits large listings.`,
 					}
 				default:
 					if header && len(page.Tasks) > 0 {
-						fmt.Fprintln(tw, "ID\tKIND\tQUEUE\tSTATE\tATTEMPT\tRUN AT")
+						fmt.Fprintln(tw, "ID\tKIND\tQUEUE\tSTATE\tATTEMPT\tRUN AT\tLAST ERROR")
 						header = false
 					}
 					for _, t := range page.Tasks {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\n", t.ID, t.Kind, t.Queue, t.State,
-							t.Attempt, t.MaxAttempts, relative(t.RunAt, now))
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", t.ID, t.Kind, t.Queue, t.State,
+							t.Attempt, t.MaxAttempts, relative(t.RunAt, now), lastError(t))
 					}
 					// Flush each page so a long --all listing streams.
 					if err := tw.Flush(); err != nil {
@@ -111,7 +135,10 @@ which suits large listings.`,
 	f.StringVar(&p.Kind, "kind", "", "only tasks of this kind")
 	f.StringVar(&states, "state", "", "only tasks in these states, comma-separated (pending,running,completed,failed,cancelled)")
 	f.IntVar(&p.Limit, "limit", ops.DefaultPage, fmt.Sprintf("tasks per page (at most %d)", ops.MaxPage))
-	f.StringVar(&p.Cursor, "cursor", "", "continue after this cursor (printed when there are more tasks)")
+	f.StringVar(&since, "since", "", "only tasks created at or after this time: RFC 3339, a date (2030-01-02), or a duration ago (2h)")
+	f.StringVar(&until, "until", "", "only tasks created before this time (the same forms as --since)")
+	f.StringVar(&p.Order, "order", string(store.ListOldest), "oldest or newest first")
+	f.StringVar(&p.Cursor, "cursor", "", "continue after this cursor (printed when there are more tasks; give the same --order)")
 	f.BoolVar(&all, "all", false, "page through every matching task")
 	return cmd
 }
@@ -119,4 +146,23 @@ which suits large listings.`,
 // printNone says that a listing is empty, rather than printing nothing.
 func printNone(w io.Writer) {
 	fmt.Fprintln(w, "no tasks")
+}
+
+// errorWidth bounds the last error a listing shows.
+const errorWidth = 60
+
+// lastError is the task's last error on one line, cut to errorWidth.
+func lastError(t api.Task) string {
+	if len(t.Errors) == 0 {
+		return ""
+	}
+	msg := strings.Join(strings.Fields(t.Errors[len(t.Errors)-1].Error), " ")
+	if len(msg) > errorWidth {
+		cut := errorWidth - 1
+		for cut > 0 && msg[cut]&0xC0 == 0x80 {
+			cut--
+		}
+		msg = msg[:cut] + "…"
+	}
+	return msg
 }

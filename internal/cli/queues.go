@@ -21,8 +21,10 @@ func newQueuesCmd(g *globals) *cobra.Command {
 		Use:   "queues",
 		Short: "List queues with their task counts; pause or resume one",
 		Long: `List every queue with its number of tasks in each state, whether it is paused,
-and how long its oldest ready task has been waiting (a growing wait means the
-queue needs more workers).
+how long its oldest ready task has been waiting (a growing wait means the
+queue needs more workers), and how many live workers work it: a queue with
+pending tasks and no worker is flagged, since nothing will run them until a
+worker for it starts (see 'weft workers').
 
 --watch refreshes the table every --interval, with the rates of the last
 interval (tasks enqueued, completed and failed per second, counted from the
@@ -77,7 +79,7 @@ tasks (tasks can still be enqueued, and running ones finish);
 			now := time.Now()
 			tw := newTable(g.stdout)
 			states := store.States()
-			fmt.Fprintln(tw, "QUEUE\tPAUSED\t"+strings.ToUpper(store.StateNames(states, "\t"))+"\tOLDEST READY")
+			fmt.Fprintln(tw, "QUEUE\tPAUSED\t"+strings.ToUpper(store.StateNames(states, "\t"))+"\tOLDEST READY\tWORKERS")
 			for _, q := range list.Queues {
 				paused, oldest := "no", "-"
 				if q.Paused {
@@ -90,7 +92,11 @@ tasks (tasks can still be enqueued, and running ones finish);
 				for _, st := range states {
 					fmt.Fprintf(tw, "%d\t", q.Counts[string(st)])
 				}
-				fmt.Fprintln(tw, oldest)
+				workers := fmt.Sprint(q.Workers)
+				if unserved(q) {
+					workers += " (none: its pending tasks wait)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\n", oldest, workers)
 			}
 			if err := tw.Flush(); err != nil {
 				return fmt.Errorf("write output: %w", err)

@@ -195,12 +195,17 @@ Flags override environment variables, which override defaults.`,
 		newTaskCmd(g),
 		newListCmd(g),
 		newQueuesCmd(g),
+		newSchedulesCmd(g),
+		newWorkersCmd(g),
 		newMigrateCmd(g),
 		newWorkerCmd(g),
 		newMCPCmd(g),
 		newVersionCmd(g),
 		newBenchCmd(g),
 	)
+	for _, bc := range bulkCommands {
+		root.AddCommand(newBulkCmd(g, bc))
+	}
 	for _, c := range root.Commands() {
 		g.addFlags(c)
 	}

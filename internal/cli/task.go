@@ -38,8 +38,8 @@ const resultLimit = 2000
 
 func newTaskCmd(g *globals) *cobra.Command {
 	var (
-		monitor, cancel, retry bool
-		timeout                time.Duration
+		monitor, cancel, retry, del, runNow bool
+		timeout                             time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "task ID",
@@ -64,8 +64,13 @@ monitor tries again for up to --timeout (0: for ever). Ctrl-C stops
 monitoring (exit code 130) and leaves the task alone.
 
 --cancel cancels a pending task at once, or asks the worker of a running task
-to stop. --retry makes a failed or cancelled task pending again. Either can be
-combined with --monitor to wait for the outcome.`,
+to stop. --retry makes a failed or cancelled task pending again. --run-now makes
+a pending task scheduled for later ready now. Each can be combined with
+--monitor to wait for the outcome. --delete deletes a finished task and its
+events. (weft retry, cancel, delete and run-now do the same to many tasks.)
+
+A pending task that nothing will run says why on a "hint" line: its queue is
+paused, or no live worker works its queue or runs its kind (see weft workers).`,
 		Example: `  weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e
   weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e --format json
   weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e --monitor && echo done
@@ -74,8 +79,20 @@ combined with --monitor to wait for the outcome.`,
 		Args: exactArgs(1, "one task id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, id := cmd.Context(), args[0]
-			if cancel && retry {
-				return usagef("--cancel and --retry were both given: choose one")
+			var actions []string
+			for _, a := range []struct {
+				flag string
+				set  bool
+			}{{"--cancel", cancel}, {"--retry", retry}, {"--delete", del}, {"--run-now", runNow}} {
+				if a.set {
+					actions = append(actions, a.flag)
+				}
+			}
+			if len(actions) > 1 {
+				return usagef("%s were both given: choose one", strings.Join(actions, " and "))
+			}
+			if del && monitor {
+				return usagef("--delete and --monitor exclude each other: a deleted task has no events to follow")
 			}
 			if timeout < 0 {
 				return usagef("--timeout: %s is negative (0 waits for ever)", timeout)
@@ -93,10 +110,15 @@ combined with --monitor to wait for the outcome.`,
 			}
 			defer b.Close()
 			switch {
-			case cancel, retry:
+			case cancel, retry, del, runNow:
 				op, verb := b.Cancel, "cancel"
-				if retry {
+				switch {
+				case retry:
 					op, verb = b.Retry, "retry"
+				case del:
+					op, verb = b.DeleteTask, "delete"
+				case runNow:
+					op, verb = b.RunTask, "run"
 				}
 				t, err := op(ctx, id)
 				if err != nil {
@@ -136,6 +158,8 @@ combined with --monitor to wait for the outcome.`,
 	f.DurationVar(&timeout, "timeout", defaultMonitorTimeout, "with --monitor: how long to keep trying to reach a server that does not answer before exiting 3 (0: for ever)")
 	f.BoolVar(&cancel, "cancel", false, "cancel the task (a running task is asked to stop)")
 	f.BoolVar(&retry, "retry", false, "make a failed or cancelled task pending again")
+	f.BoolVar(&del, "delete", false, "delete a finished task and its events")
+	f.BoolVar(&runNow, "run-now", false, "make a pending task scheduled for later ready now")
 	return cmd
 }
 
@@ -146,6 +170,10 @@ func printAction(w io.Writer, verb string, t api.Task) {
 		fmt.Fprintf(w, "task %s: running, cancellation requested (its worker is asked to stop)\n", t.ID)
 	case verb == "retry":
 		fmt.Fprintf(w, "task %s: %s again, after %s (at most %d)\n", t.ID, t.State, plural(t.Attempt, "attempt"), t.MaxAttempts)
+	case verb == "delete":
+		fmt.Fprintf(w, "task %s: deleted (it was %s)\n", t.ID, t.State)
+	case verb == "run":
+		fmt.Fprintf(w, "task %s: %s, ready now\n", t.ID, t.State)
 	default:
 		fmt.Fprintf(w, "task %s: %s\n", t.ID, t.State)
 	}
@@ -181,6 +209,7 @@ func printTask(w io.Writer, t api.Task, now time.Time) {
 		line("finalized", whenPtr(t.FinalizedAt, now))
 	}
 	line("worker", t.Worker)
+	line("hint", t.Hint)
 	line("timeout", t.Timeout)
 	line("unique key", t.UniqueKey)
 	line("args", prettyJSON(t.Args, resultLimit))

@@ -46,6 +46,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		s.respondErr(w, r, err)
 		return
 	}
+	s.registry.touch(r, creq)
 	ctx := r.Context()
 	// Subscribing before the first claim means a task enqueued between
 	// the claim and the wait still wakes us.

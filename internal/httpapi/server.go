@@ -1,8 +1,9 @@
 // Package httpapi serves Weft's HTTP API v1: enqueueing and inspecting
-// tasks, streaming their events, remote workers in any language (claims,
-// heartbeats, outcomes under lease tokens), queue statistics and pausing,
-// health, Prometheus metrics and the OpenAPI document; and the Model
-// Context Protocol at /mcp (internal/mcpserver), for AI agents.
+// tasks, streaming their events, bulk actions on tasks, remote workers in
+// any language (claims, heartbeats, outcomes under lease tokens) and the
+// registry of workers, queue statistics and pausing, schedules, health,
+// Prometheus metrics and the OpenAPI document; and the Model Context
+// Protocol at /mcp (internal/mcpserver), for AI agents.
 //
 // Handlers decode strictly (unknown fields, trailing data and oversized
 // bodies are refused before anything is written), validate everything
@@ -89,6 +90,7 @@ type Server struct {
 	handler  http.Handler
 	tokenSum [sha256.Size]byte
 	metrics  *metrics
+	registry *registry
 	draining atomic.Bool
 	// drained is closed by Drain: long polls answer and followed streams
 	// end, so that a graceful shutdown does not wait for them.
@@ -111,6 +113,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, st: cfg.Client.Store(), log: cfg.Logger, mux: http.NewServeMux(), drained: make(chan struct{})}
+	s.registry = newRegistry(s.st, s.log)
 	s.ops = ops.New(clientCancels{Store: s.st, client: cfg.Client}, ops.Config{Poll: cfg.EventPoll, Done: s.drained})
 	if cfg.Token != "" {
 		s.tokenSum = sha256.Sum256([]byte(cfg.Token))
@@ -171,6 +174,9 @@ func (s *Server) routeTable() []route {
 		{"GET /v1/tasks/{id}", s.get},
 		{"POST /v1/tasks/{id}/cancel", s.cancel},
 		{"POST /v1/tasks/{id}/retry", s.retry},
+		{"POST /v1/tasks/{id}/run", s.runTask},
+		{"DELETE /v1/tasks/{id}", s.deleteTask},
+		{"POST /v1/tasks/bulk", s.bulk},
 		{"GET /v1/tasks/{id}/events", s.events},
 		{"GET /v1/events", s.feed},
 
@@ -186,6 +192,16 @@ func (s *Server) routeTable() []route {
 		{"POST /v1/queues/{name}/resume", s.resumeQueue},
 
 		{"POST /mcp", s.mcp.ServeHTTP},
+
+		{"GET /v1/schedules", s.schedules},
+		{"GET /v1/schedules/{name}", s.getSchedule},
+		{"PUT /v1/schedules/{name}", s.putSchedule},
+		{"DELETE /v1/schedules/{name}", s.deleteSchedule},
+		{"POST /v1/schedules/{name}/pause", s.pauseSchedule},
+		{"POST /v1/schedules/{name}/resume", s.resumeSchedule},
+		{"POST /v1/schedules/{name}/trigger", s.triggerSchedule},
+
+		{"GET /v1/workers", s.workers},
 	}
 }
 
@@ -200,7 +216,7 @@ func (s *Server) routes() {
 // other methods, else 404, as JSON like every other error.
 func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
 		probe := r.Clone(r.Context())
 		probe.Method = m
 		if _, pattern := s.mux.Handler(probe); pattern != "/" && pattern != "" {

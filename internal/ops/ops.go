@@ -1,7 +1,8 @@
 // Package ops is the one implementation of the operator actions and reads
 // that Weft offers outside a Go program: enqueueing, reading and listing
-// tasks, cancelling and retrying them, following their events, and queue
-// statistics, pausing and resuming. The HTTP API server (internal/httpapi)
+// tasks, cancelling, retrying, deleting and running them now (one by one
+// or in bulk), following their events, queue statistics, pausing and
+// resuming, schedules, and the worker registry. The HTTP API server (internal/httpapi)
 // and the CLI's direct --database mode (internal/cli) both call it, so that
 // validation, page sizes, the follow loop and the answer to every error
 // cannot drift apart between them.
@@ -29,6 +30,11 @@ type Backend interface {
 	store.Reader
 	store.Operator
 	Subscribe() (ch <-chan struct{}, stop func())
+	store.Scheduler
+	// Nodes and RemoteWorkers are the worker registry's reads
+	// (store.Coordinator).
+	Nodes(ctx context.Context) ([]store.Node, error)
+	RemoteWorkers(ctx context.Context) ([]store.RemoteWorker, error)
 }
 
 // Config tunes a Service.
@@ -104,9 +110,20 @@ func (s *Service) enqueue(ctx context.Context, in []api.TaskInput, prefix string
 	return out, nil
 }
 
-// Get reads one task; store.ErrNotFound when there is none.
+// Get reads one task; store.ErrNotFound when there is none. A pending
+// task carries a hint when nothing will run it (see hint).
 func (s *Service) Get(ctx context.Context, id string) (api.Task, error) {
-	return taskResult(s.b.Get(ctx, id))
+	t, err := s.b.Get(ctx, id)
+	if err != nil {
+		return api.Task{}, err
+	}
+	out := api.FromTask(t)
+	if t.State == store.StatePending {
+		if out.Hint, err = s.hint(ctx, t); err != nil {
+			return api.Task{}, err
+		}
+	}
+	return out, nil
 }
 
 // Cancel cancels a pending task at once, or requests the cancellation of

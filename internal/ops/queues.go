@@ -8,15 +8,20 @@ import (
 )
 
 // Queues lists every queue that has a task or is paused, by name, with
-// its counts.
+// its counts and how many live workers work it.
 func (s *Service) Queues(ctx context.Context) (api.QueueList, error) {
 	stats, err := s.b.Stats(ctx)
+	if err != nil {
+		return api.QueueList{}, err
+	}
+	workers, err := s.queueWorkers(ctx)
 	if err != nil {
 		return api.QueueList{}, err
 	}
 	out := api.QueueList{Queues: make([]api.Queue, len(stats))}
 	for i, qs := range stats {
 		out.Queues[i] = api.FromQueueStats(qs)
+		out.Queues[i].Workers = workers[qs.Queue]
 	}
 	return out, nil
 }
@@ -42,15 +47,21 @@ func (s *Service) setPaused(ctx context.Context, name string, paused bool) (api.
 	if err := s.b.PauseQueue(ctx, name, paused); err != nil {
 		return api.Queue{}, err
 	}
-	stats, err := s.b.Stats(ctx)
+	list, err := s.Queues(ctx)
 	if err != nil {
 		return api.Queue{}, err
 	}
-	for _, qs := range stats {
-		if qs.Queue == name {
-			return api.FromQueueStats(qs), nil
+	for _, q := range list.Queues {
+		if q.Name == name {
+			return q, nil
 		}
 	}
 	// A resumed queue that holds no task is not listed.
-	return api.FromQueueStats(store.QueueStats{Queue: name, Paused: paused}), nil
+	workers, err := s.queueWorkers(ctx)
+	if err != nil {
+		return api.Queue{}, err
+	}
+	q := api.FromQueueStats(store.QueueStats{Queue: name, Paused: paused})
+	q.Workers = workers[name]
+	return q, nil
 }

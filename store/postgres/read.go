@@ -61,40 +61,24 @@ const abovePriorities = math.MaxInt32 + 1
 
 // List implements store.Store.
 func (s *Store) List(ctx context.Context, p store.ListParams) ([]*store.Task, error) {
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
+	newest, err := p.Newest()
+	if err != nil {
+		return nil, err
 	}
-	if p.Queue != "" {
-		add("queue = ?", p.Queue)
-	}
-	if p.Kind != "" {
-		add("kind = ?", p.Kind)
-	}
-	if len(p.States) > 0 {
-		states := make([]string, len(p.States))
-		for i, st := range p.States {
-			if !st.Valid() {
-				return nil, &store.ValidationError{Index: -1, Field: "state", Message: fmt.Sprintf("%q is not a state", st)}
-			}
-			states[i] = string(st)
-		}
-		add("state = ANY(?::text[])", states)
-	}
+	w := taskWhere(p.Filter())
+	order := " ORDER BY id"
 	if p.After != "" {
-		add("id > ?", p.After)
+		cmp := "id > ?"
+		if newest {
+			cmp = "id < ?"
+		}
+		w.add(cmp, p.After)
 	}
-	limit := sqlbackend.PageLimit(p.Limit)
-	query := "SELECT " + taskColumns + " FROM weft_tasks"
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
+	if newest {
+		order += " DESC"
 	}
-	query += " ORDER BY id LIMIT " + strconv.Itoa(limit)
-	rows, err := s.pool.Query(ctx, query, args...)
+	query := "SELECT " + taskColumns + " FROM weft_tasks" + w.clause() + order + " LIMIT " + strconv.Itoa(sqlbackend.PageLimit(p.Limit))
+	rows, err := s.pool.Query(ctx, query, w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}
@@ -108,6 +92,54 @@ func (s *Store) List(ctx context.Context, p store.ListParams) ([]*store.Task, er
 		out = append(out, t)
 	}
 	return out, rows.Err()
+}
+
+// where collects the conditions of a WHERE clause and their arguments.
+type where struct {
+	conds []string
+	args  []any
+}
+
+// add appends cond, whose one ? is bound to v.
+func (w *where) add(cond string, v any) {
+	w.args = append(w.args, v)
+	w.conds = append(w.conds, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(w.args))))
+}
+
+// clause is " WHERE ..." or "" when there is no condition.
+func (w *where) clause() string {
+	if len(w.conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(w.conds, " AND ")
+}
+
+// taskWhere renders the conditions that select f's tasks.
+func taskWhere(f store.TaskFilter) *where {
+	w := &where{}
+	if f.Queue != "" {
+		w.add("queue = ?", f.Queue)
+	}
+	if f.Kind != "" {
+		w.add("kind = ?", f.Kind)
+	}
+	if len(f.States) > 0 {
+		states := make([]string, len(f.States))
+		for i, st := range f.States {
+			states[i] = string(st)
+		}
+		w.add("state = ANY(?::text[])", states)
+	}
+	if !f.CreatedSince.IsZero() {
+		w.add("created_at >= ?", micros(f.CreatedSince))
+	}
+	if !f.CreatedUntil.IsZero() {
+		w.add("created_at < ?", micros(f.CreatedUntil))
+	}
+	if len(f.IDs) > 0 {
+		w.add("id = ANY(?::text[])", f.IDs)
+	}
+	return w
 }
 
 // NextRunAt implements store.Store (see sqlbackend.NextRunAt). A paused

@@ -21,8 +21,9 @@ func (s *Store) TouchNode(ctx context.Context, n store.Node) error {
 		return err
 	}
 	return s.writer.doLight(ctx, func(q *execer) error {
-		_, err := q.exec(`INSERT INTO weft_nodes (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`, n.ID, n.Host, n.PID, started, nowUS)
+		_, err := q.exec(`INSERT INTO weft_nodes (id, host, pid, started_at, heartbeat_at, queues, kinds) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, queues = excluded.queues, kinds = excluded.kinds`,
+			n.ID, n.Host, n.PID, started, nowUS, sqlbackend.NamesJSON(n.Queues), sqlbackend.NamesJSON(n.Kinds))
 		return err
 	})
 }

@@ -61,37 +61,28 @@ const MaxListLimit = sqlbackend.MaxListLimit
 
 // List implements store.Store.
 func (s *Store) List(ctx context.Context, p store.ListParams) ([]*store.Task, error) {
-	var (
-		where []string
-		args  []any
-	)
-	if p.Queue != "" {
-		where, args = append(where, "queue = +?"), append(args, p.Queue)
+	newest, err := p.Newest()
+	if err != nil {
+		return nil, err
 	}
-	if p.Kind != "" {
-		where, args = append(where, "kind = +?"), append(args, p.Kind)
-	}
-	if len(p.States) > 0 {
-		marks := make([]string, len(p.States))
-		for i, st := range p.States {
-			if !st.Valid() {
-				return nil, &store.ValidationError{Index: -1, Field: "state", Message: fmt.Sprintf("%q is not a state", st)}
-			}
-			marks[i] = "?"
-			args = append(args, string(st))
-		}
-		where = append(where, "state IN ("+strings.Join(marks, ",")+")")
-	}
+	where, args := taskWhere(p.Filter())
+	order := " ORDER BY id"
 	if p.After != "" {
-		where, args = append(where, "id > +?"), append(args, p.After)
+		cmp := "id > +?"
+		if newest {
+			cmp = "id < +?"
+		}
+		where, args = append(where, cmp), append(args, p.After)
 	}
-	limit := sqlbackend.PageLimit(p.Limit)
+	if newest {
+		order += " DESC"
+	}
 	query := "SELECT " + taskColumns + " FROM weft_tasks"
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
-	query += " ORDER BY id LIMIT ?"
-	rows, err := s.rdb.QueryContext(ctx, query, append(args, limit)...)
+	query += order + " LIMIT ?"
+	rows, err := s.rdb.QueryContext(ctx, query, append(args, sqlbackend.PageLimit(p.Limit))...)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}
@@ -100,6 +91,34 @@ func (s *Store) List(ctx context.Context, p store.ListParams) ([]*store.Task, er
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}
 	return tasks, nil
+}
+
+// taskWhere renders the conditions that select f's tasks, and their
+// arguments. f has been checked, so its states are known names, written
+// into the statement as the partial indexes spell them.
+func taskWhere(f store.TaskFilter) (conds []string, args []any) {
+	add := func(cond string, v any) {
+		conds, args = append(conds, cond), append(args, v)
+	}
+	if f.Queue != "" {
+		add("queue = +?", f.Queue)
+	}
+	if f.Kind != "" {
+		add("kind = +?", f.Kind)
+	}
+	if len(f.States) > 0 {
+		conds = append(conds, store.SQLOneOf("state", f.States))
+	}
+	if !f.CreatedSince.IsZero() {
+		add("created_at >= +?", micros(f.CreatedSince))
+	}
+	if !f.CreatedUntil.IsZero() {
+		add("created_at < +?", micros(f.CreatedUntil))
+	}
+	if len(f.IDs) > 0 {
+		add("id IN (SELECT value FROM json_each(?))", jsonStrings(f.IDs))
+	}
+	return conds, args
 }
 
 // NextRunAt implements store.Store (see sqlbackend.NextRunAt). A paused

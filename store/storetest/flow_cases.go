@@ -35,6 +35,7 @@ var flowCases = []testCase{
 	{"a batch: completion callback over every member, progress", testFlowBatch},
 	{"purge keeps unfinished flows and removes finished ones whole", testFlowPurge},
 	{"flow events and listing", testFlowEventsAndList},
+	{"bulk actions: a cancel resolves the flow; retry and delete leave members", testFlowBulk},
 }
 
 // member is a flow member whose queue is its key, so a test claims
@@ -78,7 +79,7 @@ func (e *env) run(t *testing.T, key string, state store.State) *store.Task {
 }
 
 // states reads every member's state by key.
-func (e *env) states(t *testing.T, flowID string) map[string]store.State {
+func (e *env) memberStates(t *testing.T, flowID string) map[string]store.State {
 	t.Helper()
 	ms, err := e.st.FlowMembers(e.ctx, flowID)
 	if err != nil {
@@ -102,7 +103,7 @@ func (e *env) flow(t *testing.T, id string) *store.Flow {
 
 func assertStates(t *testing.T, e *env, flowID string, want map[string]store.State) {
 	t.Helper()
-	got := e.states(t, flowID)
+	got := e.memberStates(t, flowID)
 	for k, w := range want {
 		if got[k] != w {
 			t.Fatalf("member %s is %s, want %s (all: %v)", k, got[k], w, got)
@@ -117,7 +118,7 @@ func assertFlowCounts(t *testing.T, e *env, flowID string) store.FlowCounts {
 	t.Helper()
 	f := e.flow(t, flowID)
 	var want store.FlowCounts
-	for _, s := range e.states(t, flowID) {
+	for _, s := range e.memberStates(t, flowID) {
 		want.Total++
 		want.CountFlowState(s, 1)
 	}
@@ -254,7 +255,7 @@ func testFlowJoins(t *testing.T, e *env) {
 		members = append(members, child)
 		res := e.submit(t, members...)
 		for p, s := range c.parents {
-			if got := e.states(t, res.ID)[child.Key]; got != store.StateBlocked {
+			if got := e.memberStates(t, res.ID)[child.Key]; got != store.StateBlocked {
 				// Decided early: the remaining parents must not matter.
 				if got != c.want {
 					t.Fatalf("%s: child became %s after %d parents, want %s", name, got, p, c.want)
@@ -692,4 +693,21 @@ func testFlowEventsAndList(t *testing.T, e *env) {
 	if len(page) != 1 || page[0].ID != b.ID {
 		t.Fatalf("second page = %v", page)
 	}
+}
+
+func testFlowBulk(t *testing.T, e *env) {
+	res := e.submit(t, member("a"), member("b", "a"), joined(member("fin", "b"), store.JoinAllDone, 0))
+	r, err := e.st.Bulk(e.ctx, store.BulkParams{Action: store.BulkCancel, Filter: store.TaskFilter{Queue: "a"}})
+	if err != nil || r.Changed != 1 {
+		t.Fatalf("bulk cancel: %+v %v", r, err)
+	}
+	assertStates(t, e, res.ID, map[string]store.State{"a": store.StateCancelled, "b": store.StateSkipped, "fin": store.StatePending})
+	assertFlowCounts(t, e, res.ID)
+	for _, a := range []store.BulkAction{store.BulkRetry, store.BulkDelete} {
+		r, err := e.st.Bulk(e.ctx, store.BulkParams{Action: a, Filter: store.TaskFilter{IDs: []string{res.Tasks["a"], res.Tasks["b"]}}})
+		if err != nil || r.Changed != 0 {
+			t.Fatalf("bulk %s of flow members: %+v %v; want them left to their flow", a, r, err)
+		}
+	}
+	assertStates(t, e, res.ID, map[string]store.State{"a": store.StateCancelled, "b": store.StateSkipped})
 }

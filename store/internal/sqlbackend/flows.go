@@ -123,6 +123,15 @@ func FinishedMembers(applied map[store.LeaseKey]store.FinishedRow) []Finished {
 	return out
 }
 
+// Moved lists the flow members of a bulk action's moves, for Resolve.
+func Moved(moves []store.FlowMove) []Finished {
+	out := make([]Finished, len(moves))
+	for i, m := range moves {
+		out[i] = Finished{TaskID: m.TaskID, FlowID: m.FlowID, From: m.From, State: m.To}
+	}
+	return out
+}
+
 // FlowDeltas accumulates the count changes of each flow touched by a
 // transaction, and the members that finished in it.
 type FlowDeltas map[string]*flowDelta

@@ -172,19 +172,6 @@ func (r Reader) Leader(ctx context.Context, role string) (store.Leader, error) {
 	return l, nil
 }
 
-// Nodes implements store.Store.
-func (r Reader) Nodes(ctx context.Context) ([]store.Node, error) {
-	return collect(ctx, r.db, "nodes", "SELECT id, host, pid, started_at, heartbeat_at FROM weft_nodes ORDER BY id", nil, func(row Rows) (store.Node, error) {
-		var (
-			n         store.Node
-			start, hb int64
-		)
-		err := row.Scan(&n.ID, &n.Host, &n.PID, &start, &hb)
-		n.StartedAt, n.HeartbeatAt = FromMicros(start), FromMicros(hb)
-		return n, err
-	})
-}
-
 // Schedules implements store.Store. paused is read into a bool, which
 // database/sql also fills from SQLite's 0 and 1.
 func (r Reader) Schedules(ctx context.Context) ([]store.Schedule, error) {

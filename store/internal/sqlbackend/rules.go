@@ -54,11 +54,15 @@ func RescueBounds(p store.RescueParams, now time.Time) (limit int, deadBefore in
 	return limit, deadBefore
 }
 
-// NodeTimes checks a node's heartbeat and gives the times its row holds, in
-// Micros: it beats now, and started now unless it says otherwise.
+// NodeTimes checks a node's heartbeat (an id, valid queue and kind names)
+// and gives the times its row holds, in Micros: it beats now, and started
+// now unless it says otherwise.
 func NodeTimes(n store.Node, now time.Time) (started, heartbeat int64, err error) {
 	if n.ID == "" {
 		return 0, 0, &store.ValidationError{Index: -1, Field: "node id", Message: "must not be empty"}
+	}
+	if err := checkNames(n.Queues, n.Kinds); err != nil {
+		return 0, 0, err
 	}
 	heartbeat = Micros(now)
 	started = heartbeat
