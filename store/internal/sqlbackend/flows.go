@@ -75,7 +75,7 @@ func (f FlowStore) queryRow(ctx context.Context, db Querier, query string, args 
 }
 
 // inChunk bounds the ids of one IN list.
-const inChunk = 500
+const inChunk = 5000
 
 // in returns "(?,?,?)" for n values.
 func in(n int) string {
@@ -242,7 +242,9 @@ type child struct {
 	quorum                 int
 	letRun                 bool
 	counts                 store.JoinCounts
-	attempt                int
+	// wave counts the parents that finished in this wave.
+	wave    store.JoinCounts
+	attempt int
 }
 
 // Resolve applies the final outcomes of flow members to their flows in
@@ -270,6 +272,17 @@ func (f FlowStore) Resolve(ctx context.Context, tx Tx, finished []Finished, now 
 
 // resolveStep resolves the children of one wave of finished members and
 // returns the members that the wave finished in turn.
+//
+// It takes no row lock to read: concurrent transactions (another node
+// finishing another parent of the same child, a cancel) are kept apart by
+// the writes themselves. A child with several parents has its counters
+// incremented in place and decides from the values the increment returns,
+// which under PostgreSQL's row locks include every increment committed
+// before, so exactly one transaction sees the join hold. A child with one
+// parent — the common fan-out — can only be resolved by that parent, and
+// its counters need no write. A state change is guarded by the state it
+// leaves (state = 'blocked') and reports what it changed, so a child that
+// a concurrent cancel finished is left alone.
 func (f FlowStore) resolveStep(ctx context.Context, tx Tx, finished []Finished, nowUS int64, ch *store.Change, deltas FlowDeltas) ([]Finished, error) {
 	states := make(map[string]store.State, len(finished))
 	ids := make([]string, 0, len(finished))
@@ -289,14 +302,14 @@ func (f FlowStore) resolveStep(ctx context.Context, tx Tx, finished []Finished, 
 	}
 	err := chunks(ids, func(part []string) error {
 		rows, err := f.query(ctx, tx, `SELECT g.child_id, g.ok, g.bad, g.skip, c.flow_id, c.queue, c.state, c.attempt,
-			m.join_kind, m.quorum, m.let_run, m.n_parents, m.n_succeeded, m.n_failed, m.n_skipped
+			m.join_kind, m.quorum, m.let_run, m.n_parents
 			FROM (SELECT e.child_id, `+sum(store.StateCompleted)+` AS ok, `+sum(store.StateFailed, store.StateCancelled)+` AS bad,
 				`+sum(store.StateSkipped)+` AS skip
 				FROM weft_flow_edges e JOIN weft_tasks p ON p.id = e.parent_id
 				WHERE e.parent_id IN `+in(len(part))+` GROUP BY e.child_id) AS g
 			JOIN weft_tasks c ON c.id = g.child_id
 			JOIN weft_flow_members m ON m.task_id = g.child_id
-			ORDER BY g.child_id`+f.d.lockOf("c, m"), anys(part)...)
+			ORDER BY g.child_id`, anys(part)...)
 		if err != nil {
 			return err
 		}
@@ -308,14 +321,13 @@ func (f FlowStore) resolveStep(ctx context.Context, tx Tx, finished []Finished, 
 				ok, bad, skip int
 			)
 			if err := rows.Scan(&c.id, &ok, &bad, &skip, &c.flowID, &c.queue, &state, &c.attempt,
-				&join, &c.quorum, &c.letRun, &c.counts.Parents, &c.counts.Succeeded, &c.counts.Failed, &c.counts.Skipped); err != nil {
+				&join, &c.quorum, &c.letRun, &c.counts.Parents); err != nil {
 				return err
 			}
 			// Only blocked children are resolved. The state is tested here
 			// rather than in the statement, where SQLite would drive the
-			// join from every blocked task instead of from the edges. The
-			// child's row is locked with its counters: a transaction that
-			// waited for another's lock reads the state that one left.
+			// join from every blocked task instead of from the edges; the
+			// writes below test it again.
 			if store.State(state) != store.StateBlocked {
 				continue
 			}
@@ -325,9 +337,9 @@ func (f FlowStore) resolveStep(ctx context.Context, tx Tx, finished []Finished, 
 				c.state, c.join = store.State(state), store.Join(join)
 				order = append(order, c.id)
 			}
-			c.counts.Succeeded += ok
-			c.counts.Failed += bad
-			c.counts.Skipped += skip
+			c.wave.Succeeded += ok
+			c.wave.Failed += bad
+			c.wave.Skipped += skip
 			children[c.id] = &c
 		}
 		return rows.Err()
@@ -335,72 +347,132 @@ func (f FlowStore) resolveStep(ctx context.Context, tx Tx, finished []Finished, 
 	if err != nil {
 		return nil, fmt.Errorf("resolve flow dependencies: %w", err)
 	}
-	var next, skipped []Finished
+	if err := f.countChildren(ctx, tx, children, order); err != nil {
+		return nil, err
+	}
 	var unblocked, skippedIDs []string
-	var counters [][]any
 	for _, id := range order {
-		c := children[id]
-		switch c.join.Decide(c.quorum, c.counts) {
-		case store.Undecided:
-			counters = append(counters, []any{c.id, c.counts.Succeeded, c.counts.Failed, c.counts.Skipped})
+		switch c := children[id]; c.join.Decide(c.quorum, c.counts) {
 		case store.Satisfied:
-			// A decided member's counters are not read again (a retry
-			// recomputes them), so only its state is written.
 			unblocked = append(unblocked, c.id)
-			ch.Event(c.id, store.EventUnblocked, c.attempt, nil)
-			ch.Move(c.queue, store.StateBlocked, store.StatePending)
-			deltas.move(c.flowID, store.StateBlocked, store.StatePending)
-			if (c.join == store.JoinAnySucceeded || c.join == store.JoinQuorum) && !c.letRun {
-				cancelled, err := f.cancelFeeders(ctx, tx, c, nowUS, ch, deltas)
-				if err != nil {
-					return nil, err
-				}
-				next = append(next, cancelled...)
-			}
 		case store.Impossible:
-			causeKey, causeState, err := f.cause(ctx, tx, c, states)
-			if err != nil {
-				return nil, err
-			}
-			reason := store.SkipReason(causeState)
-			if _, err := f.exec(ctx, tx, `UPDATE weft_flow_members SET reason = ?, reason_key = ? WHERE task_id = ?`,
-				reason, causeKey, c.id); err != nil {
-				return nil, fmt.Errorf("skip flow member: %w", err)
-			}
 			skippedIDs = append(skippedIDs, c.id)
-			data, _ := json.Marshal(map[string]string{"reason": reason, "dependency": causeKey})
-			ch.Event(c.id, store.EventSkipped, c.attempt, data)
-			ch.Move(c.queue, store.StateBlocked, store.StateSkipped)
-			deltas.move(c.flowID, store.StateBlocked, store.StateSkipped)
-			skipped = append(skipped, Finished{TaskID: c.id, FlowID: c.flowID, From: store.StateBlocked, State: store.StateSkipped})
 		}
 	}
-	// Fan-ins wait on many parents: their counters are written together,
-	// one statement for many children, not one each.
-	for len(counters) > 0 {
-		part := counters[:min(len(counters), flowChunk)]
-		counters = counters[len(part):]
-		query, args := updateFrom("weft_flow_members", "task_id", "n_succeeded = v.c1, n_failed = v.c2, n_skipped = v.c3", "", nil, part)
-		if _, err := f.exec(ctx, tx, query, args...); err != nil {
-			return nil, fmt.Errorf("update flow counters: %w", err)
-		}
-	}
-	err = chunks(unblocked, func(part []string) error {
-		_, err := f.exec(ctx, tx, `UPDATE weft_tasks SET state = '`+string(store.StatePending)+`' WHERE id IN `+in(len(part)), anys(part)...)
-		return err
-	})
+	unblocked, err = f.moveBlocked(ctx, tx, unblocked, `state = '`+string(store.StatePending)+`'`)
 	if err != nil {
 		return nil, fmt.Errorf("unblock flow members: %w", err)
 	}
-	err = chunks(skippedIDs, func(part []string) error {
-		_, err := f.exec(ctx, tx, `UPDATE weft_tasks SET state = '`+string(store.StateSkipped)+`', finalized_at = ? WHERE id IN `+in(len(part)),
-			append([]any{nowUS}, anys(part)...)...)
-		return err
-	})
+	skippedIDs, err = f.moveBlocked(ctx, tx, skippedIDs, `state = '`+string(store.StateSkipped)+`', finalized_at = ?`, nowUS)
 	if err != nil {
 		return nil, fmt.Errorf("skip flow members: %w", err)
 	}
-	return append(next, skipped...), nil
+	var next []Finished
+	for _, id := range unblocked {
+		c := children[id]
+		ch.Event(c.id, store.EventUnblocked, c.attempt, nil)
+		ch.Move(c.queue, store.StateBlocked, store.StatePending)
+		deltas.move(c.flowID, store.StateBlocked, store.StatePending)
+		if (c.join == store.JoinAnySucceeded || c.join == store.JoinQuorum) && !c.letRun {
+			cancelled, err := f.cancelFeeders(ctx, tx, c, nowUS, ch, deltas)
+			if err != nil {
+				return nil, err
+			}
+			next = append(next, cancelled...)
+		}
+	}
+	for _, id := range skippedIDs {
+		c := children[id]
+		causeKey, causeState, err := f.cause(ctx, tx, c, states)
+		if err != nil {
+			return nil, err
+		}
+		reason := store.SkipReason(causeState)
+		if _, err := f.exec(ctx, tx, `UPDATE weft_flow_members SET reason = ?, reason_key = ? WHERE task_id = ?`,
+			reason, causeKey, c.id); err != nil {
+			return nil, fmt.Errorf("skip flow member: %w", err)
+		}
+		data, _ := json.Marshal(map[string]string{"reason": reason, "dependency": causeKey})
+		ch.Event(c.id, store.EventSkipped, c.attempt, data)
+		ch.Move(c.queue, store.StateBlocked, store.StateSkipped)
+		deltas.move(c.flowID, store.StateBlocked, store.StateSkipped)
+		next = append(next, Finished{TaskID: c.id, FlowID: c.flowID, From: store.StateBlocked, State: store.StateSkipped})
+	}
+	return next, nil
+}
+
+// countChildren sets each child's counters: a child with one parent has
+// just this wave's; the others have the wave's added in place, one
+// statement for many children, and read back as the increment left them.
+func (f FlowStore) countChildren(ctx context.Context, tx Tx, children map[string]*child, order []string) error {
+	var rows [][]any
+	for _, id := range order {
+		c := children[id]
+		if c.counts.Parents == 1 {
+			c.counts.Succeeded, c.counts.Failed, c.counts.Skipped = c.wave.Succeeded, c.wave.Failed, c.wave.Skipped
+			continue
+		}
+		rows = append(rows, []any{c.id, c.wave.Succeeded, c.wave.Failed, c.wave.Skipped})
+	}
+	for len(rows) > 0 {
+		part := rows[:min(len(rows), flowChunk)]
+		rows = rows[len(part):]
+		query, args := updateFrom("weft_flow_members", "task_id",
+			"n_succeeded = n_succeeded + v.c1, n_failed = n_failed + v.c2, n_skipped = n_skipped + v.c3",
+			" RETURNING weft_flow_members.task_id, n_parents, n_succeeded, n_failed, n_skipped", nil, part)
+		res, err := f.query(ctx, tx, query, args...)
+		if err != nil {
+			return fmt.Errorf("update flow counters: %w", err)
+		}
+		for res.Next() {
+			var id string
+			var jc store.JoinCounts
+			if err := res.Scan(&id, &jc.Parents, &jc.Succeeded, &jc.Failed, &jc.Skipped); err != nil {
+				res.Close()
+				return fmt.Errorf("update flow counters: %w", err)
+			}
+			children[id].counts = jc
+		}
+		res.Close()
+		if err := res.Err(); err != nil {
+			return fmt.Errorf("update flow counters: %w", err)
+		}
+	}
+	return nil
+}
+
+// moveBlocked sets set on the tasks of ids that are still blocked, and
+// returns those it changed, in ids' order.
+func (f FlowStore) moveBlocked(ctx context.Context, tx Tx, ids []string, set string, setArgs ...any) ([]string, error) {
+	moved := map[string]bool{}
+	err := chunks(ids, func(part []string) error {
+		// The state test is wrapped in a CASE so that neither planner
+		// reaches for an index on the state: the rows are the ids'.
+		rows, err := f.query(ctx, tx, `UPDATE weft_tasks SET `+set+` WHERE id IN `+in(len(part))+`
+			AND CASE WHEN state = '`+string(store.StateBlocked)+`' THEN 1 ELSE 0 END = 1 RETURNING id`, append(slices.Clone(setArgs), anys(part)...)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			moved[id] = true
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := ids[:0:0]
+	for _, id := range ids {
+		if moved[id] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 // cause finds the parent of c, among those finished in this wave, whose
