@@ -1,7 +1,8 @@
 // Package httpapi serves Weft's HTTP API v1: enqueueing and inspecting
 // tasks, streaming their events, remote workers in any language (claims,
-// heartbeats, outcomes under lease tokens), queue statistics and pausing,
-// health, Prometheus metrics and the OpenAPI document.
+// heartbeats, outcomes under lease tokens), flows of dependent tasks,
+// queue statistics and pausing, health, Prometheus metrics and the
+// OpenAPI document.
 //
 // Handlers decode strictly (unknown fields, trailing data and oversized
 // bodies are refused before anything is written), validate everything
@@ -173,6 +174,14 @@ func (s *Server) routeTable() []route {
 		{"POST /v1/tasks/{id}/complete", s.complete},
 		{"POST /v1/tasks/{id}/fail", s.fail},
 		{"POST /v1/outcomes", s.outcomes},
+
+		{"POST /v1/flows", s.submitFlow},
+		{"GET /v1/flows", s.listFlows},
+		{"GET /v1/flows/{id}", s.getFlow},
+		{"POST /v1/flows/{id}/cancel", s.cancelFlow},
+		{"POST /v1/flows/{id}/retry", s.retryFlow},
+		{"GET /v1/flows/{id}/events", s.flowEvents},
+		{"POST /v1/tasks/{id}/members", s.addMembers},
 
 		{"GET /v1/queues", s.queues},
 		{"POST /v1/queues/{name}/pause", s.pauseQueue},
