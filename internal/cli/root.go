@@ -199,6 +199,8 @@ Flags override environment variables, which override defaults.`,
 		newWorkerCmd(g),
 		newVersionCmd(g),
 		newBenchCmd(g),
+		newFlowCmd(g),
+		newFlowsCmd(g),
 	)
 	return root
 }

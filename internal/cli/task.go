@@ -146,6 +146,9 @@ func printTask(w io.Writer, t api.Task, now time.Time) {
 		line("finalized", whenPtr(t.FinalizedAt, now))
 	}
 	line("worker", t.Worker)
+	if t.FlowID != "" {
+		line("flow", t.FlowID+" (key "+t.Key+")")
+	}
 	line("timeout", t.Timeout)
 	line("unique key", t.UniqueKey)
 	line("args", prettyJSON(t.Args, resultLimit))
