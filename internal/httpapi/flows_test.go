@@ -354,7 +354,7 @@ func TestFlowCancelRetry(t *testing.T) {
 		t.Fatalf("flow = %+v", f)
 	}
 	e := a.wantError(t, 409, api.CodeAlreadyFinished, "", "POST", "/v1/flows/"+res.ID+"/cancel", nil)
-	if !strings.Contains(e.Message, "finished") {
+	if !strings.Contains(e.Message, "already succeeded") {
 		t.Fatalf("message %q", e.Message)
 	}
 

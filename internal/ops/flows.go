@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -59,8 +60,25 @@ func (s *Service) Flow(ctx context.Context, id string, members bool) (api.Flow, 
 // succeeded or failed one is store.ErrAlreadyFinished, returned with the
 // flow.
 func (s *Service) CancelFlow(ctx context.Context, id string) (api.Flow, error) {
-	return flowResult(s.b.CancelFlow(ctx, id))
+	f, err := s.b.CancelFlow(ctx, id)
+	if errors.Is(err, store.ErrAlreadyFinished) && f != nil {
+		err = &flowFinishedError{id: f.ID, state: f.State}
+	}
+	return flowResult(f, err)
 }
+
+// flowFinishedError refuses to cancel a flow that has ended, in words
+// about the flow; it matches store.ErrAlreadyFinished.
+type flowFinishedError struct {
+	id    string
+	state store.FlowState
+}
+
+func (e *flowFinishedError) Error() string {
+	return fmt.Sprintf("flow %s already %s: only a running flow can be cancelled", e.id, e.state)
+}
+
+func (e *flowFinishedError) Unwrap() error { return store.ErrAlreadyFinished }
 
 // RetryFlow makes a flow's failed and cancelled members pending again and
 // reopens those skipped or cancelled because of them; completed members
