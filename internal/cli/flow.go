@@ -456,7 +456,7 @@ func monitorFlow(ctx context.Context, g *globals, b backend, id string) error {
 		err = followFlowEvents(ctx, g, b, id)
 	}
 	if errors.Is(err, apiclient.ErrNotFound) {
-		return &exitCodeError{code: exitFlowNotFound, msg: fmt.Sprintf("flow %s: %v", id, err)}
+		return &exitCodeError{code: exitFlowNotFound, msg: err.Error()}
 	}
 	if err != nil {
 		return err
