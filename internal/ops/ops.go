@@ -1,10 +1,10 @@
 // Package ops is the one implementation of the operator actions and reads
 // that Weft offers outside a Go program: enqueueing, reading and listing
-// tasks, cancelling and retrying them, following their events, and queue
-// statistics, pausing and resuming. The HTTP API server (internal/httpapi)
-// and the CLI's direct --database mode (internal/cli) both call it, so that
-// validation, page sizes, the follow loop and the answer to every error
-// cannot drift apart between them.
+// tasks, cancelling and retrying them, following their events, flows of
+// dependent tasks, and queue statistics, pausing and resuming. The HTTP
+// API server (internal/httpapi) and the CLI's direct --database mode
+// (internal/cli) both call it, so that validation, page sizes, the follow
+// loop and the answer to every error cannot drift apart between them.
 //
 // The service speaks the API's wire types (internal/api). Its errors are
 // the store's sentinels, *api.FieldError for bad input, and context
