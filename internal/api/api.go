@@ -82,6 +82,9 @@ type Task struct {
 	// its queue is paused, or no live worker works its queue or runs its
 	// kind.
 	Hint string `json:"hint,omitempty"`
+	// FlowID and Key place a flow member in its flow; absent otherwise.
+	FlowID string `json:"flow_id,omitempty"`
+	Key    string `json:"key,omitempty"`
 }
 
 // TaskList is one page of a listing. NextCursor, when set, fetches the
@@ -103,6 +106,8 @@ type Event struct {
 	// (GET /v1/events); a task's own stream leaves them out.
 	Queue string `json:"queue,omitempty"`
 	Kind  string `json:"kind,omitempty"`
+	// Key is the member's key, in a flow's events.
+	Key string `json:"key,omitempty"`
 }
 
 // Queue describes one queue: its task counts by state, whether claims are
@@ -144,6 +149,9 @@ type ClaimedTask struct {
 	Task
 	LeaseToken     string    `json:"lease_token"`
 	LeaseExpiresAt time.Time `json:"lease_expires_at"`
+	// Parents are a flow member's parents' outcomes by key; absent for a
+	// task without parents.
+	Parents map[string]Parent `json:"parents,omitempty"`
 }
 
 // ClaimResponse answers a claim; Tasks is empty when none was ready
@@ -263,6 +271,8 @@ const (
 	CodeMethod          = "method_not_allowed" // 405
 	CodeConflict        = "conflict"           // 409: the task's state forbids it
 	CodeLeaseLost       = "lease_lost"         // 409: the lease token is stale
+	CodeFlowNotFound    = "flow_not_found"     // 404: no flow has the id
+	CodeAlreadyFinished = "already_finished"   // 409: the flow has ended
 	CodeTooLarge        = "payload_too_large"  // 413
 	CodeInvalid         = "invalid"            // 422: well-formed but invalid task
 	CodeUnsupportedType = "unsupported_media_type"
@@ -303,8 +313,11 @@ func CodeForStatus(status int) string {
 // server answers it on its own (an error of one outcome in a batch carries
 // only its code); 0 for a code it does not know.
 func StatusForCode(code string) int {
-	if code == CodeLeaseLost {
+	switch code {
+	case CodeLeaseLost, CodeAlreadyFinished:
 		return http.StatusConflict
+	case CodeFlowNotFound:
+		return http.StatusNotFound
 	}
 	for _, status := range []int{
 		http.StatusBadRequest, http.StatusUnauthorized, http.StatusNotFound, http.StatusMethodNotAllowed,
@@ -327,6 +340,7 @@ func FromTask(t *store.Task) Task {
 		Errors: make([]AttemptError, len(t.Errors)), CancelRequested: t.CancelRequested,
 		Worker: t.LeaseOwner, RunAt: t.RunAt.UTC(), CreatedAt: t.CreatedAt.UTC(),
 		AttemptedAt: timePtr(t.AttemptedAt), FinalizedAt: timePtr(t.FinalizedAt),
+		FlowID: t.FlowID, Key: t.FlowKey,
 	}
 	if t.AttemptTimeout > 0 {
 		out.Timeout = t.AttemptTimeout.String()

@@ -39,23 +39,31 @@ func ToNewTasks(in []TaskInput, prefix string) ([]store.NewTask, error) {
 	}
 	out := make([]store.NewTask, len(in))
 	for i, t := range in {
-		nt := store.NewTask{
-			Kind: t.Kind, Queue: t.Queue, Args: t.Args, Priority: t.Priority,
-			MaxAttempts: t.MaxAttempts, UniqueKey: t.UniqueKey, Metadata: t.Metadata,
-		}
-		if t.RunAt != nil {
-			nt.RunAt = *t.RunAt
-		}
 		var err error
-		if nt.Delay, err = duration(t.Delay); err != nil {
-			return nil, &FieldError{Status: 422, Field: fieldPath(prefix, i, "delay"), Message: err.Error()}
+		if out[i], err = toNewTask(t, prefix, i); err != nil {
+			return nil, err
 		}
-		if nt.AttemptTimeout, err = duration(t.Timeout); err != nil {
-			return nil, &FieldError{Status: 422, Field: fieldPath(prefix, i, "timeout"), Message: err.Error()}
-		}
-		out[i] = nt
 	}
 	return out, nil
+}
+
+// toNewTask translates the task at index i of the list at prefix.
+func toNewTask(t TaskInput, prefix string, i int) (store.NewTask, error) {
+	nt := store.NewTask{
+		Kind: t.Kind, Queue: t.Queue, Args: t.Args, Priority: t.Priority,
+		MaxAttempts: t.MaxAttempts, UniqueKey: t.UniqueKey, Metadata: t.Metadata,
+	}
+	if t.RunAt != nil {
+		nt.RunAt = *t.RunAt
+	}
+	var err error
+	if nt.Delay, err = duration(t.Delay); err != nil {
+		return nt, &FieldError{Status: 422, Field: fieldPath(prefix, i, "delay"), Message: err.Error()}
+	}
+	if nt.AttemptTimeout, err = duration(t.Timeout); err != nil {
+		return nt, &FieldError{Status: 422, Field: fieldPath(prefix, i, "timeout"), Message: err.Error()}
+	}
+	return nt, nil
 }
 
 // duration parses an optional duration field; absent is zero, which the

@@ -117,6 +117,12 @@ func (c *Client) Retry(ctx context.Context, id string) (api.Task, error) {
 // element, with a zero Event; a stream the server ended cleanly just
 // stops. Breaking out of the loop closes the connection.
 func (c *Client) Events(ctx context.Context, id string, after int64, follow bool) iter.Seq2[api.Event, error] {
+	return c.events(ctx, "/v1/tasks/"+url.PathEscape(id)+"/events", id, after, follow)
+}
+
+// events streams the events at path, of the task or flow id, as Events
+// describes.
+func (c *Client) events(ctx context.Context, path, id string, after int64, follow bool) iter.Seq2[api.Event, error] {
 	q := url.Values{}
 	if after > 0 {
 		q.Set("after", strconv.FormatInt(after, 10))
@@ -124,7 +130,6 @@ func (c *Client) Events(ctx context.Context, id string, after int64, follow bool
 	if follow {
 		q.Set("follow", "true")
 	}
-	path := "/v1/tasks/" + url.PathEscape(id) + "/events"
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}

@@ -12,10 +12,10 @@ import (
 	"github.com/weftworks/weft/store"
 )
 
-// backend is what the task and queue commands need, implemented once over
-// the HTTP API and once straight on a store through internal/ops, the
-// service the server itself uses, so that each command is written once
-// and prints the same either way.
+// backend is what the task, queue and flow commands need, implemented
+// once over the HTTP API and once straight on a store through
+// internal/ops, the service the server itself uses, so that each command
+// is written once and prints the same either way.
 type backend interface {
 	Enqueue(ctx context.Context, in api.TaskInput) (api.Enqueued, error)
 	EnqueueBatch(ctx context.Context, tasks []api.TaskInput) (api.BatchEnqueued, error)
@@ -35,6 +35,7 @@ type backend interface {
 	PauseQueue(ctx context.Context, name string) (api.Queue, error)
 	ResumeQueue(ctx context.Context, name string) (api.Queue, error)
 	opsBackend
+	flowBackend
 	Close() error
 }
 
@@ -116,8 +117,14 @@ func (d *directBackend) ResumeQueue(ctx context.Context, name string) (api.Queue
 }
 
 func (d *directBackend) Events(ctx context.Context, id string, after int64, follow bool) iter.Seq2[api.Event, error] {
+	return directEvents(ctx, func() (*ops.EventStream, error) { return d.svc.Events(ctx, id, after, follow) })
+}
+
+// directEvents yields the events of the stream open opens, with errors as
+// the server would answer them.
+func directEvents(ctx context.Context, open func() (*ops.EventStream, error)) iter.Seq2[api.Event, error] {
 	return func(yield func(api.Event, error) bool) {
-		stream, err := d.svc.Events(ctx, id, after, follow)
+		stream, err := open()
 		if err != nil {
 			yield(api.Event{}, wireError(ctx, err))
 			return

@@ -202,6 +202,8 @@ Flags override environment variables, which override defaults.`,
 		newMCPCmd(g),
 		newVersionCmd(g),
 		newBenchCmd(g),
+		newFlowCmd(g),
+		newFlowsCmd(g),
 	)
 	for _, bc := range bulkCommands {
 		root.AddCommand(newBulkCmd(g, bc))

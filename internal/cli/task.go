@@ -210,6 +210,9 @@ func printTask(w io.Writer, t api.Task, now time.Time) {
 	}
 	line("worker", t.Worker)
 	line("hint", t.Hint)
+	if t.FlowID != "" {
+		line("flow", t.FlowID+" (key "+t.Key+")")
+	}
 	line("timeout", t.Timeout)
 	line("unique key", t.UniqueKey)
 	line("args", prettyJSON(t.Args, resultLimit))

@@ -72,6 +72,17 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 					// Bounded as the kind's in-process attempts are.
 					out.Tasks[i].Timeout = k.Timeout.String()
 				}
+				if t.FlowID != "" {
+					// A child reads its parents' outcomes by key. Should
+					// the read fail, the claim fails as a lost answer
+					// would: the leases expire and the tasks are rescued.
+					ps, err := s.st.Parents(ctx, t.ID)
+					if err != nil {
+						s.respondErr(w, r, err)
+						return
+					}
+					out.Tasks[i].Parents = api.FromParents(ps)
+				}
 			}
 			s.metrics.claimed.Add(float64(len(tasks)))
 			writeJSON(w, http.StatusOK, out)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,12 @@ const sseKeepAlive = 15 * time.Second
 // follow=true the stream stays open until the task is terminal and its
 // terminal event was sent.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	s.streamEvents(w, r, s.ops.Events)
+}
+
+// streamEvents serves the event stream that open opens for the id in the
+// path: a task's or a flow's.
+func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, open func(ctx context.Context, id string, after int64, follow bool) (*ops.EventStream, error)) {
 	id := r.PathValue("id")
 	q := r.URL.Query()
 	afterS, afterField := q.Get("after"), "after"
@@ -45,7 +52,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	stream, err := s.ops.Events(ctx, id, after, follow)
+	stream, err := open(ctx, id, after, follow)
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
@@ -56,7 +63,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	s.stream(w, r, stream.Pages(ctx), sse, "task", id)
+	s.stream(w, r, stream.Pages(ctx), sse, "path", r.URL.Path)
 }
 
 // stream writes pages of events as NDJSON or Server-Sent Events until
@@ -80,9 +87,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, pages iter.Seq2[
 	for page, err := range pages {
 		if err != nil {
 			// The status is sent: a failure can only end the stream.
-			// A client that went away, or a task purged while followed,
-			// is no server trouble.
-			if ctx.Err() == nil && !errors.Is(err, store.ErrNotFound) {
+			// A client that went away, or a task or flow purged while
+			// followed, is no server trouble.
+			if ctx.Err() == nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrFlowNotFound) {
 				s.log.Warn("weft: event stream read failed", logKey, logValue, "err", err)
 			}
 			return

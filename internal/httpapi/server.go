@@ -1,9 +1,10 @@
 // Package httpapi serves Weft's HTTP API v1: enqueueing and inspecting
 // tasks, streaming their events, bulk actions on tasks, remote workers in
 // any language (claims, heartbeats, outcomes under lease tokens) and the
-// registry of workers, queue statistics and pausing, schedules, health,
-// Prometheus metrics and the OpenAPI document; and the Model Context
-// Protocol at /mcp (internal/mcpserver), for AI agents.
+// registry of workers, flows of dependent tasks, queue statistics and
+// pausing, schedules, health, Prometheus metrics and the OpenAPI document;
+// and the Model Context Protocol at /mcp (internal/mcpserver), for AI
+// agents.
 //
 // Handlers decode strictly (unknown fields, trailing data and oversized
 // bodies are refused before anything is written), validate everything
@@ -186,6 +187,14 @@ func (s *Server) routeTable() []route {
 		{"POST /v1/tasks/{id}/complete", s.complete},
 		{"POST /v1/tasks/{id}/fail", s.fail},
 		{"POST /v1/outcomes", s.outcomes},
+
+		{"POST /v1/flows", s.submitFlow},
+		{"GET /v1/flows", s.listFlows},
+		{"GET /v1/flows/{id}", s.getFlow},
+		{"POST /v1/flows/{id}/cancel", s.cancelFlow},
+		{"POST /v1/flows/{id}/retry", s.retryFlow},
+		{"GET /v1/flows/{id}/events", s.flowEvents},
+		{"POST /v1/tasks/{id}/members", s.addMembers},
 
 		{"GET /v1/queues", s.queues},
 		{"POST /v1/queues/{name}/pause", s.pauseQueue},

@@ -13,15 +13,22 @@ import (
 // eventPage bounds one read of the event log.
 const eventPage = 500
 
-// EventStream is a task's event log from a cursor on, as Service.Events
-// opened it. Each call of Pages or All reads it from that cursor.
+// EventStream is the event log of a task, or of a flow's members, from a
+// cursor on, as Service.Events or Service.FlowEvents opened it. Each call
+// of Pages or All reads it from that cursor.
 type EventStream struct {
 	s      *Service
 	id     string
 	after  int64
 	follow bool
-	// task is the task as read when the stream was opened.
-	task *store.Task
+	// final is whether the task or flow was final when the stream was
+	// opened; isFinal reads it again.
+	final   bool
+	isFinal func(ctx context.Context) (bool, error)
+	// read reads the log after a cursor.
+	read func(ctx context.Context, after int64, limit int) ([]store.Event, error)
+	// keys names the members in a flow's events; nil for a task's.
+	keys *memberKeys
 }
 
 // Events opens task id's event log after the cursor after (0 for all);
@@ -33,19 +40,31 @@ func (s *Service) Events(ctx context.Context, id string, after int64, follow boo
 	if err != nil {
 		return nil, err
 	}
-	return &EventStream{s: s, id: id, after: after, follow: follow, task: t}, nil
+	return &EventStream{
+		s: s, id: id, after: after, follow: follow, final: t.State.Terminal(),
+		isFinal: func(ctx context.Context) (bool, error) {
+			t, err := s.b.Get(ctx, id)
+			if err != nil {
+				return false, err
+			}
+			return t.State.Terminal(), nil
+		},
+		read: func(ctx context.Context, after int64, limit int) ([]store.Event, error) {
+			return s.b.Events(ctx, id, after, limit)
+		},
+	}, nil
 }
 
 // Exhausted reports whether the stream can never yield an event: the task
-// had finished when the stream was opened, and nothing is logged after the
-// cursor. Server-Sent Events answer such a request with 204, which tells
-// an EventSource to stop reconnecting. It is false when the log cannot be
-// read; reading the stream then reports why.
+// or flow had finished when the stream was opened, and nothing is logged
+// after the cursor. Server-Sent Events answer such a request with 204,
+// which tells an EventSource to stop reconnecting. It is false when the
+// log cannot be read; reading the stream then reports why.
 func (es *EventStream) Exhausted(ctx context.Context) bool {
-	if !es.task.State.Terminal() {
+	if !es.final {
 		return false
 	}
-	evs, err := es.s.b.Events(ctx, es.id, es.after, 1)
+	evs, err := es.read(ctx, es.after, 1)
 	return err == nil && len(evs) == 0
 }
 
@@ -53,8 +72,9 @@ func (es *EventStream) Exhausted(ctx context.Context) bool {
 //
 // Without follow the stream ends once it has caught up. With follow it
 // reads again every poll, and ends once the task is terminal and its
-// terminal event was yielded; it also ends, without an error, when the
-// service's Done closes. Every poll that finds nothing new yields an empty
+// terminal event was yielded (a flow: once the flow is final and its last
+// member's terminal event was yielded); it also ends, without an error,
+// when the service's Done closes. Every poll that finds nothing new yields an empty
 // page, so that a caller holding a connection open can tell the stream is
 // idle. A failure, the end of ctx included, is the last element.
 //
@@ -64,16 +84,17 @@ func (es *EventStream) Exhausted(ctx context.Context) bool {
 // follower read at the store's commit rate.
 func (es *EventStream) Pages(ctx context.Context) iter.Seq2[[]api.Event, error] {
 	return func(yield func([]api.Event, error) bool) {
-		after, task := es.after, es.task
+		after, final := es.after, es.final
 		var poll *time.Timer
 		waited := false
 		for {
-			// The terminal state and its event commit together, so once
-			// the task reads terminal, one more pass over the log has
+			// The terminal state and its event commit together (and a
+			// flow's final state with its last member's), so once the
+			// task or flow reads final, one more pass over the log has
 			// everything.
-			terminal := task.State.Terminal()
+			terminal := final
 			for {
-				evs, err := es.s.b.Events(ctx, es.id, after, eventPage)
+				evs, err := es.read(ctx, after, eventPage)
 				if err != nil {
 					yield(nil, es.failed(ctx, err))
 					return
@@ -82,6 +103,10 @@ func (es *EventStream) Pages(ctx context.Context) iter.Seq2[[]api.Event, error] 
 					page := make([]api.Event, len(evs))
 					for i, e := range evs {
 						page[i] = api.FromEvent(e)
+					}
+					if err := es.keys.name(ctx, page); err != nil {
+						yield(nil, es.failed(ctx, err))
+						return
 					}
 					if !yield(page, nil) {
 						return
@@ -114,7 +139,7 @@ func (es *EventStream) Pages(ctx context.Context) iter.Seq2[[]api.Event, error] 
 			}
 			waited = true
 			var err error
-			if task, err = es.s.b.Get(ctx, es.id); err != nil {
+			if final, err = es.isFinal(ctx); err != nil {
 				// Purged by retention while followed, most likely.
 				yield(nil, es.failed(ctx, err))
 				return

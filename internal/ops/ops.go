@@ -1,11 +1,12 @@
 // Package ops is the one implementation of the operator actions and reads
 // that Weft offers outside a Go program: enqueueing, reading and listing
 // tasks, cancelling, retrying, deleting and running them now (one by one
-// or in bulk), following their events, queue statistics, pausing and
-// resuming, schedules, and the worker registry. The HTTP API server (internal/httpapi)
-// and the CLI's direct --database mode (internal/cli) both call it, so that
-// validation, page sizes, the follow loop and the answer to every error
-// cannot drift apart between them.
+// or in bulk), following their events, flows of dependent tasks, queue
+// statistics, pausing and resuming, schedules, and the worker registry.
+// The HTTP API server (internal/httpapi) and the CLI's direct --database
+// mode (internal/cli) both call it, so that validation, page sizes, the
+// follow loop and the answer to every error cannot drift apart between
+// them.
 //
 // The service speaks the API's wire types (internal/api). Its errors are
 // the store's sentinels, *api.FieldError for bad input, and context
@@ -35,6 +36,7 @@ type Backend interface {
 	// (store.Coordinator).
 	Nodes(ctx context.Context) ([]store.Node, error)
 	RemoteWorkers(ctx context.Context) ([]store.RemoteWorker, error)
+	store.Flows
 }
 
 // Config tunes a Service.
@@ -178,7 +180,9 @@ type Problem struct {
 // statuses, used by the server for every response and by the CLI's direct
 // mode, so that both report an error alike. The code follows the status
 // (api.CodeForStatus), except for a stale lease, which shares 409 with
-// conflicts but needs its own code: a worker must stop rather than retry.
+// conflicts but needs its own code: a worker must stop rather than retry;
+// and for flows, whose unknown id (flow_not_found) and end
+// (already_finished) are told apart from a task's.
 func ProblemOf(err error) Problem {
 	var (
 		fe *api.FieldError
@@ -190,17 +194,29 @@ func ProblemOf(err error) Problem {
 		return problem(fe.Status, fe.Field, fe.Message)
 	case errors.As(err, &mb):
 		return problem(http.StatusRequestEntityTooLarge, "", fmt.Sprintf("request body exceeds %d bytes", mb.Limit))
+	case errors.As(err, &ve) && errors.Is(err, store.ErrTooLarge):
+		return problem(http.StatusRequestEntityTooLarge, ve.Field, ve.Message)
 	case errors.As(err, &ve):
 		return problem(http.StatusUnprocessableEntity, ve.Field, ve.Message)
 	case errors.Is(err, store.ErrInvalid):
 		return problem(http.StatusUnprocessableEntity, "", err.Error())
+	case errors.Is(err, store.ErrFlowNotFound):
+		p := problem(http.StatusNotFound, "", err.Error())
+		p.Body.Code = api.CodeFlowNotFound
+		return p
 	case errors.Is(err, store.ErrNotFound):
 		return problem(http.StatusNotFound, "", err.Error())
 	case errors.Is(err, store.ErrLeaseLost):
 		p := problem(http.StatusConflict, "lease_token", "the lease is no longer held: the task was rescued, cancelled or finished; stop working on it")
 		p.Body.Code = api.CodeLeaseLost
 		return p
-	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrAlreadyFinished):
+	case errors.Is(err, store.ErrAlreadyFinished):
+		// Only a flow's cancel answers it as such: Cancel makes a task's
+		// a conflict.
+		p := problem(http.StatusConflict, "", err.Error())
+		p.Body.Code = api.CodeAlreadyFinished
+		return p
+	case errors.Is(err, store.ErrConflict):
 		return problem(http.StatusConflict, "", err.Error())
 	case errors.Is(err, store.ErrStorageFull), errors.Is(err, store.ErrReadOnly):
 		// Not the request's fault, and nothing was written: the same

@@ -57,7 +57,9 @@ func TestProblemOf(t *testing.T) {
 	}{
 		{"not found", wrap(store.ErrNotFound), 404, api.CodeNotFound, "", "", false, apiclient.ErrNotFound},
 		{"conflict", wrap(store.ErrConflict), 409, api.CodeConflict, "", "", false, apiclient.ErrConflict},
-		{"already finished", wrap(store.ErrAlreadyFinished), 409, api.CodeConflict, "", "", false, apiclient.ErrConflict},
+		{"already finished", wrap(store.ErrAlreadyFinished), 409, api.CodeAlreadyFinished, "", "", false, apiclient.ErrConflict},
+		{"flow not found", wrap(store.ErrFlowNotFound), 404, api.CodeFlowNotFound, "", "", false, apiclient.ErrNotFound},
+		{"too many members", fmt.Errorf("submit flow: %w", &store.ValidationError{Index: -1, Field: "tasks", Message: "too many", TooLarge: true}), 413, api.CodeTooLarge, "tasks", "too many", false, nil},
 		{"lease lost", wrap(store.ErrLeaseLost), 409, api.CodeLeaseLost, "lease_token", "the lease is no longer held", false, apiclient.ErrLeaseLost},
 		{"invalid", wrap(store.ErrInvalid), 422, api.CodeInvalid, "", "", false, apiclient.ErrInvalid},
 		{"validation", fmt.Errorf("enqueue: %w", &store.ValidationError{Index: -1, Field: "kind", Message: "must not be empty"}), 422, api.CodeInvalid, "kind", "must not be empty", false, apiclient.ErrInvalid},
@@ -85,8 +87,8 @@ func TestProblemOf(t *testing.T) {
 				t.Errorf("retry after %v", p.RetryAfter)
 			}
 			// The code is what a client reading the status alone would
-			// assume, but for the stale lease, which must be told apart.
-			if tc.code != api.CodeLeaseLost && p.Body.Code != api.CodeForStatus(p.Status) {
+			// assume, but for those that must be told apart.
+			if p.Body.Code != api.CodeForStatus(p.Status) && api.StatusForCode(p.Body.Code) != p.Status {
 				t.Errorf("code %s, but status %d means %s", p.Body.Code, p.Status, api.CodeForStatus(p.Status))
 			}
 			if tc.client != nil && !errors.Is(&apiclient.Error{Status: p.Status, Code: p.Body.Code}, tc.client) {
