@@ -149,7 +149,10 @@ func (s *Store) CancelFlow(ctx context.Context, id string) (*store.Flow, error) 
 		if err != nil {
 			return err
 		}
-		return applyChange(q, ch.Merge(resolved), micros(now))
+		ch = ch.Merge(resolved)
+		// Running members' owners learn of the request at the wakeup.
+		ch.Wake = true
+		return applyChange(q, ch, micros(now))
 	})
 	if err != nil && !errors.Is(err, store.ErrAlreadyFinished) {
 		return nil, err
