@@ -42,6 +42,8 @@ type Backend interface {
 	// was yielded. A failure is the last element.
 	Events(ctx context.Context, id string, after int64, follow bool) iter.Seq2[api.Event, error]
 	Queues(ctx context.Context) (api.QueueList, error)
+	SubmitFlow(ctx context.Context, in api.FlowInput) (api.FlowEnqueued, error)
+	Flow(ctx context.Context, id string, members bool) (api.Flow, error)
 }
 
 // Config configures a server.

@@ -25,7 +25,7 @@ import (
 )
 
 // allTools are the tools the server offers, by name.
-var allTools = []string{"cancel_task", "enqueue_task", "get_task", "list_tasks", "queue_stats", "retry_task", "wait_for_task"}
+var allTools = []string{"cancel_task", "enqueue_flow", "enqueue_task", "get_flow", "get_task", "list_tasks", "queue_stats", "retry_task", "wait_for_task"}
 
 // connect serves b in process and returns a client session on it.
 func connect(t *testing.T, b mcpserver.Backend, opts *mcp.ClientOptions) *mcp.ClientSession {
@@ -205,6 +205,20 @@ func TestMCPTaskTools(t *testing.T) {
 	w := ok[waitOutput](t, cs, "wait_for_task", map[string]any{"id": enq.ID, "timeout": "30ms"})
 	if w.Finished || w.Task.State != "pending" {
 		t.Errorf("wait_for_task = %+v", w)
+	}
+
+	flow := ok[api.FlowEnqueued](t, cs, "enqueue_flow", map[string]any{"name": "report", "tasks": []map[string]any{
+		{"key": "fetch", "kind": "fetch", "queue": "mail"},
+		{"key": "send", "kind": "send", "queue": "mail", "depends_on": []string{"fetch"}},
+	}})
+	if len(flow.Tasks) != 2 {
+		t.Errorf("enqueue_flow = %+v", flow)
+	}
+	if f := ok[api.Flow](t, cs, "get_flow", map[string]any{"id": flow.ID, "members": true}); f.State != "running" || len(f.Members) != 2 || f.Members[1].State != "blocked" {
+		t.Errorf("get_flow = %+v", f)
+	}
+	if e := toolError(t, cs, "enqueue_flow", map[string]any{"tasks": []map[string]any{{"key": "a", "kind": "k", "depends_on": []string{"a"}}}}); e.Code != api.CodeInvalid || e.Field != "tasks[0].depends_on[0]" {
+		t.Errorf("a flow depending on itself = %+v", e)
 	}
 
 	res, err := cs.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: "weft://tasks/" + enq.ID})

@@ -36,6 +36,8 @@ func (tb *toolbox) tools() []registrar {
 		tb.retryTask(),
 		tb.queueStats(),
 		tb.waitForTask(),
+		tb.enqueueFlow(),
+		tb.getFlow(),
 	}
 }
 
