@@ -138,6 +138,9 @@ type ClaimedTask struct {
 	Task
 	LeaseToken     string    `json:"lease_token"`
 	LeaseExpiresAt time.Time `json:"lease_expires_at"`
+	// Signals are the task's waitpoints with the signals they received,
+	// for a task that has any: what a handler resumed from a wait reads.
+	Signals []Waitpoint `json:"signals,omitempty"`
 }
 
 // ClaimResponse answers a claim; Tasks is empty when none was ready
@@ -257,6 +260,7 @@ const (
 	CodeMethod          = "method_not_allowed" // 405
 	CodeConflict        = "conflict"           // 409: the task's state forbids it
 	CodeLeaseLost       = "lease_lost"         // 409: the lease token is stale
+	CodeWaitpointClosed = "waitpoint_closed"   // 409: the waitpoint's wait ended
 	CodeTooLarge        = "payload_too_large"  // 413
 	CodeInvalid         = "invalid"            // 422: well-formed but invalid task
 	CodeUnsupportedType = "unsupported_media_type"
@@ -297,7 +301,7 @@ func CodeForStatus(status int) string {
 // server answers it on its own (an error of one outcome in a batch carries
 // only its code); 0 for a code it does not know.
 func StatusForCode(code string) int {
-	if code == CodeLeaseLost {
+	if code == CodeLeaseLost || code == CodeWaitpointClosed {
 		return http.StatusConflict
 	}
 	for _, status := range []int{

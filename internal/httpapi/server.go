@@ -84,6 +84,7 @@ type Server struct {
 	cfg      Config
 	st       store.Store
 	ops      *ops.Service
+	waits    *ops.Waits
 	log      *slog.Logger
 	mux      *http.ServeMux
 	handler  http.Handler
@@ -112,6 +113,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, st: cfg.Client.Store(), log: cfg.Logger, mux: http.NewServeMux(), drained: make(chan struct{})}
 	s.ops = ops.New(clientCancels{Store: s.st, client: cfg.Client}, ops.Config{Poll: cfg.EventPoll, Done: s.drained})
+	s.waits = ops.NewWaits(cfg.Client)
 	if cfg.Token != "" {
 		s.tokenSum = sha256.Sum256([]byte(cfg.Token))
 	}
@@ -180,6 +182,12 @@ func (s *Server) routeTable() []route {
 		{"POST /v1/tasks/{id}/complete", s.complete},
 		{"POST /v1/tasks/{id}/fail", s.fail},
 		{"POST /v1/outcomes", s.outcomes},
+		{"POST /v1/tasks/{id}/waitpoints", s.createWaitpoint},
+		{"POST /v1/tasks/{id}/wait", s.wait},
+
+		{"POST /v1/signals", s.signal},
+		{"POST /v1/tasks/{id}/signals", s.signalTask},
+		{"GET /v1/tasks/{id}/waitpoints", s.waitpoints},
 
 		{"GET /v1/queues", s.queues},
 		{"POST /v1/queues/{name}/pause", s.pauseQueue},

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/store"
 )
@@ -161,7 +162,8 @@ type Problem struct {
 // statuses, used by the server for every response and by the CLI's direct
 // mode, so that both report an error alike. The code follows the status
 // (api.CodeForStatus), except for a stale lease, which shares 409 with
-// conflicts but needs its own code: a worker must stop rather than retry.
+// conflicts but needs its own code: a worker must stop rather than retry;
+// and a closed waitpoint, which a sender tells apart from a finished task.
 func ProblemOf(err error) Problem {
 	var (
 		fe *api.FieldError
@@ -173,15 +175,24 @@ func ProblemOf(err error) Problem {
 		return problem(fe.Status, fe.Field, fe.Message)
 	case errors.As(err, &mb):
 		return problem(http.StatusRequestEntityTooLarge, "", fmt.Sprintf("request body exceeds %d bytes", mb.Limit))
+	case errors.As(err, &ve) && ve.TooLarge:
+		return problem(http.StatusRequestEntityTooLarge, ve.Field, ve.Message)
 	case errors.As(err, &ve):
 		return problem(http.StatusUnprocessableEntity, ve.Field, ve.Message)
 	case errors.Is(err, store.ErrInvalid):
 		return problem(http.StatusUnprocessableEntity, "", err.Error())
+	case errors.Is(err, weft.ErrInvalidToken):
+		// One answer, whatever was wrong: tokens cannot be probed.
+		return problem(http.StatusNotFound, "token", InvalidTokenMessage)
 	case errors.Is(err, store.ErrNotFound):
 		return problem(http.StatusNotFound, "", err.Error())
 	case errors.Is(err, store.ErrLeaseLost):
 		p := problem(http.StatusConflict, "lease_token", "the lease is no longer held: the task was rescued, cancelled or finished; stop working on it")
 		p.Body.Code = api.CodeLeaseLost
+		return p
+	case errors.Is(err, store.ErrWaitpointClosed):
+		p := problem(http.StatusConflict, "", err.Error())
+		p.Body.Code = api.CodeWaitpointClosed
 		return p
 	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrAlreadyFinished):
 		return problem(http.StatusConflict, "", err.Error())

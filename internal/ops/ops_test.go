@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/internal/apiclient"
 	"github.com/weftworks/weft/internal/ops"
@@ -70,6 +71,9 @@ func TestProblemOf(t *testing.T) {
 		{"body too large", &http.MaxBytesError{Limit: 10}, 413, api.CodeTooLarge, "", "request body exceeds 10 bytes", false, nil},
 		{"cancelled", fmt.Errorf("list tasks: %w", context.Canceled), 503, api.CodeUnavailable, "", "request cancelled", false, apiclient.ErrUnavailable},
 		{"deadline", fmt.Errorf("list tasks: %w", context.DeadlineExceeded), 503, api.CodeUnavailable, "", "request timed out", false, apiclient.ErrUnavailable},
+		{"waitpoint closed", fmt.Errorf("waitpoint approval was resolved by timeout: %w", store.ErrWaitpointClosed), 409, api.CodeWaitpointClosed, "", "", false, nil},
+		{"invalid token", weft.ErrInvalidToken, 404, api.CodeNotFound, "token", ops.InvalidTokenMessage, false, apiclient.ErrNotFound},
+		{"too many", &store.ValidationError{Index: -1, Field: "name", Message: "too many signals", TooLarge: true}, 413, api.CodeTooLarge, "name", "too many signals", false, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,8 +89,9 @@ func TestProblemOf(t *testing.T) {
 				t.Errorf("retry after %v", p.RetryAfter)
 			}
 			// The code is what a client reading the status alone would
-			// assume, but for the stale lease, which must be told apart.
-			if tc.code != api.CodeLeaseLost && p.Body.Code != api.CodeForStatus(p.Status) {
+			// assume, but for the stale lease and the closed waitpoint,
+			// which must be told apart.
+			if tc.code != api.CodeLeaseLost && tc.code != api.CodeWaitpointClosed && p.Body.Code != api.CodeForStatus(p.Status) {
 				t.Errorf("code %s, but status %d means %s", p.Body.Code, p.Status, api.CodeForStatus(p.Status))
 			}
 			if tc.client != nil && !errors.Is(&apiclient.Error{Status: p.Status, Code: p.Body.Code}, tc.client) {
