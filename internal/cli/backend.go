@@ -34,6 +34,7 @@ type backend interface {
 	Queues(ctx context.Context) (api.QueueList, error)
 	PauseQueue(ctx context.Context, name string) (api.Queue, error)
 	ResumeQueue(ctx context.Context, name string) (api.Queue, error)
+	waitBackend
 	Close() error
 }
 
@@ -48,7 +49,9 @@ func (g *globals) openBackend(ctx context.Context) (backend, error) {
 		if err != nil {
 			return nil, err
 		}
-		return newDirectBackend(st), nil
+		d := newDirectBackend(st)
+		d.wait.keys, _ = g.lookupEnv("WEFT_SIGNING_KEYS")
+		return d, nil
 	}
 	c, err := g.client()
 	if err != nil {
@@ -67,8 +70,9 @@ func (httpBackend) Close() error { return nil }
 // uses, and turns its errors into the *apiclient.Error the server would
 // have sent, so that output and messages are the same either way.
 type directBackend struct {
-	st  store.Store
-	svc *ops.Service
+	st   store.Store
+	svc  *ops.Service
+	wait directWaits
 }
 
 func newDirectBackend(st store.Store) *directBackend {
