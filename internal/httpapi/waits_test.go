@@ -332,3 +332,33 @@ func TestSignalCap(t *testing.T) {
 		t.Fatalf("repeat at the cap = %+v", rec)
 	}
 }
+
+// With an API token, a signal by waitpoint token needs no API token: the
+// waitpoint's is its credential. Everything else about waits still does.
+func TestSignalWithoutAPIToken(t *testing.T) {
+	a := newTestAPI(t, Config{Token: "secret"})
+	c := claimN(t, a, "k", 1)[0]
+	wp := createWaitpoint(t, a, c, 201, map[string]any{"name": "approval"})
+	post := func(path string, body map[string]any) (int, string) {
+		b, _ := json.Marshal(body)
+		resp, err := a.srv.Client().Post(a.srv.URL+path, "application/json", strings.NewReader(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e api.Error
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return resp.StatusCode, e.Error.Code
+	}
+	for _, path := range []string{"/v1/tasks/" + c.ID + "/signals", "/v1/tasks/" + c.ID + "/waitpoints", "/v1/tasks/" + c.ID + "/wait"} {
+		if status, code := post(path, map[string]any{"waitpoint": "approval", "name": "go", "idempotency_key": "k"}); status != 401 || code != api.CodeUnauthorized {
+			t.Errorf("POST %s without the API token = %d %s, want 401", path, status, code)
+		}
+	}
+	if status, code := post("/v1/signals", map[string]any{"token": wp.Token, "name": "go", "idempotency_key": "k"}); status != 200 {
+		t.Fatalf("a signal by token without the API token = %d %s", status, code)
+	}
+	if status, code := post("/v1/signals", map[string]any{"token": "wp1.forged", "name": "go", "idempotency_key": "k"}); status != 404 || code != api.CodeNotFound {
+		t.Fatalf("a forged token = %d %s", status, code)
+	}
+}
