@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -361,4 +362,56 @@ func TestSignalWithoutAPIToken(t *testing.T) {
 	if status, code := post("/v1/signals", map[string]any{"token": "wp1.forged", "name": "go", "idempotency_key": "k"}); status != 404 || code != api.CodeNotFound {
 		t.Fatalf("a forged token = %d %s", status, code)
 	}
+}
+
+// FuzzWaits drives the waitpoint, wait and signal decoders with arbitrary
+// bodies, where LEASE stands for a claimed task's lease token and WPTOKEN
+// for the token of its waitpoint "a" (which takes "go"): bad input never
+// yields a 500, and a refused request writes nothing.
+func FuzzWaits(f *testing.F) {
+	for _, s := range []struct {
+		op   uint8
+		body string
+	}{
+		{0, `{"lease_token": "LEASE", "name": "b", "allow": ["x", "y"], "expires_in": "1h"}`},
+		{0, `{"lease_token": "LEASE", "name": "a"}`},
+		{0, `{"lease_token": "LEASE", "name": "b", "expires_in": "-1s"}`},
+		{0, `{"lease_token": "LEASE", "name": "b", "allow": [""]}`},
+		{1, `{"lease_token": "LEASE", "waitpoints": ["a"], "mode": "count", "count": 2, "timeout": "1m", "on_timeout": "resume"}`},
+		{1, `{"lease_token": "LEASE", "waitpoints": ["a", "a"]}`},
+		{1, `{"lease_token": "LEASE", "waitpoints": [], "count": -1}`},
+		{1, `{"lease_token": "LEASE", "waitpoints": [null]}`},
+		{2, `{"token": "WPTOKEN", "name": "go", "payload": {"x": [1, 2]}, "idempotency_key": "k", "source": "s"}`},
+		{2, `{"token": "WPTOKEN", "name": "go", "payload": "\u0000", "idempotency_key": "k"}`},
+		{2, `{"token": "WPTOKEN", "name": "stop", "idempotency_key": "k"}`},
+		{2, `{"token": "wp1.a.b.c.0.d", "name": "go", "idempotency_key": "k"}`},
+		{2, `{"token": "WPTOKEN", "name": "go", "idempotency_key": "\u0000"}`},
+		{3, `{"waitpoint": "a", "name": "go", "payload": 1e400, "idempotency_key": "k"}`},
+		{3, `{"waitpoint": "a'; --", "name": "go", "idempotency_key": "k"}`},
+		{3, `{"waitpoint": "a", "name": "go", "idempotency_key": "k"} {}`},
+		{2, `[]`}, {3, `{`}, {0, ``},
+	} {
+		f.Add(s.op, []byte(s.body))
+	}
+	a := newTestAPI(f, Config{})
+	f.Fuzz(func(t *testing.T, op uint8, body []byte) {
+		c := enqueueAndClaim(t, a)
+		rec := serve(a, "POST", "/v1/tasks/"+c.ID+"/waitpoints", []byte(`{"lease_token": "`+c.LeaseToken+`", "name": "a", "allow": ["go"]}`))
+		var wp api.Waitpoint
+		if err := json.Unmarshal(rec.Body.Bytes(), &wp); err != nil || rec.Code != 201 {
+			t.Fatalf("setup waitpoint: %d %s", rec.Code, rec.Body)
+		}
+		body = bytes.ReplaceAll(body, []byte("WPTOKEN"), []byte(wp.Token))
+		body = bytes.ReplaceAll(body, []byte("LEASE"), []byte(c.LeaseToken))
+		path := []string{"/v1/tasks/" + c.ID + "/waitpoints", "/v1/tasks/" + c.ID + "/wait", "/v1/signals", "/v1/tasks/" + c.ID + "/signals"}[int(op)%4]
+		before := waitSnapshot(t, a.st, c.ID)
+		rec = serve(a, "POST", path, body)
+		checkAnswer(t, rec, body)
+		if rec.Code >= 400 && waitSnapshot(t, a.st, c.ID) != before {
+			t.Fatalf("POST %s %q was refused (%d) but wrote", path, body, rec.Code)
+		}
+		// Leave nothing ready or running for the next iteration's claim.
+		serve(a, "POST", "/v1/tasks/"+c.ID+"/cancel", nil)
+		serve(a, "POST", "/v1/tasks/"+c.ID+"/complete", []byte(`{"lease_token": "`+c.LeaseToken+`"}`))
+	})
 }
