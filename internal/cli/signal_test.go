@@ -2,6 +2,10 @@ package cli
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +181,27 @@ func TestSignalUsage(t *testing.T) {
 	for _, keys := range []string{"nope", "a:0123456789abcdef0123,a:0123456789abcdef0123", "a:short"} {
 		env := cli{t: t, env: map[string]string{"WEFT_SIGNING_KEYS": keys}}
 		failsWith(t, env.run(context.Background(), "serve", "--addr", "127.0.0.1:0", "--database", t.TempDir()+"/weft.db"), exitUsage, "WEFT_SIGNING_KEYS: ")
+	}
+}
+
+// `task` against a server without the waitpoints route (one older than
+// waits) shows the snapshot without them.
+func TestTaskWithoutWaitpointsRoute(t *testing.T) {
+	s := newTestServer(t, "")
+	id := enqueueStore(t, s.st, store.NewTask{Kind: "email"})[0]
+	real := strings.TrimPrefix(s.url, "http://")
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/waitpoints") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprintf(w, `{"error":{"code":"not_found","message":"no route %s %s (see /v1/openapi.json)"}}`, r.Method, r.URL.Path)
+			return
+		}
+		(&httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.Out.URL.Scheme, pr.Out.URL.Host = "http", real }}).ServeHTTP(w, r)
+	}))
+	t.Cleanup(old.Close)
+	r := ok(t, runWeft(t, "task", id, "--server", old.URL))
+	if !strings.Contains(r.stdout, "kind:        email") || strings.Contains(r.stdout, "waitpoints") {
+		t.Fatalf("task:\n%s", r)
 	}
 }

@@ -129,8 +129,10 @@ combined with --monitor to wait for the outcome.`,
 			if g.Format != formatHuman {
 				return writeJSON(g.stdout, g.Format, t)
 			}
+			// A server older than waits has no such route: its tasks
+			// have no waitpoints to show.
 			wps, err := b.Waitpoints(ctx, id)
-			if err != nil {
+			if err != nil && !notFound(err) {
 				return fmt.Errorf("task %s: waitpoints: %w", id, err)
 			}
 			now := time.Now()
