@@ -415,3 +415,40 @@ func FuzzWaits(f *testing.F) {
 		serve(a, "POST", "/v1/tasks/"+c.ID+"/complete", []byte(`{"lease_token": "`+c.LeaseToken+`"}`))
 	})
 }
+
+// A wait that times out with on_timeout resume is claimed again with its
+// waitpoint resolved by timeout, and later signals are refused so.
+func TestWaitTimeoutResume(t *testing.T) {
+	a := newTestAPI(t, Config{})
+	c := claimN(t, a, "k", 1)[0]
+	wp := createWaitpoint(t, a, c, 201, map[string]any{"name": "approval"})
+	var out api.Outcome
+	a.must(t, 200, "POST", "/v1/tasks/"+c.ID+"/wait", map[string]any{"lease_token": c.LeaseToken, "waitpoints": []string{"approval"},
+		"timeout": "1s", "on_timeout": "resume"}, &out)
+	if out.State != "waiting" {
+		t.Fatalf("wait = %+v", out)
+	}
+	// The reconciler's pass, run here until the timeout is due.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		n, _, err := a.st.ExpireWaits(context.Background(), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the wait did not time out")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var resp api.ClaimResponse
+	a.must(t, 200, "POST", "/v1/claims", map[string]any{"worker_id": "w", "kinds": []string{"k"}}, &resp)
+	if len(resp.Tasks) != 1 || len(resp.Tasks[0].Signals) != 1 || resp.Tasks[0].Signals[0].Resolution != "timeout" || len(resp.Tasks[0].Signals[0].Signals) != 0 {
+		t.Fatalf("claim after the timeout = %+v", resp)
+	}
+	e := a.wantError(t, 409, api.CodeWaitpointClosed, "", "POST", "/v1/signals", map[string]any{"token": wp.Token, "name": "late", "idempotency_key": "k"})
+	if !strings.Contains(e.Message, "resolved by timeout") {
+		t.Fatalf("late signal: %q", e.Message)
+	}
+}
