@@ -152,6 +152,9 @@ type ClaimedTask struct {
 	// Parents are a flow member's parents' outcomes by key; absent for a
 	// task without parents.
 	Parents map[string]Parent `json:"parents,omitempty"`
+	// Signals are the task's waitpoints with the signals they received,
+	// for a task that has any: what a handler resumed from a wait reads.
+	Signals []Waitpoint `json:"signals,omitempty"`
 }
 
 // ClaimResponse answers a claim; Tasks is empty when none was ready
@@ -273,6 +276,7 @@ const (
 	CodeLeaseLost       = "lease_lost"         // 409: the lease token is stale
 	CodeFlowNotFound    = "flow_not_found"     // 404: no flow has the id
 	CodeAlreadyFinished = "already_finished"   // 409: the flow has ended
+	CodeWaitpointClosed = "waitpoint_closed"   // 409: the waitpoint's wait ended
 	CodeTooLarge        = "payload_too_large"  // 413
 	CodeInvalid         = "invalid"            // 422: well-formed but invalid task
 	CodeUnsupportedType = "unsupported_media_type"
@@ -314,7 +318,7 @@ func CodeForStatus(status int) string {
 // only its code); 0 for a code it does not know.
 func StatusForCode(code string) int {
 	switch code {
-	case CodeLeaseLost, CodeAlreadyFinished:
+	case CodeLeaseLost, CodeAlreadyFinished, CodeWaitpointClosed:
 		return http.StatusConflict
 	case CodeFlowNotFound:
 		return http.StatusNotFound

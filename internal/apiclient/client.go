@@ -212,6 +212,27 @@ func (c *Client) ResumeQueue(ctx context.Context, name string) (api.Queue, error
 	return out, err
 }
 
+// Signal delivers a signal with a waitpoint's token.
+func (c *Client) Signal(ctx context.Context, req api.SignalRequest) (api.SignalReceipt, error) {
+	var out api.SignalReceipt
+	err := c.do(ctx, http.MethodPost, "/v1/signals", req, &out)
+	return out, err
+}
+
+// SignalTask delivers a signal to a task's waitpoint by name.
+func (c *Client) SignalTask(ctx context.Context, id string, req api.TaskSignalRequest) (api.SignalReceipt, error) {
+	var out api.SignalReceipt
+	err := c.do(ctx, http.MethodPost, "/v1/tasks/"+url.PathEscape(id)+"/signals", req, &out)
+	return out, err
+}
+
+// Waitpoints lists a task's waitpoints with their tokens and signals.
+func (c *Client) Waitpoints(ctx context.Context, id string) (api.WaitpointList, error) {
+	var out api.WaitpointList
+	err := c.do(ctx, http.MethodGet, "/v1/tasks/"+url.PathEscape(id)+"/waitpoints", nil, &out)
+	return out, err
+}
+
 // Claim leases ready tasks to a remote worker, long-polling up to
 // req.Wait when none is ready. ctx must outlive the wait.
 func (c *Client) Claim(ctx context.Context, req api.ClaimRequest) (api.ClaimResponse, error) {

@@ -18,7 +18,7 @@
 //   - xlatency: the same with the producer in another process, on the same
 //     database.
 //   - scale: a table of N rows (90% completed, 10% pending), brought to a
-//     steady state (see DB.settle), and the time of single-task claims and
+//     steady state (see DB.Settle), and the time of single-task claims and
 //     of queue statistics at that size.
 //   - memory: the peak resident set size while W workers drain N pending
 //     tasks.

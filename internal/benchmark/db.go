@@ -172,13 +172,13 @@ func (d *DB) Close() error {
 	return errors.Join(d.Store.Close(), d.remove())
 }
 
-// settle brings the database to a steady state after a bulk load, as a
+// Settle brings the database to a steady state after a bulk load, as a
 // long-running deployment would be in, so that what is timed next reflects
 // the table's size rather than the load's leftovers: on SQLite the WAL is
 // copied back into the file and truncated (under writes that never pause,
 // passive checkpoints never let it restart); on PostgreSQL the tasks table
 // is vacuumed and analysed, as autovacuum eventually would.
-func (d *DB) settle(ctx context.Context) error {
+func (d *DB) Settle(ctx context.Context) error {
 	if d.Backend == BackendPostgres {
 		conn, err := pgx.Connect(ctx, d.DSN)
 		if err != nil {

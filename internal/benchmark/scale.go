@@ -51,7 +51,7 @@ func (r *runner) scale(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 	r.progress.report(n, n, "settle")
-	if err := r.db.settle(ctx); err != nil {
+	if err := r.db.Settle(ctx); err != nil {
 		return Result{}, err
 	}
 	res.SeedSeconds = time.Since(seedStart).Seconds()

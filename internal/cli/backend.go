@@ -36,6 +36,7 @@ type backend interface {
 	ResumeQueue(ctx context.Context, name string) (api.Queue, error)
 	opsBackend
 	flowBackend
+	waitBackend
 	Close() error
 }
 
@@ -50,7 +51,9 @@ func (g *globals) openBackend(ctx context.Context) (backend, error) {
 		if err != nil {
 			return nil, err
 		}
-		return newDirectBackend(st), nil
+		d := newDirectBackend(st)
+		d.wait.keys, _ = g.lookupEnv("WEFT_SIGNING_KEYS")
+		return d, nil
 	}
 	c, err := g.client()
 	if err != nil {
@@ -69,8 +72,9 @@ func (httpBackend) Close() error { return nil }
 // uses, and turns its errors into the *apiclient.Error the server would
 // have sent, so that output and messages are the same either way.
 type directBackend struct {
-	st  store.Store
-	svc *ops.Service
+	st   store.Store
+	svc  *ops.Service
+	wait directWaits
 }
 
 func newDirectBackend(st store.Store) *directBackend {

@@ -698,7 +698,7 @@ func TestVersion(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	r := ok(t, runWeft(t, "--help"))
-	for _, cmd := range []string{"serve", "enqueue", "batch", "task", "list", "queues", "migrate", "worker", "version"} {
+	for _, cmd := range []string{"serve", "enqueue", "batch", "task", "signal", "list", "queues", "migrate", "worker", "version"} {
 		if !strings.Contains(r.stdout, "  "+cmd+" ") {
 			t.Errorf("help lacks %s:\n%s", cmd, r.stdout)
 		}
@@ -707,7 +707,7 @@ func TestHelp(t *testing.T) {
 	if !strings.Contains(r.stdout, "Usage:") {
 		t.Errorf("no args:\n%s", r)
 	}
-	for _, cmd := range [][]string{{"enqueue"}, {"batch"}, {"task"}, {"list"}, {"queues"}, {"queues", "pause"}, {"migrate"}, {"migrate", "down"}, {"worker"}} {
+	for _, cmd := range [][]string{{"enqueue"}, {"batch"}, {"task"}, {"signal"}, {"list"}, {"queues"}, {"queues", "pause"}, {"migrate"}, {"migrate", "down"}, {"worker"}} {
 		r := ok(t, runWeft(t, append(cmd, "--help")...))
 		if !strings.Contains(r.stdout, "Examples:") {
 			t.Errorf("%v --help has no examples:\n%s", cmd, r.stdout)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/internal/httpapi"
+	"github.com/weftworks/weft/internal/waittoken"
 	"github.com/weftworks/weft/store"
 	"github.com/weftworks/weft/webhook"
 )
@@ -38,6 +39,10 @@ type serveOptions struct {
 	// tlsCert and tlsKey are PEM files: with them, serve speaks HTTPS
 	// (tls.go).
 	tlsCert, tlsKey string
+	// signingKeys sign and verify waitpoint tokens: WEFT_SIGNING_KEYS,
+	// read from the environment only, like the API token, so that no
+	// secret shows in a process listing.
+	signingKeys string
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -59,6 +64,11 @@ With WEFT_API_TOKEN set, every route but /healthz and /readyz requires
 a loopback address, unless --insecure says otherwise. With --tls-cert and
 --tls-key it serves HTTPS (TLS 1.2 and later); a token served without TLS
 beyond loopback is logged as a warning.
+
+Waitpoint tokens are signed with WEFT_SIGNING_KEYS, "kid:secret" pairs
+separated by commas (secrets of 16 bytes or more): the first signs, all
+verify, for rotation. Without it, a key made on first use and kept in the
+database signs them, so tokens survive restarts.
 
 The server also speaks the Model Context Protocol at /mcp (streamable HTTP),
 behind the same token, for AI agents.
@@ -138,6 +148,12 @@ func (o *serveOptions) resolve(g *globals, fs *pflag.FlagSet) error {
 	if err := o.resolveTLS(env); err != nil {
 		return err
 	}
+	if v, ok := g.lookupEnv("WEFT_SIGNING_KEYS"); ok && v != "" {
+		if err := checkSigningKeys(v); err != nil {
+			return usagef("WEFT_SIGNING_KEYS: %v", err)
+		}
+		o.signingKeys = v
+	}
 	if o.leaseTTL < time.Second {
 		return usagef("--lease-ttl: %s is too short (at least 1s)", o.leaseTTL)
 	}
@@ -149,6 +165,16 @@ func (o *serveOptions) resolve(g *globals, fs *pflag.FlagSet) error {
 		return usagef("--addr %s listens beyond this machine, and no API token is set: set WEFT_API_TOKEN (or --token), or pass --insecure to serve without authentication", o.addr)
 	}
 	_, err = parseQueues(o.queues)
+	return err
+}
+
+// checkSigningKeys validates WEFT_SIGNING_KEYS before anything is opened.
+func checkSigningKeys(v string) error {
+	keys, err := waittoken.ParseKeys(v)
+	if err != nil {
+		return err
+	}
+	_, err = waittoken.NewRing(keys...)
 	return err
 }
 
@@ -226,7 +252,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	}()
 	ws := weft.NewWorkers()
 	webhook.Register(ws, webhook.Config{DenyPrivate: o.denyPrivate, Logger: log})
-	client, err := weft.NewClient(st, &weft.Config{Queues: queues, Workers: ws, LeaseTTL: o.leaseTTL, Logger: log})
+	client, err := weft.NewClient(st, &weft.Config{Queues: queues, Workers: ws, LeaseTTL: o.leaseTTL, SigningKeys: o.signingKeys, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,9 @@ func newTaskCmd(g *globals) *cobra.Command {
 		Use:   "task ID",
 		Short: "Show a task; monitor, cancel or retry it",
 		Long: `Show a snapshot of one task: its kind, queue, state, attempts, times, worker,
-result and last error. With --format json, print the API's task object.
+result and last error, and its waitpoints, if it has any, with their tokens
+and signals. With --format json, print the API's task object (the waitpoints
+are GET /v1/tasks/{id}/waitpoints).
 
 --monitor streams the task's events until it finishes and exits with its
 outcome:
@@ -149,7 +151,15 @@ paused, or no live worker works its queue or runs its kind (see weft workers).`,
 			if g.Format != formatHuman {
 				return writeJSON(g.stdout, g.Format, t)
 			}
-			printTask(g.stdout, t, time.Now())
+			// A server older than waits has no such route: its tasks
+			// have no waitpoints to show.
+			wps, err := b.Waitpoints(ctx, id)
+			if err != nil && !notFound(err) {
+				return fmt.Errorf("task %s: waitpoints: %w", id, err)
+			}
+			now := time.Now()
+			printTask(g.stdout, t, now)
+			printWaitpoints(g.stdout, wps.Waitpoints, now)
 			return nil
 		},
 	}

@@ -85,6 +85,10 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			s.metrics.claimed.Add(float64(len(tasks)))
+			if err := s.claimedSignals(ctx, out.Tasks); err != nil {
+				s.respondErr(w, r, err)
+				return
+			}
 			writeJSON(w, http.StatusOK, out)
 			return
 		}

@@ -65,7 +65,8 @@ type Config struct {
 	// timeout.
 	Kinds map[string]engine.Kind
 	// Token, when set, is required as "Authorization: Bearer <token>" on
-	// every route except /healthz and /readyz.
+	// every route except /healthz, /readyz and /v1/signals, whose
+	// waitpoint token is its credential.
 	Token string
 	// MaxBodyBytes bounds a request body; default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
@@ -86,6 +87,7 @@ type Server struct {
 	cfg      Config
 	st       store.Store
 	ops      *ops.Service
+	waits    *ops.Waits
 	log      *slog.Logger
 	mux      *http.ServeMux
 	handler  http.Handler
@@ -116,6 +118,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, st: cfg.Client.Store(), log: cfg.Logger, mux: http.NewServeMux(), drained: make(chan struct{})}
 	s.registry = newRegistry(s.st, s.log)
 	s.ops = ops.New(clientCancels{Store: s.st, client: cfg.Client}, ops.Config{Poll: cfg.EventPoll, Done: s.drained})
+	s.waits = ops.NewWaits(cfg.Client)
 	if cfg.Token != "" {
 		s.tokenSum = sha256.Sum256([]byte(cfg.Token))
 	}
@@ -187,6 +190,12 @@ func (s *Server) routeTable() []route {
 		{"POST /v1/tasks/{id}/complete", s.complete},
 		{"POST /v1/tasks/{id}/fail", s.fail},
 		{"POST /v1/outcomes", s.outcomes},
+		{"POST /v1/tasks/{id}/waitpoints", s.createWaitpoint},
+		{"POST /v1/tasks/{id}/wait", s.wait},
+
+		{"POST /v1/signals", s.signal},
+		{"POST /v1/tasks/{id}/signals", s.signalTask},
+		{"GET /v1/tasks/{id}/waitpoints", s.waitpoints},
 
 		{"POST /v1/flows", s.submitFlow},
 		{"GET /v1/flows", s.listFlows},
@@ -240,7 +249,9 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 	writeError(w, r, http.StatusNotFound, api.CodeNotFound, "", fmt.Sprintf("no route %s %s (see /v1/openapi.json)", r.Method, r.URL.Path))
 }
 
-// authorize requires the bearer token on every route but health checks.
+// authorize requires the bearer token on every route but health checks
+// and the delivery of a signal by token: that token is the credential of
+// whoever a task handed it to, who need not have API access.
 // Both sides are hashed before the constant-time comparison so that not
 // even the token's length leaks through timing.
 func (s *Server) authorize(next http.Handler) http.Handler {
@@ -248,7 +259,7 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/v1/signals" {
 			next.ServeHTTP(w, r)
 			return
 		}

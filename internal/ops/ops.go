@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/store"
 )
@@ -182,7 +183,8 @@ type Problem struct {
 // (api.CodeForStatus), except for a stale lease, which shares 409 with
 // conflicts but needs its own code: a worker must stop rather than retry;
 // and for flows, whose unknown id (flow_not_found) and end
-// (already_finished) are told apart from a task's.
+// (already_finished) are told apart from a task's, and a closed waitpoint,
+// which a sender tells apart from a finished task.
 func ProblemOf(err error) Problem {
 	var (
 		fe *api.FieldError
@@ -204,11 +206,18 @@ func ProblemOf(err error) Problem {
 		p := problem(http.StatusNotFound, "", err.Error())
 		p.Body.Code = api.CodeFlowNotFound
 		return p
+	case errors.Is(err, weft.ErrInvalidToken):
+		// One answer, whatever was wrong: tokens cannot be probed.
+		return problem(http.StatusNotFound, "token", InvalidTokenMessage)
 	case errors.Is(err, store.ErrNotFound):
 		return problem(http.StatusNotFound, "", err.Error())
 	case errors.Is(err, store.ErrLeaseLost):
 		p := problem(http.StatusConflict, "lease_token", "the lease is no longer held: the task was rescued, cancelled or finished; stop working on it")
 		p.Body.Code = api.CodeLeaseLost
+		return p
+	case errors.Is(err, store.ErrWaitpointClosed):
+		p := problem(http.StatusConflict, "", err.Error())
+		p.Body.Code = api.CodeWaitpointClosed
 		return p
 	case errors.Is(err, store.ErrAlreadyFinished):
 		// Only a flow's cancel answers it as such: Cancel makes a task's

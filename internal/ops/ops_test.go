@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/internal/apiclient"
 	"github.com/weftworks/weft/internal/ops"
@@ -72,6 +73,9 @@ func TestProblemOf(t *testing.T) {
 		{"body too large", &http.MaxBytesError{Limit: 10}, 413, api.CodeTooLarge, "", "request body exceeds 10 bytes", false, nil},
 		{"cancelled", fmt.Errorf("list tasks: %w", context.Canceled), 503, api.CodeUnavailable, "", "request cancelled", false, apiclient.ErrUnavailable},
 		{"deadline", fmt.Errorf("list tasks: %w", context.DeadlineExceeded), 503, api.CodeUnavailable, "", "request timed out", false, apiclient.ErrUnavailable},
+		{"waitpoint closed", fmt.Errorf("waitpoint approval was resolved by timeout: %w", store.ErrWaitpointClosed), 409, api.CodeWaitpointClosed, "", "", false, nil},
+		{"invalid token", weft.ErrInvalidToken, 404, api.CodeNotFound, "token", ops.InvalidTokenMessage, false, apiclient.ErrNotFound},
+		{"too many", &store.ValidationError{Index: -1, Field: "name", Message: "too many signals", TooLarge: true}, 413, api.CodeTooLarge, "name", "too many signals", false, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
