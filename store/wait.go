@@ -300,6 +300,10 @@ type Waits interface {
 	CreateWaitpoint(ctx context.Context, taskID string, epoch int64, wp NewWaitpoint) (Waitpoint, error)
 	// Waitpoints lists a task's waitpoints with their signals.
 	Waitpoints(ctx context.Context, taskID string) ([]Waitpoint, error)
+	// WaitpointsOf reads the waitpoints, with their signals, of several
+	// tasks at once (those of a claim), by task id; a task without any is
+	// absent.
+	WaitpointsOf(ctx context.Context, taskIDs []string) (map[string][]Waitpoint, error)
 	// Waitpoint reads one waitpoint by id, without its signals;
 	// ErrNotFound when there is none.
 	Waitpoint(ctx context.Context, id string) (Waitpoint, error)

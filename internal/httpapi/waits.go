@@ -133,12 +133,20 @@ func (s *Server) checkWait(ctx context.Context, id string, spec *store.WaitSpec)
 // claimedSignals adds, to each claimed task that has waitpoints, its
 // waitpoints with their signals (without tokens).
 func (s *Server) claimedSignals(ctx context.Context, tasks []api.ClaimedTask) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	ids := make([]string, len(tasks))
+	for i, t := range tasks {
+		ids[i] = t.ID
+	}
+	// One read for the whole claim: most tasks have no waitpoint.
+	all, err := s.st.WaitpointsOf(ctx, ids)
+	if err != nil {
+		return err
+	}
 	for i := range tasks {
-		wps, err := s.st.Waitpoints(ctx, tasks[i].ID)
-		if err != nil {
-			return err
-		}
-		for _, wp := range wps {
+		for _, wp := range all[tasks[i].ID] {
 			tasks[i].Signals = append(tasks[i].Signals, api.FromWaitpoint(wp, ""))
 		}
 	}

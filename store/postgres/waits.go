@@ -44,6 +44,11 @@ func (s *Store) Waitpoints(ctx context.Context, taskID string) ([]store.Waitpoin
 	return flows().Waitpoints(ctx, s.readPool(), taskID)
 }
 
+// WaitpointsOf implements store.Store.
+func (s *Store) WaitpointsOf(ctx context.Context, taskIDs []string) (map[string][]store.Waitpoint, error) {
+	return flows().WaitpointsOf(ctx, s.readPool(), taskIDs)
+}
+
 // Waitpoint implements store.Store.
 func (s *Store) Waitpoint(ctx context.Context, id string) (store.Waitpoint, error) {
 	return flows().Waitpoint(ctx, s.readPool(), id)

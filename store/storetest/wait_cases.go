@@ -134,6 +134,11 @@ func testSuspend(t *testing.T, e *env) {
 		t.Fatalf("waitpoints after resume = %+v %v", wps, err)
 	}
 	assertJSON(t, "payload", wps[0].Signals[0].Payload, json.RawMessage(`{"by":"k1"}`))
+	plain := e.enqueue(t, store.NewTask{Kind: "k"})[0].ID
+	of, err := e.st.WaitpointsOf(e.ctx, []string{task.ID, plain, uuid.NewString()})
+	if err != nil || len(of) != 1 || len(of[task.ID]) != 1 || len(of[task.ID][0].Signals) != 1 || of[task.ID][0].ID != wp.ID {
+		t.Fatalf("waitpoints of several tasks = %+v %v; want only the waiting task's, with its signal", of, err)
+	}
 	evs := eventTypes(e.events(t, task.ID))
 	if !slices.Contains(evs, store.EventSignalled) || !slices.Contains(evs, store.EventResumed) {
 		t.Fatalf("events = %v", evs)

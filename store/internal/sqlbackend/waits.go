@@ -174,6 +174,39 @@ func (f FlowStore) Waitpoints(ctx context.Context, db Querier, taskID string) ([
 	return wps, nil
 }
 
+// WaitpointsOf reads the waitpoints, with their signals, of several
+// tasks: one statement for the waitpoints, one more for their signals when
+// there are any.
+func (f FlowStore) WaitpointsOf(ctx context.Context, db Querier, taskIDs []string) (map[string][]store.Waitpoint, error) {
+	out := map[string][]store.Waitpoint{}
+	err := chunks(taskIDs, func(part []string) error {
+		wps, err := collect(ctx, db, "read waitpoints", f.d.Bind(`SELECT `+waitpointColumns+` FROM weft_waitpoints
+			WHERE task_id IN `+in(len(part))+` ORDER BY created_at, id`), anys(part), func(r Rows) (store.Waitpoint, error) { return scanWaitpoint(r) })
+		if err != nil || len(wps) == 0 {
+			return err
+		}
+		ids := make([]string, len(wps))
+		for i, wp := range wps {
+			ids[i] = wp.ID
+		}
+		signals, err := collect(ctx, db, "read signals", f.d.Bind(`SELECT `+signalColumns+` FROM weft_signals s
+			JOIN weft_waitpoints w ON w.id = s.waitpoint_id WHERE s.waitpoint_id IN `+in(len(ids))+` ORDER BY s.received_at, s.id`), anys(ids), scanSignal)
+		if err != nil {
+			return err
+		}
+		for i := range wps {
+			for _, sg := range signals {
+				if sg.WaitpointID == wps[i].ID {
+					wps[i].Signals = append(wps[i].Signals, sg)
+				}
+			}
+			out[wps[i].TaskID] = append(out[wps[i].TaskID], wps[i])
+		}
+		return nil
+	})
+	return out, err
+}
+
 func (f FlowStore) taskSignals(ctx context.Context, db Querier, taskID string) ([]store.Signal, error) {
 	return collect(ctx, db, "read signals", f.d.Bind(`SELECT `+signalColumns+` FROM weft_signals s
 		JOIN weft_waitpoints w ON w.id = s.waitpoint_id WHERE s.task_id = ? ORDER BY s.received_at, s.id`), []any{taskID}, scanSignal)
