@@ -484,6 +484,7 @@ type Store interface {
 	Coordinator
 	Scheduler
 	Flows
+	Streams
 	// TxEnqueuer returns the store's enqueuer into callers' own
 	// transactions, or nil when the backend has none. Optional
 	// capabilities are reached through accessors like this one rather

@@ -478,6 +478,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 		}
 	}
 	out, _ := store.ReconcileFinish(outcomes, applied, missing)
+	sqlbackend.NotifyEnded(&s.followers, outcomes, out)
 	return out, nil
 }
 

@@ -141,6 +141,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 	if err != nil {
 		return nil, err
 	}
+	sqlbackend.NotifyEnded(&s.followers, outcomes, results)
 	return results, nil
 }
 
