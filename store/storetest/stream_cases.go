@@ -28,7 +28,9 @@ var streamCases = []testCase{
 
 func text(s string) store.NewFrame { return store.NewFrame{Kind: store.FrameText, Data: []byte(s)} }
 
-func jsonFrame(s string) store.NewFrame { return store.NewFrame{Kind: store.FrameJSON, Data: []byte(s)} }
+func jsonFrame(s string) store.NewFrame {
+	return store.NewFrame{Kind: store.FrameJSON, Data: []byte(s)}
+}
 
 // numbered gives frames the writer's numbers from, from+1, ...
 func numbered(from int64, frames ...store.NewFrame) []store.NewFrame {
