@@ -1,8 +1,9 @@
 // Package httpapi serves Weft's HTTP API v1: enqueueing and inspecting
-// tasks, streaming their events, remote workers in any language (claims,
-// heartbeats, outcomes under lease tokens), queue statistics and pausing,
-// health, Prometheus metrics and the OpenAPI document; and the Model
-// Context Protocol at /mcp (internal/mcpserver), for AI agents.
+// tasks, streaming their events and output, waiting for results, remote
+// workers in any language (claims, heartbeats, output frames, outcomes
+// under lease tokens), queue statistics and pausing, health, Prometheus
+// metrics and the OpenAPI document; and the Model Context Protocol at /mcp
+// (internal/mcpserver), for AI agents.
 //
 // Handlers decode strictly (unknown fields, trailing data and oversized
 // bodies are refused before anything is written), validate everything
@@ -172,10 +173,13 @@ func (s *Server) routeTable() []route {
 		{"POST /v1/tasks/{id}/cancel", s.cancel},
 		{"POST /v1/tasks/{id}/retry", s.retry},
 		{"GET /v1/tasks/{id}/events", s.events},
+		{"GET /v1/tasks/{id}/stream", s.stream},
+		{"GET /v1/tasks/{id}/result", s.result},
 
 		{"POST /v1/claims", s.claim},
 		{"POST /v1/tasks/{id}/heartbeat", s.heartbeat},
 		{"POST /v1/tasks/{id}/progress", s.progress},
+		{"POST /v1/tasks/{id}/stream", s.appendStream},
 		{"POST /v1/tasks/{id}/complete", s.complete},
 		{"POST /v1/tasks/{id}/fail", s.fail},
 		{"POST /v1/outcomes", s.outcomes},
