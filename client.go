@@ -188,6 +188,7 @@ func (c *Client) Start(ctx context.Context) error {
 	eng, err := engine.New(engine.Config{
 		Store:            c.st,
 		Flows:            c.st,
+		Streams:          c.st,
 		Owner:            c.nodeID,
 		Queues:           queues,
 		Kinds:            c.cfg.Workers.kinds,

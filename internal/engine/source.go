@@ -69,6 +69,13 @@ type FlowSource interface {
 	AddMembers(ctx context.Context, taskID string, epoch int64, members []store.NewFlowMember) (store.FlowResult, error)
 }
 
+// StreamSource is implemented by a source that stores tasks' output
+// streams, as the store does and a server's API does: a handler appends
+// frames under its lease through it.
+type StreamSource interface {
+	AppendFrames(ctx context.Context, taskID string, epoch int64, frames []store.NewFrame) ([]store.Frame, error)
+}
+
 // Finished is one finished attempt, as the engine hands it to its source.
 type Finished struct {
 	// Outcome is what the engine decided the attempt records, with the
@@ -87,7 +94,8 @@ type Finished struct {
 // store: the store itself, recording the engine's outcomes.
 type storeSource struct {
 	store.Runner
-	flows store.Flows
+	flows   store.Flows
+	streams store.Streams
 	// outcomes is Finish's buffer, reused from batch to batch: Finish is
 	// not called concurrently.
 	outcomes []store.Outcome
@@ -105,6 +113,13 @@ func (s *storeSource) AddMembers(ctx context.Context, taskID string, epoch int64
 		return store.FlowResult{}, ErrNoFlows
 	}
 	return s.flows.AddMembers(ctx, taskID, epoch, members)
+}
+
+func (s *storeSource) AppendFrames(ctx context.Context, taskID string, epoch int64, frames []store.NewFrame) ([]store.Frame, error) {
+	if s.streams == nil {
+		return nil, ErrNoStreams
+	}
+	return s.streams.AppendFrames(ctx, taskID, epoch, frames)
 }
 
 func (s *storeSource) Finish(ctx context.Context, batch []Finished) ([]store.FinishResult, error) {

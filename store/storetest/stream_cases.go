@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/store"
 )
 
@@ -24,6 +26,7 @@ var streamCases = []testCase{
 	{"the end comes with the final state, after every frame", testStreamEnd},
 	{"stream sizes are capped", testStreamCaps},
 	{"frames are purged with their task and their flow", testStreamPurge},
+	{"a handler's stream is followed live, from another store, to its end", testEngineStream},
 }
 
 func text(s string) store.NewFrame { return store.NewFrame{Kind: store.FrameText, Data: []byte(s)} }
@@ -409,5 +412,77 @@ func testStreamPurge(t *testing.T, e *env) {
 			t.Fatalf("frames of purged task %s came back: %q", id, frameTexts(fs))
 		}
 		assertFrames(t, "the first frame under a reused id", e.appendFrames(t, again, text("new")), "1/1 text new")
+	}
+}
+
+type streamArgs struct{}
+
+func (streamArgs) Kind() string { return "st.stream" }
+
+func testEngineStream(t *testing.T, e *env) {
+	next := make(chan struct{})
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, task *weft.Task[streamArgs]) error {
+		if err := task.StreamText(ctx, "working"); err != nil {
+			return err
+		}
+		select {
+		case <-next:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return task.Stream(ctx, map[string]int{"done": 1})
+	})
+	c := startClient(t, e, nil, ws, weft.Config{})
+	res, err := c.Enqueue(e.ctx, streamArgs{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reader is another client on another store: another process.
+	reader, err := weft.NewClient(e.open(t), &weft.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan weft.Frame, 4)
+	ended := make(chan error, 1)
+	go func() {
+		end, err := reader.FollowStream(e.ctx, res.ID, 0, func(f weft.Frame) error {
+			got <- f
+			return nil
+		})
+		if err == nil && (end == nil || end.State != weft.StateCompleted) {
+			err = fmt.Errorf("end = %+v, want completed", end)
+		}
+		ended <- err
+	}()
+	receive := func() weft.Frame {
+		t.Helper()
+		select {
+		case f := <-got:
+			return f
+		case <-time.After(wakeWithin):
+			t.Fatalf("no frame within %s", wakeWithin)
+		}
+		return weft.Frame{}
+	}
+	// The first frame arrives while the handler still runs.
+	if f := receive(); f.Seq != 1 || f.Kind != weft.FrameText || string(f.Data) != "working" || f.Attempt != 1 {
+		t.Fatalf("first frame = %+v", f)
+	}
+	close(next)
+	if f := receive(); f.Seq != 2 || f.Kind != weft.FrameJSON || string(f.Data) != `{"done":1}` {
+		t.Fatalf("second frame = %+v", f)
+	}
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wakeWithin):
+		t.Fatalf("the follower did not end within %s of the task's completion", wakeWithin)
+	}
+	frames, end, err := c.StreamFrames(e.ctx, res.ID, 0, 0)
+	if err != nil || len(frames) != 2 || end == nil {
+		t.Fatalf("stream after the end: %d frames, end %+v, %v", len(frames), end, err)
 	}
 }
