@@ -53,8 +53,8 @@ type StreamRequest struct {
 }
 
 // StreamResponse answers a StreamRequest with the frames as stored, one
-// per frame sent: a frame sent again under its number comes back as it
-// was first stored.
+// per frame sent, without their data: a frame sent again under its number
+// comes back as it was first stored.
 type StreamResponse struct {
 	Frames []Frame `json:"frames"`
 }

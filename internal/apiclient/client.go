@@ -6,7 +6,6 @@
 package apiclient
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,9 +26,9 @@ import (
 // any api.Error, and a readable start of anything else.
 const maxErrorBody = 64 << 10
 
-// maxEventLine bounds one NDJSON event line. Progress data is bounded by
-// the server's args limit (1 MiB by default); this leaves room for that
-// plus the envelope.
+// maxEventLine bounds one NDJSON line (an event, a frame). Progress data
+// and frames are bounded at 1 MiB by default; this leaves room for that,
+// escaped, plus the envelope.
 const maxEventLine = 16 << 20
 
 // Client calls one Weft server. It is safe for concurrent use.
@@ -117,57 +116,18 @@ func (c *Client) Retry(ctx context.Context, id string) (api.Task, error) {
 // element, with a zero Event; a stream the server ended cleanly just
 // stops. Breaking out of the loop closes the connection.
 func (c *Client) Events(ctx context.Context, id string, after int64, follow bool) iter.Seq2[api.Event, error] {
-	return func(yield func(api.Event, error) bool) {
-		q := url.Values{}
-		if after > 0 {
-			q.Set("after", strconv.FormatInt(after, 10))
-		}
-		if follow {
-			q.Set("follow", "true")
-		}
-		path := "/v1/tasks/" + url.PathEscape(id) + "/events"
-		if len(q) > 0 {
-			path += "?" + q.Encode()
-		}
-		req, err := c.newRequest(ctx, http.MethodGet, path, nil)
-		if err != nil {
-			yield(api.Event{}, err)
-			return
-		}
-		req.Header.Set("Accept", "application/x-ndjson")
-		resp, err := c.send(ctx, req)
-		if err != nil {
-			yield(api.Event{}, err)
-			return
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			yield(api.Event{}, errorFrom(resp))
-			return
-		}
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 0, 64<<10), maxEventLine)
-		for sc.Scan() {
-			line := bytes.TrimSpace(sc.Bytes())
-			if len(line) == 0 {
-				continue // keep-alive
-			}
-			var ev api.Event
-			if err := json.Unmarshal(line, &ev); err != nil {
-				yield(api.Event{}, fmt.Errorf("events of %s: bad line from the server: %w", id, err))
-				return
-			}
-			if !yield(ev, nil) {
-				return
-			}
-		}
-		if err := sc.Err(); err != nil {
-			if ctx.Err() != nil {
-				err = context.Cause(ctx)
-			}
-			yield(api.Event{}, fmt.Errorf("events of %s: stream interrupted: %w", id, err))
-		}
+	q := url.Values{}
+	if after > 0 {
+		q.Set("after", strconv.FormatInt(after, 10))
 	}
+	if follow {
+		q.Set("follow", "true")
+	}
+	path := "/v1/tasks/" + url.PathEscape(id) + "/events"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	return ndjson[api.Event](ctx, c, path, "events of "+id)
 }
 
 // Queues lists the queues with their counts.

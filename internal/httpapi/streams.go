@@ -39,9 +39,10 @@ func (s *Server) appendStream(w http.ResponseWriter, r *http.Request) {
 		s.respondErr(w, r, err)
 		return
 	}
+	// The frames go back without their data, which the worker has.
 	out := api.StreamResponse{Frames: make([]api.Frame, len(stored))}
 	for i, f := range stored {
-		out.Frames[i] = api.FromFrame(f)
+		out.Frames[i] = api.Frame{Seq: f.Seq, Attempt: f.Attempt, At: f.At.UTC(), Kind: string(f.Kind)}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -76,14 +76,14 @@ func TestStreamWriteFollowAndEnd(t *testing.T) {
 		{"seq": 2, "kind": "json", "data": { "b": 1, "a": [1, 2] }}]}`
 	var first, again api.StreamResponse
 	a.must(t, 200, "POST", base+"/stream", body, &first)
-	if len(first.Frames) != 2 || first.Frames[0].Seq != 1 || string(first.Frames[0].Data) != `"hello\n"` ||
-		first.Frames[1].Kind != "json" || string(first.Frames[1].Data) != `{"b":1,"a":[1,2]}` || first.Frames[1].Attempt != 1 {
-		t.Fatalf("stored frames = %+v", first.Frames)
+	if len(first.Frames) != 2 || first.Frames[0].Seq != 1 || first.Frames[0].Kind != "text" || first.Frames[1].Seq != 2 ||
+		first.Frames[1].Kind != "json" || first.Frames[1].Attempt != 1 || first.Frames[0].At.IsZero() || first.Frames[1].Data != nil {
+		t.Fatalf("stored frames = %+v; want 1 text and 2 json of attempt 1, without their data", first.Frames)
 	}
 	if f := nextFrame(t, early); f.Seq != 1 || f.Kind != "text" || string(f.Data) != `"hello\n"` {
 		t.Fatalf("first followed frame = %+v", f)
 	}
-	if f := nextFrame(t, early); f.Seq != 2 || f.Kind != "json" {
+	if f := nextFrame(t, early); f.Seq != 2 || f.Kind != "json" || string(f.Data) != `{"b":1,"a":[1,2]}` {
 		t.Fatalf("second followed frame = %+v", f)
 	}
 	// The same request again, as a worker that lost the answer retries
