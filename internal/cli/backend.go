@@ -27,6 +27,10 @@ type backend interface {
 	// it ends once the task is terminal and its terminal event was
 	// yielded. A failure is the last element.
 	Events(ctx context.Context, id string, after int64, follow bool) iter.Seq2[api.Event, error]
+	// Stream yields a task's output frames after the cursor after, live,
+	// and its end (Kind api.FrameEnd) last, once the task is final. A
+	// failure is the last element.
+	Stream(ctx context.Context, id string, after int64) iter.Seq2[api.Frame, error]
 	Queues(ctx context.Context) (api.QueueList, error)
 	PauseQueue(ctx context.Context, name string) (api.Queue, error)
 	ResumeQueue(ctx context.Context, name string) (api.Queue, error)
@@ -119,6 +123,21 @@ func (d *directBackend) Events(ctx context.Context, id string, after int64, foll
 		}
 		for ev, err := range stream.All(ctx) {
 			if !yield(ev, wireError(ctx, err)) {
+				return
+			}
+		}
+	}
+}
+
+func (d *directBackend) Stream(ctx context.Context, id string, after int64) iter.Seq2[api.Frame, error] {
+	return func(yield func(api.Frame, error) bool) {
+		stream, err := d.svc.FollowFrames(ctx, id, after)
+		if err != nil {
+			yield(api.Frame{}, wireError(ctx, err))
+			return
+		}
+		for f, err := range stream.All(ctx) {
+			if !yield(f, wireError(ctx, err)) {
 				return
 			}
 		}

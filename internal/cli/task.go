@@ -30,7 +30,7 @@ const maxReconnects = 5
 const resultLimit = 2000
 
 func newTaskCmd(g *globals) *cobra.Command {
-	var monitor, cancel, retry bool
+	var monitor, cancel, retry, stream bool
 	cmd := &cobra.Command{
 		Use:   "task ID",
 		Short: "Show a task; monitor, cancel or retry it",
@@ -45,23 +45,36 @@ Ctrl-C stops monitoring (exit code 130) and leaves the task alone.
 
 --cancel cancels a pending task at once, or asks the worker of a running task
 to stop. --retry makes a failed or cancelled task pending again. Either can be
-combined with --monitor to wait for the outcome.`,
+combined with --monitor to wait for the outcome.
+
+--stream prints the task's output stream — the frames its handler writes —
+from the first frame, live, and exits when the task is final, with the exit
+codes of --monitor. Text frames are printed as written, JSON frames as one
+line of JSON each; with --format json or ndjson every frame, and the end, is
+a line of NDJSON.`,
 		Example: `  weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e
   weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e --format json
   weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e --monitor && echo done
   weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e --cancel
-  weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e --retry --monitor --format human`,
+  weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e --retry --monitor --format human
+  weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e --stream`,
 		Args: exactArgs(1, "one task id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, id := cmd.Context(), args[0]
 			if cancel && retry {
 				return usagef("--cancel and --retry were both given: choose one")
 			}
+			if stream && (monitor || cancel || retry) {
+				return usagef("--stream prints the task's output alone: leave out --monitor, --cancel and --retry")
+			}
 			b, err := g.openBackend(ctx)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
+			if stream {
+				return streamTask(ctx, g, b, id)
+			}
 			switch {
 			case cancel, retry:
 				op, verb := b.Cancel, "cancel"
@@ -101,6 +114,7 @@ combined with --monitor to wait for the outcome.`,
 	f.BoolVar(&monitor, "monitor", false, "stream the task's events until it finishes; exit 0 completed, 1 failed, 2 cancelled")
 	f.BoolVar(&cancel, "cancel", false, "cancel the task (a running task is asked to stop)")
 	f.BoolVar(&retry, "retry", false, "make a failed or cancelled task pending again")
+	f.BoolVar(&stream, "stream", false, "print the task's output stream live until it ends; exit codes as --monitor's")
 	return cmd
 }
 
