@@ -53,8 +53,10 @@ type Store struct {
 	// (unquoted: pg_notify takes it as text); a notification's payload
 	// is the task's id.
 	frameChannel string
-	// followers are the readers following tasks' streams.
+	// followers are the readers following tasks' streams; appended
+	// tells the other nodes' followers of appends.
 	followers wake.Keyed
+	appended  *frameNotifier
 	opts      Options
 	log       *slog.Logger
 	wake      wake.Broadcaster
@@ -116,18 +118,21 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	s := &Store{reads: sqlbackend.NewReader(poolReads{pool}, &readStatements, scanTask, o.Now), pool: pool, channel: pgx.Identifier{ch}.Sanitize(), frameChannel: frameCh, opts: o, log: o.Logger, cancel: cancel, done: make(chan struct{})}
+	s.appended = newFrameNotifier(s)
 	if o.PollOnly {
 		close(s.done)
 	} else {
 		go s.listen(lctx)
+		go s.appended.run(lctx)
 	}
 	return s, nil
 }
 
-// Close stops the listener and closes the pool.
+// Close stops the listener and the stream notifier and closes the pool.
 func (s *Store) Close() error {
 	s.cancel()
 	<-s.done
+	<-s.appended.done
 	s.pool.Close()
 	return nil
 }
@@ -369,7 +374,7 @@ func (s *Store) listenOnce(ctx context.Context, listening func()) error {
 			return err
 		}
 		if n.Channel == s.frameChannel {
-			s.followers.Notify(n.Payload)
+			s.followers.Notify(strings.Split(n.Payload, ",")...)
 			continue
 		}
 		s.wake.Notify()

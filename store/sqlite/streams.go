@@ -15,6 +15,7 @@ func streams() sqlbackend.StreamStore {
 		Bind:       func(q string) string { return q },
 		JSON:       "?",
 		InsertRows: insertRows,
+		TaskArg:    "+?",
 	})
 }
 

@@ -41,7 +41,8 @@ var frameColumns = []string{"task_id", "seq", "attempt", "at", "kind", "data"}
 // frame commits after the task became final.
 func (s StreamStore) Append(ctx context.Context, tx Tx, taskID string, epoch int64, frames []store.NewFrame, now time.Time) ([]store.Frame, error) {
 	var attempt int
-	err := tx.QueryRow(ctx, s.d.Bind("SELECT attempt FROM weft_tasks WHERE id = ? AND lease_epoch = ? AND state = 'running'"+s.lock()), taskID, epoch).Scan(&attempt)
+	a := s.d.taskArg()
+	err := tx.QueryRow(ctx, s.d.Bind("SELECT attempt FROM weft_tasks WHERE id = "+a+" AND lease_epoch = "+a+" AND state = 'running'"+s.lock()), taskID, epoch).Scan(&attempt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, LeaseLostOrMissing(tx.QueryRow(ctx, s.d.Bind("SELECT 1 FROM weft_tasks WHERE id = ?"), taskID), taskID, epoch)
 	}
@@ -112,7 +113,7 @@ func (s StreamStore) Read(ctx context.Context, db Querier, taskID string, after 
 	// row comes with seq 0, which no frame has.
 	rows, err := db.Query(ctx, s.d.Bind(fmt.Sprintf(`SELECT seq, attempt, at, kind, data FROM
 		(SELECT seq, attempt, at, kind, data FROM weft_frames WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT %d) f
-		UNION ALL SELECT 0, 0, coalesce(finalized_at, 0), state, NULL FROM weft_tasks WHERE id = ?`, limit+1)), taskID, after, taskID)
+		UNION ALL SELECT 0, 0, coalesce(finalized_at, 0), state, NULL FROM weft_tasks WHERE id = %s`, limit+1, s.d.taskArg())), taskID, after, taskID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read frames of %s: %w", taskID, err)
 	}
