@@ -10,36 +10,16 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/weftworks/weft/internal/api"
 )
 
 // AppendStream appends frames to a claimed task's output stream under the
-// lease, and returns them as stored. ErrLeaseLost when the lease is gone.
+// lease, and returns them as stored, without their data. ErrLeaseLost when
+// the lease is gone.
 func (c *Client) AppendStream(ctx context.Context, id string, req api.StreamRequest) (api.StreamResponse, error) {
 	var out api.StreamResponse
 	err := c.do(ctx, http.MethodPost, "/v1/tasks/"+url.PathEscape(id)+"/stream", req, &out)
-	return out, err
-}
-
-// StreamPage reads one page of a task's output stream: at most limit
-// frames (0 for the server's default) after the cursor after, and the end
-// when the page holds the last frames of a final task.
-func (c *Client) StreamPage(ctx context.Context, id string, after int64, limit int) (api.FramePage, error) {
-	q := url.Values{}
-	if after > 0 {
-		q.Set("after", strconv.FormatInt(after, 10))
-	}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
-	}
-	path := "/v1/tasks/" + url.PathEscape(id) + "/stream"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	var out api.FramePage
-	err := c.do(ctx, http.MethodGet, path, nil, &out)
 	return out, err
 }
 
@@ -54,14 +34,6 @@ func (c *Client) Stream(ctx context.Context, id string, after int64) iter.Seq2[a
 		path += "&after=" + strconv.FormatInt(after, 10)
 	}
 	return ndjson[api.Frame](ctx, c, path, "stream of "+id)
-}
-
-// Result reads a task's outcome, waiting up to wait (at most 5m) for it to
-// be final; Final in the answer says whether it is.
-func (c *Client) Result(ctx context.Context, id string, wait time.Duration) (api.TaskResult, error) {
-	var out api.TaskResult
-	err := c.do(ctx, http.MethodGet, "/v1/tasks/"+url.PathEscape(id)+"/result?wait="+url.QueryEscape(wait.String()), nil, &out)
-	return out, err
 }
 
 // ndjson reads an NDJSON response of GET path line by line as values of

@@ -60,8 +60,14 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		// An EventSource reconnecting resumes where it left off.
 		afterS, afterField = r.Header.Get("Last-Event-ID"), "Last-Event-ID"
 	}
-	after, follow, err := eventParams(afterS, afterField, q.Get("follow"))
+	_, follow, err := eventParams("", afterField, q.Get("follow"))
 	follow = follow || sse
+	var after int64
+	if err == nil && afterS != "" {
+		if after, err = strconv.ParseInt(afterS, 10, 64); err != nil || after < 0 {
+			err = badField(afterField, "%q is not a frame sequence number (0 or more)", afterS)
+		}
+	}
 	limit := 0
 	if err == nil && q.Has("limit") {
 		if follow {
