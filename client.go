@@ -224,6 +224,7 @@ func (c *Client) Start(ctx context.Context) error {
 		Store:            c.st,
 		Flows:            c.st,
 		Waits:            c.st,
+		Streams:          c.st,
 		Owner:            c.nodeID,
 		Queues:           queues,
 		Kinds:            c.cfg.Workers.kinds,

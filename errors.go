@@ -25,6 +25,10 @@ var (
 	ErrConflict = store.ErrConflict
 	// ErrInvalid: the input was rejected; the error is a *ValidationError.
 	ErrInvalid = store.ErrInvalid
+	// ErrTooLarge: the input passed a documented bound (a frame over
+	// 1 MiB, a task's output stream over 16 MiB, ...); it comes with
+	// ErrInvalid.
+	ErrTooLarge = store.ErrTooLarge
 	// ErrCancelRequested is the context cause seen by a handler whose task
 	// was cancelled while it ran.
 	ErrCancelRequested = engine.ErrCancelRequested

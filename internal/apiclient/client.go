@@ -6,7 +6,6 @@
 package apiclient
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,9 +26,9 @@ import (
 // any api.Error, and a readable start of anything else.
 const maxErrorBody = 64 << 10
 
-// maxEventLine bounds one NDJSON event line. Progress data is bounded by
-// the server's args limit (1 MiB by default); this leaves room for that
-// plus the envelope.
+// maxEventLine bounds one NDJSON line (an event, a frame). Progress data
+// and frames are bounded at 1 MiB by default; this leaves room for that,
+// escaped, plus the envelope.
 const maxEventLine = 16 << 20
 
 // Client calls one Weft server. It is safe for concurrent use.
@@ -133,7 +132,7 @@ func (c *Client) events(ctx context.Context, path, id string, after int64, follo
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	return c.stream(ctx, path, "events of "+id)
+	return ndjson[api.Event](ctx, c, path, "events of "+id)
 }
 
 // Feed reads the events of every task as p selects them (GET
@@ -144,51 +143,7 @@ func (c *Client) Feed(ctx context.Context, p api.FeedParams) iter.Seq2[api.Event
 	if q := p.Query(); q != "" {
 		path += "?" + q
 	}
-	return c.stream(ctx, path, "events")
-}
-
-// stream reads an NDJSON event stream; what names it in errors.
-func (c *Client) stream(ctx context.Context, path, what string) iter.Seq2[api.Event, error] {
-	return func(yield func(api.Event, error) bool) {
-		req, err := c.newRequest(ctx, http.MethodGet, path, nil)
-		if err != nil {
-			yield(api.Event{}, err)
-			return
-		}
-		req.Header.Set("Accept", "application/x-ndjson")
-		resp, err := c.send(ctx, req)
-		if err != nil {
-			yield(api.Event{}, err)
-			return
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			yield(api.Event{}, errorFrom(resp))
-			return
-		}
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 0, 64<<10), maxEventLine)
-		for sc.Scan() {
-			line := bytes.TrimSpace(sc.Bytes())
-			if len(line) == 0 {
-				continue // keep-alive
-			}
-			var ev api.Event
-			if err := json.Unmarshal(line, &ev); err != nil {
-				yield(api.Event{}, fmt.Errorf("%s: bad line from the server: %w", what, err))
-				return
-			}
-			if !yield(ev, nil) {
-				return
-			}
-		}
-		if err := sc.Err(); err != nil {
-			if ctx.Err() != nil {
-				err = context.Cause(ctx)
-			}
-			yield(api.Event{}, fmt.Errorf("%s: stream interrupted: %w", what, err))
-		}
-	}
+	return ndjson[api.Event](ctx, c, path, "events")
 }
 
 // Queues lists the queues with their counts.

@@ -23,6 +23,7 @@
 //   - memory: the peak resident set size while W workers drain N pending
 //     tasks.
 //   - flow-submit, flow-burndown, flow-latency: flows (see flows.go).
+//   - stream-append, stream-lag: output streams (see streams.go).
 //
 // Completion visibility is measured without touching the engine: when a
 // handler starts, it hands the task to an observer goroutine, which reads
@@ -65,7 +66,7 @@ const (
 
 // Scenarios lists every scenario, in the order `all` runs them.
 func Scenarios() []Scenario {
-	return []Scenario{Burndown, Insert, Latency, XLatency, Scale, Memory, FlowSubmit, FlowBurndown, FlowLatency}
+	return []Scenario{Burndown, Insert, Latency, XLatency, Scale, Memory, FlowSubmit, FlowBurndown, FlowLatency, StreamAppend, StreamLag}
 }
 
 // ParseScenarios reads a comma-separated list of scenario names, or "all".
@@ -286,6 +287,10 @@ func RunOn(ctx context.Context, db *DB, sc Scenario, o Options) (Result, error) 
 		res, err = r.flowBurndown(ctx)
 	case FlowLatency:
 		res, err = r.flowLatency(ctx)
+	case StreamAppend:
+		res, err = r.streamAppend(ctx)
+	case StreamLag:
+		res, err = r.streamLag(ctx)
 	default:
 		return Result{}, fmt.Errorf("unknown scenario %q", sc)
 	}

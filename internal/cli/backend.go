@@ -31,6 +31,10 @@ type backend interface {
 	// p.Follow it waits for more until ctx ends. A failure is the last
 	// element.
 	Feed(ctx context.Context, p api.FeedParams) iter.Seq2[api.Event, error]
+	// Stream yields a task's output frames after the cursor after, live,
+	// and its end (Kind api.FrameEnd) last, once the task is final. A
+	// failure is the last element.
+	Stream(ctx context.Context, id string, after int64) iter.Seq2[api.Frame, error]
 	Queues(ctx context.Context) (api.QueueList, error)
 	PauseQueue(ctx context.Context, name string) (api.Queue, error)
 	ResumeQueue(ctx context.Context, name string) (api.Queue, error)
@@ -157,6 +161,21 @@ func (d *directBackend) Feed(ctx context.Context, p api.FeedParams) iter.Seq2[ap
 				if !yield(ev, nil) {
 					return
 				}
+			}
+		}
+	}
+}
+
+func (d *directBackend) Stream(ctx context.Context, id string, after int64) iter.Seq2[api.Frame, error] {
+	return func(yield func(api.Frame, error) bool) {
+		stream, err := d.svc.FollowFrames(ctx, id, after)
+		if err != nil {
+			yield(api.Frame{}, wireError(ctx, err))
+			return
+		}
+		for f, err := range stream.All(ctx) {
+			if !yield(f, wireError(ctx, err)) {
+				return
 			}
 		}
 	}

@@ -85,6 +85,11 @@ Scenarios (--scenario, a comma-separated list, or all):
                  workers: compare with burndown.
   flow-latency   --samples two-step flows, one every --interval: percentiles
                  of the parent's handler returning to the child's starting.
+  stream-append  --workers tasks write --tasks text frames of 100 bytes in
+                 all, one durable write each, at once: frames per second.
+  stream-lag     one task writes --samples frames, one every --interval,
+                 while a reader follows its stream: percentiles of a frame's
+                 write acknowledged to the follower receiving it.
 all runs them in this order; with the defaults that takes a few minutes.
 
 A progress line is shown on stderr. At the end a table is printed, or with
@@ -110,7 +115,7 @@ per scenario with the median of each figure, marked "median_of").`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.scenarios, "scenario", "all", "scenarios to run: burndown, insert, latency, xlatency, scale, memory, a comma-separated list, or all")
+	f.StringVar(&o.scenarios, "scenario", "all", "scenarios to run: burndown, insert, latency, xlatency, scale, memory, flow-submit, flow-burndown, flow-latency, stream-append, stream-lag, a comma-separated list, or all")
 	f.IntVar(&o.tasks, "tasks", 0, "tasks of burndown and insert (default 100,000), rows of scale and tasks of memory (default 1,000,000)")
 	f.IntVar(&o.workers, "workers", benchmark.DefaultWorkers, "engine concurrency in burndown, latency, xlatency and memory")
 	f.IntVar(&o.samples, "samples", benchmark.DefaultSamples, "tasks timed by latency and xlatency")
@@ -440,6 +445,10 @@ func notes(r benchmark.Result) string {
 			fmtMs(r.StatsMs), fmtMs(r.StatsMaxMs), r.Seed, r.SeedSeconds)
 	case benchmark.Memory:
 		return "peak RSS while draining"
+	case benchmark.StreamAppend:
+		return "tasks: frames written; workers: tasks writing them"
+	case benchmark.StreamLag:
+		return "percentiles: " + r.PercentilesOf + "; tasks: frames"
 	}
 	return ""
 }

@@ -59,6 +59,11 @@ func TestBenchAllJSON(t *testing.T) {
 		switch res.Scenario {
 		case benchmark.FlowSubmit:
 			wantWorkers = 0
+		case benchmark.StreamLag:
+			wantTasks, wantWorkers = 50, 1
+			if res.P50Ms == nil || res.P99Ms == nil {
+				t.Errorf("%s: latency figures missing: %s", res.Scenario, line)
+			}
 		case benchmark.FlowLatency:
 			wantTasks = 50
 			if res.P50Ms == nil || res.P99Ms == nil {

@@ -38,8 +38,8 @@ const resultLimit = 2000
 
 func newTaskCmd(g *globals) *cobra.Command {
 	var (
-		monitor, cancel, retry, del, runNow bool
-		timeout                             time.Duration
+		monitor, cancel, retry, del, runNow, stream bool
+		timeout                                     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "task ID",
@@ -72,12 +72,19 @@ a pending task scheduled for later ready now. Each can be combined with
 events. (weft retry, cancel, delete and run-now do the same to many tasks.)
 
 A pending task that nothing will run says why on a "hint" line: its queue is
-paused, or no live worker works its queue or runs its kind (see weft workers).`,
+paused, or no live worker works its queue or runs its kind (see weft workers).
+
+--stream prints the task's output stream — the frames its handler writes —
+from the first frame, live, and exits when the task is final, with the exit
+codes of --monitor. Text frames are printed as written, JSON frames as one
+line of JSON each; with --format json or ndjson every frame, and the end, is
+a line of NDJSON.`,
 		Example: `  weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e
   weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e --format json
   weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e --monitor && echo done
   weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e --cancel
-  weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e --retry --monitor --format human`,
+  weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e --retry --monitor --format human
+  weft task 0190a3c2-7b1e-7c3a-9d7e-3f5a2b1c4d5e --stream`,
 		Args: exactArgs(1, "one task id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, id := cmd.Context(), args[0]
@@ -92,6 +99,9 @@ paused, or no live worker works its queue or runs its kind (see weft workers).`,
 			}
 			if len(actions) > 1 {
 				return usagef("%s were both given: choose one", strings.Join(actions, " and "))
+			}
+			if stream && (monitor || len(actions) > 0) {
+				return usagef("--stream prints the task's output alone: leave out --monitor and the actions")
 			}
 			if del && monitor {
 				return usagef("--delete and --monitor exclude each other: a deleted task has no events to follow")
@@ -111,6 +121,9 @@ paused, or no live worker works its queue or runs its kind (see weft workers).`,
 				return err
 			}
 			defer b.Close()
+			if stream {
+				return streamTask(ctx, g, b, id)
+			}
 			switch {
 			case cancel, retry, del, runNow:
 				op, verb := b.Cancel, "cancel"
@@ -170,6 +183,7 @@ paused, or no live worker works its queue or runs its kind (see weft workers).`,
 	f.BoolVar(&retry, "retry", false, "make a failed or cancelled task pending again")
 	f.BoolVar(&del, "delete", false, "delete a finished task and its events")
 	f.BoolVar(&runNow, "run-now", false, "make a pending task scheduled for later ready now")
+	f.BoolVar(&stream, "stream", false, "print the task's output stream live until it ends; exit codes as --monitor's")
 	return cmd
 }
 

@@ -94,6 +94,8 @@ type Config struct {
 	// Waits, with Store, lets handlers create waitpoints and read their
 	// signals.
 	Waits store.Waits
+	// Streams, with Store, lets handlers write output streams.
+	Streams store.Streams
 	// Source, when set, takes the place of Store: `weft worker`'s is a
 	// Weft server's HTTP API.
 	Source Source
@@ -215,7 +217,7 @@ func New(cfg Config) (*Engine, error) {
 	case src == nil && cfg.Store == nil:
 		return nil, errors.New("engine: no store")
 	case src == nil:
-		src = &storeSource{Runner: cfg.Store, flows: cfg.Flows, waits: cfg.Waits}
+		src = &storeSource{Runner: cfg.Store, flows: cfg.Flows, waits: cfg.Waits, streams: cfg.Streams}
 	case cfg.Store != nil:
 		return nil, errors.New("engine: both a store and a source")
 	}
@@ -770,13 +772,20 @@ func backoffOf(kinds map[string]Kind, kind string) func(int) time.Duration {
 // in kinds (a kind missing from kinds fails the task) under its attempt
 // timeout, a panic recovered as a failed attempt, and the verdict decided
 // (Decide) with the kind's backoff at the time now reads once the handler
-// returned. Progress is written to st under the claim's epoch. Nothing
-// else is recorded: the caller finishes the outcome, and has the verdict
-// it was decided from. Package weftest runs users' handlers in their
-// tests through it.
-func RunAttempt(ctx context.Context, st store.Runner, kinds map[string]Kind, t *store.Task, now func() time.Time) (store.Outcome, Verdict) {
-	v := invoke(ctx, kinds, &storeSource{Runner: st}, t)
+// returned. Progress and output frames are written to st under the
+// claim's epoch. Nothing else is recorded: the caller finishes the
+// outcome, and has the verdict it was decided from. Package weftest runs
+// users' handlers in their tests through it.
+func RunAttempt(ctx context.Context, st AttemptStore, kinds map[string]Kind, t *store.Task, now func() time.Time) (store.Outcome, Verdict) {
+	v := invoke(ctx, kinds, &storeSource{Runner: st, streams: st}, t)
 	return Decide(t, v, context.Cause(ctx), backoffOf(kinds, t.Kind), now()), v
+}
+
+// AttemptStore is what RunAttempt writes an attempt's progress and output
+// frames to.
+type AttemptStore interface {
+	store.Runner
+	store.Streams
 }
 
 // Decide turns a verdict into the outcome to record for the attempt t. A

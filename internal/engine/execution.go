@@ -69,6 +69,21 @@ func (x *Execution) Waitpoints(ctx context.Context) ([]store.Waitpoint, error) {
 	return ws.Waitpoints(ctx, x.Task.ID)
 }
 
+// ErrNoStreams is returned by an execution's AppendFrames when its
+// source cannot store output streams.
+var ErrNoStreams = errors.New("this worker's source does not store output streams")
+
+// AppendFrames appends frames to the task's output stream under this
+// attempt's lease, and returns them as stored. It fails with
+// store.ErrLeaseLost once the lease is gone.
+func (x *Execution) AppendFrames(ctx context.Context, frames []store.NewFrame) ([]store.Frame, error) {
+	ss, ok := x.src.(StreamSource)
+	if !ok {
+		return nil, ErrNoStreams
+	}
+	return ss.AppendFrames(ctx, x.Task.ID, x.Task.LeaseEpoch, frames)
+}
+
 // Backoff bounds for DefaultBackoff.
 const (
 	backoffBase = time.Second

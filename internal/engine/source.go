@@ -77,6 +77,13 @@ type WaitSource interface {
 	Waitpoints(ctx context.Context, taskID string) ([]store.Waitpoint, error)
 }
 
+// StreamSource is implemented by a source that stores tasks' output
+// streams, as the store does and a server's API does: a handler appends
+// frames under its lease through it.
+type StreamSource interface {
+	AppendFrames(ctx context.Context, taskID string, epoch int64, frames []store.NewFrame) ([]store.Frame, error)
+}
+
 // Finished is one finished attempt, as the engine hands it to its source.
 type Finished struct {
 	// Outcome is what the engine decided the attempt records, with the
@@ -95,8 +102,9 @@ type Finished struct {
 // store: the store itself, recording the engine's outcomes.
 type storeSource struct {
 	store.Runner
-	flows store.Flows
-	waits store.Waits
+	flows   store.Flows
+	waits   store.Waits
+	streams store.Streams
 	// outcomes is Finish's buffer, reused from batch to batch: Finish is
 	// not called concurrently.
 	outcomes []store.Outcome
@@ -128,6 +136,13 @@ func (s *storeSource) Waitpoints(ctx context.Context, taskID string) ([]store.Wa
 		return nil, ErrNoWaits
 	}
 	return s.waits.Waitpoints(ctx, taskID)
+}
+
+func (s *storeSource) AppendFrames(ctx context.Context, taskID string, epoch int64, frames []store.NewFrame) ([]store.Frame, error) {
+	if s.streams == nil {
+		return nil, ErrNoStreams
+	}
+	return s.streams.AppendFrames(ctx, taskID, epoch, frames)
 }
 
 func (s *storeSource) Finish(ctx context.Context, batch []Finished) ([]store.FinishResult, error) {

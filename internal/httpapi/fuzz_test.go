@@ -44,8 +44,8 @@ func checkAnswer(t *testing.T, rec *httptest.ResponseRecorder, input []byte) {
 
 // snapshot is what a request could have written: the exact per-queue
 // counts (every enqueue, claim and outcome moves them) and, for the tasks
-// named, the whole row and the number of events (heartbeats and progress
-// change only those). It stays cheap as the fuzzer's database grows.
+// named, the whole row and the number of events and of output frames
+// (heartbeats, progress and frames change only those). It stays cheap as the fuzzer's database grows.
 func snapshot(t *testing.T, st store.Store, ids ...string) string {
 	t.Helper()
 	ctx := context.Background()
@@ -70,10 +70,14 @@ func snapshot(t *testing.T, st store.Store, ids ...string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		frames, _, err := st.Frames(ctx, id, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
 		enc, _ := json.Marshal(struct {
-			T *store.Task
-			N int
-		}{task, len(evs)})
+			T         *store.Task
+			N, Frames int
+		}{task, len(evs), len(frames)})
 		b.Write(enc)
 	}
 	return b.String()
@@ -147,8 +151,9 @@ func FuzzClaim(f *testing.F) {
 	})
 }
 
-// FuzzWorkerWrites drives heartbeat, progress, complete and fail with
-// arbitrary bodies, where the string TOKEN stands for a valid lease token.
+// FuzzWorkerWrites drives heartbeat, progress, complete, fail and stream
+// with arbitrary bodies, where the string TOKEN stands for a valid lease
+// token.
 func FuzzWorkerWrites(f *testing.F) {
 	for _, s := range []struct {
 		op   uint8
@@ -165,11 +170,16 @@ func FuzzWorkerWrites(f *testing.F) {
 		{3, `{"lease_token": "TOKEN", "error": ""}`},
 		{3, `{"lease_token": 7}`},
 		{2, `{"lease_token": "TOKEN"} x`},
+		{4, `{"lease_token": "TOKEN", "frames": [{"kind": "text", "data": "hi"}, {"kind": "json", "data": {"a": 1}}]}`},
+		{4, `{"lease_token": "TOKEN", "frames": [{"seq": 1, "kind": "text", "data": "hi"}, {"seq": 3, "kind": "text", "data": "x"}]}`},
+		{4, `{"lease_token": "TOKEN", "frames": [{"kind": "text", "data": "ok"}, {"kind": "text", "data": 5}]}`},
+		{4, `{"lease_token": "TOKEN", "frames": [{"kind": "json", "data": "` + strings.Repeat("y", 1<<20) + `"}]}`},
+		{4, `{"lease_token": "TOKEN", "frames": [{"kind": "text", "data": "\ud800"}]}`},
 	} {
 		f.Add(s.op, []byte(s.body))
 	}
 	a := newTestAPI(f, Config{})
-	ops := []string{"heartbeat", "progress", "complete", "fail"}
+	ops := []string{"heartbeat", "progress", "complete", "fail", "stream"}
 	f.Fuzz(func(t *testing.T, op uint8, body []byte) {
 		c := enqueueAndClaim(t, a)
 		body = bytes.ReplaceAll(body, []byte("TOKEN"), []byte(c.LeaseToken))
@@ -244,7 +254,8 @@ func FuzzOutcomes(f *testing.F) {
 	})
 }
 
-// FuzzQuery covers the query-string decoders: listing and events.
+// FuzzQuery covers the query-string decoders: listing, events, output
+// streams and results.
 func FuzzQuery(f *testing.F) {
 	for _, s := range []string{
 		"queue=a&kind=b&state=pending,failed&limit=10&cursor=x",
@@ -260,11 +271,12 @@ func FuzzQuery(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, query string) {
-		if strings.Contains(query, "follow") {
-			// A followed stream of a pending task never ends on its own.
+		if strings.Contains(query, "follow") || strings.Contains(query, "wait") {
+			// A followed stream of a pending task never ends on its
+			// own, and a wait for its result lasts as long as it asks.
 			return
 		}
-		for _, path := range []string{"/v1/tasks", "/v1/tasks/" + e.ID + "/events"} {
+		for _, path := range []string{"/v1/tasks", "/v1/tasks/" + e.ID + "/events", "/v1/tasks/" + e.ID + "/stream", "/v1/tasks/" + e.ID + "/result"} {
 			req, err := http.NewRequest("GET", path, nil)
 			if err != nil {
 				t.Fatal(err)

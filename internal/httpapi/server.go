@@ -1,7 +1,8 @@
 // Package httpapi serves Weft's HTTP API v1: enqueueing and inspecting
-// tasks, streaming their events, bulk actions on tasks, remote workers in
-// any language (claims, heartbeats, outcomes under lease tokens) and the
-// registry of workers, flows of dependent tasks, queue statistics and
+// tasks, streaming their events and output, waiting for results, bulk
+// actions on tasks, remote workers in any language (claims, heartbeats,
+// output frames, outcomes under lease tokens) and the registry of workers,
+// flows of dependent tasks, waits and signals, queue statistics and
 // pausing, schedules, health, Prometheus metrics and the OpenAPI document;
 // and the Model Context Protocol at /mcp (internal/mcpserver), for AI
 // agents.
@@ -183,10 +184,13 @@ func (s *Server) routeTable() []route {
 		{"POST /v1/tasks/bulk", s.bulk},
 		{"GET /v1/tasks/{id}/events", s.events},
 		{"GET /v1/events", s.feed},
+		{"GET /v1/tasks/{id}/stream", s.readStream},
+		{"GET /v1/tasks/{id}/result", s.result},
 
 		{"POST /v1/claims", s.claim},
 		{"POST /v1/tasks/{id}/heartbeat", s.heartbeat},
 		{"POST /v1/tasks/{id}/progress", s.progress},
+		{"POST /v1/tasks/{id}/stream", s.appendStream},
 		{"POST /v1/tasks/{id}/complete", s.complete},
 		{"POST /v1/tasks/{id}/fail", s.fail},
 		{"POST /v1/outcomes", s.outcomes},

@@ -38,6 +38,7 @@ type Backend interface {
 	Nodes(ctx context.Context) ([]store.Node, error)
 	RemoteWorkers(ctx context.Context) ([]store.RemoteWorker, error)
 	store.Flows
+	store.Streams
 }
 
 // Config tunes a Service.
@@ -47,19 +48,30 @@ type Config struct {
 	Poll time.Duration
 	// Done, when closed, ends every followed event stream as if it had
 	// caught up, so that a draining server does not wait for them; their
-	// clients resume elsewhere from their cursor.
+	// clients resume elsewhere from their cursor. Followed output streams
+	// end the same way, and waits for results answer at once.
 	Done <-chan struct{}
+	// StreamPoll is how often a followed output stream, or a wait for a
+	// result, reads again when nothing signalled it; default
+	// DefaultStreamPoll. The store's signals (store.Streams.WatchFrames)
+	// wake it before that.
+	StreamPoll time.Duration
 }
 
 // DefaultPoll is Config.Poll's default.
 const DefaultPoll = 100 * time.Millisecond
 
+// DefaultStreamPoll is Config.StreamPoll's default: a safety net, since
+// appends and final transitions signal followers.
+const DefaultStreamPoll = time.Second
+
 // Service carries out operator actions on a backend. It is safe for
 // concurrent use.
 type Service struct {
-	b    Backend
-	poll time.Duration
-	done <-chan struct{}
+	b          Backend
+	poll       time.Duration
+	streamPoll time.Duration
+	done       <-chan struct{}
 }
 
 // New returns the service for b.
@@ -67,7 +79,10 @@ func New(b Backend, cfg Config) *Service {
 	if cfg.Poll <= 0 {
 		cfg.Poll = DefaultPoll
 	}
-	return &Service{b: b, poll: cfg.Poll, done: cfg.Done}
+	if cfg.StreamPoll <= 0 {
+		cfg.StreamPoll = DefaultStreamPoll
+	}
+	return &Service{b: b, poll: cfg.Poll, streamPoll: cfg.StreamPoll, done: cfg.Done}
 }
 
 // Enqueue stores one task. A duplicate (same unique key) comes back with

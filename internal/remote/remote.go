@@ -1,6 +1,7 @@
 // Package remote is the engine's source for `weft worker`: a Weft server's
 // HTTP API. Claims long-poll POST /v1/claims, lease renewals are
-// heartbeats, and the attempts the engine finished are reported together
+// heartbeats, output frames are numbered so a retried request stores them
+// once, and the attempts the engine finished are reported together
 // with POST /v1/outcomes, each handler's verdict translated into the
 // options of a failure, so that the server decides the outcome by the
 // retry policy it knows for the kind.
@@ -85,6 +86,21 @@ type lease struct {
 	// recorded by a Finish that has to be repeated for other attempts.
 	reported bool
 	result   store.FinishResult
+	// stream is the attempt's output stream as this worker wrote it.
+	stream *stream
+}
+
+// stream numbers the frames one claim writes — 1, 2, 3... as the server
+// counts them per claim — so that a request the server stored but whose
+// answer was lost is stored once when sent again.
+type stream struct {
+	// mu is held across a request, so that frames go out in order.
+	mu sync.Mutex
+	// stored counts the frames the server acknowledged; unsent are the
+	// frames after them of a request that failed without an answer, sent
+	// again before the next ones.
+	stored int64
+	unsent []api.FrameInput
 }
 
 // New returns a Source for cfg.
@@ -130,7 +146,7 @@ func (s *Source) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Ta
 	defer s.mu.Unlock()
 	for i, ct := range resp.Tasks {
 		s.epoch++
-		s.leases[ct.ID] = &lease{epoch: s.epoch, token: ct.LeaseToken, expires: expires}
+		s.leases[ct.ID] = &lease{epoch: s.epoch, token: ct.LeaseToken, expires: expires, stream: &stream{}}
 		tasks[i] = toTask(ct, s.epoch)
 	}
 	return tasks, nil
@@ -262,6 +278,77 @@ func (s *Source) Progress(ctx context.Context, taskID string, epoch int64, data 
 		return fmt.Errorf("%w: %w", store.ErrLeaseLost, err)
 	}
 	return err
+}
+
+// AppendFrames sends frames under the attempt's lease (POST
+// /v1/tasks/{id}/stream), numbered as the claim's next frames, and returns
+// them as stored. Frames are checked first (store.CheckFrames). When a
+// request fails without an answer (the network, the server), its frames
+// are sent again, alone and under the same numbers, before the next
+// call's: the server stores them once whether or not it had them. A
+// refusal (a full stream) means nothing was stored, and the numbers are
+// used again.
+func (s *Source) AppendFrames(ctx context.Context, taskID string, epoch int64, frames []store.NewFrame) ([]store.Frame, error) {
+	if err := store.CheckFrames(frames); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	l, ok := s.leases[taskID]
+	if !ok || l.epoch != epoch || l.reported {
+		s.mu.Unlock()
+		return nil, store.ErrLeaseLost
+	}
+	tok, st := l.token, l.stream
+	s.mu.Unlock()
+
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.unsent) > 0 {
+		if _, err := s.sendFrames(ctx, taskID, tok, st, st.unsent); err != nil {
+			return nil, err
+		}
+	}
+	in := make([]api.FrameInput, len(frames))
+	for i, f := range frames {
+		data := json.RawMessage(f.Data)
+		if f.Kind == store.FrameText {
+			data, _ = json.Marshal(string(f.Data))
+		}
+		in[i] = api.FrameInput{Seq: st.stored + int64(i) + 1, Kind: string(f.Kind), Data: data}
+	}
+	stored, err := s.sendFrames(ctx, taskID, tok, st, in)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Frame, len(frames))
+	for i, f := range stored {
+		out[i] = store.Frame{Seq: f.Seq, Attempt: f.Attempt, At: f.At, Kind: frames[i].Kind, Data: frames[i].Data}
+	}
+	return out, nil
+}
+
+// sendFrames sends one request of frames numbered after st.stored, and
+// counts them stored once answered. Without an answer they are kept in
+// st.unsent to be sent again; refused, they were not stored and are
+// dropped.
+func (s *Source) sendFrames(ctx context.Context, taskID, tok string, st *stream, in []api.FrameInput) ([]api.Frame, error) {
+	resp, err := s.c.AppendStream(ctx, taskID, api.StreamRequest{LeaseToken: tok, Frames: in})
+	switch {
+	case gone(err):
+		return nil, fmt.Errorf("%w: %w", store.ErrLeaseLost, err)
+	case refusal(err):
+		st.unsent = nil
+		return nil, fmt.Errorf("stream: %w", err)
+	case err == nil && len(resp.Frames) != len(in):
+		err = fmt.Errorf("the server answered %d frames for %d", len(resp.Frames), len(in))
+	}
+	if err != nil {
+		st.unsent = in
+		return nil, fmt.Errorf("stream: %w", err)
+	}
+	st.stored += int64(len(in))
+	st.unsent = nil
+	return resp.Frames, nil
 }
 
 // Finish reports the attempts in one request (POST /v1/outcomes), or in

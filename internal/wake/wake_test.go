@@ -216,3 +216,42 @@ func TestConcurrentSubscribeNotifyStop(t *testing.T) {
 		t.Fatalf("%d subscribers still registered after every stop", got)
 	}
 }
+
+func TestKeyedSignalsOnlyItsKey(t *testing.T) {
+	var k Keyed
+	if k.Active() {
+		t.Fatal("active before any subscription")
+	}
+	a, stopA := k.Subscribe("a")
+	b, stopB := k.Subscribe("b")
+	a2, stopA2 := k.Subscribe("a")
+	k.Notify("a")
+	k.Notify("a")
+	if !pending(a) || !pending(a2) {
+		t.Fatal("a subscriber of a missed its signal")
+	}
+	if pending(a) || pending(b) {
+		t.Fatal("signals did not coalesce, or reached another key")
+	}
+	k.NotifyAll()
+	if !pending(a) || !pending(b) || !pending(a2) {
+		t.Fatal("NotifyAll missed a subscriber")
+	}
+	stopA()
+	stopA() // a second stop is a no-op
+	k.Notify("a")
+	if pending(a) || !pending(a2) {
+		t.Fatal("a stopped subscription was signalled, or the other one was not")
+	}
+	stopA2()
+	stopB()
+	if k.Active() {
+		t.Fatal("active after every subscription stopped")
+	}
+	k.mu.Lock()
+	left := len(k.subs)
+	k.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d keys kept after their last subscription stopped", left)
+	}
+}

@@ -113,6 +113,9 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 		woke, err := resolveFinished(ctx, tx, []sqlbackend.Finished{{TaskID: t.ID, FlowID: t.FlowID, From: from, State: t.State}}, nowUS)
 		return notify || woke, err
 	})
+	if err == nil && t.State.Terminal() {
+		s.followers.Notify(taskID)
+	}
 	return store.TaskResult(t, err, store.ErrAlreadyFinished)
 }
 
@@ -192,7 +195,9 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 	nowUS := micros(now)
 	limit, deadBefore := sqlbackend.RescueBounds(p, now)
 	n := 0
+	var ended []string
 	err := s.flowTx(ctx, func(tx pgx.Tx) (bool, error) {
+		ended = ended[:0]
 		rows, err := tx.Query(ctx, `UPDATE weft_tasks SET
 			state = CASE WHEN cancel_requested THEN 'cancelled'
 				WHEN attempt >= max_attempts OR NOT resumable THEN 'failed' ELSE 'pending' END,
@@ -225,8 +230,11 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 				return false, fmt.Errorf("rescue: %w", err)
 			}
 			ch.Rescued(id, queue, store.State(state), attempt, cause)
-			if to := store.State(state); flowID != nil && to.Terminal() {
-				finished = append(finished, sqlbackend.Finished{TaskID: id, FlowID: *flowID, From: store.StateRunning, State: to})
+			if to := store.State(state); to.Terminal() {
+				ended = append(ended, id)
+				if flowID != nil {
+					finished = append(finished, sqlbackend.Finished{TaskID: id, FlowID: *flowID, From: store.StateRunning, State: to})
+				}
 			}
 		}
 		rows.Close()
@@ -247,5 +255,8 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 		woke, err := resolveFinished(ctx, tx, finished, nowUS)
 		return notify || woke, err
 	})
+	if err == nil {
+		s.followers.Notify(ended...)
+	}
 	return n, err
 }

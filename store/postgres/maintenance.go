@@ -36,7 +36,8 @@ func (s *Store) RemoveNode(ctx context.Context, id string) error {
 	return nil
 }
 
-// Purge implements store.Store.
+// Purge implements store.Store: tasks go with their events and output
+// streams.
 func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResult, error) {
 	plan, err := p.Plan()
 	if err != nil {
@@ -88,6 +89,9 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 				if _, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE task_id = ANY($1::text[])", ids); err != nil {
 					return false, fmt.Errorf("purge %s: %w", table, err)
 				}
+			}
+			if err := streams().PurgeFrames(ctx, pgxTx{tx}, "SELECT unnest(?::text[])", ids); err != nil {
+				return false, fmt.Errorf("purge: %w", err)
 			}
 		}
 		// Flows go whole, members and all, once the flow is final and

@@ -49,11 +49,19 @@ type Store struct {
 	// ready: weft_wake, suffixed with the schema when it is not public, so
 	// that deployments in separate schemas do not wake each other.
 	channel string
-	opts    Options
-	log     *slog.Logger
-	wake    wake.Broadcaster
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// frameChannel is the channel of stream appends, named like channel
+	// (unquoted: pg_notify takes it as text); a notification's payload
+	// is the task's id.
+	frameChannel string
+	// followers are the readers following tasks' streams; appended
+	// tells the other nodes' followers of appends.
+	followers wake.Keyed
+	appended  *frameNotifier
+	opts      Options
+	log       *slog.Logger
+	wake      wake.Broadcaster
+	cancel    context.CancelFunc
+	done      chan struct{}
 	// horizon tells which events EventsAfter may return.
 	horizon eventHorizon
 }
@@ -105,24 +113,28 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	ch := "weft_wake"
+	ch, frameCh := "weft_wake", "weft_frames"
 	if schema != "public" {
 		ch += "_" + schema
+		frameCh += "_" + schema
 	}
 	lctx, cancel := context.WithCancel(context.Background())
-	s := &Store{reads: sqlbackend.NewReader(poolReads{pool}, &readStatements, scanTask, o.Now), pool: pool, channel: pgx.Identifier{ch}.Sanitize(), opts: o, log: o.Logger, cancel: cancel, done: make(chan struct{})}
+	s := &Store{reads: sqlbackend.NewReader(poolReads{pool}, &readStatements, scanTask, o.Now), pool: pool, channel: pgx.Identifier{ch}.Sanitize(), frameChannel: frameCh, opts: o, log: o.Logger, cancel: cancel, done: make(chan struct{})}
+	s.appended = newFrameNotifier(s)
 	if o.PollOnly {
 		close(s.done)
 	} else {
 		go s.listen(lctx)
+		go s.appended.run(lctx)
 	}
 	return s, nil
 }
 
-// Close stops the listener and closes the pool.
+// Close stops the listener and the stream notifier and closes the pool.
 func (s *Store) Close() error {
 	s.cancel()
 	<-s.done
+	<-s.appended.done
 	s.pool.Close()
 	return nil
 }
@@ -316,7 +328,7 @@ func migrateTo(ctx context.Context, db migrator, target int) error {
 }
 
 // listen holds one connection in LISTEN and turns notifications into
-// wakeups. After a lost connection it reconnects with backoff; once it
+// wakeups: of engines, or of the followers of a task's stream. After a lost connection it reconnects with backoff; once it
 // listens again it wakes everyone (notifications sent meanwhile were lost —
 // waking only after the LISTEN leaves no gap) and resets the backoff, so a
 // later short blip is not met with a long outage's delay.
@@ -328,6 +340,7 @@ func (s *Store) listen(ctx context.Context) {
 		err := s.listenOnce(ctx, func() {
 			backoff = base
 			s.wake.Notify()
+			s.followers.NotifyAll()
 		})
 		if ctx.Err() != nil {
 			return
@@ -350,14 +363,21 @@ func (s *Store) listenOnce(ctx context.Context, listening func()) error {
 		return err
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, "LISTEN "+s.channel); err != nil {
-		return err
+	for _, ch := range []string{s.channel, pgx.Identifier{s.frameChannel}.Sanitize()} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			return err
+		}
 	}
 	defer func() { _, _ = conn.Exec(context.Background(), "UNLISTEN *") }()
 	listening()
 	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
 			return err
+		}
+		if n.Channel == s.frameChannel {
+			s.followers.Notify(strings.Split(n.Payload, ",")...)
+			continue
 		}
 		s.wake.Notify()
 	}

@@ -448,6 +448,8 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 		return nil, err
 	}
 	nowUS := micros(s.now())
+	// all keeps the batch whole, for the followers of those that ended.
+	all := outcomes
 	outcomes, waits, waitIdx := store.SplitWaits(outcomes)
 	var waitResults []store.FinishResult
 	if len(waits) > 0 {
@@ -501,7 +503,9 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 		}
 	}
 	out, _ := store.ReconcileFinish(outcomes, applied, missing)
-	return store.JoinWaits(out, waitResults, waitIdx), nil
+	out = store.JoinWaits(out, waitResults, waitIdx)
+	sqlbackend.NotifyEnded(&s.followers, all, out)
+	return out, nil
 }
 
 // unappliedOutcomes lists the outcomes whose lease is not in applied.

@@ -60,6 +60,8 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 	if err := store.CheckOutcomes(outcomes); err != nil {
 		return nil, err
 	}
+	// all keeps the batch whole, for the followers of those that ended.
+	all := outcomes
 	outcomes, waits, waitIdx := store.SplitWaits(outcomes)
 	// The statements are built here, before the write is queued, so the
 	// writer's critical section only executes them.
@@ -148,7 +150,9 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 	if err != nil {
 		return nil, err
 	}
-	return store.JoinWaits(results, waitResults, waitIdx), nil
+	results = store.JoinWaits(results, waitResults, waitIdx)
+	sqlbackend.NotifyEnded(&s.followers, all, results)
+	return results, nil
 }
 
 func finishRows(q *execer, query string, a args, applied map[store.LeaseKey]store.FinishedRow) error {

@@ -114,6 +114,9 @@ func (s *Store) Cancel(ctx context.Context, taskID string) (*store.Task, error) 
 		}
 		return nil
 	})
+	if err == nil && t.State.Terminal() {
+		s.followers.Notify(taskID)
+	}
 	return store.TaskResult(t, err, store.ErrAlreadyFinished)
 }
 
@@ -177,8 +180,9 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 	limit, deadBefore := sqlbackend.RescueBounds(p, now)
 	at, _ := json.Marshal(now.UTC())
 	n := 0
+	var ended []string
 	err := s.writer.do(ctx, func(q *execer) error {
-		n = 0
+		n, ended = 0, ended[:0]
 		var ch store.Change
 		var finished []sqlbackend.Finished
 		// SET sees the row as it was: the reason is decided from the old
@@ -203,6 +207,9 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 			func(v []driver.Value) error {
 				to := store.State(asString(v[1]))
 				ch.Rescued(asString(v[0]), asString(v[4]), to, int(asInt64(v[2])), asString(v[3]))
+				if to.Terminal() {
+					ended = append(ended, asString(v[0]))
+				}
 				if flowID := asString(v[5]); flowID != "" && to.Terminal() {
 					finished = append(finished, sqlbackend.Finished{TaskID: asString(v[0]), FlowID: flowID, From: store.StateRunning, State: to})
 				}
@@ -223,5 +230,8 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 		}
 		return resolveFinished(q, finished, nowUS)
 	})
+	if err == nil {
+		s.followers.Notify(ended...)
+	}
 	return n, err
 }

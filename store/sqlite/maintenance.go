@@ -36,7 +36,8 @@ func (s *Store) RemoveNode(ctx context.Context, id string) error {
 	})
 }
 
-// Purge implements store.Store. A window ends at the Window-th id after the
+// Purge implements store.Store: tasks go with their events and output
+// streams. A window ends at the Window-th id after the
 // cursor, found on the id index alone; only rows inside it are examined,
 // so a pass costs the same however the table is made up.
 func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResult, error) {
@@ -96,12 +97,16 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 			return err
 		}
 		if deleted > 0 {
+			idList := string(append(ids, ']'))
 			var ev args
-			ev.add(string(append(ids, ']')))
+			ev.add(idList)
 			for _, table := range []string{"weft_events", "weft_signals", "weft_waitpoints"} {
 				if err := q.rawExec("DELETE FROM "+table+" WHERE task_id IN (SELECT value FROM json_each(?))", ev); err != nil {
 					return fmt.Errorf("purge %s: %w", table, err)
 				}
+			}
+			if err := streams().PurgeFrames(context.Background(), sqlTx{q.conn}, "SELECT value FROM json_each(?)", idList); err != nil {
+				return fmt.Errorf("purge: %w", err)
 			}
 		}
 		res = plan.Result(p.After, deleted, end)

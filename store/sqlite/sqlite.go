@@ -140,6 +140,8 @@ type Store struct {
 	writer *writer
 	ckpt   *checkpointer
 	wake   wake.Broadcaster
+	// followers are the readers following tasks' streams.
+	followers wake.Keyed
 }
 
 var _ store.Store = (*Store)(nil)
@@ -195,7 +197,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 			o.Logger.Warn("sqlite: watching for other processes' commits by polling alone", "err", err)
 		}
 	}
-	w, err := newWriter(ctx, s.wdb, o, path+"-wal", files, s.wake.Notify, s.ckpt.committed)
+	w, err := newWriter(ctx, s.wdb, o, path+"-wal", files, s.wake.Notify, s.followers.NotifyAll, s.ckpt.committed)
 	if err != nil {
 		s.ckpt.close()
 		s.cdb.Close()

@@ -160,6 +160,9 @@ type writer struct {
 	// process; the writer closes it.
 	files  *fileWatch
 	notify func()
+	// foreign is told of commits by other connections, as the change
+	// watch notices them.
+	foreign func()
 	// committed is told of every commit (the checkpointer counts them).
 	committed func()
 	// walPath is the WAL file, restarted once larger than walLimit;
@@ -187,7 +190,7 @@ type writer struct {
 	watching  chan struct{}
 }
 
-func newWriter(ctx context.Context, db *sql.DB, o Options, walPath string, files *fileWatch, notify, committed func()) (*writer, error) {
+func newWriter(ctx context.Context, db *sql.DB, o Options, walPath string, files *fileWatch, notify, foreign, committed func()) (*writer, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("writer connection: %w", err)
@@ -200,6 +203,7 @@ func newWriter(ctx context.Context, db *sql.DB, o Options, walPath string, files
 		idleInterval: o.WatchIdleInterval,
 		files:        files,
 		notify:       notify,
+		foreign:      foreign,
 		committed:    committed,
 		walPath:      walPath,
 		walLimit:     o.WALRestartBytes,
@@ -603,6 +607,7 @@ func (w *writer) watch() {
 		w.dataVersion = v
 		w.activity.Add(1)
 		w.notify()
+		w.foreign()
 	}
 }
 

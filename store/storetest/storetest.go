@@ -4,9 +4,9 @@
 // can start real worker processes on the same database.
 //
 // The cases are grouped by the role of the contract they hold the backend
-// to (store.Enqueuer, Runner, Reader, Operator, Coordinator, Scheduler), one
-// file per role, followed by engine cases that run a real weft.Client on the
-// backend and multi-process cases. Every case runs on every backend: the
+// to (store.Enqueuer, Runner, Reader, Operator, Coordinator, Scheduler,
+// Flows, Streams), one file per role, followed by engine cases that run a
+// real weft.Client on the backend and multi-process cases. Every case runs on every backend: the
 // harness has no optional parts, and no case skips.
 package storetest
 
@@ -56,6 +56,7 @@ var groups = []struct {
 	{"schedule", scheduleCases, true},
 	{"flow", flowCases, true},
 	{"wait", waitCases, true},
+	{"stream", streamCases, true},
 	{"engine", engineCases, true},
 	{"process", processCases, false},
 }

@@ -45,6 +45,21 @@ type Dialect struct {
 	// Members, edges and flows are inserted through these, so each
 	// backend batches rows its own way.
 	InsertRows func(ctx context.Context, tx Tx, table string, columns []string, rows [][]any) error
+	// TaskArg, when set, is how a statement writes a parameter compared
+	// with a column of weft_tasks ("?" when empty). SQLite's is "+?": bare,
+	// its planner weighs the bound value against the partial indexes and
+	// prepares the statement again whenever the value changes (see
+	// store/sqlite).
+	TaskArg string
+}
+
+// taskArg is the placeholder of a parameter compared with a column of
+// weft_tasks.
+func (d *Dialect) taskArg() string {
+	if d.TaskArg == "" {
+		return "?"
+	}
+	return d.TaskArg
 }
 
 func (d *Dialect) lockOf(table string) string {

@@ -171,8 +171,8 @@ func flowPurgeStates() map[store.FlowState]store.State {
 const FlowPurgeBatch = 10
 
 // PurgeFlows deletes, in tx, at most limit finished flows older than their
-// state's cutoff in plan, with their members, the members' events and
-// edges. removed receives the members' counter moves.
+// state's cutoff in plan, with their members, the members' events, output
+// streams and edges. removed receives the members' counter moves.
 func (f FlowStore) PurgeFlows(ctx context.Context, tx Tx, plan store.PurgePlan, limit int, removed store.CountMoves) (int, error) {
 	var conds []string
 	var args []any
@@ -215,6 +215,8 @@ func (f FlowStore) PurgeFlows(ctx context.Context, tx Tx, plan store.PurgePlan, 
 			`DELETE FROM weft_events WHERE task_id IN (SELECT id FROM weft_tasks WHERE flow_id = ?)`,
 			`DELETE FROM weft_signals WHERE task_id IN (SELECT id FROM weft_tasks WHERE flow_id = ?)`,
 			`DELETE FROM weft_waitpoints WHERE task_id IN (SELECT id FROM weft_tasks WHERE flow_id = ?)`,
+			`DELETE FROM weft_frames WHERE task_id IN (SELECT id FROM weft_tasks WHERE flow_id = ?)`,
+			`DELETE FROM weft_streams WHERE task_id IN (SELECT id FROM weft_tasks WHERE flow_id = ?)`,
 			`DELETE FROM weft_flow_edges WHERE child_id IN (SELECT task_id FROM weft_flow_members WHERE flow_id = ?)`,
 			`DELETE FROM weft_flow_members WHERE flow_id = ?`,
 			`DELETE FROM weft_tasks WHERE flow_id = ?`,
