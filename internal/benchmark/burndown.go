@@ -87,24 +87,32 @@ func (r *runner) burndown(ctx context.Context, memory bool) (Result, error) {
 	if memory {
 		resetPeakRSS()
 	}
-	stopWatch := r.progress.watch(n, "drain", func() int { return int(done.Load()) })
-	start := time.Now()
-	if err := c.Start(ctx); err != nil {
-		stopWatch()
-		return Result{}, err
-	}
-	select {
-	case <-all:
-	case <-ctx.Done():
-		stopWatch()
-		return Result{}, errors.Join(context.Cause(ctx), stopClient(ctx, c))
-	}
-	// Stop returns once every outcome is recorded: the drain ends there.
-	err = stopClient(ctx, c)
-	elapsed := time.Since(start)
-	stopWatch()
+	elapsed, err := r.run(ctx, c, all, true, n, "drain", func() int { return int(done.Load()) })
 	if err != nil {
 		return Result{}, err
 	}
 	return Result{Tasks: n, Workers: r.o.Workers, Seconds: elapsed.Seconds()}, nil
+}
+
+// run starts c and times it until all is closed — until Stop returned
+// after that, with untilStopped, for Stop returns once every outcome is
+// recorded — reporting done() out of n in phase meanwhile, and stops it.
+func (r *runner) run(ctx context.Context, c *weft.Client, all <-chan struct{}, untilStopped bool, n int, phase string, done func() int) (time.Duration, error) {
+	stopWatch := r.progress.watch(n, phase, done)
+	defer stopWatch()
+	start := time.Now()
+	if err := c.Start(ctx); err != nil {
+		return 0, err
+	}
+	select {
+	case <-all:
+	case <-ctx.Done():
+		return 0, errors.Join(context.Cause(ctx), stopClient(ctx, c))
+	}
+	elapsed := time.Since(start)
+	err := stopClient(ctx, c)
+	if untilStopped {
+		elapsed = time.Since(start)
+	}
+	return elapsed, err
 }

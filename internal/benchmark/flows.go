@@ -95,21 +95,7 @@ func (r *runner) flowBurndown(ctx context.Context) (Result, error) {
 		}
 		r.progress.report((i+1)*flowWidth, n, "insert")
 	}
-	stopWatch := r.progress.watch(n, "drain", func() int { return int(done.Load()) })
-	start := time.Now()
-	if err := c.Start(ctx); err != nil {
-		stopWatch()
-		return Result{}, err
-	}
-	select {
-	case <-all:
-	case <-ctx.Done():
-		stopWatch()
-		return Result{}, errors.Join(context.Cause(ctx), stopClient(ctx, c))
-	}
-	err = stopClient(ctx, c)
-	elapsed := time.Since(start)
-	stopWatch()
+	elapsed, err := r.run(ctx, c, all, true, n, "drain", func() int { return int(done.Load()) })
 	if err != nil {
 		return Result{}, err
 	}

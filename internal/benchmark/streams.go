@@ -81,21 +81,8 @@ func (r *runner) streamAppend(ctx context.Context) (Result, error) {
 		left.Wait()
 		close(all)
 	}()
-	stopWatch := r.progress.watch(n, "frames", func() int { return int(written.Load()) })
-	start := time.Now()
-	if err := c.Start(ctx); err != nil {
-		stopWatch()
-		return Result{}, err
-	}
-	select {
-	case <-all:
-	case <-ctx.Done():
-		stopWatch()
-		return Result{}, errors.Join(context.Cause(ctx), stopClient(ctx, c))
-	}
-	elapsed := time.Since(start)
-	stopWatch()
-	if err := stopClient(ctx, c); err != nil {
+	elapsed, err := r.run(ctx, c, all, false, n, "frames", func() int { return int(written.Load()) })
+	if err != nil {
 		return Result{}, err
 	}
 	if got := written.Load(); got != int64(n) {

@@ -94,33 +94,6 @@ func (t pgxTx) QueryRow(ctx context.Context, query string, args ...any) sqlbacke
 	return t.tx.QueryRow(ctx, query, args...)
 }
 
-// stdTx runs the shared statements in a caller's *sql.Tx on pgx's driver.
-type stdTx struct{ tx *sql.Tx }
-
-func (t stdTx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	r, err := t.tx.ExecContext(ctx, query, args...)
-	if err != nil {
-		return 0, err
-	}
-	return r.RowsAffected()
-}
-
-func (t stdTx) Query(ctx context.Context, query string, args ...any) (sqlbackend.Rows, error) {
-	rows, err := t.tx.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	return stdRows{rows}, nil
-}
-
-func (t stdTx) QueryRow(ctx context.Context, query string, args ...any) sqlbackend.Row {
-	return t.tx.QueryRowContext(ctx, query, args...)
-}
-
-type stdRows struct{ *sql.Rows }
-
-func (r stdRows) Close() { _ = r.Rows.Close() }
-
 // EnqueueFlow implements store.Store.
 func (s *Store) EnqueueFlow(ctx context.Context, f store.NewFlow) (store.FlowResult, error) {
 	fb, err := store.PrepareFlow(f, s.opts.Limits, s.now())
@@ -149,7 +122,7 @@ func (e txEnqueuer) EnqueueFlowTx(ctx context.Context, txAny any, f store.NewFlo
 		}
 	case *sql.Tx:
 		if t != nil {
-			ex, tx = sqlTx{t}, stdTx{t}
+			ex, tx = sqlTx{t}, sqlbackend.StdTx(t)
 		}
 	case nil:
 	default:

@@ -38,34 +38,6 @@ func insertRows(ctx context.Context, tx sqlbackend.Tx, table string, columns []s
 	return nil
 }
 
-// sqlTx runs the shared statements on a database/sql connection or
-// transaction.
-type sqlTx struct{ db dbtx }
-
-func (t sqlTx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	r, err := t.db.ExecContext(ctx, query, args...)
-	if err != nil {
-		return 0, err
-	}
-	return r.RowsAffected()
-}
-
-func (t sqlTx) Query(ctx context.Context, query string, args ...any) (sqlbackend.Rows, error) {
-	rows, err := t.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	return stdRows{rows}, nil
-}
-
-func (t sqlTx) QueryRow(ctx context.Context, query string, args ...any) sqlbackend.Row {
-	return t.db.QueryRowContext(ctx, query, args...)
-}
-
-type stdRows struct{ *sql.Rows }
-
-func (r stdRows) Close() { _ = r.Rows.Close() }
-
 // EnqueueFlow implements store.Store.
 func (s *Store) EnqueueFlow(ctx context.Context, f store.NewFlow) (store.FlowResult, error) {
 	fb, err := store.PrepareFlow(f, s.opts.Limits, s.now())
@@ -108,7 +80,7 @@ func insertFlow(ctx context.Context, db dbtx, fb store.FlowBatch) (store.FlowRes
 	if err != nil {
 		return out, err
 	}
-	return out, flows().InsertFlow(ctx, sqlTx{db}, fb)
+	return out, flows().InsertFlow(ctx, sqlbackend.StdTx(db), fb)
 }
 
 // Flow implements store.Store.
@@ -140,7 +112,7 @@ func (s *Store) Parents(ctx context.Context, taskID string) ([]store.ParentOutco
 func (s *Store) CancelFlow(ctx context.Context, id string) (*store.Flow, error) {
 	now := s.now()
 	err := s.writer.do(ctx, func(q *execer) error {
-		tx := sqlTx{q.conn}
+		tx := sqlbackend.StdTx(q.conn)
 		ch, cancelled, err := flows().CancelFlow(context.Background(), tx, id, now)
 		if err != nil {
 			return err
@@ -168,7 +140,7 @@ func (s *Store) CancelFlow(ctx context.Context, id string) (*store.Flow, error) 
 func (s *Store) RetryFlow(ctx context.Context, id string) (*store.Flow, error) {
 	now := s.now()
 	err := s.writer.do(ctx, func(q *execer) error {
-		ch, err := flows().Reopen(context.Background(), sqlTx{q.conn}, id, nil, now)
+		ch, err := flows().Reopen(context.Background(), sqlbackend.StdTx(q.conn), id, nil, now)
 		if err != nil {
 			return err
 		}
@@ -190,7 +162,7 @@ func (s *Store) AddMembers(ctx context.Context, taskID string, epoch int64, memb
 	var res store.FlowResult
 	err := s.writer.do(ctx, func(q *execer) error {
 		var err error
-		res, err = flows().AddMembers(context.Background(), sqlTx{q.conn}, taskID, epoch, members, s.opts.Limits, now,
+		res, err = flows().AddMembers(context.Background(), sqlbackend.StdTx(q.conn), taskID, epoch, members, s.opts.Limits, now,
 			func(b store.Batch) ([]store.EnqueueResult, error) {
 				return insertTasks(context.Background(), q.conn, b)
 			})
@@ -206,7 +178,7 @@ func resolveFinished(q *execer, finished []sqlbackend.Finished, nowUS int64) err
 	if len(finished) == 0 {
 		return nil
 	}
-	ch, err := flows().Resolve(context.Background(), sqlTx{q.conn}, finished, fromMicros(nowUS))
+	ch, err := flows().Resolve(context.Background(), sqlbackend.StdTx(q.conn), finished, fromMicros(nowUS))
 	if err != nil {
 		return err
 	}

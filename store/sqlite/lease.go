@@ -138,7 +138,7 @@ func (s *Store) Retry(ctx context.Context, taskID string) (*store.Task, error) {
 		if t.FlowID != "" {
 			// A member is retried with what its failure skipped or
 			// cancelled downstream.
-			ch, err := flows().Reopen(context.Background(), sqlTx{q.conn}, t.FlowID, []string{t.ID}, fromMicros(nowUS))
+			ch, err := flows().Reopen(context.Background(), sqlbackend.StdTx(q.conn), t.FlowID, []string{t.ID}, fromMicros(nowUS))
 			if err != nil {
 				return err
 			}

@@ -89,7 +89,7 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 		}
 		// Flows go whole, members and all, once the flow is final and
 		// older than its cutoff; a few per call, as each may be large.
-		flowsDeleted, err := flows().PurgeFlows(context.Background(), sqlTx{q.conn}, plan, sqlbackend.FlowPurgeBatch, removed)
+		flowsDeleted, err := flows().PurgeFlows(context.Background(), sqlbackend.StdTx(q.conn), plan, sqlbackend.FlowPurgeBatch, removed)
 		if err != nil {
 			return fmt.Errorf("purge: %w", err)
 		}
@@ -105,7 +105,7 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (store.PurgeResu
 					return fmt.Errorf("purge %s: %w", table, err)
 				}
 			}
-			if err := streams().PurgeFrames(context.Background(), sqlTx{q.conn}, "SELECT value FROM json_each(?)", idList); err != nil {
+			if err := streams().PurgeFrames(context.Background(), sqlbackend.StdTx(q.conn), "SELECT value FROM json_each(?)", idList); err != nil {
 				return fmt.Errorf("purge: %w", err)
 			}
 		}

@@ -29,7 +29,7 @@ func (s *Store) AppendFrames(ctx context.Context, taskID string, epoch int64, fr
 	var out []store.Frame
 	err := s.writer.do(ctx, func(q *execer) error {
 		var err error
-		out, err = streams().Append(context.Background(), sqlTx{q.conn}, taskID, epoch, frames, now)
+		out, err = streams().Append(context.Background(), sqlbackend.StdTx(q.conn), taskID, epoch, frames, now)
 		return err
 	})
 	if err != nil {

@@ -14,7 +14,7 @@ func (s *Store) CreateWaitpoint(ctx context.Context, taskID string, epoch int64,
 	var out store.Waitpoint
 	err := s.writer.do(ctx, func(q *execer) error {
 		var err error
-		out, err = flows().CreateWaitpoint(context.Background(), sqlTx{q.conn}, taskID, epoch, wp, now)
+		out, err = flows().CreateWaitpoint(context.Background(), sqlbackend.StdTx(q.conn), taskID, epoch, wp, now)
 		return err
 	})
 	return out, err
@@ -44,7 +44,7 @@ func (s *Store) Signal(ctx context.Context, r store.SignalRequest) (store.Signal
 			ch  store.Change
 			err error
 		)
-		rec, ch, err = flows().Signal(context.Background(), sqlTx{q.conn}, r, s.opts.Limits, now)
+		rec, ch, err = flows().Signal(context.Background(), sqlbackend.StdTx(q.conn), r, s.opts.Limits, now)
 		if err != nil {
 			return err
 		}
@@ -66,7 +66,7 @@ func (s *Store) ExpireWaits(ctx context.Context, limit int) (int, time.Time, err
 			finished []sqlbackend.Finished
 			err      error
 		)
-		n, next, ch, finished, err = flows().ExpireWaits(context.Background(), sqlTx{q.conn}, limit, now)
+		n, next, ch, finished, err = flows().ExpireWaits(context.Background(), sqlbackend.StdTx(q.conn), limit, now)
 		if err != nil {
 			return err
 		}
@@ -86,7 +86,7 @@ func (s *Store) SigningKey(ctx context.Context) (string, []byte, error) {
 	)
 	err := s.writer.do(ctx, func(q *execer) error {
 		var err error
-		kid, secret, err = flows().SigningKey(context.Background(), sqlTx{q.conn}, s.now())
+		kid, secret, err = flows().SigningKey(context.Background(), sqlbackend.StdTx(q.conn), s.now())
 		return err
 	})
 	return kid, secret, err
@@ -94,7 +94,7 @@ func (s *Store) SigningKey(ctx context.Context) (string, []byte, error) {
 
 // suspend applies waiting outcomes in the writer's transaction.
 func suspend(q *execer, outcomes []store.Outcome, nowUS int64) ([]store.FinishResult, error) {
-	res, ch, finished, err := flows().Suspend(context.Background(), sqlTx{q.conn}, outcomes, fromMicros(nowUS))
+	res, ch, finished, err := flows().Suspend(context.Background(), sqlbackend.StdTx(q.conn), outcomes, fromMicros(nowUS))
 	if err != nil {
 		return nil, err
 	}

@@ -64,6 +64,41 @@ func (d stdDB) QueryRow(ctx context.Context, query string, args ...any) Row {
 	return d.db.QueryRowContext(ctx, query, args...)
 }
 
+// SQLExecer is what database/sql's pools, connections and transactions
+// share.
+type SQLExecer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// StdTx is a Tx on a database/sql connection or transaction: the writer's
+// connection on SQLite, a caller's *sql.Tx on either backend.
+func StdTx(db SQLExecer) Tx { return stdTx{db} }
+
+type stdTx struct{ db SQLExecer }
+
+func (t stdTx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	r, err := t.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return r.RowsAffected()
+}
+
+func (t stdTx) Query(ctx context.Context, query string, args ...any) (Rows, error) {
+	rows, err := t.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		// A nil *sql.Rows in a Rows would not compare equal to nil.
+		return nil, err
+	}
+	return stdRows{rows}, nil
+}
+
+func (t stdTx) QueryRow(ctx context.Context, query string, args ...any) Row {
+	return t.db.QueryRowContext(ctx, query, args...)
+}
+
 type stdRows struct{ *sql.Rows }
 
 func (r stdRows) Close() { _ = r.Rows.Close() }
