@@ -539,6 +539,7 @@ type Store interface {
 	Scheduler
 	Flows
 	Waits
+	Rollups
 	// TxEnqueuer returns the store's enqueuer into callers' own
 	// transactions, or nil when the backend has none. Optional
 	// capabilities are reached through accessors like this one rather

@@ -53,6 +53,7 @@ var groups = []struct {
 	{"schedule", scheduleCases, true},
 	{"flow", flowCases, true},
 	{"wait", waitCases, true},
+	{"rollup", rollupCases, true},
 	{"engine", engineCases, true},
 	{"process", processCases, false},
 }
