@@ -57,6 +57,11 @@ type Config struct {
 	// (timeouts due within it are applied at their time); negative
 	// disables. Default: WEFT_WAIT_TIMEOUTS_INTERVAL when set, else 1s.
 	WaitTimeoutInterval time.Duration
+	// RollupInterval is how often the feed of events is counted into the
+	// per-minute rollups the dashboard charts (store.Rollups, kept for
+	// store.RollupRetention); negative disables. Default:
+	// WEFT_ROLLUPS_INTERVAL when set, else 5s.
+	RollupInterval time.Duration
 	// SigningKeys signs and verifies waitpoint tokens: "kid:secret" pairs
 	// separated by commas, secrets of at least 16 bytes; the first signs,
 	// all verify, so a key is rotated by putting a new one first and
@@ -168,6 +173,13 @@ func NewClient(st store.Store, cfg *Config) (*Client, error) {
 			return nil, &ValidationError{Index: -1, Field: "wait_timeout_interval", Message: err.Error()}
 		}
 		c.cfg.WaitTimeoutInterval = d
+	}
+	if c.cfg.RollupInterval == 0 {
+		d, err := maintenance.Interval(rollupsName, 5*time.Second)
+		if err != nil {
+			return nil, &ValidationError{Index: -1, Field: "rollup_interval", Message: err.Error()}
+		}
+		c.cfg.RollupInterval = d
 	}
 	c.nodeID = c.cfg.NodeID
 	if c.nodeID == "" {
