@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/weftworks/weft"
+	"github.com/weftworks/weft/dashboard"
 	"github.com/weftworks/weft/internal/httpapi"
 	"github.com/weftworks/weft/store"
 	"github.com/weftworks/weft/webhook"
@@ -38,6 +39,9 @@ type serveOptions struct {
 	// tlsCert and tlsKey are PEM files: with them, serve speaks HTTPS
 	// (tls.go).
 	tlsCert, tlsKey string
+
+	// readToken is the read-only token of the API and the dashboard.
+	readToken string
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -59,6 +63,11 @@ With WEFT_API_TOKEN set, every route but /healthz and /readyz requires
 a loopback address, unless --insecure says otherwise. With --tls-cert and
 --tls-key it serves HTTPS (TLS 1.2 and later); a token served without TLS
 beyond loopback is logged as a warning.
+
+The web dashboard is at /ui/ (/ redirects there): with a token, its login
+form takes WEFT_API_TOKEN, or WEFT_API_READ_TOKEN (--read-token) for a
+session that sees everything and changes nothing; the API accepts the
+read-only token on GET routes and refuses it elsewhere (403).
 
 The server also speaks the Model Context Protocol at /mcp (streamable HTTP),
 behind the same token, for AI agents.
@@ -95,6 +104,7 @@ signal ends the process at once.`,
 	f.DurationVar(&o.grace, "grace", defaultGrace, "how long running tasks may finish at shutdown (env WEFT_SHUTDOWN_GRACE)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain), with --tls-key (env WEFT_TLS_CERT)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert (env WEFT_TLS_KEY)")
+	f.StringVar(&o.readToken, "read-token", "", "a read-only token for the API and the dashboard: sees everything, changes nothing (env WEFT_API_READ_TOKEN)")
 
 	// The config file: read before the environment and the other flags,
 	// which override it (applyConfig, from the root's pre-run hook).
@@ -137,6 +147,12 @@ func (o *serveOptions) resolve(g *globals, fs *pflag.FlagSet) error {
 	}
 	if err := o.resolveTLS(env); err != nil {
 		return err
+	}
+	if v, ok := env("read-token", "WEFT_API_READ_TOKEN"); ok {
+		o.readToken = v
+	}
+	if o.readToken != "" && (g.Token == "" || o.readToken == g.Token) {
+		return usagef("--read-token (WEFT_API_READ_TOKEN) needs WEFT_API_TOKEN set to another token")
 	}
 	if o.leaseTTL < time.Second {
 		return usagef("--lease-ttl: %s is too short (at least 1s)", o.leaseTTL)
@@ -231,7 +247,13 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		return err
 	}
 	version := buildVersion().Version
-	api, err := httpapi.New(httpapi.Config{Client: client, Kinds: ws.EngineKinds(), Token: g.Token, Version: version, Logger: log})
+	drained := make(chan struct{})
+	dash, err := dashboard.New(dashboard.Config{Client: client, Token: g.Token, ReadToken: o.readToken, Done: drained, Logger: log})
+	if err != nil {
+		return err
+	}
+	api, err := httpapi.New(httpapi.Config{Client: client, Kinds: ws.EngineKinds(), Token: g.Token, ReadToken: o.readToken,
+		Dashboard: dash, Version: version, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -253,8 +275,8 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		go func() { served <- hs.Serve(ln) }()
 	}
 	warnClearToken(log, g.Token, tlsConfig != nil, hostOf(o.addr), ln.Addr().String())
-	log.Info("weft: serving", "addr", scheme+"://"+ln.Addr().String(), "database", db.String(),
-		"version", version, "auth", g.Token != "")
+	log.Info("weft: serving", "addr", scheme+"://"+ln.Addr().String(), "dashboard", scheme+"://"+ln.Addr().String()+"/ui/",
+		"database", db.String(), "version", version, "auth", g.Token != "", "read_token", o.readToken != "")
 
 	var serveErr error
 	select {
@@ -266,6 +288,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	// Stop answering readiness and release long polls first, so that
 	// Shutdown only waits for short requests.
 	api.Drain()
+	close(drained)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.grace)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
