@@ -73,12 +73,12 @@ func (d *Dashboard) action(h actionFunc) http.Handler {
 			http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		if s.nonce != "" && subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.csrf())) != 1 {
-			http.Error(w, "missing or wrong CSRF token: reload the page", http.StatusForbidden)
-			return
-		}
 		if s.role != roleAdmin {
 			http.Error(w, "this session is read-only", http.StatusForbidden)
+			return
+		}
+		if s.nonce != "" && subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.csrf())) != 1 {
+			http.Error(w, "missing or wrong CSRF token: reload the page", http.StatusForbidden)
 			return
 		}
 		next, msg, err := h(r)
@@ -199,6 +199,7 @@ func (d *Dashboard) funcs() template.FuncMap {
 		"add":        func(a, b int) int { return a + b },
 		"int64":      func(n int) int64 { return int64(n) },
 		"flowStates": func() []store.FlowState { return store.FlowStates() },
+		"count":      func(c map[store.State]int64, s string) int64 { return c[store.State(s)] },
 	}
 }
 

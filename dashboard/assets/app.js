@@ -70,11 +70,13 @@
     source.addEventListener("change", onChange);
     source.onopen = function () {
       failures = 0;
+      if (statusEl) { statusEl.dataset.open = "1"; }
       if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
       setStatus("live", "");
     };
     source.onerror = function () {
       failures++;
+      if (statusEl) { statusEl.dataset.open = "0"; }
       if (failures >= 3) {
         // The stream keeps failing (a proxy that buffers, say): poll.
         source.close();
