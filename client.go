@@ -76,6 +76,10 @@ type Config struct {
 	FailUnknownKinds bool
 	// Logger for the client's diagnostics. Default slog.Default().
 	Logger *slog.Logger
+	// LogOutcomes logs, at info, each task this client's workers finish
+	// (id, kind, queue, attempt, outcome, duration, error) and each retry
+	// they schedule, after the outcome is recorded. weft serve sets it.
+	LogOutcomes bool
 	// Now is the clock the client reads for schedule slots and retention
 	// cutoffs. Default time.Now. Tests give it the store's clock (as
 	// sqlite.Options.Now) to bring slots due without waiting for them.
@@ -243,6 +247,7 @@ func (c *Client) Start(ctx context.Context) error {
 		LeaseTTL:         c.cfg.LeaseTTL,
 		PollInterval:     c.cfg.PollInterval,
 		Logger:           c.log,
+		LogOutcomes:      c.cfg.LogOutcomes,
 	})
 	if err != nil {
 		return fmt.Errorf("weft: Start: %w", err)

@@ -284,6 +284,10 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the webhooks to finish", func() bool { return state(t, base, failing) == "failed" })
+	// weft serve logs each final outcome at info.
+	waitFor(t, "the failure in the server's log", func() bool {
+		return strings.Contains(srv.Log(), `"msg":"weft: task finished","id":"`+failing+`","kind":"http","queue":"default","attempt":1,"outcome":"failed","duration":`)
+	})
 
 	// Log in.
 	b.do(t, "log in", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("token")),
@@ -398,6 +402,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("the completed state did not show within 2s of the completion: %v", err)
 	}
 	t.Logf("the completion showed %v after it was recorded", time.Since(finished).Round(time.Millisecond))
+	waitFor(t, "the remote completion in the server's log", func() bool {
+		return strings.Contains(srv.Log(), `"msg":"weft: task finished","id":"`+remoteID+`","outcome":"completed"`)
+	})
 	if !get(t, b, "no reload", chromedp.Evaluate[bool](`window.__notReloaded === true`)) {
 		t.Error("the page was reloaded")
 	}

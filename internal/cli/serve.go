@@ -242,7 +242,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	}()
 	ws := weft.NewWorkers()
 	webhook.Register(ws, webhook.Config{DenyPrivate: o.denyPrivate, Logger: log})
-	client, err := weft.NewClient(st, &weft.Config{Queues: queues, Workers: ws, LeaseTTL: o.leaseTTL, Logger: log})
+	client, err := weft.NewClient(st, &weft.Config{Queues: queues, Workers: ws, LeaseTTL: o.leaseTTL, Logger: log, LogOutcomes: true})
 	if err != nil {
 		return err
 	}
@@ -253,7 +253,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		return err
 	}
 	api, err := httpapi.New(httpapi.Config{Client: client, Kinds: ws.EngineKinds(), Token: g.Token, ReadToken: o.readToken,
-		Dashboard: dash, Version: version, Logger: log})
+		Dashboard: dash, Version: version, Logger: log, LogOutcomes: true})
 	if err != nil {
 		return err
 	}

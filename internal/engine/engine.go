@@ -114,6 +114,9 @@ type Config struct {
 	// MaxClaim bounds one claim per queue. Default 1000.
 	MaxClaim int
 	Logger   *slog.Logger
+	// LogOutcomes logs each attempt that ends its task, and each retry, at
+	// info (LogOutcome), after its outcome is recorded.
+	LogOutcomes bool
 }
 
 // Engine runs the tasks of the configured queues. An Engine runs once:
@@ -292,6 +295,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.bgCtx, e.stopBg = context.WithCancel(context.WithoutCancel(ctx))
 	e.claimCtx, e.cutClaim = context.WithCancel(e.bgCtx)
 	e.done = newCompleter(e.src, e.log, e.poke)
+	e.done.logOutcomes = e.cfg.LogOutcomes
 	// Subscribing before the first claim means no commit can slip between
 	// the claim and the subscription unnoticed. Without a notifier the
 	// wakeups never come: claims wait for work themselves.
@@ -416,7 +420,7 @@ func (e *Engine) releaseQueued() {
 	e.mu.Unlock()
 	for _, r := range queued {
 		r.cancel(ErrShutdown)
-		e.finish(r, Verdict{Action: Retry, Err: ErrShutdown}, ErrShutdown)
+		e.finish(r, Verdict{Action: Retry, Err: ErrShutdown}, ErrShutdown, time.Time{})
 		e.handlers.Done()
 	}
 }
@@ -675,13 +679,17 @@ func (e *Engine) worker(r *runningTask) {
 func (e *Engine) run(r *runningTask) *runningTask {
 	defer e.handlers.Done()
 	t, ctx := r.task, r.ctx
-	var v Verdict
+	var (
+		v     Verdict
+		began time.Time
+	)
 	if cause := context.Cause(ctx); cause != nil {
 		// Cancelled, lost or released while queued: the handler never runs.
 		v = Verdict{Action: Retry, Err: cause}
 	} else {
+		began = time.Now()
 		if e.startLater {
-			e.done.submitStart(store.Start{TaskID: t.ID, Epoch: t.LeaseEpoch, At: time.Now()})
+			e.done.submitStart(store.Start{TaskID: t.ID, Epoch: t.LeaseEpoch, At: began})
 		}
 		v = invoke(ctx, e.cfg.Kinds, e.src, t)
 	}
@@ -705,14 +713,15 @@ func (e *Engine) run(r *runningTask) *runningTask {
 	if poke {
 		e.poke()
 	}
-	e.finish(r, v, cause)
+	e.finish(r, v, cause, began)
 	return next
 }
 
-// finish submits the outcome of r's attempt.
-func (e *Engine) finish(r *runningTask, v Verdict, cause error) {
+// finish submits the outcome of r's attempt, whose handler began at began
+// (zero when it never ran).
+func (e *Engine) finish(r *runningTask, v Verdict, cause error, began time.Time) {
 	if o, ok := e.decide(r.task, v, cause); ok {
-		e.done.submit(Finished{Outcome: o, Task: r.task, Verdict: v, Cause: cause})
+		e.done.submit(Finished{Outcome: o, Task: r.task, Verdict: v, Cause: cause, Began: began})
 	}
 }
 

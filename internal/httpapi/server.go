@@ -81,6 +81,9 @@ type Config struct {
 	Version string
 	// Logger receives request errors. Default slog.Default().
 	Logger *slog.Logger
+	// LogOutcomes logs each remote outcome that ends its task, and each
+	// retry, at info (engine.LogOutcome).
+	LogOutcomes bool
 	// Registry, when set, receives the API's metrics; default a new
 	// registry with the Go and process collectors.
 	Registry *prometheus.Registry
