@@ -742,3 +742,37 @@ func TestEscapedBackslashIsNotNUL(t *testing.T) {
 		t.Fatalf("args = %s", task.Args)
 	}
 }
+
+// TestReadToken: the read-only token reads every GET route and is refused
+// (403 forbidden) wherever a request would change something, remote
+// workers' claims and /mcp included; nothing is written.
+func TestReadToken(t *testing.T) {
+	a := newTestAPI(t, Config{Token: "full", ReadToken: "look"})
+	var enq api.Enqueued
+	a.must(t, 201, "POST", "/v1/tasks", map[string]any{"kind": "k"}, &enq)
+	read := []string{"Authorization", "Bearer look"}
+	for _, p := range []string{"/v1/tasks", "/v1/tasks/" + enq.ID, "/v1/queues", "/metrics"} {
+		if status, body := a.do(t, "GET", p, nil, read...); status != 200 {
+			t.Errorf("GET %s with the read-only token: %d %s", p, status, body)
+		}
+	}
+	for _, p := range []string{"/v1/tasks", "/v1/tasks/" + enq.ID + "/cancel", "/v1/queues/default/pause", "/v1/claims", "/mcp"} {
+		status, body := a.do(t, "POST", p, map[string]any{"kind": "k"}, read...)
+		var e struct{ Error api.ErrorBody }
+		_ = json.Unmarshal(body, &e)
+		if status != 403 || e.Error.Code != api.CodeForbidden {
+			t.Errorf("POST %s with the read-only token: %d %s, want 403 forbidden", p, status, body)
+		}
+	}
+	if n := a.count(t); n != 1 {
+		t.Errorf("%d tasks after the refused writes, want 1", n)
+	}
+	var got api.Task
+	a.must(t, 200, "GET", "/v1/tasks/"+enq.ID, nil, &got)
+	if got.State != "pending" {
+		t.Errorf("the task is %s, want pending", got.State)
+	}
+	if _, err := New(Config{Client: a.api.cfg.Client, ReadToken: "look"}); err == nil {
+		t.Error("a read-only token without a full token was accepted")
+	}
+}
