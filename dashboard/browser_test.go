@@ -90,7 +90,9 @@ func newBrowser(t *testing.T) *browser {
 	// Confirmations are accepted, as a user would.
 	accept := chromedp.WithListener(func(ev any) {
 		if _, ok := ev.(*page.EventJavascriptDialogOpening); ok {
-			go func() { _, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true}) }()
+			go func() {
+				_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+			}()
 		}
 	})
 	ctx, cancelCtx := chromedp.NewContext(actx, accept)

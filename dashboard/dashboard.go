@@ -74,6 +74,7 @@ type Dashboard struct {
 	mux   *http.ServeMux
 	pages map[string]*template.Template
 	auth  *auth
+	cache rollupCache
 }
 
 //go:embed templates/*.html

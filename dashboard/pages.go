@@ -29,17 +29,16 @@ const (
 
 // overviewData is the Overview page.
 type overviewData struct {
-	Range        string
-	Ranges       []string
-	Queue, Kind  string
-	Queues       []string
-	Kinds        []string
-	Throughput   template.HTML
-	Failures     template.HTML
-	Wait, Run    template.HTML
-	Totals       []kindTotal
-	Stats        []store.QueueStats
-	RollupsSince time.Time
+	Range       string
+	Ranges      []string
+	Queue, Kind string
+	Queues      []string
+	Kinds       []string
+	Throughput  template.HTML
+	Failures    template.HTML
+	Wait, Run   template.HTML
+	Totals      []kindTotal
+	Stats       []store.QueueStats
 }
 
 // kindTotal sums one queue and kind over the range.
@@ -64,11 +63,10 @@ func (d *Dashboard) overview(r *http.Request) (*view, error) {
 	// Points: 60 per chart, each a whole number of minutes.
 	step := max(span/60, time.Minute)
 	start := now.Add(-span).Truncate(step)
-	rows, err := d.st.ReadRollups(ctx, start)
+	rows, err := d.rollups(ctx, start)
 	if err != nil {
 		return nil, err
 	}
-	data.RollupsSince = start
 	stats, err := d.st.Stats(ctx)
 	if err != nil {
 		return nil, err

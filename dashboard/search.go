@@ -405,8 +405,11 @@ func (d *Dashboard) searchNewest(ctx context.Context, f taskFilter, cursor strin
 // tasks (a cap of 0 has no bound) and lo is not the start of the table.
 func (d *Dashboard) window(ctx context.Context, f taskFilter, lo, hi string, capN int) (out []*store.Task, n int, dense bool, err error) {
 	after := lo
+	// The listing has no upper bound, so what it reads past hi is
+	// wasted: pages start small and grow while they stay in the window.
+	size := 64
 	for {
-		tasks, err := d.st.List(ctx, store.ListParams{Queue: f.Queue, Kind: f.Kind, States: f.States, After: after, Limit: listPage})
+		tasks, err := d.st.List(ctx, store.ListParams{Queue: f.Queue, Kind: f.Kind, States: f.States, After: after, Limit: size})
 		if err != nil {
 			return nil, n, false, err
 		}
@@ -423,8 +426,9 @@ func (d *Dashboard) window(ctx context.Context, f taskFilter, lo, hi string, cap
 			}
 			after = t.ID
 		}
-		if len(tasks) < listPage {
+		if len(tasks) < size {
 			return out, n, false, nil
 		}
+		size = min(2*size, listPage)
 	}
 }
