@@ -261,10 +261,20 @@ type searchPage struct {
 	Scanned int
 	Cut     bool
 	Reached time.Time
+	// OldestFirst is set when newest first was asked for and cannot be
+	// had: the table has task ids that the application chose, which are
+	// not ordered by time.
+	OldestFirst bool
 }
 
 // listPage is the store's page size for scans.
 const listPage = 1000
+
+// lowestID sorts before every task id. A listing starts after it rather
+// than with no cursor: with a filter and no lower bound on the id, SQLite
+// may plan a scan and a sort of the whole table instead of a walk of the
+// id index.
+const lowestID = "00000000-0000-0000-0000-000000000000"
 
 // search reads one page of at most limit tasks matching f after cursor,
 // examining at most budget tasks.
@@ -278,8 +288,11 @@ func (d *Dashboard) search(ctx context.Context, f taskFilter, cursor string, lim
 		return d.searchNewest(ctx, f, cursor, limit, budget)
 	}
 	after := cursor
-	if after == "" && !f.Since.IsZero() {
+	switch {
+	case after == "" && !f.Since.IsZero():
 		after = minID(f.Since)
+	case after == "":
+		after = lowestID
 	}
 	var untilID string
 	if !f.Until.IsZero() {
@@ -342,18 +355,22 @@ func (d *Dashboard) searchNewest(ctx context.Context, f taskFilter, cursor strin
 	} else if t, ok := idTime(hi); ok {
 		hiT = t
 	}
-	oldest, err := d.st.List(ctx, store.ListParams{Queue: f.Queue, Kind: f.Kind, States: f.States, Limit: 1})
+	oldest, err := d.st.List(ctx, store.ListParams{Queue: f.Queue, Kind: f.Kind, States: f.States, After: lowestID, Limit: 1})
 	if err != nil || len(oldest) == 0 {
 		return p, err
 	}
-	floor := oldest[0].CreatedAt.Add(-time.Millisecond)
+	// Ids the application chose are not time-ordered: windows of time
+	// cannot find them, so such a table is listed oldest first.
+	first, ok := idTime(oldest[0].ID)
+	if !ok {
+		f.Newest = false
+		p, err := d.search(ctx, f, cursor, limit, budget)
+		p.OldestFirst = true
+		return p, err
+	}
+	floor := first.Add(-time.Millisecond)
 	if !f.Since.IsZero() && f.Since.After(floor) {
 		floor = f.Since
-	}
-	// Ids the application chose are not time-ordered: the windows cannot
-	// find them, so a table that has any is read in one window.
-	if _, ok := idTime(oldest[0].ID); !ok {
-		floor = time.Time{}
 	}
 	w := 100 * time.Millisecond
 	for hiT.After(floor) {
@@ -362,9 +379,6 @@ func (d *Dashboard) searchNewest(ctx context.Context, f taskFilter, cursor strin
 			loT = floor
 		}
 		lo := minID(loT)
-		if floor.IsZero() {
-			lo = ""
-		}
 		capN := max(4*limit, 200)
 		if w <= time.Millisecond {
 			capN = 0 // as narrow as ids go: read it whole
@@ -386,9 +400,6 @@ func (d *Dashboard) searchNewest(ctx context.Context, f taskFilter, cursor strin
 			}
 		}
 		hi, hiT = lo, loT
-		if floor.IsZero() {
-			break
-		}
 		if p.Scanned >= budget {
 			p.Next, p.Cut, p.Reached = hi, true, hiT
 			return p, nil
@@ -401,8 +412,8 @@ func (d *Dashboard) searchNewest(ctx context.Context, f taskFilter, cursor strin
 }
 
 // window reads the tasks with ids in (lo, hi) matching f, oldest first.
-// dense is set, with nothing read, when the window holds more than cap
-// tasks (a cap of 0 has no bound) and lo is not the start of the table.
+// dense is set, with nothing read, when the window holds more than capN
+// tasks (a cap of 0 has no bound).
 func (d *Dashboard) window(ctx context.Context, f taskFilter, lo, hi string, capN int) (out []*store.Task, n int, dense bool, err error) {
 	after := lo
 	// The listing has no upper bound, so what it reads past hi is
@@ -418,7 +429,7 @@ func (d *Dashboard) window(ctx context.Context, f taskFilter, lo, hi string, cap
 				return out, n, false, nil
 			}
 			n++
-			if capN > 0 && n > capN && lo != "" {
+			if capN > 0 && n > capN {
 				return nil, n, true, nil
 			}
 			if f.matches(t) {

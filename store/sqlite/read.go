@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,15 +73,13 @@ func (s *Store) List(ctx context.Context, p store.ListParams) ([]*store.Task, er
 		where, args = append(where, "kind = +?"), append(args, p.Kind)
 	}
 	if len(p.States) > 0 {
-		marks := make([]string, len(p.States))
-		for i, st := range p.States {
+		for _, st := range p.States {
 			if !st.Valid() {
 				return nil, &store.ValidationError{Index: -1, Field: "state", Message: fmt.Sprintf("%q is not a state", st)}
 			}
-			marks[i] = "?"
-			args = append(args, string(st))
 		}
-		where = append(where, "state IN ("+strings.Join(marks, ",")+")")
+		terms, stateArgs := listStates(p.States)
+		where, args = append(where, terms...), append(args, stateArgs...)
 	}
 	if p.After != "" {
 		where, args = append(where, "id > +?"), append(args, p.After)
@@ -90,7 +89,14 @@ func (s *Store) List(ctx context.Context, p store.ListParams) ([]*store.Task, er
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
-	query += " ORDER BY id LIMIT ?"
+	order := " ORDER BY id LIMIT ?"
+	if len(p.States) == 1 && p.States[0] == store.StateRunning {
+		// The running tasks are few (as many as busy workers): read them
+		// from their index and sort them, rather than walk the id index
+		// past every other task, which the planner prefers otherwise.
+		order = " ORDER BY +id LIMIT ?"
+	}
+	query += order
 	rows, err := s.rdb.QueryContext(ctx, query, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
@@ -101,6 +107,37 @@ func (s *Store) List(ctx context.Context, p store.ListParams) ([]*store.Task, er
 	}
 	return tasks, nil
 }
+
+// listStates is a listing's state filter. The states are written into
+// the statement, not bound: they are the model's own names, and SQLite
+// uses a partial index only when the statement's own terms imply the
+// index's condition. Rare states are then read from their index instead
+// of a scan of the table: running tasks from weft_tasks_running, and the
+// states of weft_tasks_unsuccessful, whose condition is repeated here
+// word for word.
+// Other states stay bound: pending and completed tasks are often most of
+// the table, which is better read in id order than from an index and
+// sorted.
+func listStates(states []store.State) (terms []string, args []any) {
+	if len(states) == 1 && states[0] == store.StateRunning {
+		return []string{"state = 'running'"}, nil
+	}
+	if !slices.ContainsFunc(states, func(s store.State) bool { return !slices.Contains(unsuccessfulStates, s) }) {
+		return []string{"state IN " + store.SQLList(states), unsuccessfulIndex}, nil
+	}
+	marks := make([]string, len(states))
+	for i, st := range states {
+		marks[i] = "?"
+		args = append(args, string(st))
+	}
+	return []string{"state IN (" + strings.Join(marks, ",") + ")"}, args
+}
+
+// unsuccessfulStates are the states of weft_tasks_unsuccessful (migration
+// 0008), and unsuccessfulIndex its condition as the migration spells it.
+var unsuccessfulStates = []store.State{store.StateBlocked, store.StateWaiting, store.StateFailed, store.StateCancelled, store.StateSkipped}
+
+const unsuccessfulIndex = "(state = 'blocked' OR state = 'waiting' OR state = 'failed' OR state = 'cancelled' OR state = 'skipped')"
 
 // NextRunAt implements store.Store (see sqlbackend.NextRunAt). A paused
 // queue finds no row at the first step: an engine must not wake for work
