@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -775,4 +776,61 @@ func TestReadToken(t *testing.T) {
 	if _, err := New(Config{Client: a.api.cfg.Client, ReadToken: "look"}); err == nil {
 		t.Error("a read-only token without a full token was accepted")
 	}
+}
+
+// TestTaskMetrics: the per-queue-and-kind counters and histograms count
+// every task's events, a remote worker's outcomes included.
+func TestTaskMetrics(t *testing.T) {
+	a := newTestAPI(t, Config{})
+	for range 3 {
+		a.must(t, 201, "POST", "/v1/tasks", map[string]any{"kind": "mail", "queue": "q1"}, nil)
+	}
+	a.must(t, 201, "POST", "/v1/tasks", map[string]any{"kind": "mail", "queue": "q1", "max_attempts": 2}, nil)
+	var claim api.ClaimResponse
+	a.must(t, 200, "POST", "/v1/claims", map[string]any{"worker_id": "w", "queues": []string{"q1"}, "max": 4}, &claim)
+	if len(claim.Tasks) != 4 {
+		t.Fatalf("claimed %d", len(claim.Tasks))
+	}
+	for i, c := range claim.Tasks {
+		switch {
+		case c.MaxAttempts == 2:
+			a.must(t, 200, "POST", "/v1/tasks/"+c.ID+"/fail", map[string]any{"lease_token": c.LeaseToken, "error": "boom"}, nil)
+		case i == 0:
+			a.must(t, 200, "POST", "/v1/tasks/"+c.ID+"/fail", map[string]any{"lease_token": c.LeaseToken, "error": "bad", "permanent": true}, nil)
+		default:
+			a.must(t, 200, "POST", "/v1/tasks/"+c.ID+"/complete", map[string]any{"lease_token": c.LeaseToken}, nil)
+		}
+	}
+	_, body := a.do(t, "GET", "/metrics", nil)
+	for _, want := range []string{
+		`weft_tasks_enqueued_total{kind="mail",queue="q1"} 4`,
+		`weft_tasks_completed_total{kind="mail",queue="q1"} `,
+		`weft_tasks_failed_total{kind="mail",queue="q1"} `,
+		`weft_tasks_retried_total{kind="mail",queue="q1"} 1`,
+		`weft_task_wait_seconds_count{kind="mail",queue="q1"} 4`,
+		`weft_task_run_seconds_count{kind="mail",queue="q1"} 4`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	completed, failed := metricValue(t, body, `weft_tasks_completed_total{kind="mail",queue="q1"}`), metricValue(t, body, `weft_tasks_failed_total{kind="mail",queue="q1"}`)
+	if completed+failed != 3 || failed < 1 {
+		t.Errorf("completed %v and failed %v, want 3 in all with at least one failure", completed, failed)
+	}
+}
+
+func metricValue(t *testing.T, body []byte, series string) float64 {
+	t.Helper()
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no %s in the metrics", series)
+	return 0
 }

@@ -35,8 +35,9 @@ const (
 	// pagesPerTick bounds the feed pages one tick reads (10,000 events or
 	// seqs each), so that a backlog is caught up over a few ticks.
 	pagesPerTick = 50
-	// maxTracked bounds the tasks whose ready and start times are kept;
-	// past it they are forgotten (their next durations are not counted).
+	// maxTracked bounds the tasks whose ready and start times a Tracker
+	// keeps; past it they are forgotten (their next durations are not
+	// counted).
 	maxTracked = 200_000
 	// purgeEvery is how often rollups older than store.RollupRetention
 	// are deleted.
@@ -46,17 +47,15 @@ const (
 // Counter counts the feed into rollups. It is not safe for concurrent
 // use: one reconciler loop ticks it.
 type Counter struct {
-	st  Store
-	now func() time.Time
-	// ready and started are, per task, when it last became ready and when
-	// its current attempt started.
-	ready, started map[string]time.Time
-	lastPurge      time.Time
+	st        Store
+	now       func() time.Time
+	times     *Tracker
+	lastPurge time.Time
 }
 
 // New returns a counter on st; now is the clock of the purge.
 func New(st Store, now func() time.Time) *Counter {
-	return &Counter{st: st, now: now, ready: map[string]time.Time{}, started: map[string]time.Time{}}
+	return &Counter{st: st, now: now, times: NewTracker()}
 }
 
 // Tick counts the events after the stored cursor, at most pagesPerTick
@@ -114,50 +113,80 @@ func (c *Counter) count(rows map[rowKey]*store.Rollup, ev store.Event) {
 		r = &store.Rollup{Minute: minute, Queue: ev.Queue, Kind: ev.Kind}
 		rows[k] = r
 	}
-	if len(c.ready) > maxTracked || len(c.started) > maxTracked {
-		c.ready, c.started = map[string]time.Time{}, map[string]time.Time{}
+	switch ev.Type {
+	case store.EventCreated:
+		r.Enqueued++
+	case store.EventCompleted:
+		r.Completed++
+	case store.EventFailed:
+		r.Failed++
+	case store.EventCancelled:
+		r.Cancelled++
+	case store.EventRetryScheduled:
+		r.Retried++
 	}
-	ran := func() {
-		if at, ok := c.started[ev.TaskID]; ok {
-			r.Run.Observe(max(ev.At.Sub(at), 0))
-			delete(c.started, ev.TaskID)
+	wait, run, waited, ran := c.times.Observe(ev)
+	if waited {
+		r.Wait.Observe(wait)
+	}
+	if ran {
+		r.Run.Observe(run)
+	}
+}
+
+// Tracker follows tasks through the feed of their events to time their
+// attempts: how long each waited since its task became ready, and how
+// long it ran. It keeps, per task, when it last became ready and when its
+// current attempt started, for at most maxTracked tasks (then it forgets
+// them all, and the durations of their attempts are not measured). It is
+// not safe for concurrent use.
+type Tracker struct {
+	ready, started map[string]time.Time
+}
+
+// NewTracker returns an empty tracker.
+func NewTracker() *Tracker {
+	return &Tracker{ready: map[string]time.Time{}, started: map[string]time.Time{}}
+}
+
+// Observe takes the next event of the feed. When it starts an attempt
+// whose task's ready time is known, waited is set and wait is how long
+// the task waited; when it ends an attempt whose start is known, ran is
+// set and run is how long the attempt ran.
+func (t *Tracker) Observe(ev store.Event) (wait, run time.Duration, waited, ran bool) {
+	if len(t.ready) > maxTracked || len(t.started) > maxTracked {
+		t.ready, t.started = map[string]time.Time{}, map[string]time.Time{}
+	}
+	end := func() {
+		if at, ok := t.started[ev.TaskID]; ok {
+			run, ran = max(ev.At.Sub(at), 0), true
+			delete(t.started, ev.TaskID)
 		}
 	}
 	switch ev.Type {
 	case store.EventCreated:
-		r.Enqueued++
-		c.ready[ev.TaskID] = ev.At
+		t.ready[ev.TaskID] = ev.At
 	case store.EventStarted:
-		if at, ok := c.ready[ev.TaskID]; ok {
-			r.Wait.Observe(max(ev.At.Sub(at), 0))
-			delete(c.ready, ev.TaskID)
+		if at, ok := t.ready[ev.TaskID]; ok {
+			wait, waited = max(ev.At.Sub(at), 0), true
+			delete(t.ready, ev.TaskID)
 		}
-		c.started[ev.TaskID] = ev.At
-	case store.EventCompleted:
-		r.Completed++
-		ran()
-	case store.EventFailed:
-		r.Failed++
-		ran()
-		delete(c.ready, ev.TaskID)
-	case store.EventCancelled:
-		r.Cancelled++
-		ran()
-		delete(c.ready, ev.TaskID)
+		t.started[ev.TaskID] = ev.At
+	case store.EventCompleted, store.EventFailed, store.EventCancelled:
+		end()
+		delete(t.ready, ev.TaskID)
 	case store.EventWaiting:
-		ran()
+		end()
 	case store.EventRetryScheduled, store.EventSnoozed:
-		if ev.Type == store.EventRetryScheduled {
-			r.Retried++
-		}
-		ran()
+		end()
 		if at, ok := runAt(ev.Data); ok {
-			c.ready[ev.TaskID] = at
+			t.ready[ev.TaskID] = at
 		}
 	case store.EventReleased, store.EventRescued, store.EventRetried, store.EventUnblocked, store.EventResumed:
-		delete(c.started, ev.TaskID)
-		c.ready[ev.TaskID] = ev.At
+		delete(t.started, ev.TaskID)
+		t.ready[ev.TaskID] = ev.At
 	}
+	return wait, run, waited, ran
 }
 
 // runAt reads the run_at of an event's data.
