@@ -11,8 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/weftworks/weft/internal/engine"
 	"github.com/weftworks/weft/internal/maintenance"
+	"github.com/weftworks/weft/internal/tracing"
 	"github.com/weftworks/weft/store"
 )
 
@@ -80,6 +83,12 @@ type Config struct {
 	// (id, kind, queue, attempt, outcome, duration, error) and each retry
 	// they schedule, after the outcome is recorded. weft serve sets it.
 	LogOutcomes bool
+	// TracerProvider traces enqueues and attempts (OpenTelemetry): each
+	// enqueue is a span whose context is stored in its tasks' metadata,
+	// and each attempt a span in that trace, carried by the handler's
+	// context. Default: OpenTelemetry's global provider, which records
+	// nothing until the application installs one.
+	TracerProvider trace.TracerProvider
 	// Now is the clock the client reads for schedule slots and retention
 	// cutoffs. Default time.Now. Tests give it the store's clock (as
 	// sqlite.Options.Now) to bring slots due without waiting for them.
@@ -248,6 +257,7 @@ func (c *Client) Start(ctx context.Context) error {
 		PollInterval:     c.cfg.PollInterval,
 		Logger:           c.log,
 		LogOutcomes:      c.cfg.LogOutcomes,
+		Tracer:           tracing.Provider(c.cfg.TracerProvider).Tracer(tracing.Name),
 	})
 	if err != nil {
 		return fmt.Errorf("weft: Start: %w", err)

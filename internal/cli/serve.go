@@ -17,6 +17,7 @@ import (
 	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/dashboard"
 	"github.com/weftworks/weft/internal/httpapi"
+	"github.com/weftworks/weft/internal/tracing"
 	"github.com/weftworks/weft/store"
 	"github.com/weftworks/weft/webhook"
 )
@@ -240,6 +241,17 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 			log.Error("weft: closing the database", "err", err)
 		}
 	}()
+	traced, stopTracing, err := tracing.Setup(ctx, func(k string) string { v, _ := g.lookupEnv(k); return v })
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("weft: flushing traces", "err", err)
+		}
+	}()
 	ws := weft.NewWorkers()
 	webhook.Register(ws, webhook.Config{DenyPrivate: o.denyPrivate, Logger: log})
 	client, err := weft.NewClient(st, &weft.Config{Queues: queues, Workers: ws, LeaseTTL: o.leaseTTL, Logger: log, LogOutcomes: true})
@@ -276,7 +288,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	}
 	warnClearToken(log, g.Token, tlsConfig != nil, hostOf(o.addr), ln.Addr().String())
 	log.Info("weft: serving", "addr", scheme+"://"+ln.Addr().String(), "dashboard", scheme+"://"+ln.Addr().String()+"/ui/",
-		"database", db.String(), "version", version, "auth", g.Token != "", "read_token", o.readToken != "")
+		"database", db.String(), "version", version, "auth", g.Token != "", "read_token", o.readToken != "", "tracing", traced)
 
 	var serveErr error
 	select {

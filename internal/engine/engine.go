@@ -17,6 +17,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/weftworks/weft/internal/tracing"
 	"github.com/weftworks/weft/store"
 )
 
@@ -54,6 +57,15 @@ const (
 	// wait's timeout) makes it pending again.
 	Wait
 )
+
+// String names the action: complete, retry, snooze, fail, cancel, wait.
+func (a Action) String() string {
+	names := []string{"complete", "retry", "snooze", "fail", "cancel", "wait"}
+	if a < 0 || int(a) >= len(names) {
+		return fmt.Sprintf("action(%d)", int(a))
+	}
+	return names[a]
+}
 
 // Verdict is a handler's answer for one attempt.
 type Verdict struct {
@@ -117,6 +129,9 @@ type Config struct {
 	// LogOutcomes logs each attempt that ends its task, and each retry, at
 	// info (LogOutcome), after its outcome is recorded.
 	LogOutcomes bool
+	// Tracer, when set, makes each attempt a span (tracing.StartAttempt)
+	// that its handler's context carries.
+	Tracer trace.Tracer
 }
 
 // Engine runs the tasks of the configured queues. An Engine runs once:
@@ -691,7 +706,13 @@ func (e *Engine) run(r *runningTask) *runningTask {
 		if e.startLater {
 			e.done.submitStart(store.Start{TaskID: t.ID, Epoch: t.LeaseEpoch, At: began})
 		}
-		v = invoke(ctx, e.cfg.Kinds, e.src, t)
+		if e.cfg.Tracer != nil {
+			actx, span := tracing.StartAttempt(ctx, e.cfg.Tracer, t)
+			v = invoke(actx, e.cfg.Kinds, e.src, t)
+			tracing.EndAttempt(span, v.Action.String(), v.Err)
+		} else {
+			v = invoke(ctx, e.cfg.Kinds, e.src, t)
+		}
 	}
 	cause := context.Cause(ctx)
 	var next *runningTask

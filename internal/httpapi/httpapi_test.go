@@ -14,9 +14,13 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/internal/engine"
 	"github.com/weftworks/weft/internal/testenv"
+	"github.com/weftworks/weft/internal/tracing"
 	"github.com/weftworks/weft/store"
 )
 
@@ -833,4 +837,40 @@ func metricValue(t *testing.T, body []byte, series string) float64 {
 	}
 	t.Fatalf("no %s in the metrics", series)
 	return 0
+}
+
+// TestTracePropagation: an enqueue over the API continues the trace of
+// its traceparent header, and the claim hands a remote worker the
+// enqueue's trace context in the task's metadata, from which the
+// worker's attempt span continues it.
+func TestTracePropagation(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	a := newTestAPI(t, Config{TracerProvider: tp})
+	const incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	var enq api.Enqueued
+	status, body := a.do(t, "POST", "/v1/tasks", map[string]any{"kind": "remote.job"}, "traceparent", incoming)
+	if status != 201 || json.Unmarshal(body, &enq) != nil {
+		t.Fatalf("enqueue: %d %s", status, body)
+	}
+	var claim api.ClaimResponse
+	a.must(t, 200, "POST", "/v1/claims", map[string]any{"worker_id": "w"}, &claim)
+	if len(claim.Tasks) != 1 {
+		t.Fatalf("claimed %d", len(claim.Tasks))
+	}
+	var md map[string]string
+	if err := json.Unmarshal(claim.Tasks[0].Metadata, &md); err != nil || !strings.HasPrefix(md["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-") {
+		t.Fatalf("the claimed task's metadata = %s, %v; want a traceparent in the caller's trace", claim.Tasks[0].Metadata, err)
+	}
+	spans := exp.GetSpans()
+	if len(spans) != 1 || spans[0].Name != "weft.enqueue" || spans[0].Parent.SpanID().String() != "00f067aa0ba902b7" {
+		t.Fatalf("spans = %+v, want the enqueue's, a child of the caller's", spans)
+	}
+	// The worker's side: its attempt continues the enqueue's span.
+	_, span := tracing.StartAttempt(context.Background(), tp.Tracer("worker"), &store.Task{ID: enq.ID, Kind: "remote.job", Metadata: claim.Tasks[0].Metadata})
+	span.End()
+	if got := span.(sdktrace.ReadOnlySpan); got.Parent().SpanID() != spans[0].SpanContext.SpanID() || got.SpanContext().TraceID() != spans[0].SpanContext.TraceID() {
+		t.Fatalf("the attempt's span %+v is not a child of the enqueue's", got)
+	}
 }

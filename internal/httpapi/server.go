@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/internal/api"
@@ -84,6 +85,9 @@ type Config struct {
 	// LogOutcomes logs each remote outcome that ends its task, and each
 	// retry, at info (engine.LogOutcome).
 	LogOutcomes bool
+	// TracerProvider traces the API's enqueues; default OpenTelemetry's
+	// global provider.
+	TracerProvider trace.TracerProvider
 	// Registry, when set, receives the API's metrics; default a new
 	// registry with the Go and process collectors.
 	Registry *prometheus.Registry
@@ -122,7 +126,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, st: cfg.Client.Store(), log: cfg.Logger, mux: http.NewServeMux(), drained: make(chan struct{})}
-	s.ops = ops.New(clientCancels{Store: s.st, client: cfg.Client}, ops.Config{Poll: cfg.EventPoll, Done: s.drained})
+	s.ops = ops.New(clientCancels{Store: s.st, client: cfg.Client}, ops.Config{Poll: cfg.EventPoll, Done: s.drained, TracerProvider: cfg.TracerProvider})
 	if cfg.Token != "" {
 		s.tokenSum = sha256.Sum256([]byte(cfg.Token))
 	}

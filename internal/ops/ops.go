@@ -18,7 +18,10 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/internal/tracing"
 	"github.com/weftworks/weft/store"
 )
 
@@ -40,6 +43,9 @@ type Config struct {
 	// caught up, so that a draining server does not wait for them; their
 	// clients resume elsewhere from their cursor.
 	Done <-chan struct{}
+	// TracerProvider traces enqueues (tracing.StartEnqueue); default
+	// OpenTelemetry's global provider.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultPoll is Config.Poll's default.
@@ -51,6 +57,7 @@ type Service struct {
 	b    Backend
 	poll time.Duration
 	done <-chan struct{}
+	tp   trace.TracerProvider
 }
 
 // New returns the service for b.
@@ -58,7 +65,7 @@ func New(b Backend, cfg Config) *Service {
 	if cfg.Poll <= 0 {
 		cfg.Poll = DefaultPoll
 	}
-	return &Service{b: b, poll: cfg.Poll, done: cfg.Done}
+	return &Service{b: b, poll: cfg.Poll, done: cfg.Done, tp: cfg.TracerProvider}
 }
 
 // Enqueue stores one task. A duplicate (same unique key) comes back with
@@ -89,7 +96,9 @@ func (s *Service) enqueue(ctx context.Context, in []api.TaskInput, prefix string
 	if err != nil {
 		return nil, err
 	}
+	ctx, end := tracing.StartEnqueue(ctx, s.tp, tasks)
 	res, err := s.b.Enqueue(ctx, tasks)
+	end(err)
 	if err != nil {
 		var ve *store.ValidationError
 		if errors.As(err, &ve) {
