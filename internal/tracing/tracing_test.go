@@ -25,7 +25,9 @@ func TestStartEnqueueMetadata(t *testing.T) {
 	for i, want := range []func(map[string]any) bool{
 		func(m map[string]any) bool { return m["traceparent"] != nil },
 		func(m map[string]any) bool { return m["traceparent"] != nil && m["team"] == "ops" },
-		func(m map[string]any) bool { return m["traceparent"] == "00-11111111111111111111111111111111-2222222222222222-01" },
+		func(m map[string]any) bool {
+			return m["traceparent"] == "00-11111111111111111111111111111111-2222222222222222-01"
+		},
 	} {
 		var m map[string]any
 		if err := json.Unmarshal(tasks[i].Metadata, &m); err != nil || !want(m) {
