@@ -81,7 +81,7 @@ func TestTracing(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, kv := range att.Attributes {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+		attrs[string(kv.Key)] = kv.Value.String()
 	}
 	if attrs["weft.kind"] != "traced" || attrs["weft.queue"] != "default" || attrs["weft.attempt"] != "1" || attrs["weft.outcome"] != "complete" || attrs["weft.task.id"] != res.ID {
 		t.Fatalf("the attempt's attributes = %v", attrs)
