@@ -19,7 +19,7 @@ const (
 	// taskPageSize is the Tasks page's length.
 	taskPageSize = 50
 	// searchBudget bounds the tasks one Tasks page examines.
-	searchBudget = 5_000
+	searchBudget = 2_500
 	// eventLimit bounds the events a task's timeline shows.
 	eventLimit = 1000
 	// idleAfter is how long without a started attempt of a kind makes the
