@@ -11,8 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/weftworks/weft/internal/engine"
 	"github.com/weftworks/weft/internal/maintenance"
+	"github.com/weftworks/weft/internal/tracing"
 	"github.com/weftworks/weft/store"
 )
 
@@ -57,6 +60,11 @@ type Config struct {
 	// (timeouts due within it are applied at their time); negative
 	// disables. Default: WEFT_WAIT_TIMEOUTS_INTERVAL when set, else 1s.
 	WaitTimeoutInterval time.Duration
+	// RollupInterval is how often the feed of events is counted into the
+	// per-minute rollups the dashboard charts (store.Rollups, kept for
+	// store.RollupRetention); negative disables. Default:
+	// WEFT_ROLLUPS_INTERVAL when set, else 5s.
+	RollupInterval time.Duration
 	// SigningKeys signs and verifies waitpoint tokens: "kid:secret" pairs
 	// separated by commas, secrets of at least 16 bytes; the first signs,
 	// all verify, so a key is rotated by putting a new one first and
@@ -71,6 +79,16 @@ type Config struct {
 	FailUnknownKinds bool
 	// Logger for the client's diagnostics. Default slog.Default().
 	Logger *slog.Logger
+	// LogOutcomes logs, at info, each task this client's workers finish
+	// (id, kind, queue, attempt, outcome, duration, error) and each retry
+	// they schedule, after the outcome is recorded. weft serve sets it.
+	LogOutcomes bool
+	// TracerProvider traces enqueues and attempts (OpenTelemetry): each
+	// enqueue is a span whose context is stored in its tasks' metadata,
+	// and each attempt a span in that trace, carried by the handler's
+	// context. Default: OpenTelemetry's global provider, which records
+	// nothing until the application installs one.
+	TracerProvider trace.TracerProvider
 	// Now is the clock the client reads for schedule slots and retention
 	// cutoffs. Default time.Now. Tests give it the store's clock (as
 	// sqlite.Options.Now) to bring slots due without waiting for them.
@@ -169,6 +187,13 @@ func NewClient(st store.Store, cfg *Config) (*Client, error) {
 		}
 		c.cfg.WaitTimeoutInterval = d
 	}
+	if c.cfg.RollupInterval == 0 {
+		d, err := maintenance.Interval(rollupsName, 5*time.Second)
+		if err != nil {
+			return nil, &ValidationError{Index: -1, Field: "rollup_interval", Message: err.Error()}
+		}
+		c.cfg.RollupInterval = d
+	}
 	c.nodeID = c.cfg.NodeID
 	if c.nodeID == "" {
 		c.nodeID = defaultNodeID()
@@ -232,6 +257,8 @@ func (c *Client) Start(ctx context.Context) error {
 		LeaseTTL:         c.cfg.LeaseTTL,
 		PollInterval:     c.cfg.PollInterval,
 		Logger:           c.log,
+		LogOutcomes:      c.cfg.LogOutcomes,
+		Tracer:           tracing.Provider(c.cfg.TracerProvider).Tracer(tracing.Name),
 	})
 	if err != nil {
 		return fmt.Errorf("weft: Start: %w", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/weftworks/weft/internal/tracing"
 	"github.com/weftworks/weft/store"
 )
 
@@ -70,7 +71,10 @@ func (c *Client) EnqueueMany(ctx context.Context, params []EnqueueParams) ([]Enq
 	if err != nil {
 		return nil, err
 	}
-	return c.st.Enqueue(ctx, tasks)
+	ctx, end := tracing.StartEnqueue(ctx, c.cfg.TracerProvider, tasks)
+	res, err := c.st.Enqueue(ctx, tasks)
+	end(err)
+	return res, err
 }
 
 // EnqueueTx stores one task inside the caller's transaction tx — for the
@@ -96,7 +100,10 @@ func EnqueueManyTx[TTx any](ctx context.Context, c *Client, tx TTx, params []Enq
 	if txe == nil {
 		return nil, fmt.Errorf("weft: %T: %w", tx, ErrTxUnsupported)
 	}
-	return txe.EnqueueTx(ctx, tx, tasks)
+	ctx, end := tracing.StartEnqueue(ctx, c.cfg.TracerProvider, tasks)
+	res, err := txe.EnqueueTx(ctx, tx, tasks)
+	end(err)
+	return res, err
 }
 
 // newTasks translates params for the store, which validates them: only

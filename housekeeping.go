@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weftworks/weft/internal/maintenance"
+	"github.com/weftworks/weft/internal/rollup"
 	"github.com/weftworks/weft/store"
 )
 
@@ -87,6 +88,11 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 		Singleton: true,
 		Tick:      c.expireWaits,
 	}, {
+		Name:      rollupsName,
+		Interval:  max(c.cfg.RollupInterval, 0),
+		Singleton: true,
+		Tick:      rollup.New(c.st, c.cfg.Now).Tick,
+	}, {
 		Name:      retentionName,
 		Interval:  max(c.cfg.RetentionInterval, 0),
 		Singleton: true,
@@ -124,6 +130,10 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 		},
 	}}
 }
+
+// rollupsName names the counting of events into per-minute rollups
+// (knob WEFT_ROLLUPS_INTERVAL).
+const rollupsName = "rollups"
 
 // backendName names the backend's own housekeeping (Store.Maintain).
 const backendName = "backend"

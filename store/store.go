@@ -596,6 +596,7 @@ type Store interface {
 	Flows
 	Waits
 	Streams
+	Rollups
 	// TxEnqueuer returns the store's enqueuer into callers' own
 	// transactions, or nil when the backend has none. Optional
 	// capabilities are reached through accessors like this one rather

@@ -270,6 +270,7 @@ type ErrorBody struct {
 const (
 	CodeBadRequest      = "bad_request"        // 400: malformed JSON, unknown fields, bad parameters
 	CodeUnauthorized    = "unauthorized"       // 401: missing or wrong bearer token
+	CodeForbidden       = "forbidden"          // 403: a read-only token asked for a change
 	CodeNotFound        = "not_found"          // 404
 	CodeMethod          = "method_not_allowed" // 405
 	CodeConflict        = "conflict"           // 409: the task's state forbids it
@@ -293,6 +294,8 @@ func CodeForStatus(status int) string {
 		return CodeBadRequest
 	case http.StatusUnauthorized:
 		return CodeUnauthorized
+	case http.StatusForbidden:
+		return CodeForbidden
 	case http.StatusNotFound:
 		return CodeNotFound
 	case http.StatusMethodNotAllowed:
@@ -324,7 +327,7 @@ func StatusForCode(code string) int {
 		return http.StatusNotFound
 	}
 	for _, status := range []int{
-		http.StatusBadRequest, http.StatusUnauthorized, http.StatusNotFound, http.StatusMethodNotAllowed,
+		http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed,
 		http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity,
 		http.StatusUnsupportedMediaType, http.StatusServiceUnavailable, http.StatusInternalServerError,
 	} {

@@ -29,6 +29,9 @@ var (
 	// ErrUnavailable: the server is shutting down or its backend is down
 	// (503); the request may succeed later.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrTooLarge: the request, or what it would make (a stream, a task's
+	// signals), is over its bound (413).
+	ErrTooLarge = errors.New("too large")
 	// ErrUnreachable: no connection could be made to the server.
 	ErrUnreachable = errors.New("server unreachable")
 )
@@ -77,6 +80,8 @@ func (e *Error) Is(target error) bool {
 		return e.Code == api.CodeInvalid || e.Code == api.CodeBadRequest
 	case ErrUnavailable:
 		return e.Code == api.CodeUnavailable
+	case ErrTooLarge:
+		return e.Code == api.CodeTooLarge
 	}
 	return false
 }

@@ -15,7 +15,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/weftworks/weft"
+	"github.com/weftworks/weft/dashboard"
 	"github.com/weftworks/weft/internal/httpapi"
+	"github.com/weftworks/weft/internal/tracing"
 	"github.com/weftworks/weft/internal/waittoken"
 	"github.com/weftworks/weft/store"
 	"github.com/weftworks/weft/webhook"
@@ -43,6 +45,9 @@ type serveOptions struct {
 	// read from the environment only, like the API token, so that no
 	// secret shows in a process listing.
 	signingKeys string
+
+	// readToken is the read-only token of the API and the dashboard.
+	readToken string
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -69,6 +74,11 @@ Waitpoint tokens are signed with WEFT_SIGNING_KEYS, "kid:secret" pairs
 separated by commas (secrets of 16 bytes or more): the first signs, all
 verify, for rotation. Without it, a key made on first use and kept in the
 database signs them, so tokens survive restarts.
+
+The web dashboard is at /ui/ (/ redirects there): with a token, its login
+form takes WEFT_API_TOKEN, or WEFT_API_READ_TOKEN (--read-token) for a
+session that sees everything and changes nothing; the API accepts the
+read-only token on GET routes and refuses it elsewhere (403).
 
 The server also speaks the Model Context Protocol at /mcp (streamable HTTP),
 behind the same token, for AI agents.
@@ -105,6 +115,7 @@ signal ends the process at once.`,
 	f.DurationVar(&o.grace, "grace", defaultGrace, "how long running tasks may finish at shutdown (env WEFT_SHUTDOWN_GRACE)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain), with --tls-key (env WEFT_TLS_CERT)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert (env WEFT_TLS_KEY)")
+	f.StringVar(&o.readToken, "read-token", "", "a read-only token for the API and the dashboard: sees everything, changes nothing (env WEFT_API_READ_TOKEN)")
 
 	// The config file: read before the environment and the other flags,
 	// which override it (applyConfig, from the root's pre-run hook).
@@ -153,6 +164,12 @@ func (o *serveOptions) resolve(g *globals, fs *pflag.FlagSet) error {
 			return usagef("WEFT_SIGNING_KEYS: %v", err)
 		}
 		o.signingKeys = v
+	}
+	if v, ok := env("read-token", "WEFT_API_READ_TOKEN"); ok {
+		o.readToken = v
+	}
+	if o.readToken != "" && (g.Token == "" || o.readToken == g.Token) {
+		return usagef("--read-token (WEFT_API_READ_TOKEN) needs WEFT_API_TOKEN set to another token")
 	}
 	if o.leaseTTL < time.Second {
 		return usagef("--lease-ttl: %s is too short (at least 1s)", o.leaseTTL)
@@ -250,14 +267,31 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 			log.Error("weft: closing the database", "err", err)
 		}
 	}()
+	traced, stopTracing, err := tracing.Setup(ctx, func(k string) string { v, _ := g.lookupEnv(k); return v })
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("weft: flushing traces", "err", err)
+		}
+	}()
 	ws := weft.NewWorkers()
 	webhook.Register(ws, webhook.Config{DenyPrivate: o.denyPrivate, Logger: log})
-	client, err := weft.NewClient(st, &weft.Config{Queues: queues, Workers: ws, LeaseTTL: o.leaseTTL, SigningKeys: o.signingKeys, Logger: log})
+	client, err := weft.NewClient(st, &weft.Config{Queues: queues, Workers: ws, LeaseTTL: o.leaseTTL, SigningKeys: o.signingKeys, Logger: log, LogOutcomes: true})
 	if err != nil {
 		return err
 	}
 	version := buildVersion().Version
-	api, err := httpapi.New(httpapi.Config{Client: client, Kinds: ws.EngineKinds(), Token: g.Token, Version: version, Logger: log})
+	drained := make(chan struct{})
+	dash, err := dashboard.New(dashboard.Config{Client: client, Token: g.Token, ReadToken: o.readToken, Bulk: dashboard.StoreBulk(st), Done: drained, Logger: log})
+	if err != nil {
+		return err
+	}
+	api, err := httpapi.New(httpapi.Config{Client: client, Kinds: ws.EngineKinds(), Token: g.Token, ReadToken: o.readToken,
+		Dashboard: dash, Version: version, Logger: log, LogOutcomes: true})
 	if err != nil {
 		return err
 	}
@@ -279,8 +313,8 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		go func() { served <- hs.Serve(ln) }()
 	}
 	warnClearToken(log, g.Token, tlsConfig != nil, hostOf(o.addr), ln.Addr().String())
-	log.Info("weft: serving", "addr", scheme+"://"+ln.Addr().String(), "database", db.String(),
-		"version", version, "auth", g.Token != "")
+	log.Info("weft: serving", "addr", scheme+"://"+ln.Addr().String(), "dashboard", scheme+"://"+ln.Addr().String()+"/ui/",
+		"database", db.String(), "version", version, "auth", g.Token != "", "read_token", o.readToken != "", "tracing", traced)
 
 	var serveErr error
 	select {
@@ -292,6 +326,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	// Stop answering readiness and release long polls first, so that
 	// Shutdown only waits for short requests.
 	api.Drain()
+	close(drained)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.grace)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {

@@ -10,10 +10,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weftworks/weft/internal/apiclient"
 	"github.com/weftworks/weft/internal/engine"
 	"github.com/weftworks/weft/internal/remote"
+	"github.com/weftworks/weft/internal/tracing"
 )
 
 // workerOptions configures a remote worker.
@@ -105,9 +108,24 @@ func runWorker(ctx context.Context, c *apiclient.Client, o workerOptions) error 
 	for _, q := range o.Queues {
 		queues[q] = o.Concurrency
 	}
+	traced, stopTracing, err := tracing.Setup(ctx, os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("flushing traces", "err", err)
+		}
+	}()
+	var tracer trace.Tracer
+	if traced {
+		tracer = otel.GetTracerProvider().Tracer(tracing.Name)
+	}
 	src := remote.New(remote.Config{Client: c, Wait: o.Wait, Logger: log})
 	eng, err := engine.New(engine.Config{
-		Source: src, Owner: o.ID, Queues: queues, Kinds: o.Kinds, LeaseTTL: o.LeaseTTL, Logger: log,
+		Source: src, Owner: o.ID, Queues: queues, Kinds: o.Kinds, LeaseTTL: o.LeaseTTL, Logger: log, Tracer: tracer,
 	})
 	if err != nil {
 		return usagef("--queue: %w", err)

@@ -16,6 +16,8 @@ import (
 type completer struct {
 	src Source
 	log *slog.Logger
+	// logOutcomes logs the outcomes recorded (LogOutcome).
+	logOutcomes bool
 	// backlog counts outcomes submitted and not yet written; written is
 	// called after each batch, so the dispatcher can claim again once a
 	// backlog that held it back has drained.
@@ -150,10 +152,13 @@ func (c *completer) write(batch []Finished) {
 	for attempt := 1; ; attempt++ {
 		results, err := c.src.Finish(context.Background(), batch)
 		if err == nil {
+			now := time.Now()
 			for i, r := range results {
+				o := batch[i].Outcome
 				if r.Err != nil {
-					o := batch[i].Outcome
 					c.log.Warn("weft: outcome refused", "task", o.TaskID, "state", o.State, "err", r.Err)
+				} else if c.logOutcomes {
+					LogOutcome(c.log, batch[i].Task, o, r, batch[i].Began, now)
 				}
 			}
 			return
@@ -229,3 +234,45 @@ func (c *completer) writeStarts(starts []store.Start) {
 
 // stopRetries bounds the attempts to record outcomes once Stop has begun.
 const stopRetries = 10
+
+// LogOutcome logs at info an attempt's recorded outcome that ended its
+// task (completed, failed, cancelled) or scheduled a retry: the task's id,
+// kind, queue and attempt, the outcome, how long the attempt ran and its
+// error. Other outcomes (a snooze, a release at shutdown, a suspension)
+// are not logged. t is the task as claimed: fields it lacks are left out,
+// as is the duration when began is zero. It reads nothing: it is called
+// after the store's write, with what the caller already holds.
+func LogOutcome(log *slog.Logger, t *store.Task, o store.Outcome, r store.FinishResult, began, now time.Time) {
+	msg, retry := "weft: task finished", false
+	switch {
+	case r.State.Terminal():
+	case r.State == store.StatePending && o.Event == store.EventRetryScheduled:
+		msg, retry = "weft: task will be retried", true
+	default:
+		return
+	}
+	if !log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 9)
+	attrs = append(attrs, slog.String("id", o.TaskID))
+	if t != nil {
+		if t.Kind != "" {
+			attrs = append(attrs, slog.String("kind", t.Kind), slog.String("queue", t.Queue))
+		}
+		if t.Attempt > 0 {
+			attrs = append(attrs, slog.Int("attempt", t.Attempt))
+		}
+	}
+	attrs = append(attrs, slog.String("outcome", string(r.State)))
+	if !began.IsZero() {
+		attrs = append(attrs, slog.Duration("duration", now.Sub(began)))
+	}
+	if retry {
+		attrs = append(attrs, slog.Time("retry_at", o.RunAt))
+	}
+	if o.Error != nil {
+		attrs = append(attrs, slog.String("error", o.Error.Error))
+	}
+	log.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
+}

@@ -17,6 +17,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/weftworks/weft/internal/tracing"
 	"github.com/weftworks/weft/store"
 )
 
@@ -54,6 +57,15 @@ const (
 	// wait's timeout) makes it pending again.
 	Wait
 )
+
+// String names the action: complete, retry, snooze, fail, cancel, wait.
+func (a Action) String() string {
+	names := []string{"complete", "retry", "snooze", "fail", "cancel", "wait"}
+	if a < 0 || int(a) >= len(names) {
+		return fmt.Sprintf("action(%d)", int(a))
+	}
+	return names[a]
+}
 
 // Verdict is a handler's answer for one attempt.
 type Verdict struct {
@@ -116,6 +128,12 @@ type Config struct {
 	// MaxClaim bounds one claim per queue. Default 1000.
 	MaxClaim int
 	Logger   *slog.Logger
+	// LogOutcomes logs each attempt that ends its task, and each retry, at
+	// info (LogOutcome), after its outcome is recorded.
+	LogOutcomes bool
+	// Tracer, when set, makes each attempt a span (tracing.StartAttempt)
+	// that its handler's context carries.
+	Tracer trace.Tracer
 }
 
 // Engine runs the tasks of the configured queues. An Engine runs once:
@@ -294,6 +312,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.bgCtx, e.stopBg = context.WithCancel(context.WithoutCancel(ctx))
 	e.claimCtx, e.cutClaim = context.WithCancel(e.bgCtx)
 	e.done = newCompleter(e.src, e.log, e.poke)
+	e.done.logOutcomes = e.cfg.LogOutcomes
 	// Subscribing before the first claim means no commit can slip between
 	// the claim and the subscription unnoticed. Without a notifier the
 	// wakeups never come: claims wait for work themselves.
@@ -418,7 +437,7 @@ func (e *Engine) releaseQueued() {
 	e.mu.Unlock()
 	for _, r := range queued {
 		r.cancel(ErrShutdown)
-		e.finish(r, Verdict{Action: Retry, Err: ErrShutdown}, ErrShutdown)
+		e.finish(r, Verdict{Action: Retry, Err: ErrShutdown}, ErrShutdown, time.Time{})
 		e.handlers.Done()
 	}
 }
@@ -677,15 +696,25 @@ func (e *Engine) worker(r *runningTask) {
 func (e *Engine) run(r *runningTask) *runningTask {
 	defer e.handlers.Done()
 	t, ctx := r.task, r.ctx
-	var v Verdict
+	var (
+		v     Verdict
+		began time.Time
+	)
 	if cause := context.Cause(ctx); cause != nil {
 		// Cancelled, lost or released while queued: the handler never runs.
 		v = Verdict{Action: Retry, Err: cause}
 	} else {
+		began = time.Now()
 		if e.startLater {
-			e.done.submitStart(store.Start{TaskID: t.ID, Epoch: t.LeaseEpoch, At: time.Now()})
+			e.done.submitStart(store.Start{TaskID: t.ID, Epoch: t.LeaseEpoch, At: began})
 		}
-		v = invoke(ctx, e.cfg.Kinds, e.src, t)
+		if e.cfg.Tracer != nil {
+			actx, span := tracing.StartAttempt(ctx, e.cfg.Tracer, t)
+			v = invoke(actx, e.cfg.Kinds, e.src, t)
+			tracing.EndAttempt(span, v.Action.String(), v.Err)
+		} else {
+			v = invoke(ctx, e.cfg.Kinds, e.src, t)
+		}
 	}
 	cause := context.Cause(ctx)
 	var next *runningTask
@@ -707,14 +736,15 @@ func (e *Engine) run(r *runningTask) *runningTask {
 	if poke {
 		e.poke()
 	}
-	e.finish(r, v, cause)
+	e.finish(r, v, cause, began)
 	return next
 }
 
-// finish submits the outcome of r's attempt.
-func (e *Engine) finish(r *runningTask, v Verdict, cause error) {
+// finish submits the outcome of r's attempt, whose handler began at began
+// (zero when it never ran).
+func (e *Engine) finish(r *runningTask, v Verdict, cause error, began time.Time) {
 	if o, ok := e.decide(r.task, v, cause); ok {
-		e.done.submit(Finished{Outcome: o, Task: r.task, Verdict: v, Cause: cause})
+		e.done.submit(Finished{Outcome: o, Task: r.task, Verdict: v, Cause: cause, Began: began})
 	}
 }
 

@@ -96,6 +96,8 @@ type Finished struct {
 	Task    *store.Task
 	Verdict Verdict
 	Cause   error
+	// Began is when the attempt's handler began; zero when it never ran.
+	Began time.Time
 }
 
 // storeSource is the source of an engine in the process that owns the

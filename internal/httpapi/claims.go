@@ -384,7 +384,8 @@ func failVerdict(req api.FailRequest) (engine.Verdict, error) {
 // finish records one remote attempt's outcome.
 func (s *Server) finish(w http.ResponseWriter, r *http.Request, id string, l lease, v engine.Verdict) {
 	ctx := r.Context()
-	o, err := s.decide(ctx, id, l, v, time.Now().Truncate(time.Microsecond))
+	now := time.Now().Truncate(time.Microsecond)
+	o, t, err := s.decide(ctx, id, l, v, now)
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
@@ -397,6 +398,9 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, id string, l lea
 		s.respondErr(w, r, err)
 		return
 	}
+	if s.cfg.LogOutcomes {
+		engine.LogOutcome(s.log, t, o, res[0], time.Time{}, now)
+	}
 	writeJSON(w, http.StatusOK, recorded(o, res[0]))
 }
 
@@ -405,23 +409,24 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, id string, l lea
 // decided by the retry policy of the task's kind, and needs the task as
 // stored: its kind, its attempt count and whether its cancellation was
 // requested. The epoch check made here is repeated, fenced, by the write
-// itself.
-func (s *Server) decide(ctx context.Context, id string, l lease, v engine.Verdict, now time.Time) (store.Outcome, error) {
+// itself. It returns the task as far as it knows it: only its id and
+// epoch for a completion, which needs no read.
+func (s *Server) decide(ctx context.Context, id string, l lease, v engine.Verdict, now time.Time) (store.Outcome, *store.Task, error) {
 	t := &store.Task{ID: id, LeaseEpoch: l.epoch}
 	var cause error
 	if v.Action != engine.Complete {
 		var err error
 		if t, err = s.st.Get(ctx, id); err != nil {
-			return store.Outcome{}, err
+			return store.Outcome{}, nil, err
 		}
 		if t.State != store.StateRunning || t.LeaseEpoch != l.epoch {
-			return store.Outcome{}, store.ErrLeaseLost
+			return store.Outcome{}, nil, store.ErrLeaseLost
 		}
 		if t.CancelRequested {
 			cause = engine.ErrCancelRequested
 		}
 	}
-	return engine.Decide(t, v, cause, s.backoff(t.Kind), now), nil
+	return engine.Decide(t, v, cause, s.backoff(t.Kind), now), t, nil
 }
 
 // recorded answers an outcome that Finish recorded as r says.

@@ -9,13 +9,18 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/internal/engine"
 	"github.com/weftworks/weft/internal/testenv"
+	"github.com/weftworks/weft/internal/tracing"
 	"github.com/weftworks/weft/store"
 )
 
@@ -740,5 +745,132 @@ func TestEscapedBackslashIsNotNUL(t *testing.T) {
 	a.must(t, 200, "GET", "/v1/tasks/"+e.ID, nil, &task)
 	if string(task.Args) != `{"s": "C:\\u0000.txt"}` && string(task.Args) != `{"s":"C:\\u0000.txt"}` {
 		t.Fatalf("args = %s", task.Args)
+	}
+}
+
+// TestReadToken: the read-only token reads every GET route and is refused
+// (403 forbidden) wherever a request would change something, remote
+// workers' claims and /mcp included; nothing is written.
+func TestReadToken(t *testing.T) {
+	a := newTestAPI(t, Config{Token: "full", ReadToken: "look"})
+	var enq api.Enqueued
+	a.must(t, 201, "POST", "/v1/tasks", map[string]any{"kind": "k"}, &enq)
+	read := []string{"Authorization", "Bearer look"}
+	for _, p := range []string{"/v1/tasks", "/v1/tasks/" + enq.ID, "/v1/queues", "/metrics"} {
+		if status, body := a.do(t, "GET", p, nil, read...); status != 200 {
+			t.Errorf("GET %s with the read-only token: %d %s", p, status, body)
+		}
+	}
+	for _, p := range []string{"/v1/tasks", "/v1/tasks/" + enq.ID + "/cancel", "/v1/queues/default/pause", "/v1/claims", "/mcp"} {
+		status, body := a.do(t, "POST", p, map[string]any{"kind": "k"}, read...)
+		var e struct{ Error api.ErrorBody }
+		_ = json.Unmarshal(body, &e)
+		if status != 403 || e.Error.Code != api.CodeForbidden {
+			t.Errorf("POST %s with the read-only token: %d %s, want 403 forbidden", p, status, body)
+		}
+	}
+	if n := a.count(t); n != 1 {
+		t.Errorf("%d tasks after the refused writes, want 1", n)
+	}
+	var got api.Task
+	a.must(t, 200, "GET", "/v1/tasks/"+enq.ID, nil, &got)
+	if got.State != "pending" {
+		t.Errorf("the task is %s, want pending", got.State)
+	}
+	if _, err := New(Config{Client: a.api.cfg.Client, ReadToken: "look"}); err == nil {
+		t.Error("a read-only token without a full token was accepted")
+	}
+}
+
+// TestTaskMetrics: the per-queue-and-kind counters and histograms count
+// every task's events, a remote worker's outcomes included.
+func TestTaskMetrics(t *testing.T) {
+	a := newTestAPI(t, Config{})
+	for range 3 {
+		a.must(t, 201, "POST", "/v1/tasks", map[string]any{"kind": "mail", "queue": "q1"}, nil)
+	}
+	a.must(t, 201, "POST", "/v1/tasks", map[string]any{"kind": "mail", "queue": "q1", "max_attempts": 2}, nil)
+	var claim api.ClaimResponse
+	a.must(t, 200, "POST", "/v1/claims", map[string]any{"worker_id": "w", "queues": []string{"q1"}, "max": 4}, &claim)
+	if len(claim.Tasks) != 4 {
+		t.Fatalf("claimed %d", len(claim.Tasks))
+	}
+	for i, c := range claim.Tasks {
+		switch {
+		case c.MaxAttempts == 2:
+			a.must(t, 200, "POST", "/v1/tasks/"+c.ID+"/fail", map[string]any{"lease_token": c.LeaseToken, "error": "boom"}, nil)
+		case i == 0:
+			a.must(t, 200, "POST", "/v1/tasks/"+c.ID+"/fail", map[string]any{"lease_token": c.LeaseToken, "error": "bad", "permanent": true}, nil)
+		default:
+			a.must(t, 200, "POST", "/v1/tasks/"+c.ID+"/complete", map[string]any{"lease_token": c.LeaseToken}, nil)
+		}
+	}
+	_, body := a.do(t, "GET", "/metrics", nil)
+	for _, want := range []string{
+		`weft_tasks_enqueued_total{kind="mail",queue="q1"} 4`,
+		`weft_tasks_completed_total{kind="mail",queue="q1"} `,
+		`weft_tasks_failed_total{kind="mail",queue="q1"} `,
+		`weft_tasks_retried_total{kind="mail",queue="q1"} 1`,
+		`weft_task_wait_seconds_count{kind="mail",queue="q1"} 4`,
+		`weft_task_run_seconds_count{kind="mail",queue="q1"} 4`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	completed, failed := metricValue(t, body, `weft_tasks_completed_total{kind="mail",queue="q1"}`), metricValue(t, body, `weft_tasks_failed_total{kind="mail",queue="q1"}`)
+	if completed+failed != 3 || failed < 1 {
+		t.Errorf("completed %v and failed %v, want 3 in all with at least one failure", completed, failed)
+	}
+}
+
+func metricValue(t *testing.T, body []byte, series string) float64 {
+	t.Helper()
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no %s in the metrics", series)
+	return 0
+}
+
+// TestTracePropagation: an enqueue over the API continues the trace of
+// its traceparent header, and the claim hands a remote worker the
+// enqueue's trace context in the task's metadata, from which the
+// worker's attempt span continues it.
+func TestTracePropagation(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	a := newTestAPI(t, Config{TracerProvider: tp})
+	const incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	var enq api.Enqueued
+	status, body := a.do(t, "POST", "/v1/tasks", map[string]any{"kind": "remote.job"}, "traceparent", incoming)
+	if status != 201 || json.Unmarshal(body, &enq) != nil {
+		t.Fatalf("enqueue: %d %s", status, body)
+	}
+	var claim api.ClaimResponse
+	a.must(t, 200, "POST", "/v1/claims", map[string]any{"worker_id": "w"}, &claim)
+	if len(claim.Tasks) != 1 {
+		t.Fatalf("claimed %d", len(claim.Tasks))
+	}
+	var md map[string]string
+	if err := json.Unmarshal(claim.Tasks[0].Metadata, &md); err != nil || !strings.HasPrefix(md["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-") {
+		t.Fatalf("the claimed task's metadata = %s, %v; want a traceparent in the caller's trace", claim.Tasks[0].Metadata, err)
+	}
+	spans := exp.GetSpans()
+	if len(spans) != 1 || spans[0].Name != "weft.enqueue" || spans[0].Parent.SpanID().String() != "00f067aa0ba902b7" {
+		t.Fatalf("spans = %+v, want the enqueue's, a child of the caller's", spans)
+	}
+	// The worker's side: its attempt continues the enqueue's span.
+	_, span := tracing.StartAttempt(context.Background(), tp.Tracer("worker"), &store.Task{ID: enq.ID, Kind: "remote.job", Metadata: claim.Tasks[0].Metadata})
+	span.End()
+	if got := span.(sdktrace.ReadOnlySpan); got.Parent().SpanID() != spans[0].SpanContext.SpanID() || got.SpanContext().TraceID() != spans[0].SpanContext.TraceID() {
+		t.Fatalf("the attempt's span %+v is not a child of the enqueue's", got)
 	}
 }

@@ -45,6 +45,7 @@ func (s *Server) outcomes(w http.ResponseWriter, r *http.Request) {
 	now := time.Now().Truncate(time.Microsecond)
 	out := api.OutcomesResponse{Outcomes: make([]api.OutcomeResult, len(req.Outcomes))}
 	batch := make([]store.Outcome, 0, len(req.Outcomes))
+	tasks := make([]*store.Task, 0, len(req.Outcomes))
 	at := make([]int, 0, len(req.Outcomes)) // the entry each of batch answers
 	first := make(map[string]int, len(req.Outcomes))
 	for i, raw := range req.Outcomes {
@@ -55,9 +56,12 @@ func (s *Server) outcomes(w http.ResponseWriter, r *http.Request) {
 			// first one stands.
 			err = badField("id", "task %s already has an outcome in this request, at outcomes[%d]", id, j)
 		}
-		var o store.Outcome
+		var (
+			o store.Outcome
+			t *store.Task
+		)
 		if err == nil {
-			o, err = s.decide(ctx, id, l, v, now)
+			o, t, err = s.decide(ctx, id, l, v, now)
 		}
 		if err != nil {
 			if !refusedAlone(err) {
@@ -69,6 +73,7 @@ func (s *Server) outcomes(w http.ResponseWriter, r *http.Request) {
 		}
 		first[id] = i
 		batch = append(batch, o)
+		tasks = append(tasks, t)
 		at = append(at, i)
 	}
 	if len(batch) > 0 {
@@ -81,6 +86,9 @@ func (s *Server) outcomes(w http.ResponseWriter, r *http.Request) {
 			if res[k].Err != nil {
 				out.Outcomes[i].Error = entryError(i, res[k].Err)
 				continue
+			}
+			if s.cfg.LogOutcomes {
+				engine.LogOutcome(s.log, tasks[k], batch[k], res[k], time.Time{}, now)
 			}
 			rec := recorded(batch[k], res[k])
 			out.Outcomes[i].State, out.Outcomes[i].RunAt = rec.State, rec.RunAt

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/internal/api"
@@ -69,6 +70,13 @@ type Config struct {
 	// every route except /healthz, /readyz and /v1/signals, whose
 	// waitpoint token is its credential.
 	Token string
+	// ReadToken, when set with Token, is accepted on the routes that
+	// change nothing (GET); a request with it that would change anything
+	// is refused (403 forbidden).
+	ReadToken string
+	// Dashboard, when set, is served under /ui/ (and / redirects there);
+	// it checks its own access (see package dashboard).
+	Dashboard http.Handler
 	// MaxBodyBytes bounds a request body; default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// EventPoll is how often a followed event stream looks for new
@@ -78,6 +86,12 @@ type Config struct {
 	Version string
 	// Logger receives request errors. Default slog.Default().
 	Logger *slog.Logger
+	// LogOutcomes logs each remote outcome that ends its task, and each
+	// retry, at info (engine.LogOutcome).
+	LogOutcomes bool
+	// TracerProvider traces the API's enqueues; default OpenTelemetry's
+	// global provider.
+	TracerProvider trace.TracerProvider
 	// Registry, when set, receives the API's metrics; default a new
 	// registry with the Go and process collectors.
 	Registry *prometheus.Registry
@@ -93,6 +107,7 @@ type Server struct {
 	mux      *http.ServeMux
 	handler  http.Handler
 	tokenSum [sha256.Size]byte
+	readSum  [sha256.Size]byte
 	metrics  *metrics
 	registry *registry
 	draining atomic.Bool
@@ -118,10 +133,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, st: cfg.Client.Store(), log: cfg.Logger, mux: http.NewServeMux(), drained: make(chan struct{})}
 	s.registry = newRegistry(s.st, s.log)
-	s.ops = ops.New(clientCancels{Store: s.st, client: cfg.Client}, ops.Config{Poll: cfg.EventPoll, Done: s.drained})
+	s.ops = ops.New(clientCancels{Store: s.st, client: cfg.Client}, ops.Config{Poll: cfg.EventPoll, Done: s.drained, TracerProvider: cfg.TracerProvider})
 	s.waits = ops.NewWaits(cfg.Client)
 	if cfg.Token != "" {
 		s.tokenSum = sha256.Sum256([]byte(cfg.Token))
+	}
+	if cfg.ReadToken != "" {
+		if cfg.Token == "" {
+			return nil, errors.New("httpapi: a read-only token needs Config.Token")
+		}
+		s.readSum = sha256.Sum256([]byte(cfg.ReadToken))
 	}
 	m, err := newMetrics(cfg.Registry, s.st)
 	if err != nil {
@@ -231,6 +252,10 @@ func (s *Server) routes() {
 	for _, r := range s.routeTable() {
 		s.mux.HandleFunc(r.pattern, r.handler)
 	}
+	if s.cfg.Dashboard != nil {
+		s.mux.Handle("/ui/", s.cfg.Dashboard)
+		s.mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+	}
 	s.mux.HandleFunc("/", s.noRoute)
 }
 
@@ -254,23 +279,33 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 }
 
 // authorize requires the bearer token on every route but health checks
-// and the delivery of a signal by token: that token is the credential of
-// whoever a task handed it to, who need not have API access.
-// Both sides are hashed before the constant-time comparison so that not
-// even the token's length leaks through timing.
+// the delivery of a signal by token (that token is the credential of
+// whoever a task handed it to, who need not have API access), and the
+// dashboard, which checks its own. The read-only token passes GET
+// requests only. Both sides are hashed before the constant-time
+// comparison so that not even the token's length leaks through timing.
 func (s *Server) authorize(next http.Handler) http.Handler {
 	if s.cfg.Token == "" {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/v1/signals" {
+		p := r.URL.Path
+		if p == "/healthz" || p == "/readyz" || p == "/v1/signals" || s.cfg.Dashboard != nil && (p == "/" || strings.HasPrefix(p, "/ui/")) {
 			next.ServeHTTP(w, r)
 			return
 		}
 		// The scheme is case-insensitive (RFC 9110); the token is not.
 		scheme, got, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) != 1 {
+		full := ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
+		read := !full && ok && s.cfg.ReadToken != "" && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare(sum[:], s.readSum[:]) == 1
+		switch {
+		case full:
+		case read && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		case read:
+			writeError(w, r, http.StatusForbidden, api.CodeForbidden, "", "the read-only token (WEFT_API_READ_TOKEN) cannot change anything: use WEFT_API_TOKEN")
+			return
+		default:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="weft"`)
 			writeError(w, r, http.StatusUnauthorized, api.CodeUnauthorized, "", "missing or wrong bearer token (Authorization: Bearer $WEFT_API_TOKEN)")
 			return

@@ -7,6 +7,7 @@ import (
 
 	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/internal/ops"
+	"github.com/weftworks/weft/internal/tracing"
 )
 
 // enqueue stores one task, or an atomic batch when the body is
@@ -23,11 +24,11 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
 	)
 	if prefix == "" {
 		var e api.Enqueued
-		e, err = s.ops.Enqueue(r.Context(), inputs[0])
+		e, err = s.ops.Enqueue(tracing.FromHeaders(r), inputs[0])
 		res, body = []api.Enqueued{e}, e
 	} else {
 		var b api.BatchEnqueued
-		b, err = s.ops.EnqueueBatch(r.Context(), inputs)
+		b, err = s.ops.EnqueueBatch(tracing.FromHeaders(r), inputs)
 		res, body = b.Tasks, b
 	}
 	if err != nil {

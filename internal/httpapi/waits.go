@@ -87,7 +87,8 @@ func (s *Server) wait(w http.ResponseWriter, r *http.Request) {
 		Timeout: timeout, OnTimeout: store.OnTimeout(req.OnTimeout)}
 	ctx := r.Context()
 	v := engine.Verdict{Action: engine.Wait, Wait: spec, Err: fmt.Errorf("waiting on %s", strings.Join(req.Waitpoints, ", "))}
-	o, err := s.decide(ctx, id, l, v, time.Now().Truncate(time.Microsecond))
+	now := time.Now().Truncate(time.Microsecond)
+	o, t, err := s.decide(ctx, id, l, v, now)
 	if err == nil {
 		err = s.checkWait(ctx, id, spec)
 	}
@@ -102,6 +103,9 @@ func (s *Server) wait(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.respondErr(w, r, err)
 		return
+	}
+	if s.cfg.LogOutcomes {
+		engine.LogOutcome(s.log, t, o, res[0], time.Time{}, now)
 	}
 	writeJSON(w, http.StatusOK, api.Outcome{ID: id, State: string(res[0].State)})
 }

@@ -21,7 +21,10 @@ import (
 	"time"
 
 	"github.com/weftworks/weft"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/weftworks/weft/internal/api"
+	"github.com/weftworks/weft/internal/tracing"
 	"github.com/weftworks/weft/store"
 )
 
@@ -56,6 +59,9 @@ type Config struct {
 	// DefaultStreamPoll. The store's signals (store.Streams.WatchFrames)
 	// wake it before that.
 	StreamPoll time.Duration
+	// TracerProvider traces enqueues (tracing.StartEnqueue); default
+	// OpenTelemetry's global provider.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultPoll is Config.Poll's default.
@@ -72,6 +78,7 @@ type Service struct {
 	poll       time.Duration
 	streamPoll time.Duration
 	done       <-chan struct{}
+	tp         trace.TracerProvider
 }
 
 // New returns the service for b.
@@ -82,7 +89,7 @@ func New(b Backend, cfg Config) *Service {
 	if cfg.StreamPoll <= 0 {
 		cfg.StreamPoll = DefaultStreamPoll
 	}
-	return &Service{b: b, poll: cfg.Poll, streamPoll: cfg.StreamPoll, done: cfg.Done}
+	return &Service{b: b, poll: cfg.Poll, streamPoll: cfg.StreamPoll, done: cfg.Done, tp: cfg.TracerProvider}
 }
 
 // Enqueue stores one task. A duplicate (same unique key) comes back with
@@ -113,7 +120,9 @@ func (s *Service) enqueue(ctx context.Context, in []api.TaskInput, prefix string
 	if err != nil {
 		return nil, err
 	}
+	ctx, end := tracing.StartEnqueue(ctx, s.tp, tasks)
 	res, err := s.b.Enqueue(ctx, tasks)
+	end(err)
 	if err != nil {
 		var ve *store.ValidationError
 		if errors.As(err, &ve) {

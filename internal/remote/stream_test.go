@@ -132,8 +132,8 @@ func TestStreamResendsUnanswered(t *testing.T) {
 				if _, err := src.AppendFrames(ctx, id, epoch, full); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := src.AppendFrames(ctx, id, epoch, []store.NewFrame{mib}); !errors.Is(err, apiclient.ErrInvalid) {
-					t.Fatalf("an append past the stream's cap: %v, want the server's 422", err)
+				if _, err := src.AppendFrames(ctx, id, epoch, []store.NewFrame{mib}); !errors.Is(err, apiclient.ErrTooLarge) {
+					t.Fatalf("an append past the stream's cap: %v, want the server's 413", err)
 				}
 				n += int64(len(full))
 			}

@@ -124,11 +124,12 @@ func taskWhere(f store.TaskFilter) *where {
 		w.add("kind = ?", f.Kind)
 	}
 	if len(f.States) > 0 {
-		states := make([]string, len(f.States))
-		for i, st := range f.States {
-			states[i] = string(st)
-		}
-		w.add("state = ANY(?::text[])", states)
+		// The states are written into the statement, not bound: they are
+		// the model's own names, and a generic plan of a cached statement
+		// cannot use a partial index for a bound array, so a rare state
+		// (waiting, blocked) would be looked for by walking the id index
+		// past every task.
+		w.conds = append(w.conds, "state IN "+store.SQLList(f.States))
 	}
 	if !f.CreatedSince.IsZero() {
 		w.add("created_at >= ?", micros(f.CreatedSince))

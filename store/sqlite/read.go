@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,7 +67,6 @@ func (s *Store) List(ctx context.Context, p store.ListParams) ([]*store.Task, er
 		return nil, err
 	}
 	where, args := taskWhere(p.Filter())
-	order := " ORDER BY id"
 	if p.After != "" {
 		cmp := "id > +?"
 		if newest {
@@ -74,12 +74,19 @@ func (s *Store) List(ctx context.Context, p store.ListParams) ([]*store.Task, er
 		}
 		where, args = append(where, cmp), append(args, p.After)
 	}
-	if newest {
-		order += " DESC"
-	}
 	query := "SELECT " + taskColumns + " FROM weft_tasks"
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	order := " ORDER BY id"
+	if len(p.States) == 1 && p.States[0] == store.StateRunning {
+		// The running tasks are few (as many as busy workers): read them
+		// from their index and sort them, rather than walk the id index
+		// past every other task, which the planner prefers otherwise.
+		order = " ORDER BY +id"
+	}
+	if newest {
+		order += " DESC"
 	}
 	query += order + " LIMIT ?"
 	rows, err := s.rdb.QueryContext(ctx, query, append(args, sqlbackend.PageLimit(p.Limit))...)
@@ -107,7 +114,7 @@ func taskWhere(f store.TaskFilter) (conds []string, args []any) {
 		add("kind = +?", f.Kind)
 	}
 	if len(f.States) > 0 {
-		conds = append(conds, store.SQLOneOf("state", f.States))
+		conds = append(conds, stateTerms(f.States)...)
 	}
 	if !f.CreatedSince.IsZero() {
 		add("created_at >= +?", micros(f.CreatedSince))
@@ -120,6 +127,30 @@ func taskWhere(f store.TaskFilter) (conds []string, args []any) {
 	}
 	return conds, args
 }
+
+// stateTerms is a selection's state filter, written into the statement
+// (the states are the model's own names): SQLite uses a partial index only
+// when the statement's own terms imply the index's condition, so rare
+// states are read from their index instead of a scan of the table —
+// running tasks from weft_tasks_running, and the states of
+// weft_tasks_unsuccessful, whose condition is repeated here word for word.
+func stateTerms(states []store.State) []string {
+	if len(states) == 1 && states[0] == store.StateRunning {
+		return []string{"state = 'running'"}
+	}
+	if !slices.ContainsFunc(states, func(s store.State) bool { return !slices.Contains(unsuccessfulStates(), s) }) {
+		return []string{store.SQLOneOf("state", states), unsuccessfulIndex}
+	}
+	return []string{store.SQLOneOf("state", states)}
+}
+
+// unsuccessfulStates are the states of weft_tasks_unsuccessful (migration
+// 0008), and unsuccessfulIndex its condition as the migration spells it.
+func unsuccessfulStates() []store.State {
+	return []store.State{store.StateBlocked, store.StateWaiting, store.StateFailed, store.StateCancelled, store.StateSkipped}
+}
+
+const unsuccessfulIndex = "(state = 'blocked' OR state = 'waiting' OR state = 'failed' OR state = 'cancelled' OR state = 'skipped')"
 
 // NextRunAt implements store.Store (see sqlbackend.NextRunAt). A paused
 // queue finds no row at the first step: an engine must not wake for work

@@ -57,6 +57,7 @@ var groups = []struct {
 	{"flow", flowCases, true},
 	{"wait", waitCases, true},
 	{"stream", streamCases, true},
+	{"rollup", rollupCases, true},
 	{"engine", engineCases, true},
 	{"process", processCases, false},
 }

@@ -1,0 +1,2 @@
+DROP TABLE weft_rollup_cursor;
+DROP TABLE weft_rollups;
