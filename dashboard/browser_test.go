@@ -410,6 +410,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	if !get(t, b, "no reload", chromedp.Evaluate[bool](`window.__notReloaded === true`)) {
 		t.Error("the page was reloaded")
 	}
+	// The remote worker that claimed it is on the Workers page.
+	b.do(t, "workers", chromedp.Navigate(base+"/ui/workers"), chromedp.WaitVisible(chromedp.CSS("table")))
+	if page := get(t, b, "workers page", chromedp.Evaluate[string](`document.body.innerText`)); !strings.Contains(page, "remote-1") || !strings.Contains(page, "remote.job") {
+		t.Errorf("the Workers page does not show remote worker remote-1 and its kind remote.job:\n%s", page)
+	}
 
 	// A cross-site form aimed at an action, with the admin's cookie in
 	// the browser and no CSRF token, is refused.

@@ -376,6 +376,8 @@ func (d *Dashboard) schedulesPage(r *http.Request) (*view, error) {
 // workersData is the Workers page.
 type workersData struct {
 	Nodes []nodeRow
+	// Remote are the remote workers seen recently, from their claims.
+	Remote []store.RemoteWorker
 	// Owners are the lease owners of running tasks, nodes and remote
 	// workers alike, with how many each holds.
 	Owners []ownerRow
@@ -400,6 +402,9 @@ func (d *Dashboard) workersPage(r *http.Request) (*view, error) {
 	var data workersData
 	for _, n := range nodes {
 		data.Nodes = append(data.Nodes, nodeRow{Node: n, Alive: time.Since(n.HeartbeatAt) < time.Minute})
+	}
+	if data.Remote, err = d.st.RemoteWorkers(ctx); err != nil {
+		return nil, err
 	}
 	running, err := d.st.List(ctx, store.ListParams{States: []store.State{store.StateRunning}, Limit: listPage})
 	if err != nil {
