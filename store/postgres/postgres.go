@@ -363,7 +363,10 @@ func (s *Store) listenOnce(ctx context.Context, listening func()) error {
 		return err
 	}
 	defer conn.Release()
-	for _, ch := range []string{s.channel, pgx.Identifier{s.frameChannel}.Sanitize()} {
+	// The wake channel is listened to last, so that the session's last
+	// statement, which operators and tests read in pg_stat_activity, names
+	// it.
+	for _, ch := range []string{pgx.Identifier{s.frameChannel}.Sanitize(), s.channel} {
 		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
 			return err
 		}
