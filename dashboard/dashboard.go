@@ -83,7 +83,10 @@ var templateFiles embed.FS
 //go:embed assets
 var assetFiles embed.FS
 
-// New returns the dashboard for cfg.
+// New returns the dashboard for cfg. Its overview charts the per-minute
+// rollups that a client keeps when its Config.RollupInterval is set (weft
+// serve sets it): set it on the client of a program that shows the
+// dashboard.
 func New(cfg Config) (*Dashboard, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("dashboard: Config.Client is nil")

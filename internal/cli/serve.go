@@ -17,6 +17,7 @@ import (
 	"github.com/weftworks/weft"
 	"github.com/weftworks/weft/dashboard"
 	"github.com/weftworks/weft/internal/httpapi"
+	"github.com/weftworks/weft/internal/maintenance"
 	"github.com/weftworks/weft/internal/tracing"
 	"github.com/weftworks/weft/internal/waittoken"
 	"github.com/weftworks/weft/store"
@@ -280,7 +281,17 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	}()
 	ws := weft.NewWorkers()
 	webhook.Register(ws, webhook.Config{DenyPrivate: o.denyPrivate, Logger: log})
-	client, err := weft.NewClient(st, &weft.Config{Queues: queues, Workers: ws, LeaseTTL: o.leaseTTL, SigningKeys: o.signingKeys, Logger: log, LogOutcomes: true})
+	// The dashboard charts the rollups: the server keeps them (every 5s,
+	// or as WEFT_ROLLUPS_INTERVAL says; 0 turns them off).
+	rollups, err := maintenance.Interval("rollups", 5*time.Second)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if rollups == 0 {
+		rollups = -1
+	}
+	client, err := weft.NewClient(st, &weft.Config{Queues: queues, Workers: ws, LeaseTTL: o.leaseTTL, SigningKeys: o.signingKeys,
+		RollupInterval: rollups, Logger: log, LogOutcomes: true})
 	if err != nil {
 		return err
 	}
