@@ -189,6 +189,9 @@ func prepareOne(t *NewTask, limits Limits, now time.Time) *ValidationError {
 	case t.RunAt.IsZero():
 		t.RunAt = now
 	}
+	if verr := checkGate(t); verr != nil {
+		return verr
+	}
 	if t.ID == "" {
 		id, err := uuid.NewV7()
 		if err != nil {

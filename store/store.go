@@ -73,6 +73,14 @@ type Task struct {
 	// for a task enqueued alone.
 	FlowID  string
 	FlowKey string
+	// LimitKeys, Cost, Requires and FairnessKey are as enqueued
+	// (NewTask).
+	LimitKeys   map[string]string
+	Cost        int
+	Requires    []Requirement
+	FairnessKey string
+	// Blocked, for a pending task a claim set aside, says why.
+	Blocked *BlockedReason
 }
 
 // AttemptError records why one attempt failed.
@@ -118,6 +126,18 @@ type NewTask struct {
 	UniqueKey string
 	// Metadata is a JSON object within Limits; empty or null means none.
 	Metadata json.RawMessage
+	// LimitKeys names the limits (Limiter) the task draws on, each with
+	// the key it draws under: limit name → key. The limits must exist.
+	LimitKeys map[string]string
+	// Cost is the units the task takes from its limits' rates; zero
+	// means 1.
+	Cost int
+	// Requires lists the labels a worker must have to claim the task.
+	Requires []Requirement
+	// FairnessKey places the task in its queue's fair ordering: within a
+	// priority, claims go to keys in proportion to their weights
+	// (SetFairness).
+	FairnessKey string
 }
 
 // EnqueueResult is the outcome of enqueueing one task.
@@ -196,6 +216,10 @@ type ClaimRequest struct {
 	// handler began. An engine that claims ahead of its free workers sets
 	// it, so a task waiting in its local queue does not look started.
 	StartLater bool
+	// Labels are the claiming worker's labels: it claims only tasks whose
+	// requirements they satisfy, and no task with requirements without
+	// them.
+	Labels map[string]string
 }
 
 // Start reports that a handler began running a task claimed with
@@ -241,6 +265,13 @@ type Outcome struct {
 	// it waits on, how their signals combine, and the timeout. A waiting
 	// outcome gives the attempt back, like a snooze.
 	Wait *WaitSpec
+	// Limited says the task draws on limits (its LimitKeys were set when
+	// claimed): a hint, like InFlow, for the path that releases its slots.
+	Limited bool
+	// RateLimited, on a pending outcome, holds the task's rate limits
+	// back for every task until RunAt: its handler met the upstream's
+	// own limit. The attempt is given back (Refund).
+	RateLimited bool
 }
 
 // Lease is a running task held by a node, as ExtendLeases reports it.
@@ -597,6 +628,7 @@ type Store interface {
 	Waits
 	Streams
 	Rollups
+	Limiter
 	// TxEnqueuer returns the store's enqueuer into callers' own
 	// transactions, or nil when the backend has none. Optional
 	// capabilities are reached through accessors like this one rather

@@ -77,6 +77,10 @@ type Verdict struct {
 	Stack string
 	// Wait is the suspension of a Wait verdict.
 	Wait *store.WaitSpec
+	// RateLimited, on a Snooze, says the handler met an upstream's rate
+	// limit: the task's rate limits are held back for every task until
+	// the snooze ends.
+	RateLimited bool
 }
 
 // Handler runs one attempt of a task.
@@ -127,6 +131,9 @@ type Config struct {
 	PollInterval time.Duration
 	// MaxClaim bounds one claim per queue. Default 1000.
 	MaxClaim int
+	// Labels are the node's worker labels: it claims the tasks whose
+	// requirements they satisfy.
+	Labels map[string]string
 	Logger   *slog.Logger
 	// LogOutcomes logs each attempt that ends its task, and each retry, at
 	// info (LogOutcome), after its outcome is recorded.
@@ -505,7 +512,7 @@ func (e *Engine) poke() {
 // while they outnumber the tasks the node may hold (its slots and run
 // queues; the completer pokes the dispatcher after each batch).
 func (e *Engine) claim(mayHaveWork map[string]bool) (time.Time, error) {
-	req := store.ClaimRequest{Owner: e.cfg.Owner, Kinds: e.kinds, LeaseTTL: e.cfg.LeaseTTL, NotResumable: e.once, StartLater: e.startLater}
+	req := store.ClaimRequest{Owner: e.cfg.Owner, Kinds: e.kinds, LeaseTTL: e.cfg.LeaseTTL, NotResumable: e.once, StartLater: e.startLater, Labels: e.cfg.Labels}
 	now := time.Now()
 	capacity := e.slots
 	e.mu.Lock()
@@ -826,7 +833,7 @@ type AttemptStore interface {
 // zero, and fails the task once no attempt remains. Remote workers' outcomes
 // go through the same rules as in-process handlers'.
 func Decide(t *store.Task, v Verdict, cause error, backoff func(int) time.Duration, now time.Time) store.Outcome {
-	o := store.Outcome{TaskID: t.ID, Epoch: t.LeaseEpoch, InFlow: t.FlowID != ""}
+	o := store.Outcome{TaskID: t.ID, Epoch: t.LeaseEpoch, InFlow: t.FlowID != "", Limited: len(t.LimitKeys) > 0}
 	if v.Action != Complete && v.Err == nil {
 		v.Err = errors.New("no error given")
 	}
@@ -850,6 +857,10 @@ func Decide(t *store.Task, v Verdict, cause error, backoff func(int) time.Durati
 	case v.Action == Snooze:
 		o.State, o.Event, o.RunAt, o.Refund = store.StatePending, store.EventSnoozed, now.Add(v.Delay).Truncate(time.Microsecond), true
 		o.EventData = mustJSON(map[string]any{"run_at": o.RunAt.UTC()})
+		if v.RateLimited {
+			o.RateLimited = true
+			o.EventData = mustJSON(map[string]any{"run_at": o.RunAt.UTC(), "reason": "rate_limited"})
+		}
 	case v.Action == Wait && v.Wait != nil:
 		o.State, o.Event, o.Wait, o.Refund = store.StateWaiting, store.EventWaiting, v.Wait, true
 	case t.Attempt >= t.MaxAttempts:

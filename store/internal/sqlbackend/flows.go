@@ -51,6 +51,11 @@ type Dialect struct {
 	// prepares the statement again whenever the value changes (see
 	// store/sqlite).
 	TaskArg string
+	// RequiresNone is the condition that a weft_tasks row has no label
+	// requirements; RequiresMet that a worker's labels satisfy them,
+	// given three parameters: the labels as a JSON object of text, then
+	// twice those that are numbers as a JSON object of numbers.
+	RequiresNone, RequiresMet string
 }
 
 // taskArg is the placeholder of a parameter compared with a column of

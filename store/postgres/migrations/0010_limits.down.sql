@@ -1,0 +1,15 @@
+DROP TABLE weft_fair_keys;
+DROP TABLE weft_gated_queues;
+DROP TABLE weft_limit_holds;
+DROP TABLE weft_limit_keys;
+DROP TABLE weft_limits;
+DROP INDEX weft_tasks_fair;
+DROP INDEX weft_tasks_parked;
+DROP INDEX weft_tasks_gated;
+DROP INDEX weft_tasks_claim;
+CREATE INDEX weft_tasks_claim ON weft_tasks (queue, priority DESC, run_at, id) WHERE state = 'pending';
+ALTER TABLE weft_tasks DROP COLUMN blocked_reason;
+ALTER TABLE weft_tasks DROP COLUMN parked_on;
+ALTER TABLE weft_tasks DROP COLUMN vstart;
+ALTER TABLE weft_tasks DROP COLUMN limited;
+ALTER TABLE weft_tasks DROP COLUMN gate;
