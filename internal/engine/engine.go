@@ -134,7 +134,7 @@ type Config struct {
 	// Labels are the node's worker labels: it claims the tasks whose
 	// requirements they satisfy.
 	Labels map[string]string
-	Logger   *slog.Logger
+	Logger *slog.Logger
 	// LogOutcomes logs each attempt that ends its task, and each retry, at
 	// info (LogOutcome), after its outcome is recorded.
 	LogOutcomes bool

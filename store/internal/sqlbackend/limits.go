@@ -357,4 +357,3 @@ func ScanGate(s sql.NullString, t *store.Task) error {
 	g.Apply(t)
 	return nil
 }
-
