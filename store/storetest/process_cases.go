@@ -29,6 +29,7 @@ var processCases = []testCase{
 	{"three worker processes drain 6,000 tasks; one killed with SIGKILL loses nothing", testKilledProcess},
 	{"the maintenance leader killed with SIGKILL is replaced", testLeaderFailover},
 	{"flows on two processes, one killed with SIGKILL: each fan-in resolves once", testKilledFlowMember},
+	{"limits across three processes, one killed with SIGKILL: never over the cap, its slots come back", testLimitProcesses},
 }
 
 // Environment of a worker process started by the suite.
@@ -81,10 +82,13 @@ func runChild(open func(ctx context.Context, db string, now func() time.Time) (s
 	pid := os.Getpid()
 	ws := weft.NewWorkers()
 	weft.AddWorkerFunc(ws, func(ctx context.Context, t *weft.Task[ledgerArgs]) error {
+		start := time.Now()
 		if work > 0 {
 			time.Sleep(time.Duration(work) * time.Millisecond)
 		}
-		_, err := fmt.Fprintf(ledger, "%s %d\n", t.ID, pid)
+		// When the handler ran, in wall-clock nanoseconds: within the
+		// task's lease, for the cases that check limits across processes.
+		_, err := fmt.Fprintf(ledger, "%s %d %d %d\n", t.ID, pid, start.UnixNano(), time.Now().UnixNano())
 		return err
 	})
 	c, err := weft.NewClient(st, &weft.Config{
@@ -438,4 +442,59 @@ func testKilledFlowMember(t *testing.T, e *env) {
 	if rescued == 0 {
 		t.Fatal("no member was rescued: the kill did not land while the victim held one")
 	}
+}
+
+func testLimitProcesses(t *testing.T, e *env) {
+	const keys, per, cap = 4, 60, 2
+	e.setLimit(t, store.Limit{Name: "cap", Concurrency: cap})
+	// Leases short enough that the killed process's slots come back soon.
+	children := startChildren(t, e, 3, 2000, 5)
+	var batch []store.NewTask
+	key := map[string]string{}
+	for i := range keys * per {
+		k := fmt.Sprintf("k%d", i%keys)
+		batch = append(batch, store.NewTask{Kind: ledgerArgs{}.Kind(), Args: []byte(fmt.Sprintf(`{"n":%d}`, i)),
+			LimitKeys: map[string]string{"cap": k}})
+	}
+	for _, r := range e.enqueue(t, batch...) {
+		key[r.ID] = batch[len(key)].LimitKeys["cap"]
+	}
+	eventually(t, drainWithin, "the first tasks did not run", func() bool { return completed(t, e) >= 20 })
+	if err := children[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = children[0].cmd.Wait()
+	eventually(t, drainWithin, "not every limited task completed", func() bool { return completed(t, e) == keys*per })
+	stopChildren(t, children[1:])
+	type span struct{ start, end int64 }
+	spans := map[string][]span{}
+	for _, c := range children {
+		b, err := os.ReadFile(c.ledger)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			f := strings.Fields(line)
+			if len(f) != 4 {
+				continue
+			}
+			start, _ := strconv.ParseInt(f[2], 10, 64)
+			end, _ := strconv.ParseInt(f[3], 10, 64)
+			spans[key[f[0]]] = append(spans[key[f[0]]], span{start, end})
+		}
+	}
+	for k, ss := range spans {
+		for _, a := range ss {
+			n := 0
+			for _, b := range ss {
+				if b.start <= a.start && b.end > a.start {
+					n++
+				}
+			}
+			if n > cap {
+				t.Fatalf("%d handlers of key %s ran at once across the processes, over the cap of %d", n, k, cap)
+			}
+		}
+	}
+	e.noDrift(t)
 }
