@@ -118,7 +118,7 @@ func (t *Task[T]) Waitpoint(ctx context.Context, name string, opts *WaitpointOpt
 	if err != nil {
 		return nil, fmt.Errorf("weft: waitpoint %q: %w", name, err)
 	}
-	tok, err := t.tokens(ctx)
+	tok, err := t.token(ctx, wp)
 	if err != nil {
 		return nil, err
 	}
@@ -131,21 +131,39 @@ func (t *Task[T]) Waitpoints(ctx context.Context) ([]*Waitpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("weft: read waitpoints: %w", err)
 	}
-	tok, err := t.tokens(ctx)
-	if err != nil {
-		return nil, err
-	}
 	out := make([]*Waitpoint, len(wps))
 	for i, wp := range wps {
+		tok, err := t.token(ctx, wp)
+		if err != nil {
+			return nil, err
+		}
 		out[i] = newWaitpoint(wp, tok)
 	}
 	return out, nil
 }
 
-func newWaitpoint(wp store.Waitpoint, tok *waittoken.Ring) *Waitpoint {
+// token is the token of the task's waitpoint wp: the one the server that
+// stores it signed, for a handler run by `weft worker`, or one signed with
+// the client's key ring.
+func (t *Task[T]) token(ctx context.Context, wp store.Waitpoint) (string, error) {
+	if tok, ok := t.exec.WaitpointToken(wp.ID); ok {
+		return tok, nil
+	}
+	ring, err := t.tokens(ctx)
+	if err != nil {
+		return "", err
+	}
+	return sign(ring, wp), nil
+}
+
+// sign signs a token for a stored waitpoint.
+func sign(ring *waittoken.Ring, wp store.Waitpoint) string {
+	return ring.Sign(waittoken.Claims{Waitpoint: wp.ID, Allow: wp.Allow, ExpiresAt: wp.ExpiresAt})
+}
+
+func newWaitpoint(wp store.Waitpoint, token string) *Waitpoint {
 	return &Waitpoint{
-		ID: wp.ID, Name: wp.Name, Allow: wp.Allow, ExpiresAt: wp.ExpiresAt,
-		Token:    tok.Sign(waittoken.Claims{Waitpoint: wp.ID, Allow: wp.Allow, ExpiresAt: wp.ExpiresAt}),
+		ID: wp.ID, Name: wp.Name, Allow: wp.Allow, ExpiresAt: wp.ExpiresAt, Token: token,
 		Resolved: wp.State == store.WaitpointResolved, Resolution: wp.Resolution, Signals: wp.Signals,
 	}
 }
@@ -267,7 +285,7 @@ func (c *Client) Waitpoints(ctx context.Context, taskID string) ([]*Waitpoint, e
 	}
 	out := make([]*Waitpoint, len(wps))
 	for i, wp := range wps {
-		out[i] = newWaitpoint(wp, ring)
+		out[i] = newWaitpoint(wp, sign(ring, wp))
 	}
 	return out, nil
 }
@@ -279,7 +297,7 @@ func (c *Client) WaitpointToken(ctx context.Context, wp store.Waitpoint) (string
 	if err != nil {
 		return "", err
 	}
-	return ring.Sign(waittoken.Claims{Waitpoint: wp.ID, Allow: wp.Allow, ExpiresAt: wp.ExpiresAt}), nil
+	return sign(ring, wp), nil
 }
 
 // tokens holds a client's key ring: from Config.SigningKeys, or the

@@ -536,8 +536,9 @@ type GateRequirement struct {
 	Label string `json:"l"`
 	Op    string `json:"o"`
 	Value string `json:"v"`
-	// Num is Value as a number, for >= and <=.
-	Num float64 `json:"n,omitempty"`
+	// Num is Value as a number, for >= and <= (claims compare it in SQL,
+	// so it is written even when zero).
+	Num float64 `json:"n"`
 }
 
 // GateOf is t's gate, or nil when t is claimed like any other task.

@@ -191,6 +191,8 @@ type FinishedRow struct {
 	Queue   string
 	// FlowID is the task's flow, for a flow member.
 	FlowID string
+	// Limited says the task drew on limits: its slots are to be released.
+	Limited bool
 }
 
 // ReconcileFinish turns what a fenced finish statement wrote into each

@@ -80,7 +80,7 @@ func exerciseMCP(t *testing.T, c *mcpClient, hookURL string) {
 		tools = append(tools, tool.Name)
 	}
 	slices.Sort(tools)
-	if want := []string{"cancel_task", "enqueue_flow", "enqueue_task", "get_flow", "get_task", "list_tasks", "queue_stats", "retry_task", "wait_for_task"}; !slices.Equal(tools, want) {
+	if want := []string{"cancel_task", "enqueue_flow", "enqueue_task", "get_flow", "get_task", "list_tasks", "queue_stats", "retry_task", "signal_waitpoint", "wait_for_task"}; !slices.Equal(tools, want) {
 		t.Fatalf("tools = %v, want %v", tools, want)
 	}
 

@@ -188,6 +188,24 @@ func (c *Client) Waitpoints(ctx context.Context, id string) (api.WaitpointList, 
 	return out, err
 }
 
+// CreateWaitpoint creates a waitpoint for the claimed task id under its
+// lease (req.LeaseToken), or answers the one of that name it has, with its
+// token. ErrLeaseLost when the lease is gone.
+func (c *Client) CreateWaitpoint(ctx context.Context, id string, req api.WaitpointRequest) (api.Waitpoint, error) {
+	var out api.Waitpoint
+	err := c.do(ctx, http.MethodPost, "/v1/tasks/"+url.PathEscape(id)+"/waitpoints", req, &out)
+	return out, err
+}
+
+// Wait ends the attempt of the claimed task id by suspending it on its
+// waitpoints. A wait the task's waitpoints cannot satisfy is ErrInvalid,
+// and the task still runs under the lease.
+func (c *Client) Wait(ctx context.Context, id string, req api.WaitRequest) (api.Outcome, error) {
+	var out api.Outcome
+	err := c.do(ctx, http.MethodPost, "/v1/tasks/"+url.PathEscape(id)+"/wait", req, &out)
+	return out, err
+}
+
 // Claim leases ready tasks to a remote worker, long-polling up to
 // req.Wait when none is ready. ctx must outlive the wait.
 func (c *Client) Claim(ctx context.Context, req api.ClaimRequest) (api.ClaimResponse, error) {

@@ -18,9 +18,10 @@ func newMCPCmd(g *globals) *cobra.Command {
 		Short: "Serve Weft to an AI agent over the Model Context Protocol, on stdin and stdout",
 		Long: `Serve the Model Context Protocol on stdin and stdout, for an agent (Claude, an
 editor, an agent framework) that starts weft as its MCP server. The tools
-enqueue, read, list, cancel, retry and wait for tasks and read queue
-statistics; every task is also the resource weft://tasks/{id}. A failed call
-is a tool error carrying the HTTP API's error code and message.
+enqueue, read, list, cancel, retry and wait for tasks, enqueue and read
+flows, signal waitpoints and read queue statistics; every task is also the
+resource weft://tasks/{id}. A failed call is a tool error carrying the HTTP
+API's error code and message.
 
 Like the other commands, it works against the server at --server (with
 --token), or, given --database explicitly and no --server, on the database

@@ -25,7 +25,7 @@ func (x *Execution) Progress(ctx context.Context, data json.RawMessage) error {
 }
 
 // ErrNoFlows is returned by an execution's flow methods when its source
-// cannot reach flows (a remote worker's server claims only).
+// cannot reach flows.
 var ErrNoFlows = errors.New("this worker's source does not serve flows")
 
 // Parents reads the outcomes of the parents of the task, a flow member.
@@ -67,6 +67,17 @@ func (x *Execution) Waitpoints(ctx context.Context) ([]store.Waitpoint, error) {
 		return nil, ErrNoWaits
 	}
 	return ws.Waitpoints(ctx, x.Task.ID)
+}
+
+// WaitpointToken is the token the source was given for the task's
+// waitpoint with id waitpointID, when its source is a TokenSource that has
+// one; otherwise the handler's process signs the token itself.
+func (x *Execution) WaitpointToken(waitpointID string) (string, bool) {
+	ts, ok := x.src.(TokenSource)
+	if !ok {
+		return "", false
+	}
+	return ts.WaitpointToken(x.Task.ID, waitpointID)
 }
 
 // ErrNoStreams is returned by an execution's AppendFrames when its

@@ -77,6 +77,14 @@ type WaitSource interface {
 	Waitpoints(ctx context.Context, taskID string) ([]store.Waitpoint, error)
 }
 
+// TokenSource is implemented by a WaitSource whose waitpoints' tokens are
+// signed where they are stored — a server, with keys its remote workers do
+// not have — rather than by the process that runs the handler: it answers
+// the token it was given for a waitpoint of the task it created or read.
+type TokenSource interface {
+	WaitpointToken(taskID, waitpointID string) (token string, ok bool)
+}
+
 // StreamSource is implemented by a source that stores tasks' output
 // streams, as the store does and a server's API does: a handler appends
 // frames under its lease through it.

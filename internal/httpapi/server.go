@@ -149,7 +149,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("httpapi: metrics: %w", err)
 	}
 	s.metrics = m
-	s.mcp = mcpserver.Handler(mcpserver.New(mcpserver.Config{Backend: mcpserver.Service(s.ops), Version: cfg.Version, Logger: cfg.Logger}), cfg.Token != "")
+	s.mcp = mcpserver.Handler(mcpserver.New(mcpserver.Config{Backend: mcpserver.Service(s.ops, s.waits), Version: cfg.Version, Logger: cfg.Logger}), cfg.Token != "")
 	s.routes()
 	s.handler = s.metrics.instrument(s.mux, s.authorize(s.mux))
 	return s, nil

@@ -1,7 +1,7 @@
 // Package mcpserver serves Weft to AI agents over the Model Context
 // Protocol: tools to enqueue, read, list, cancel, retry and wait for
-// tasks and to read queue statistics, and every task as a resource
-// (weft://tasks/{id}).
+// tasks, to enqueue and read flows, to signal waitpoints and to read queue
+// statistics, and every task as a resource (weft://tasks/{id}).
 //
 // The tools call a Backend in the API's wire types (internal/api): the
 // operator service internal/ops in `weft serve` (mounted at /mcp) and in
@@ -44,6 +44,10 @@ type Backend interface {
 	Queues(ctx context.Context) (api.QueueList, error)
 	SubmitFlow(ctx context.Context, in api.FlowInput) (api.FlowEnqueued, error)
 	Flow(ctx context.Context, id string, members bool) (api.Flow, error)
+	// Signal delivers a signal with a waitpoint's token; SignalTask to a
+	// task's waitpoint by name.
+	Signal(ctx context.Context, req api.SignalRequest) (api.SignalReceipt, error)
+	SignalTask(ctx context.Context, id string, req api.TaskSignalRequest) (api.SignalReceipt, error)
 }
 
 // Config configures a server.
@@ -70,10 +74,13 @@ names the worker that runs them) with JSON arguments, stored durably, run by
 workers, retried with backoff when it fails, and logged as events. Use
 enqueue_task to hand work over, get_task and list_tasks to see where it is,
 wait_for_task to follow a task until it finishes, cancel_task and retry_task to
-steer it, and queue_stats for an overview. A task is also the resource
-weft://tasks/{id}. Errors carry the HTTP API's codes: not_found, conflict (the
-task's state forbids the action), invalid and bad_request (the field names
-what to fix), unavailable (try again later).`
+steer it, and queue_stats for an overview. enqueue_flow stores tasks that
+depend on each other, and get_flow follows them. A task may wait for an answer
+(state waiting) on a waitpoint: signal_waitpoint delivers it, with the token
+the task handed out or by the task's id and the waitpoint's name. A task is
+also the resource weft://tasks/{id}. Errors carry the HTTP API's codes:
+not_found, conflict (the task's state forbids the action), invalid and
+bad_request (the field names what to fix), unavailable (try again later).`
 
 // New returns the MCP server of cfg's backend.
 func New(cfg Config) *mcp.Server {
@@ -108,11 +115,16 @@ func Handler(srv *mcp.Server, authenticated bool) http.Handler {
 	})
 }
 
-// Service adapts the operator service to a Backend.
-func Service(svc *ops.Service) Backend { return service{svc} }
+// Service adapts the operator service, and its waits service for
+// signals, to a Backend.
+func Service(svc *ops.Service, waits *ops.Waits) Backend { return service{svc, waits} }
 
-// service is the operator service with its event stream as an iterator.
-type service struct{ *ops.Service }
+// service is the operator service with its event stream as an iterator,
+// and the waits service.
+type service struct {
+	*ops.Service
+	*ops.Waits
+}
 
 func (s service) Events(ctx context.Context, id string, after int64, follow bool) iter.Seq2[api.Event, error] {
 	return func(yield func(api.Event, error) bool) {

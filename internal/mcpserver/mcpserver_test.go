@@ -25,7 +25,7 @@ import (
 )
 
 // allTools are the tools the server offers, by name.
-var allTools = []string{"cancel_task", "enqueue_flow", "enqueue_task", "get_flow", "get_task", "list_tasks", "queue_stats", "retry_task", "wait_for_task"}
+var allTools = []string{"cancel_task", "enqueue_flow", "enqueue_task", "get_flow", "get_task", "list_tasks", "queue_stats", "retry_task", "signal_waitpoint", "wait_for_task"}
 
 // connect serves b in process and returns a client session on it.
 func connect(t *testing.T, b mcpserver.Backend, opts *mcp.ClientOptions) *mcp.ClientSession {
@@ -52,7 +52,13 @@ func connect(t *testing.T, b mcpserver.Backend, opts *mcp.ClientOptions) *mcp.Cl
 func serviceBackend(t *testing.T) (mcpserver.Backend, store.Store) {
 	t.Helper()
 	_, st := testenv.SQLite(t)
-	return mcpserver.Service(ops.New(st, ops.Config{Poll: 10 * time.Millisecond})), st
+	return service(testenv.Client(t, st)), st
+}
+
+// service is the operator service on client's store, signals verified
+// with client's keys.
+func service(client *weft.Client) mcpserver.Backend {
+	return mcpserver.Service(ops.New(client.Store(), ops.Config{Poll: 10 * time.Millisecond}), ops.NewWaits(client))
 }
 
 // call calls a tool and returns its result, failing the test on a
@@ -291,9 +297,17 @@ func TestMCPErrorsAsHTTP(t *testing.T) {
 		{"retry_task", map[string]any{"id": unknown}, "POST", "/v1/tasks/" + unknown + "/retry", "", api.CodeNotFound, ""},
 		{"list_tasks", map[string]any{"cursor": "not-a-cursor"}, "GET", "/v1/tasks?cursor=not-a-cursor", "", api.CodeBadRequest, "cursor"},
 		{"list_tasks", map[string]any{"limit": 5000}, "GET", "/v1/tasks?limit=5000", "", api.CodeBadRequest, "limit"},
+		{"signal_waitpoint", map[string]any{"token": "wp1.forged", "name": "approve", "idempotency_key": "k"},
+			"POST", "/v1/signals", `{"token":"wp1.forged","name":"approve","idempotency_key":"k"}`, api.CodeNotFound, "token"},
+		{"signal_waitpoint", map[string]any{"name": "approve", "idempotency_key": "k"},
+			"POST", "/v1/signals", `{"name":"approve","idempotency_key":"k"}`, api.CodeBadRequest, "token"},
+		{"signal_waitpoint", map[string]any{"task_id": unknown, "waitpoint": "approval", "name": "approve", "idempotency_key": "k"},
+			"POST", "/v1/tasks/" + unknown + "/signals", `{"waitpoint":"approval","name":"approve","idempotency_key":"k"}`, api.CodeNotFound, ""},
+		{"signal_waitpoint", map[string]any{"task_id": finished, "name": "approve", "idempotency_key": "k"},
+			"POST", "/v1/tasks/" + finished + "/signals", `{"name":"approve","idempotency_key":"k"}`, api.CodeBadRequest, "waitpoint"},
 	}
 	backends := map[string]mcpserver.Backend{
-		"service": mcpserver.Service(ops.New(st, ops.Config{})),
+		"service": service(testenv.Client(t, st)),
 		"api":     apiclient.New(hs.URL, "", nil),
 	}
 	for name, b := range backends {

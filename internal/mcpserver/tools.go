@@ -38,6 +38,7 @@ func (tb *toolbox) tools() []registrar {
 		tb.waitForTask(),
 		tb.enqueueFlow(),
 		tb.getFlow(),
+		tb.signalWaitpoint(),
 	}
 }
 

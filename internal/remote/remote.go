@@ -4,7 +4,9 @@
 // once, and the attempts the engine finished are reported together
 // with POST /v1/outcomes, each handler's verdict translated into the
 // options of a failure, so that the server decides the outcome by the
-// retry policy it knows for the kind.
+// retry policy it knows for the kind. Handlers read their flow parents from
+// the claim, add flow members, create and read waitpoints with the tokens
+// the server signs, and suspend on them, as they do in process.
 package remote
 
 import (
@@ -53,9 +55,10 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Source is an engine.Source over the HTTP API. It is not an
-// engine.Notifier: its claims wait for work on the server, and cancel
-// requests arrive with heartbeats.
+// Source is an engine.Source over the HTTP API, and its FlowSource,
+// WaitSource, TokenSource and StreamSource. It is not an engine.Notifier:
+// its claims wait for work on the server, and cancel requests arrive with
+// heartbeats.
 //
 // The server's lease epochs are inside its opaque lease tokens, so the
 // tasks a Source hands the engine carry epochs of the Source's own, one per
@@ -88,6 +91,12 @@ type lease struct {
 	result   store.FinishResult
 	// stream is the attempt's output stream as this worker wrote it.
 	stream *stream
+	// parents are a flow member's parents' outcomes, as its claim carried
+	// them.
+	parents []store.ParentOutcome
+	// tokens are the tokens the server answered for the task's
+	// waitpoints, by waitpoint id.
+	tokens map[string]string
 }
 
 // stream numbers the frames one claim writes — 1, 2, 3... as the server
@@ -102,6 +111,16 @@ type stream struct {
 	stored int64
 	unsent []api.FrameInput
 }
+
+// The engine finds what a Source serves beyond claims by these
+// interfaces.
+var _ interface {
+	engine.Source
+	engine.FlowSource
+	engine.WaitSource
+	engine.TokenSource
+	engine.StreamSource
+} = (*Source)(nil)
 
 // New returns a Source for cfg.
 func New(cfg Config) *Source {
@@ -146,7 +165,7 @@ func (s *Source) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Ta
 	defer s.mu.Unlock()
 	for i, ct := range resp.Tasks {
 		s.epoch++
-		s.leases[ct.ID] = &lease{epoch: s.epoch, token: ct.LeaseToken, expires: expires, stream: &stream{}}
+		s.leases[ct.ID] = &lease{epoch: s.epoch, token: ct.LeaseToken, expires: expires, stream: &stream{}, parents: toParents(ct.Parents)}
 		tasks[i] = toTask(ct, s.epoch)
 	}
 	return tasks, nil
@@ -158,8 +177,8 @@ func toTask(ct api.ClaimedTask, epoch int64) *store.Task {
 		ID: ct.ID, Kind: ct.Kind, Queue: ct.Queue, Args: ct.Args, Priority: ct.Priority,
 		State: store.StateRunning, RunAt: ct.RunAt, Attempt: ct.Attempt, MaxAttempts: ct.MaxAttempts,
 		Metadata: ct.Metadata, LeaseOwner: ct.Worker, LeaseEpoch: epoch, LeaseExpiresAt: ct.LeaseExpiresAt,
-		CancelRequested: ct.CancelRequested, CreatedAt: ct.CreatedAt,
-		Errors: make([]store.AttemptError, len(ct.Errors)),
+		CancelRequested: ct.CancelRequested, CreatedAt: ct.CreatedAt, FlowID: ct.FlowID, FlowKey: ct.Key,
+		Errors: toAttemptErrors(ct.Errors),
 	}
 	if d, err := time.ParseDuration(ct.Timeout); err == nil && d > 0 {
 		t.AttemptTimeout = d
@@ -167,10 +186,16 @@ func toTask(ct api.ClaimedTask, epoch int64) *store.Task {
 	if ct.AttemptedAt != nil {
 		t.AttemptedAt = *ct.AttemptedAt
 	}
-	for i, e := range ct.Errors {
-		t.Errors[i] = store.AttemptError{Attempt: e.Attempt, At: e.At, Error: e.Error, Stack: e.Stack}
-	}
 	return t
+}
+
+// toAttemptErrors converts the errors of a task's attempts.
+func toAttemptErrors(in []api.AttemptError) []store.AttemptError {
+	out := make([]store.AttemptError, len(in))
+	for i, e := range in {
+		out[i] = store.AttemptError{Attempt: e.Attempt, At: e.At, Error: e.Error, Stack: e.Stack}
+	}
+	return out
 }
 
 // ExtendLeases sends a heartbeat for every lease not yet reported, at
@@ -360,7 +385,8 @@ func (s *Source) sendFrames(ctx context.Context, taskID, tok string, st *stream,
 func (s *Source) Finish(ctx context.Context, batch []engine.Finished) ([]store.FinishResult, error) {
 	results := make([]store.FinishResult, len(batch))
 	errs := make([]error, len(batch))
-	var todo []unreported
+	// Suspensions have a route of their own (POST /v1/tasks/{id}/wait).
+	var todo, waits []unreported
 	s.mu.Lock()
 	for i := range batch {
 		f := &batch[i]
@@ -373,6 +399,8 @@ func (s *Source) Finish(ctx context.Context, batch []engine.Finished) ([]store.F
 			results[i].Err = store.ErrLeaseLost
 		case l.reported:
 			results[i] = l.result
+		case suspends(f):
+			waits = append(waits, unreported{i: i, token: l.token})
 		default:
 			todo = append(todo, unreported{i: i, token: l.token})
 		}
@@ -394,7 +422,7 @@ func (s *Source) Finish(ctx context.Context, batch []engine.Finished) ([]store.F
 			}
 		}
 	}
-	s.reportEach(ctx, batch, todo, results, errs)
+	s.reportEach(ctx, batch, append(todo, waits...), results, errs)
 
 	failed := errors.Join(errs...)
 	s.mu.Lock()
@@ -482,8 +510,9 @@ func (s *Source) reportBatch(ctx context.Context, in []api.OutcomeInput) ([]stor
 	return res, nil
 }
 
-// reportEach reports the attempts todo of batch with one complete or fail
-// request each, at once, for a server without the batch route.
+// reportEach reports the attempts todo of batch with one complete, fail or
+// wait request each, at once: suspensions, and the other outcomes for a
+// server without the batch route.
 func (s *Source) reportEach(ctx context.Context, batch []engine.Finished, todo []unreported, results []store.FinishResult, errs []error) {
 	var wg sync.WaitGroup
 	for _, u := range todo {
@@ -501,9 +530,12 @@ func (s *Source) report(ctx context.Context, token string, f *engine.Finished) (
 		out api.Outcome
 		err error
 	)
-	if f.Verdict.Action == engine.Complete {
+	switch {
+	case f.Verdict.Action == engine.Complete:
 		out, err = s.c.Complete(ctx, f.Task.ID, api.CompleteRequest{LeaseToken: token, Result: f.Verdict.Result})
-	} else {
+	case suspends(f):
+		out, err = s.suspend(ctx, token, f)
+	default:
 		out, err = s.c.Fail(ctx, f.Task.ID, failRequest(token, f))
 	}
 	if err != nil && !refusal(err) {
@@ -550,8 +582,15 @@ func (s *Source) logReport(f *engine.Finished, r store.FinishResult) {
 		return // the engine warns of refused outcomes
 	}
 	t := f.Task
-	if f.Verdict.Action == engine.Complete {
+	switch {
+	case f.Verdict.Action == engine.Complete:
 		s.log.Info("task completed", "task", t.ID, "kind", t.Kind, "attempt", t.Attempt)
+		return
+	case suspends(f) && r.State == store.StateFailed:
+		s.log.Info("task failed: the wait it asked for cannot be", "task", t.ID, "kind", t.Kind, "attempt", t.Attempt, "waitpoints", f.Verdict.Wait.Waitpoints)
+		return
+	case suspends(f):
+		s.log.Info("task suspended", "task", t.ID, "kind", t.Kind, "attempt", t.Attempt, "state", r.State, "waitpoints", f.Verdict.Wait.Waitpoints)
 		return
 	}
 	s.log.Info("task attempt failed", "task", t.ID, "kind", t.Kind, "attempt", t.Attempt, "state", r.State, "err", f.Verdict.Err)

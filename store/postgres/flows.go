@@ -19,11 +19,17 @@ import (
 // it then writes, since nodes resolve flows concurrently.
 func flows() sqlbackend.FlowStore {
 	return sqlbackend.NewFlowStore(&sqlbackend.Dialect{
-		Bind:        bind,
-		JSON:        "?::jsonb",
-		Lock:        "FOR UPDATE",
-		AppendError: "coalesce(errors, '[]'::jsonb) || jsonb_build_array(?::jsonb)",
-		InsertRows:  insertRows,
+		Bind:         bind,
+		JSON:         "?::jsonb",
+		Lock:         "FOR UPDATE",
+		AppendError:  "coalesce(errors, '[]'::jsonb) || jsonb_build_array(?::jsonb)",
+		InsertRows:   insertRows,
+		RequiresNone: "(gate::jsonb -> 'requires') IS NULL",
+		RequiresMet: `NOT EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(weft_tasks.gate::jsonb -> 'requires', '[]'::jsonb)) r
+			WHERE NOT coalesce(CASE r->>'o'
+			WHEN '=' THEN (?::jsonb ->> (r->>'l')) = r->>'v'
+			WHEN '>=' THEN (?::jsonb ->> (r->>'l'))::float8 >= (r->>'n')::float8
+			ELSE (?::jsonb ->> (r->>'l'))::float8 <= (r->>'n')::float8 END, false))`,
 	})
 }
 

@@ -212,22 +212,27 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 			finalized_at = CASE WHEN cancel_requested OR attempt >= max_attempts OR NOT resumable THEN $1::bigint END
 			WHERE id IN (SELECT id FROM weft_tasks WHERE state = 'running' AND (lease_expires_at < $1
 				OR lease_owner IN (SELECT id FROM weft_nodes WHERE heartbeat_at < $3)) LIMIT $4 FOR UPDATE SKIP LOCKED)
-			RETURNING id, state, attempt, errors->-1->>'error', queue, flow_id`,
+			RETURNING id, state, attempt, errors->-1->>'error', queue, flow_id, limited`,
 			nowUS, now.UTC().Format(time.RFC3339Nano), deadBefore, limit)
 		if err != nil {
 			return false, fmt.Errorf("rescue: %w", err)
 		}
 		var ch store.Change
 		var finished []sqlbackend.Finished
+		var limitedIDs []string
 		for rows.Next() {
 			var (
 				id, state, cause, queue string
 				attempt                 int
 				flowID                  *string
+				limited                 bool
 			)
-			if err := rows.Scan(&id, &state, &attempt, &cause, &queue, &flowID); err != nil {
+			if err := rows.Scan(&id, &state, &attempt, &cause, &queue, &flowID, &limited); err != nil {
 				rows.Close()
 				return false, fmt.Errorf("rescue: %w", err)
+			}
+			if limited {
+				limitedIDs = append(limitedIDs, id)
 			}
 			ch.Rescued(id, queue, store.State(state), attempt, cause)
 			if to := store.State(state); to.Terminal() {
@@ -251,6 +256,12 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 		notify, err := applyChange(ctx, tx, ch, nowUS)
 		if err != nil {
 			return false, err
+		}
+		if len(limitedIDs) > 0 {
+			if err := flows().Release(ctx, pgxTx{tx}, limitedIDs, nil, nowUS); err != nil {
+				return false, err
+			}
+			notify = true
 		}
 		woke, err := resolveFinished(ctx, tx, finished, nowUS)
 		return notify || woke, err

@@ -53,6 +53,8 @@ type Store struct {
 	// (unquoted: pg_notify takes it as text); a notification's payload
 	// is the task's id.
 	frameChannel string
+	// gated is which queues take the gated claim path.
+	gated sqlbackend.GatedQueues
 	// followers are the readers following tasks' streams; appended
 	// tells the other nodes' followers of appends.
 	followers wake.Keyed

@@ -25,7 +25,7 @@ var uniqueHeld = store.SQLList(store.KeyHoldingStates())
 // taskColumns is the column list every task read uses, in scanTask's order.
 const taskColumns = `id, kind, queue, args, priority, state, run_at, attempt, max_attempts,
 	attempt_timeout_us, errors, result, unique_key, metadata, lease_owner, lease_epoch,
-	lease_expires_at, cancel_requested, created_at, attempted_at, finalized_at, flow_id, flow_key`
+	lease_expires_at, cancel_requested, created_at, attempted_at, finalized_at, flow_id, flow_key, gate, blocked_reason`
 
 func scanTask(r sqlbackend.Row) (*store.Task, error) {
 	var (
@@ -35,12 +35,17 @@ func scanTask(r sqlbackend.Row) (*store.Task, error) {
 		errs, result, metadata             []byte
 		uniqueKey, owner, flowID, flowKey  *string
 		leaseExp, attemptedAt, finalizedAt *int64
+		gate, blocked                      sql.NullString
 	)
 	if err := r.Scan(&t.ID, &t.Kind, &t.Queue, &t.Args, &t.Priority, &state, &runAt, &t.Attempt, &t.MaxAttempts,
 		&timeoutUS, &errs, &result, &uniqueKey, &metadata, &owner, &t.LeaseEpoch,
-		&leaseExp, &t.CancelRequested, &createdAt, &attemptedAt, &finalizedAt, &flowID, &flowKey); err != nil {
+		&leaseExp, &t.CancelRequested, &createdAt, &attemptedAt, &finalizedAt, &flowID, &flowKey, &gate, &blocked); err != nil {
 		return nil, err
 	}
+	if err := sqlbackend.ScanGate(gate, &t); err != nil {
+		return nil, err
+	}
+	t.Blocked = sqlbackend.ScanBlocked(blocked)
 	t.State = store.State(state)
 	if flowID != nil && flowKey != nil {
 		t.FlowID, t.FlowKey = *flowID, *flowKey
@@ -197,6 +202,17 @@ type execer interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// execTx is the enqueue's transaction as the shared statements run in it.
+func execTx(ex execer) sqlbackend.Tx {
+	switch tx := ex.(type) {
+	case pgx.Tx:
+		return pgxTx{tx}
+	case sqlTx:
+		return sqlbackend.StdTx(tx.tx)
+	}
+	panic(fmt.Sprintf("postgres: enqueue in a %T", ex))
+}
+
 // sqlTx adapts a database/sql transaction on the pgx driver, which encodes
 // the same argument types (arrays included) as pgx itself.
 type sqlTx struct{ tx *sql.Tx }
@@ -273,15 +289,40 @@ func insertTasks(ctx context.Context, tx execer, b store.Batch) ([]store.Enqueue
 		added.Move(t.Queue, "", store.State(states[j]), 1)
 	}
 	createdAt := micros(b.Now())
-	var err error
-	if b.FlowID() == "" {
+	gates, err := flows().PrepareGates(ctx, execTx(tx), b, createdAt)
+	if err != nil {
+		return nil, err
+	}
+	var flowID *string
+	if b.FlowID() != "" {
+		id := b.FlowID()
+		flowID = &id
+	}
+	switch {
+	case gates.Any():
+		gate, limited, vstart := make([]*string, n), make([]bool, n), make([]int64, n)
+		for j, i := range fresh {
+			gate[j], limited[j], vstart[j] = gates.Gate[i], gates.Limited[i], gates.VStart[i]
+		}
+		// Gated tasks carry their gate (and, as members of a flow, their
+		// flow and key).
+		_, err = tx.Exec(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at, max_attempts,
+			attempt_timeout_us, unique_key, metadata, created_at, flow_id, flow_key, gate, limited, vstart)
+		SELECT id, kind, queue, args::jsonb, prio, state, run_at, max_attempts, timeout, ukey, md::jsonb, $11, $12,
+			CASE WHEN $12::text IS NULL THEN NULL ELSE fkey END, gate, limited, vstart
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::int[], $8::bigint[], $9::text[], $10::text[],
+			$13::text[], $14::text[], $15::text[], $16::bool[], $17::bigint[])
+			AS t(id, kind, queue, args, prio, run_at, max_attempts, timeout, ukey, md, state, fkey, gate, limited, vstart)`,
+			ids, kinds, queues, argsJSON, prios, runAts, maxAttempts, timeouts, uniqueKeys, metadata, createdAt, flowID, states, flowKeys,
+			gate, limited, vstart)
+	case b.FlowID() == "":
 		_, err = tx.Exec(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at, max_attempts,
 			attempt_timeout_us, unique_key, metadata, created_at)
 		SELECT id, kind, queue, args::jsonb, prio, 'pending', run_at, max_attempts, timeout, ukey, md::jsonb, $11
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::int[], $8::bigint[], $9::text[], $10::text[])
 			AS t(id, kind, queue, args, prio, run_at, max_attempts, timeout, ukey, md)`,
 			ids, kinds, queues, argsJSON, prios, runAts, maxAttempts, timeouts, uniqueKeys, metadata, createdAt)
-	} else {
+	default:
 		// Members of a flow carry their flow and key, and may start
 		// blocked; plain tasks keep the shorter statement.
 		_, err = tx.Exec(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at, max_attempts,
@@ -298,6 +339,9 @@ func insertTasks(ctx context.Context, tx execer, b store.Batch) ([]store.Enqueue
 		SELECT unnest($1::text[]), 'created', 0, $2`, ids, createdAt); err != nil {
 		return nil, fmt.Errorf("insert created events: %w", err)
 	}
+	if _, err := flows().AfterGatedInsert(ctx, execTx(tx), gates, createdAt); err != nil {
+		return nil, err
+	}
 	if err := applyCounts(ctx, tx, added); err != nil {
 		return nil, err
 	}
@@ -311,21 +355,29 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
+	if err := store.CheckLabels(req.Labels); err != nil {
+		return nil, err
+	}
+	gated, err := s.gated.Of(ctx, flows(), s.readPool(), req.Queues)
+	if err != nil {
+		return nil, err
+	}
+	queues, gatedQueues := sqlbackend.SplitGated(req.Queues, gated)
 	now := s.now()
 	nowUS := micros(now)
 	expires := fromMicros(micros(now.Add(req.LeaseTTL)))
-	notResumable := req.NotResumable
-	if notResumable == nil {
-		notResumable = []string{} // NULL would make resumable NULL
+	attempted := fromMicros(nowUS)
+	if req.StartLater {
+		attempted = time.Time{}
 	}
-	a := []any{req.Owner, micros(expires), nowUS, notResumable}
+	a := []any{req.Owner, micros(expires), nowUS, notResumable(req)}
 	var ctes, unions []string
 	kindFilter := ""
 	if len(req.Kinds) > 0 {
 		a = append(a, req.Kinds)
 		kindFilter = " AND kind = ANY($" + strconv.Itoa(len(a)) + "::text[])"
 	}
-	for i, qc := range req.Queues {
+	for i, qc := range queues {
 		if qc.Limit <= 0 {
 			continue
 		}
@@ -334,55 +386,110 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Tas
 		// The pause check refers to no row of weft_tasks: PostgreSQL runs
 		// it once, as a one-time filter, before the index scan.
 		queue := "$" + strconv.Itoa(len(a))
-		ctes = append(ctes, name+` AS (SELECT id FROM weft_tasks WHERE state = 'pending' AND queue = `+queue+
+		ctes = append(ctes, name+` AS (SELECT id FROM weft_tasks WHERE state = 'pending' AND gate IS NULL AND queue = `+queue+
 			` AND run_at <= $3`+kindFilter+` AND NOT EXISTS (SELECT 1 FROM weft_queues WHERE name = `+queue+` AND paused)
 			ORDER BY priority DESC, run_at, id LIMIT `+strconv.Itoa(qc.Limit)+` FOR UPDATE SKIP LOCKED)`)
 		unions = append(unions, "SELECT id FROM "+name)
 	}
-	if len(ctes) == 0 {
-		return nil, nil
+	var claimed []*store.Task
+	if len(ctes) > 0 {
+		// A claim lost to a crash only puts its tasks back where they
+		// were, so its commit need not wait for the WAL flush (measured:
+		// in-process p50 latency 3.7 ms durable, 0.75 ms not). The node
+		// told of the lost claim still runs the task under the lost
+		// epoch; the epoch's random step (claimSQL) makes the next claim's
+		// epoch differ from it, so that node's late writes stay fenced
+		// out (found by internal/resilience, with a PostgreSQL crash). The
+		// batch runs as one implicit transaction, to which the setting
+		// applies.
+		batch := &pgx.Batch{}
+		batch.Queue("SELECT set_config('synchronous_commit', 'off', true)")
+		batch.Queue(claimSQL(ctes, strings.Join(unions, " UNION ALL "), req.StartLater, false), a...)
+		claimed, err = s.claimBatch(ctx, batch, req.Owner, expires, attempted)
+		if err != nil {
+			return nil, classify(err)
+		}
 	}
-	// One statement claims, writes the started events and appends the
-	// counter moves: with the durability setting in the same batch, a
-	// claim is one round trip (it was six: begin, set, claim, counts,
-	// events, commit).
+	if len(gatedQueues) > 0 {
+		more, err := s.claimGated(ctx, req, gatedQueues, nowUS, attempted, expires)
+		if err != nil {
+			return nil, classify(err)
+		}
+		claimed = append(claimed, more...)
+	}
+	store.SortClaimed(claimed)
+	return claimed, nil
+}
+
+func notResumable(req store.ClaimRequest) []string {
+	if req.NotResumable == nil {
+		return []string{} // NULL would make resumable NULL
+	}
+	return req.NotResumable
+}
+
+// claimSQL is the statement that claims the tasks ids selects, with its
+// CTEs ctes ($1 owner, $2 lease expiry, $3 now, $4 kinds not resumable):
+// one statement claims, writes the started events and appends the
+// counter moves, so that with the durability setting in the same batch a
+// claim is one round trip (it was six: begin, set, claim, counts, events,
+// commit). withGate returns the tasks' gates too.
+func claimSQL(ctes []string, ids string, startLater, withGate bool) string {
 	attemptedAt, started := "$3", `
 		started AS (INSERT INTO weft_events (task_id, type, attempt, at)
 			SELECT id, '`+string(store.EventStarted)+`', attempt, $3 FROM claimed),`
-	if req.StartLater {
+	if startLater {
 		attemptedAt, started = "NULL", ""
 	}
-	query := `WITH ` + strings.Join(ctes, ", ") + `,
-		claimed AS (UPDATE weft_tasks SET state = 'running', attempt = attempt + 1,
+	with := "WITH "
+	if len(ctes) > 0 {
+		with += strings.Join(ctes, ", ") + ", "
+	}
+	gate := ""
+	if withGate {
+		gate = ", gate"
+	}
+	return with + `claimed AS (UPDATE weft_tasks SET state = 'running', attempt = attempt + 1,
 			lease_epoch = lease_epoch + 1 + (random() * 1073741823)::bigint,
 			lease_owner = $1, lease_expires_at = $2, attempted_at = ` + attemptedAt + `, resumable = NOT (kind = ANY($4::text[]))
-		WHERE id IN (` + strings.Join(unions, " UNION ALL ") + `)
-		RETURNING id, kind, queue, args, priority, run_at, attempt, max_attempts, attempt_timeout_us, errors, metadata, lease_epoch, created_at, flow_id, flow_key),` + started + `
+		WHERE id IN (` + ids + `)
+		RETURNING id, kind, queue, args, priority, run_at, attempt, max_attempts, attempt_timeout_us, errors, metadata, lease_epoch, created_at, flow_id, flow_key` + gate + `),` + started + `
 		moved AS (INSERT INTO weft_count_deltas (queue, state, n)
 			SELECT g.queue, m.state, m.n FROM (SELECT queue, count(*) AS n FROM claimed GROUP BY queue) g,
 				LATERAL (VALUES ('` + string(store.StatePending) + `', -g.n), ('` + string(store.StateRunning) + `', g.n)) AS m(state, n))
 		SELECT * FROM claimed`
-	attempted := fromMicros(nowUS)
-	if req.StartLater {
-		attempted = time.Time{}
-	}
-	// A claim lost to a crash only puts its tasks back where they were, so
-	// its commit need not wait for the WAL flush (measured: in-process p50
-	// latency 3.7 ms durable, 0.75 ms not). The node told of the lost claim
-	// still runs the task under the lost epoch; the epoch's random step
-	// (above) makes the next claim's epoch differ from it, so that node's
-	// late writes stay fenced out (found by internal/resilience, with a
-	// PostgreSQL crash). The batch runs as one implicit transaction, to
-	// which the setting applies.
-	batch := &pgx.Batch{}
-	batch.Queue("SELECT set_config('synchronous_commit', 'off', true)")
-	batch.Queue(query, a...)
-	claimed, err := s.claimBatch(ctx, batch, req.Owner, expires, attempted)
+}
+
+// claimGated claims from queues that hold gated tasks: first the tasks
+// set aside for keys that have room again are made claimable, then the
+// claim admits what the limits allow (sqlbackend.FlowStore.ClaimGated),
+// in a transaction whose commit, like a plain claim's, need not wait for
+// the WAL flush.
+func (s *Store) claimGated(ctx context.Context, req store.ClaimRequest, queues []store.QueueClaim, nowUS int64, attempted, expires time.Time) ([]*store.Task, error) {
+	err := s.flowTx(ctx, func(tx pgx.Tx) (bool, error) {
+		_, err := flows().Unpark(ctx, pgxTx{tx}, nowUS)
+		return false, err
+	})
 	if err != nil {
-		return nil, classify(err)
+		return nil, err
 	}
-	store.SortClaimed(claimed)
-	return claimed, nil
+	var claimed []*store.Task
+	err = s.flowTx(ctx, func(tx pgx.Tx) (bool, error) {
+		if _, err := tx.Exec(ctx, "SELECT set_config('synchronous_commit', 'off', true)"); err != nil {
+			return false, fmt.Errorf("claim: %w", err)
+		}
+		var err error
+		claimed, err = flows().ClaimGated(ctx, pgxTx{tx}, req, queues, nowUS, func(ids []string) ([]*store.Task, error) {
+			rows, err := tx.Query(ctx, claimSQL(nil, "SELECT unnest($5::text[])", req.StartLater, true),
+				req.Owner, micros(expires), nowUS, notResumable(req), ids)
+			if err != nil {
+				return nil, fmt.Errorf("claim: %w", err)
+			}
+			return scanClaimed(rows, req.Owner, expires, attempted, true)
+		})
+		return false, err
+	})
+	return claimed, err
 }
 
 // claimBatch sends a claim's batch and reads the claimed tasks.
@@ -396,6 +503,18 @@ func (s *Store) claimBatch(ctx context.Context, batch *pgx.Batch, owner string, 
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
+	claimed, err := scanClaimed(rows, owner, expires, attempted, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	return claimed, nil
+}
+
+// scanClaimed reads claimSQL's rows, and closes them.
+func scanClaimed(rows pgx.Rows, owner string, expires, attempted time.Time, withGate bool) ([]*store.Task, error) {
 	defer rows.Close()
 	var claimed []*store.Task
 	for rows.Next() {
@@ -404,13 +523,21 @@ func (s *Store) claimBatch(ctx context.Context, batch *pgx.Batch, owner string, 
 			runAt, createdAt, timeout int64
 			errs, metadata            []byte
 			flowID, flowKey           *string
+			gate                      sql.NullString
 		)
-		if err := rows.Scan(&t.ID, &t.Kind, &t.Queue, &t.Args, &t.Priority, &runAt, &t.Attempt, &t.MaxAttempts,
-			&timeout, &errs, &metadata, &t.LeaseEpoch, &createdAt, &flowID, &flowKey); err != nil {
+		dest := []any{&t.ID, &t.Kind, &t.Queue, &t.Args, &t.Priority, &runAt, &t.Attempt, &t.MaxAttempts,
+			&timeout, &errs, &metadata, &t.LeaseEpoch, &createdAt, &flowID, &flowKey}
+		if withGate {
+			dest = append(dest, &gate)
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("claim: %w", err)
 		}
 		if flowID != nil && flowKey != nil {
 			t.FlowID, t.FlowKey = *flowID, *flowKey
+		}
+		if err := sqlbackend.ScanGate(gate, &t); err != nil {
+			return nil, err
 		}
 		if len(errs) > 0 {
 			if err := json.Unmarshal(errs, &t.Errors); err != nil {
@@ -426,10 +553,6 @@ func (s *Store) claimBatch(ctx context.Context, batch *pgx.Batch, owner string, 
 		claimed = append(claimed, &t)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("claim: %w", err)
-	}
-	rows.Close()
-	if err := br.Close(); err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
 	return claimed, nil
@@ -466,7 +589,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 	// any member it meets to that transaction too.
 	var plain []store.Outcome
 	for _, o := range outcomes {
-		if !o.InFlow {
+		if !o.InFlow && !o.Limited {
 			plain = append(plain, o)
 		}
 	}
@@ -477,7 +600,7 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 			return nil, err
 		}
 		batch := &pgx.Batch{}
-		batch.Queue(finishSQL(" AND t.flow_id IS NULL"), args...)
+		batch.Queue(finishSQL(" AND t.flow_id IS NULL AND NOT t.limited"), args...)
 		if notify {
 			batch.Queue("NOTIFY " + s.channel)
 		}
@@ -541,6 +664,12 @@ func (s *Store) finishMembers(ctx context.Context, outcomes []store.Outcome, now
 		notify := false
 		for _, row := range wrote {
 			notify = notify || row.State == store.StatePending
+		}
+		if ids, held := sqlbackend.LimitedFinished(outcomes, wrote); len(ids) > 0 {
+			if err := flows().Release(ctx, pgxTx{tx}, ids, held, nowUS); err != nil {
+				return false, err
+			}
+			notify = true
 		}
 		woke, err := resolveFinished(ctx, tx, sqlbackend.FinishedMembers(wrote), nowUS)
 		return notify || woke, err
@@ -620,7 +749,7 @@ func finishSQL(filter string) string {
 			FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::int[], $9::text[], $10::text[], $11::bigint[])
 				AS v(id, epoch, state, result, err, run_at, refund, event, event_data, started_at)
 			WHERE t.id = v.id AND t.lease_epoch = v.epoch AND t.state = 'running'` + filter + `
-			RETURNING t.id, t.lease_epoch, t.state, t.attempt, t.queue, t.flow_id, v.state AS asked, v.refund, v.event, v.event_data, v.started_at),
+			RETURNING t.id, t.lease_epoch, t.state, t.attempt, t.queue, t.flow_id, t.limited, v.state AS asked, v.refund, v.event, v.event_data, v.started_at),
 		logged AS (INSERT INTO weft_events (task_id, type, attempt, at, data)
 			SELECT id, type, attempt, at, data FROM (
 				SELECT id, 0 AS ord, '` + string(store.EventStarted) + `' AS type, attempt + refund AS attempt, started_at AS at, NULL::jsonb AS data
@@ -633,7 +762,7 @@ func finishSQL(filter string) string {
 		moved AS (INSERT INTO weft_count_deltas (queue, state, n)
 			SELECT queue, '` + string(store.StateRunning) + `', -count(*) FROM done GROUP BY queue
 			UNION ALL SELECT queue, state, count(*) FROM done GROUP BY queue, state)
-		SELECT id, lease_epoch, state, attempt, queue, flow_id FROM done`
+		SELECT id, lease_epoch, state, attempt, queue, flow_id, limited FROM done`
 }
 
 // finishBatch sends a finish's batch and reads what it wrote.
@@ -665,7 +794,7 @@ func scanFinished(rows pgx.Rows, n int) (map[store.LeaseKey]store.FinishedRow, e
 			state  string
 			flowID *string
 		)
-		if err := rows.Scan(&k.TaskID, &k.Epoch, &state, &row.Attempt, &row.Queue, &flowID); err != nil {
+		if err := rows.Scan(&k.TaskID, &k.Epoch, &state, &row.Attempt, &row.Queue, &flowID, &row.Limited); err != nil {
 			return nil, fmt.Errorf("finish: %w", err)
 		}
 		row.State = store.State(state)

@@ -29,7 +29,7 @@ const finishSQL = `UPDATE weft_tasks SET
 	finalized_at = CASE WHEN v.column3 = 'pending' AND cancel_requested = 0 THEN NULL ELSE ?1 END
 	FROM (VALUES %s) AS v
 	WHERE weft_tasks.id = v.column1 AND weft_tasks.lease_epoch = v.column2 AND weft_tasks.state = 'running'
-	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt, weft_tasks.queue, weft_tasks.flow_id`
+	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt, weft_tasks.queue, weft_tasks.flow_id, weft_tasks.limited`
 
 // completeSQL is finishSQL for the common case, completions, whose VALUES
 // rows are only (id, epoch, result, started_at): half the arguments and no
@@ -39,7 +39,7 @@ const completeSQL = `UPDATE weft_tasks SET
 	lease_expires_at = NULL, finalized_at = ?1
 	FROM (VALUES %s) AS v
 	WHERE weft_tasks.id = v.column1 AND weft_tasks.lease_epoch = v.column2 AND weft_tasks.state = 'running'
-	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt, weft_tasks.queue, weft_tasks.flow_id`
+	RETURNING weft_tasks.id, weft_tasks.lease_epoch, weft_tasks.state, weft_tasks.attempt, weft_tasks.queue, weft_tasks.flow_id, weft_tasks.limited`
 
 // finishChunk bounds the outcomes of one finish statement.
 const finishChunk = 128
@@ -145,6 +145,9 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 		if err := applyChange(q, ch, nowUS); err != nil {
 			return err
 		}
+		if err := releaseFinished(q, outcomes, applied, nowUS); err != nil {
+			return err
+		}
 		return resolveFinished(q, finished, nowUS)
 	})
 	if err != nil {
@@ -158,7 +161,8 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 func finishRows(q *execer, query string, a args, applied map[store.LeaseKey]store.FinishedRow) error {
 	err := q.rawQuery(query, a, func(v []driver.Value) error {
 		applied[store.LeaseKey{TaskID: asString(v[0]), Epoch: asInt64(v[1])}] = store.FinishedRow{
-			State: store.State(asString(v[2])), Attempt: int(asInt64(v[3])), Queue: asString(v[4]), FlowID: asString(v[5])}
+			State: store.State(asString(v[2])), Attempt: int(asInt64(v[3])), Queue: asString(v[4]), FlowID: asString(v[5]),
+			Limited: asInt64(v[6]) != 0}
 		return nil
 	})
 	if err != nil {
@@ -185,4 +189,15 @@ func missingTasks(q *execer, ids []string) (map[string]bool, error) {
 		}
 	}
 	return missing, nil
+}
+
+// releaseFinished releases the slots of the limited tasks whose outcomes
+// were recorded, and holds back the rate limits of those that met an
+// upstream's limit.
+func releaseFinished(q *execer, outcomes []store.Outcome, applied map[store.LeaseKey]store.FinishedRow, nowUS int64) error {
+	ids, held := sqlbackend.LimitedFinished(outcomes, applied)
+	if len(ids) == 0 {
+		return nil
+	}
+	return flows().Release(context.Background(), sqlbackend.StdTx(q.conn), ids, held, nowUS)
 }

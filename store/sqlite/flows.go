@@ -15,10 +15,16 @@ import (
 // placeholders are already ?, and its one writer needs no row locks.
 func flows() sqlbackend.FlowStore {
 	return sqlbackend.NewFlowStore(&sqlbackend.Dialect{
-		Bind:        func(q string) string { return q },
-		JSON:        "?",
-		AppendError: "json_insert(coalesce(errors, '[]'), '$[#]', json(?))",
-		InsertRows:  insertRows,
+		Bind:         func(q string) string { return q },
+		JSON:         "?",
+		AppendError:  "json_insert(coalesce(errors, '[]'), '$[#]', json(?))",
+		RequiresNone: "json_extract(gate, '$.requires') IS NULL",
+		RequiresMet: `NOT EXISTS (SELECT 1 FROM json_each(weft_tasks.gate, '$.requires') r WHERE NOT coalesce(
+			CASE json_extract(r.value, '$.o')
+			WHEN '=' THEN json_extract(?, '$."' || json_extract(r.value, '$.l') || '"') = json_extract(r.value, '$.v')
+			WHEN '>=' THEN json_extract(?, '$."' || json_extract(r.value, '$.l') || '"') >= json_extract(r.value, '$.n')
+			ELSE json_extract(?, '$."' || json_extract(r.value, '$.l') || '"') <= json_extract(r.value, '$.n') END, 0))`,
+		InsertRows: insertRows,
 	})
 }
 

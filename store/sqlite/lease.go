@@ -185,6 +185,7 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 		n, ended = 0, ended[:0]
 		var ch store.Change
 		var finished []sqlbackend.Finished
+		var limited []string
 		// SET sees the row as it was: the reason is decided from the old
 		// lease, and RETURNING reads it back from the error it wrote.
 		err := q.rawQuery(`UPDATE weft_tasks SET
@@ -202,13 +203,16 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 			finalized_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts OR resumable = 0 THEN ?1 END
 			WHERE rowid IN (SELECT rowid FROM weft_tasks WHERE state = 'running' AND (lease_expires_at < +?1
 				OR lease_owner IN (SELECT id FROM weft_nodes WHERE heartbeat_at < +?3)) LIMIT `+strconv.Itoa(limit)+`)
-			RETURNING id, state, attempt, json_extract(errors, '$[#-1].error'), queue, flow_id`,
+			RETURNING id, state, attempt, json_extract(errors, '$[#-1].error'), queue, flow_id, limited`,
 			args{{Ordinal: 1, Value: nowUS}, {Ordinal: 2, Value: string(at)}, {Ordinal: 3, Value: deadBefore}},
 			func(v []driver.Value) error {
 				to := store.State(asString(v[1]))
 				ch.Rescued(asString(v[0]), asString(v[4]), to, int(asInt64(v[2])), asString(v[3]))
 				if to.Terminal() {
 					ended = append(ended, asString(v[0]))
+				}
+				if asInt64(v[6]) != 0 {
+					limited = append(limited, asString(v[0]))
 				}
 				if flowID := asString(v[5]); flowID != "" && to.Terminal() {
 					finished = append(finished, sqlbackend.Finished{TaskID: asString(v[0]), FlowID: flowID, From: store.StateRunning, State: to})
@@ -227,6 +231,11 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 		}
 		if err := applyChange(q, ch, nowUS); err != nil {
 			return err
+		}
+		if len(limited) > 0 {
+			if err := flows().Release(context.Background(), sqlbackend.StdTx(q.conn), limited, nil, nowUS); err != nil {
+				return err
+			}
 		}
 		return resolveFinished(q, finished, nowUS)
 	})

@@ -140,6 +140,8 @@ type Store struct {
 	writer *writer
 	ckpt   *checkpointer
 	wake   wake.Broadcaster
+	// gated is which queues take the gated claim path.
+	gated sqlbackend.GatedQueues
 	// followers are the readers following tasks' streams.
 	followers wake.Keyed
 }

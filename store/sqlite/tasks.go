@@ -26,7 +26,7 @@ type dbtx interface {
 // in the order scanTask expects.
 const taskColumns = `id, kind, queue, args, priority, state, run_at, attempt, max_attempts,
 	attempt_timeout_us, errors, result, unique_key, metadata, lease_owner, lease_epoch,
-	lease_expires_at, cancel_requested, created_at, attempted_at, finalized_at, flow_id, flow_key`
+	lease_expires_at, cancel_requested, created_at, attempted_at, finalized_at, flow_id, flow_key, gate, blocked_reason`
 
 // uniqueHeld is the condition that a task holds its unique key, spelled as
 // the partial unique index spells it, so that SQLite uses the index.
@@ -63,12 +63,17 @@ func scanTask(r sqlbackend.Row) (*store.Task, error) {
 		uniqueKey, owner, flowID, flowKey  sql.NullString
 		leaseExp, attemptedAt, finalizedAt sql.NullInt64
 		cancelRequested                    int
+		gate, blocked                      sql.NullString
 	)
 	if err := r.Scan(&t.ID, &t.Kind, &t.Queue, &t.Args, &t.Priority, &state, &runAt, &t.Attempt, &t.MaxAttempts,
 		&timeoutUS, &errs, &result, &uniqueKey, &metadata, &owner, &t.LeaseEpoch,
-		&leaseExp, &cancelRequested, &createdAt, &attemptedAt, &finalizedAt, &flowID, &flowKey); err != nil {
+		&leaseExp, &cancelRequested, &createdAt, &attemptedAt, &finalizedAt, &flowID, &flowKey, &gate, &blocked); err != nil {
 		return nil, err
 	}
+	if err := sqlbackend.ScanGate(gate, &t); err != nil {
+		return nil, err
+	}
+	t.Blocked = sqlbackend.ScanBlocked(blocked)
 	t.State = store.State(state)
 	t.RunAt = fromMicros(runAt)
 	t.AttemptTimeout = time.Duration(timeoutUS) * time.Microsecond
@@ -271,21 +276,39 @@ func insertTasks(ctx context.Context, db dbtx, b store.Batch) ([]store.EnqueueRe
 	for _, i := range fresh {
 		added.Move(b.Task(i).Queue, "", memberState(b, i), 1)
 	}
-	// Members of a flow carry their flow and key, and may start blocked:
-	// plain tasks keep the shorter statement.
+	var gates *sqlbackend.GateColumns
+	if len(fresh) > 0 {
+		var err error
+		if gates, err = flows().PrepareGates(ctx, sqlbackend.StdTx(db), b, createdAt); err != nil {
+			return nil, err
+		}
+	}
+	// Members of a flow carry their flow and key, and may start blocked,
+	// and gated tasks their gate: plain tasks keep the shorter statement.
 	columns, row, width := "", "(?,?,?,?,?,'pending',?,?,?,?,?,?)", 11
-	if b.FlowID() != "" {
-		columns, row, width = ", flow_id, flow_key", "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 14
+	if b.FlowID() != "" || gates.Any() {
+		columns, row, width = ", flow_id, flow_key, gate, limited, vstart", "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 17
 	}
 	for len(fresh) > 0 {
 		n := min(len(fresh), insertChunk)
 		args := make([]any, 0, n*width)
 		for _, i := range fresh[:n] {
 			t := b.Task(i)
-			if b.FlowID() != "" {
+			if width == 17 {
+				var flowID, flowKey, gate any
+				var limited, vstart int64
+				if b.FlowID() != "" {
+					flowID, flowKey = b.FlowID(), b.FlowKey(i)
+				}
+				if gates.Any() && gates.Gate[i] != nil {
+					gate, vstart = *gates.Gate[i], gates.VStart[i]
+					if gates.Limited[i] {
+						limited = 1
+					}
+				}
 				args = append(args, t.ID, t.Kind, t.Queue, []byte(t.Args), t.Priority, string(memberState(b, i)), micros(t.RunAt),
 					t.MaxAttempts, t.AttemptTimeout.Microseconds(), nullString(t.UniqueKey), nullBytes(t.Metadata), createdAt,
-					b.FlowID(), b.FlowKey(i))
+					flowID, flowKey, gate, limited, vstart)
 				continue
 			}
 			args = append(args, t.ID, t.Kind, t.Queue, []byte(t.Args), t.Priority, micros(t.RunAt),
@@ -312,6 +335,9 @@ func insertTasks(ctx context.Context, db dbtx, b store.Batch) ([]store.EnqueueRe
 		fresh = fresh[n:]
 	}
 	if err := applyCounts(ctx, db, added); err != nil {
+		return nil, err
+	}
+	if _, err := flows().AfterGatedInsert(ctx, sqlbackend.StdTx(db), gates, createdAt); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -345,7 +345,7 @@ func (f FlowStore) ClaimGated(ctx context.Context, tx Tx, req store.ClaimRequest
 		paused := ` AND NOT EXISTS (SELECT 1 FROM weft_queues WHERE name = ? AND paused = TRUE)`
 		a := append([]any{qc.Queue, nowUS}, kindArgs...)
 		a = append(a, qc.Queue, qc.Limit)
-		plain, err := f.candidates(ctx, tx, `SELECT id, queue, priority, 0, run_at, NULL FROM weft_tasks
+		plain, err := f.candidates(ctx, tx, `SELECT id, queue, priority, 0, run_at, CAST(NULL AS TEXT) FROM weft_tasks
 			WHERE state = 'pending' AND gate IS NULL AND queue = `+f.d.taskArg()+` AND run_at <= `+f.d.taskArg()+kinds+paused+`
 			ORDER BY priority DESC, run_at, id LIMIT ?`+f.d.skipLocked(), a)
 		if err != nil {
@@ -950,4 +950,39 @@ func (d *Dialect) requiresMatch(labels, nums string) (string, []any) {
 		return ` AND ` + d.RequiresNone, nil
 	}
 	return ` AND ` + d.RequiresMet, []any{labels, nums, nums}
+}
+
+// LimitedFinished lists the limited tasks among outcomes that applied
+// recorded, and, for those whose handler met an upstream's rate limit,
+// until when their rate limits are held back.
+func LimitedFinished(outcomes []store.Outcome, applied map[store.LeaseKey]store.FinishedRow) (ids []string, held map[string]int64) {
+	for _, o := range outcomes {
+		row, ok := applied[store.LeaseKey{TaskID: o.TaskID, Epoch: o.Epoch}]
+		if !ok || !row.Limited {
+			continue
+		}
+		ids = append(ids, o.TaskID)
+		if o.RateLimited && o.State == store.StatePending {
+			if held == nil {
+				held = map[string]int64{}
+			}
+			held[o.TaskID] = Micros(o.RunAt)
+		}
+	}
+	return ids, held
+}
+
+// SplitGated separates the queues whose claims take the gated path.
+func SplitGated(queues []store.QueueClaim, gated map[string]bool) (plain, other []store.QueueClaim) {
+	if len(gated) == 0 {
+		return queues, nil
+	}
+	for _, qc := range queues {
+		if gated[qc.Queue] {
+			other = append(other, qc)
+		} else {
+			plain = append(plain, qc)
+		}
+	}
+	return plain, other
 }

@@ -320,6 +320,16 @@ func (f FlowStore) Suspend(ctx context.Context, tx Tx, outcomes []store.Outcome,
 		ch.Move(t.queue, store.StateRunning, store.StateWaiting)
 		results[i].State = store.StateWaiting
 	}
+	// Whatever each run ended in, it holds no slot any more.
+	var ended []string
+	for i, o := range outcomes {
+		if results[i].Err == nil {
+			ended = append(ended, o.TaskID)
+		}
+	}
+	if err := f.Release(ctx, tx, ended, nil, nowUS); err != nil {
+		return nil, ch, nil, err
+	}
 	return results, ch, finished, nil
 }
 
