@@ -31,8 +31,7 @@ type LimitInput struct {
 	OnLimit string `json:"on_limit,omitempty"`
 }
 
-// Limit is a stored limit with its totals; read alone (GET
-// /v1/limits/{name}) it carries a page of its keys too.
+// Limit is a stored limit with its totals.
 type Limit struct {
 	Name        string         `json:"name"`
 	Concurrency int            `json:"concurrency,omitempty"`
@@ -50,10 +49,15 @@ type Limit struct {
 	KeyCount  int       `json:"key_count"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
-	// Keys are a page of the keys in use or with tasks waiting, those
-	// with the most waiting first; NextCursor, when set, reads the next
-	// page (?cursor=). Both are absent from listings.
-	Keys       []LimitKey `json:"keys,omitempty"`
+}
+
+// LimitDetail is a limit read alone (GET /v1/limits/{name}): with its
+// totals and a page of its keys in use or with tasks waiting, those with
+// the most waiting first. NextCursor, when set, reads the next page
+// (?cursor=).
+type LimitDetail struct {
+	Limit
+	Keys       []LimitKey `json:"keys"`
 	NextCursor string     `json:"next_cursor,omitempty"`
 }
 

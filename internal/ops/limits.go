@@ -56,31 +56,30 @@ func ParseKeyPage(q url.Values) (KeyPage, error) {
 // Limit reads the limit name with its totals and a page of its keys, those
 // with the most tasks waiting first; store.ErrLimitNotFound when there is
 // none.
-func (s *Service) Limit(ctx context.Context, name string, page KeyPage) (api.Limit, error) {
+func (s *Service) Limit(ctx context.Context, name string, page KeyPage) (api.LimitDetail, error) {
 	if err := checkLimitName(name); err != nil {
-		return api.Limit{}, err
+		return api.LimitDetail{}, err
 	}
 	switch {
 	case page.Limit == 0:
 		page.Limit = DefaultKeyPage
 	case page.Limit < 1 || page.Limit > MaxKeyPage:
-		return api.Limit{}, badRequest("limit", "%d is not a number from 1 to %d", page.Limit, MaxKeyPage)
+		return api.LimitDetail{}, badRequest("limit", "%d is not a number from 1 to %d", page.Limit, MaxKeyPage)
 	}
 	info, err := s.b.GetLimit(ctx, name)
 	if err != nil {
-		return api.Limit{}, err
+		return api.LimitDetail{}, err
 	}
 	keys, next, err := s.b.LimitKeyStates(ctx, name, page.Cursor, page.Limit)
 	if err != nil {
 		var ve *store.ValidationError
 		if errors.As(err, &ve) {
 			// Only the cursor can be wrong here, and it is a parameter.
-			return api.Limit{}, badRequest("cursor", "%q is not a cursor: pass the next_cursor of a previous page", page.Cursor)
+			return api.LimitDetail{}, badRequest("cursor", "%q is not a cursor: pass the next_cursor of a previous page", page.Cursor)
 		}
-		return api.Limit{}, err
+		return api.LimitDetail{}, err
 	}
-	out := api.FromLimit(info)
-	out.Keys, out.NextCursor = make([]api.LimitKey, len(keys)), next
+	out := api.LimitDetail{Limit: api.FromLimit(info), Keys: make([]api.LimitKey, len(keys)), NextCursor: next}
 	for i, k := range keys {
 		out.Keys[i] = api.FromLimitKey(k)
 	}
