@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -72,7 +75,11 @@ a pending task scheduled for later ready now. Each can be combined with
 events. (weft retry, cancel, delete and run-now do the same to many tasks.)
 
 A pending task that nothing will run says why on a "hint" line: its queue is
-paused, or no live worker works its queue or runs its kind (see weft workers).
+paused, or no live worker works its queue, runs its kind or has the labels it
+requires (see weft workers). A pending task held back says why on a "blocked"
+line: a limit's key at its cap ("waiting for limit per-customer (key acme): 3
+of 3 in use"), a rate limit ("rate limit openai (key default) allows the next
+at 12:00:03"), its queue paused, or no live worker with its labels.
 
 --stream prints the task's output stream — the frames its handler writes —
 from the first frame, live, and exits when the task is final, with the exit
@@ -233,12 +240,21 @@ func printTask(w io.Writer, t api.Task, now time.Time) {
 		line("finalized", whenPtr(t.FinalizedAt, now))
 	}
 	line("worker", t.Worker)
+	if t.BlockedReason != nil {
+		line("blocked", t.BlockedReason.Describe(time.Local))
+	}
 	line("hint", t.Hint)
 	if t.FlowID != "" {
 		line("flow", t.FlowID+" (key "+t.Key+")")
 	}
 	line("timeout", t.Timeout)
 	line("unique key", t.UniqueKey)
+	line("limits", pairs(t.Limits, ", "))
+	if t.Cost > 0 {
+		line("cost", strconv.Itoa(t.Cost))
+	}
+	line("requires", requirementsText(t.Requires))
+	line("fairness key", t.FairnessKey)
 	line("args", prettyJSON(t.Args, resultLimit))
 	line("metadata", prettyJSON(t.Metadata, resultLimit))
 	line("result", prettyJSON(t.Result, resultLimit))
@@ -413,4 +429,28 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// pairs prints a map as "k=v" pairs by key, joined by sep; "" when
+// empty.
+func pairs(m map[string]string, sep string) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, sep)
+}
+
+// requirementsText prints a task's requirements as --require takes them:
+// gpu=true, mem>=64.
+func requirementsText(rs map[string]string) string {
+	parts := make([]string, 0, len(rs))
+	for _, label := range slices.Sorted(maps.Keys(rs)) {
+		expr := rs[label]
+		if !strings.HasPrefix(expr, ">=") && !strings.HasPrefix(expr, "<=") {
+			expr = "=" + expr
+		}
+		parts = append(parts, label+expr)
+	}
+	return strings.Join(parts, ", ")
 }
