@@ -177,7 +177,9 @@ func TestWorkerLabelsAndRateLimited(t *testing.T) {
 		store.NewTask{Kind: "rated", Requires: gpu, LimitKeys: map[string]string{"upstream": "default"}},
 		store.NewTask{Kind: "rated", Requires: []store.Requirement{{Label: "gpu", Op: "=", Value: "false"}}})
 	startWorker(t, s, workerOptions{Kinds: kinds, Labels: map[string]string{"gpu": "true"}})
-	tk := waitFor(t, s.st, ids[0], "snoozed", func(tk *store.Task) bool { return tk.State == store.StatePending && tk.RunAt.After(time.Now().Add(time.Minute)) })
+	tk := waitFor(t, s.st, ids[0], "snoozed", func(tk *store.Task) bool {
+		return tk.State == store.StatePending && tk.RunAt.After(time.Now().Add(time.Minute))
+	})
 	if tk.Attempt != 0 {
 		t.Errorf("attempt = %d: a rate-limited snooze gives it back", tk.Attempt)
 	}
