@@ -109,7 +109,7 @@ func (s *Store) EnqueueFlow(ctx context.Context, f store.NewFlow) (store.FlowRes
 	var res store.FlowResult
 	err = s.tx(ctx, func(tx pgx.Tx) (bool, error) {
 		var err error
-		res, err = insertFlow(ctx, tx, pgxTx{tx}, fb)
+		res, err = s.insertFlow(ctx, tx, pgxTx{tx}, fb)
 		return true, err
 	})
 	return res, err
@@ -141,7 +141,7 @@ func (e txEnqueuer) EnqueueFlowTx(ctx context.Context, txAny any, f store.NewFlo
 	if err != nil {
 		return store.FlowResult{}, err
 	}
-	res, err := insertFlow(ctx, ex, tx, fb)
+	res, err := e.s.insertFlow(ctx, ex, tx, fb)
 	if err != nil {
 		return res, err
 	}
@@ -149,8 +149,8 @@ func (e txEnqueuer) EnqueueFlowTx(ctx context.Context, txAny any, f store.NewFlo
 }
 
 // insertFlow writes a prepared flow: its tasks, then its own rows.
-func insertFlow(ctx context.Context, ex execer, tx sqlbackend.Tx, fb store.FlowBatch) (store.FlowResult, error) {
-	res, err := insertTasks(ctx, ex, fb.Tasks)
+func (s *Store) insertFlow(ctx context.Context, ex execer, tx sqlbackend.Tx, fb store.FlowBatch) (store.FlowResult, error) {
+	res, err := s.insertTasks(ctx, ex, fb.Tasks)
 	if err != nil {
 		return store.FlowResult{}, err
 	}
@@ -243,7 +243,7 @@ func (s *Store) AddMembers(ctx context.Context, taskID string, epoch int64, memb
 	err := s.flowTx(ctx, func(tx pgx.Tx) (bool, error) {
 		var err error
 		res, err = flows().AddMembers(ctx, pgxTx{tx}, taskID, epoch, members, s.opts.Limits, now,
-			func(b store.Batch) ([]store.EnqueueResult, error) { return insertTasks(ctx, tx, b) })
+			func(b store.Batch) ([]store.EnqueueResult, error) { return s.insertTasks(ctx, tx, b) })
 		return true, err
 	})
 	if isUniqueViolation(err) {

@@ -258,10 +258,11 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 			return false, err
 		}
 		if len(limitedIDs) > 0 {
-			if err := flows().Release(ctx, pgxTx{tx}, limitedIDs, nil, nowUS); err != nil {
+			woke, err := flows().Release(ctx, pgxTx{tx}, limitedIDs, nil, nowUS)
+			if err != nil {
 				return false, err
 			}
-			notify = true
+			notify = notify || woke
 		}
 		woke, err := resolveFinished(ctx, tx, finished, nowUS)
 		return notify || woke, err

@@ -49,10 +49,16 @@ var readStatements = sqlbackend.Statements{
 		GROUP BY queue, state HAVING sum(n) != 0
 		UNION ALL SELECT name, NULL, 0 FROM weft_queues WHERE paused
 		ORDER BY queue, state`,
-	TopPriority: `SELECT max(priority)::bigint FROM weft_tasks
-		WHERE state = 'pending' AND queue = $1 AND priority < $2::bigint`,
-	EarliestRunAt: `SELECT min(run_at) FROM weft_tasks
-		WHERE state = 'pending' AND queue = $1 AND priority = $2::bigint`,
+	// Pending tasks are in two indexes: plain ones in the claim index,
+	// gated ones (not set aside) in their own.
+	TopPriority: `SELECT max(p)::bigint FROM (
+		SELECT max(priority) AS p FROM weft_tasks WHERE state = 'pending' AND gate IS NULL AND queue = $1 AND priority < $2::bigint
+		UNION ALL SELECT max(priority) FROM weft_tasks
+		WHERE state = 'pending' AND gate IS NOT NULL AND parked_on IS NULL AND queue = $1 AND priority < $2::bigint) m`,
+	EarliestRunAt: `SELECT min(r) FROM (
+		SELECT min(run_at) AS r FROM weft_tasks WHERE state = 'pending' AND gate IS NULL AND queue = $1 AND priority = $2::bigint
+		UNION ALL SELECT min(run_at) FROM weft_tasks
+		WHERE state = 'pending' AND gate IS NOT NULL AND parked_on IS NULL AND queue = $1 AND priority = $2::bigint) m`,
 	AbovePriorities: abovePriorities,
 }
 
@@ -151,14 +157,26 @@ func (s *Store) NextRunAt(ctx context.Context, queues, kinds []string) (time.Tim
 	if len(kinds) > 0 {
 		kindFilter = " AND kind = ANY($3::text[])"
 	}
-	return sqlbackend.NextRunAt(queues, abovePriorities, func(queue string, below int64) sqlbackend.Row {
+	next, ok, err := sqlbackend.NextRunAt(queues, abovePriorities, func(queue string, below int64) sqlbackend.Row {
 		args := []any{queue, below}
 		if len(kinds) > 0 {
 			args = append(args, kinds)
 		}
 		return s.pool.QueryRow(ctx, `SELECT priority, run_at FROM weft_tasks
-			WHERE state = 'pending' AND queue = $1 AND priority < $2::bigint`+kindFilter+`
+			WHERE state = 'pending' AND gate IS NULL AND queue = $1 AND priority < $2::bigint`+kindFilter+`
 			AND NOT EXISTS (SELECT 1 FROM weft_queues WHERE name = $1 AND paused)
 			ORDER BY priority DESC, run_at LIMIT 1`, args...)
 	})
+	if err != nil {
+		return next, ok, err
+	}
+	qs := make([]store.QueueClaim, len(queues))
+	for i, q := range queues {
+		qs[i] = store.QueueClaim{Queue: q, Limit: 1}
+	}
+	gated, err := s.gated.Of(ctx, flows(), s.readPool(), qs)
+	if err != nil || len(gated) == 0 {
+		return next, ok, err
+	}
+	return flows().NextGated(ctx, s.readPool(), queues, kinds, gated, s.now(), next, ok)
 }

@@ -138,7 +138,7 @@ func (s *Store) Enqueue(ctx context.Context, tasks []store.NewTask) ([]store.Enq
 	for attempt := 1; ; attempt++ {
 		err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
 			var err error
-			res, err = insertTasks(ctx, tx, b)
+			res, err = s.insertTasks(ctx, tx, b)
 			return true, err
 		})
 		// Two enqueues of one unique key raced: the retry finds the winner.
@@ -185,7 +185,7 @@ func (s *Store) enqueueIn(ctx context.Context, tx execer, tasks []store.NewTask)
 	if err != nil {
 		return nil, err
 	}
-	res, err := insertTasks(ctx, tx, b)
+	res, err := s.insertTasks(ctx, tx, b)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +229,7 @@ func (t sqlTx) QueryRow(ctx context.Context, query string, args ...any) pgx.Row 
 // insertTasks writes a prepared batch. Unique keys are resolved first —
 // against the table and within the batch — so a duplicate is answered with
 // the existing id rather than an error.
-func insertTasks(ctx context.Context, tx execer, b store.Batch) ([]store.EnqueueResult, error) {
+func (s *Store) insertTasks(ctx context.Context, tx execer, b store.Batch) ([]store.EnqueueResult, error) {
 	res := make([]store.EnqueueResult, b.Len())
 	fresh := make([]int, 0, b.Len())
 	seen := map[string]int{}
@@ -342,6 +342,9 @@ func insertTasks(ctx context.Context, tx execer, b store.Batch) ([]store.Enqueue
 	if _, err := flows().AfterGatedInsert(ctx, execTx(tx), gates, createdAt); err != nil {
 		return nil, err
 	}
+	// This store's claims take the gated path for these queues at once;
+	// other stores' see them at their next read of the list.
+	s.gated.Add(gates.Queues())
 	if err := applyCounts(ctx, tx, added); err != nil {
 		return nil, err
 	}
@@ -666,10 +669,11 @@ func (s *Store) finishMembers(ctx context.Context, outcomes []store.Outcome, now
 			notify = notify || row.State == store.StatePending
 		}
 		if ids, held := sqlbackend.LimitedFinished(outcomes, wrote); len(ids) > 0 {
-			if err := flows().Release(ctx, pgxTx{tx}, ids, held, nowUS); err != nil {
+			woke, err := flows().Release(ctx, pgxTx{tx}, ids, held, nowUS)
+			if err != nil {
 				return false, err
 			}
-			notify = true
+			notify = notify || woke
 		}
 		woke, err := resolveFinished(ctx, tx, sqlbackend.FinishedMembers(wrote), nowUS)
 		return notify || woke, err

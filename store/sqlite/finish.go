@@ -140,12 +140,18 @@ func (s *Store) Finish(ctx context.Context, outcomes []store.Outcome) ([]store.F
 			return err
 		}
 		finished := sqlbackend.FinishedMembers(applied)
+		// Read before ReconcileFinish, which takes from applied.
+		released, held := sqlbackend.LimitedFinished(outcomes, applied)
 		var ch store.Change
 		results, ch = store.ReconcileFinish(outcomes, applied, missing)
-		if err := applyChange(q, ch, nowUS); err != nil {
-			return err
+		if len(released) > 0 {
+			woke, err := flows().Release(context.Background(), sqlbackend.StdTx(q.conn), released, held, nowUS)
+			if err != nil {
+				return err
+			}
+			ch.Wake = ch.Wake || woke
 		}
-		if err := releaseFinished(q, outcomes, applied, nowUS); err != nil {
+		if err := applyChange(q, ch, nowUS); err != nil {
 			return err
 		}
 		return resolveFinished(q, finished, nowUS)
@@ -189,15 +195,4 @@ func missingTasks(q *execer, ids []string) (map[string]bool, error) {
 		}
 	}
 	return missing, nil
-}
-
-// releaseFinished releases the slots of the limited tasks whose outcomes
-// were recorded, and holds back the rate limits of those that met an
-// upstream's limit.
-func releaseFinished(q *execer, outcomes []store.Outcome, applied map[store.LeaseKey]store.FinishedRow, nowUS int64) error {
-	ids, held := sqlbackend.LimitedFinished(outcomes, applied)
-	if len(ids) == 0 {
-		return nil
-	}
-	return flows().Release(context.Background(), sqlbackend.StdTx(q.conn), ids, held, nowUS)
 }

@@ -53,7 +53,7 @@ func (s *Store) EnqueueFlow(ctx context.Context, f store.NewFlow) (store.FlowRes
 	var res store.FlowResult
 	err = s.writer.do(ctx, func(q *execer) error {
 		var err error
-		res, err = insertFlow(context.Background(), q.conn, fb)
+		res, err = s.insertFlow(context.Background(), q.conn, fb)
 		q.wake = err == nil
 		return err
 	})
@@ -73,12 +73,12 @@ func (e txEnqueuer) EnqueueFlowTx(ctx context.Context, txAny any, f store.NewFlo
 	if err != nil {
 		return store.FlowResult{}, err
 	}
-	return insertFlow(ctx, tx, fb)
+	return e.s.insertFlow(ctx, tx, fb)
 }
 
 // insertFlow writes a prepared flow: its tasks, then its own rows.
-func insertFlow(ctx context.Context, db dbtx, fb store.FlowBatch) (store.FlowResult, error) {
-	res, err := insertTasks(ctx, db, fb.Tasks)
+func (s *Store) insertFlow(ctx context.Context, db dbtx, fb store.FlowBatch) (store.FlowResult, error) {
+	res, err := s.insertTasks(ctx, db, fb.Tasks)
 	if err != nil {
 		return store.FlowResult{}, err
 	}
@@ -170,7 +170,7 @@ func (s *Store) AddMembers(ctx context.Context, taskID string, epoch int64, memb
 		var err error
 		res, err = flows().AddMembers(context.Background(), sqlbackend.StdTx(q.conn), taskID, epoch, members, s.opts.Limits, now,
 			func(b store.Batch) ([]store.EnqueueResult, error) {
-				return insertTasks(context.Background(), q.conn, b)
+				return s.insertTasks(context.Background(), q.conn, b)
 			})
 		q.wake = err == nil
 		return err

@@ -229,13 +229,15 @@ func (s *Store) Rescue(ctx context.Context, p store.RescueParams) (int, error) {
 				return fmt.Errorf("rescue: remove dead nodes: %w", err)
 			}
 		}
-		if err := applyChange(q, ch, nowUS); err != nil {
-			return err
-		}
 		if len(limited) > 0 {
-			if err := flows().Release(context.Background(), sqlbackend.StdTx(q.conn), limited, nil, nowUS); err != nil {
+			woke, err := flows().Release(context.Background(), sqlbackend.StdTx(q.conn), limited, nil, nowUS)
+			if err != nil {
 				return err
 			}
+			ch.Wake = ch.Wake || woke
+		}
+		if err := applyChange(q, ch, nowUS); err != nil {
+			return err
 		}
 		return resolveFinished(q, finished, nowUS)
 	})

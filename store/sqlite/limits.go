@@ -13,6 +13,8 @@ func (s *Store) SetLimit(ctx context.Context, l store.Limit) (store.Limit, error
 	err := s.writer.do(ctx, func(q *execer) error {
 		var err error
 		out, err = flows().SetLimit(context.Background(), sqlbackend.StdTx(q.conn), l, s.now())
+		// Claimers reconsider the keys' set-aside tasks.
+		q.wake = err == nil
 		return err
 	})
 	return out, err
@@ -36,7 +38,9 @@ func (s *Store) LimitKeyStates(ctx context.Context, name, cursor string, limit i
 // DeleteLimit implements store.Limiter.
 func (s *Store) DeleteLimit(ctx context.Context, name string) error {
 	return s.writer.do(ctx, func(q *execer) error {
-		return flows().DeleteLimit(context.Background(), sqlbackend.StdTx(q.conn), name)
+		err := flows().DeleteLimit(context.Background(), sqlbackend.StdTx(q.conn), name)
+		q.wake = err == nil
+		return err
 	})
 }
 

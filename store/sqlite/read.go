@@ -39,10 +39,16 @@ var readStatements = sqlbackend.Statements{
 	Counts: `SELECT queue, state, n FROM weft_counts WHERE n != 0
 		UNION ALL SELECT name, NULL, 0 FROM weft_queues WHERE paused = 1
 		ORDER BY queue`,
-	TopPriority: `SELECT max(priority) FROM weft_tasks
-		WHERE state = 'pending' AND queue = +? AND priority < +?`,
-	EarliestRunAt: `SELECT min(run_at) FROM weft_tasks
-		WHERE state = 'pending' AND queue = +? AND priority = +?`,
+	// Pending tasks are in two indexes: plain ones in the claim index,
+	// gated ones (not set aside) in their own.
+	TopPriority: `SELECT max(p) FROM (
+		SELECT max(priority) AS p FROM weft_tasks WHERE state = 'pending' AND gate IS NULL AND queue = +?1 AND priority < +?2
+		UNION ALL SELECT max(priority) FROM weft_tasks
+		WHERE state = 'pending' AND gate IS NOT NULL AND parked_on IS NULL AND queue = +?1 AND priority < +?2)`,
+	EarliestRunAt: `SELECT min(r) FROM (
+		SELECT min(run_at) AS r FROM weft_tasks WHERE state = 'pending' AND gate IS NULL AND queue = +?1 AND priority = +?2
+		UNION ALL SELECT min(run_at) FROM weft_tasks
+		WHERE state = 'pending' AND gate IS NOT NULL AND parked_on IS NULL AND queue = +?1 AND priority = +?2)`,
 	AbovePriorities: math.MaxInt64,
 }
 
@@ -157,12 +163,29 @@ const unsuccessfulIndex = "(state = 'blocked' OR state = 'waiting' OR state = 'f
 // it may not claim.
 func (s *Store) NextRunAt(ctx context.Context, queues, kinds []string) (time.Time, bool, error) {
 	kindFilter := kindIn(len(kinds))
-	return sqlbackend.NextRunAt(queues, math.MaxInt64, func(queue string, below int64) sqlbackend.Row {
+	next, ok, err := sqlbackend.NextRunAt(queues, math.MaxInt64, func(queue string, below int64) sqlbackend.Row {
 		return s.rdb.QueryRowContext(ctx, `SELECT priority, run_at FROM weft_tasks
-			WHERE state = 'pending' AND queue = +? AND priority < +?`+kindFilter+`
+			WHERE state = 'pending' AND gate IS NULL AND queue = +? AND priority < +?`+kindFilter+`
 			AND NOT EXISTS (SELECT 1 FROM weft_queues WHERE name = +? AND paused = 1)
 			ORDER BY priority DESC, run_at LIMIT 1`, nextArgs(queue, below, kinds)...)
 	})
+	if err != nil {
+		return next, ok, err
+	}
+	gated, err := s.gated.Of(ctx, flows(), sqlbackend.StdDB(s.rdb), claimsOf(queues))
+	if err != nil || len(gated) == 0 {
+		return next, ok, err
+	}
+	return flows().NextGated(ctx, sqlbackend.StdDB(s.rdb), queues, kinds, gated, s.now(), next, ok)
+}
+
+// claimsOf names queues as a claim does.
+func claimsOf(queues []string) []store.QueueClaim {
+	out := make([]store.QueueClaim, len(queues))
+	for i, q := range queues {
+		out[i] = store.QueueClaim{Queue: q, Limit: 1}
+	}
+	return out
 }
 
 // nextArgs binds NextRunAt's statement: queue, below, kinds, then queue

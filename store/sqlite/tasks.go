@@ -204,7 +204,7 @@ func (s *Store) Enqueue(ctx context.Context, tasks []store.NewTask) ([]store.Enq
 	var res []store.EnqueueResult
 	err = s.writer.do(ctx, func(q *execer) error {
 		var err error
-		res, err = insertTasks(context.Background(), q.conn, b)
+		res, err = s.insertTasks(context.Background(), q.conn, b)
 		q.wake = err == nil
 		return err
 	})
@@ -235,13 +235,13 @@ func (e txEnqueuer) EnqueueTx(ctx context.Context, txAny any, tasks []store.NewT
 	if err != nil {
 		return nil, err
 	}
-	return insertTasks(ctx, tx, b)
+	return e.s.insertTasks(ctx, tx, b)
 }
 
 // insertTasks writes a prepared batch. Unique keys are resolved first —
 // against the table and within the batch — so a duplicate is answered with
 // the existing id rather than an error.
-func insertTasks(ctx context.Context, db dbtx, b store.Batch) ([]store.EnqueueResult, error) {
+func (s *Store) insertTasks(ctx context.Context, db dbtx, b store.Batch) ([]store.EnqueueResult, error) {
 	res := make([]store.EnqueueResult, b.Len())
 	fresh := make([]int, 0, b.Len())
 	var seen map[string]int
@@ -340,6 +340,9 @@ func insertTasks(ctx context.Context, db dbtx, b store.Batch) ([]store.EnqueueRe
 	if _, err := flows().AfterGatedInsert(ctx, sqlbackend.StdTx(db), gates, createdAt); err != nil {
 		return nil, err
 	}
+	// This store's claims take the gated path for these queues at once;
+	// other stores' see them at their next read of the list.
+	s.gated.Add(gates.Queues())
 	return res, nil
 }
 

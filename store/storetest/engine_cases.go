@@ -45,6 +45,7 @@ var engineCases = []testCase{
 	{"waiting tasks hold no slot: a queue of one keeps working", testEngineWaitNoSlot},
 	{"a wait that times out resumes the handler, which sees it", testEngineWaitTimeout},
 	{"a wait step in a flow: an approval with no worker of its own", testEngineWaitStep},
+	{"limits: handlers of one key never run over its cap; set-aside tasks run as slots free", testEngineLimits},
 }
 
 type okArgs struct {
@@ -874,4 +875,49 @@ func testEngineWaitStep(t *testing.T, e *env) {
 	if err := json.Unmarshal(got.Result, &result); err != nil || len(result.Signals) != 1 || string(result.Signals[0].Payload) != `"lgtm"` {
 		t.Fatalf("ship saw the approval as %s (%v)", got.Result, err)
 	}
+}
+
+type limArgs struct {
+	Key string `json:"key"`
+}
+
+func (limArgs) Kind() string { return "st.lim" }
+
+func testEngineLimits(t *testing.T, e *env) {
+	e.setLimit(t, store.Limit{Name: "cap", Concurrency: 2})
+	var (
+		mu      sync.Mutex
+		running = map[string]int{}
+		most    = map[string]int{}
+	)
+	ws := weft.NewWorkers()
+	weft.AddWorkerFunc(ws, func(ctx context.Context, tk *weft.Task[limArgs]) error {
+		mu.Lock()
+		running[tk.Args.Key]++
+		most[tk.Args.Key] = max(most[tk.Args.Key], running[tk.Args.Key])
+		mu.Unlock()
+		time.Sleep(2 * time.Millisecond)
+		mu.Lock()
+		running[tk.Args.Key]--
+		mu.Unlock()
+		return nil
+	})
+	startClient(t, e, nil, ws, weft.Config{Queues: map[string]weft.QueueConfig{"default": {MaxWorkers: 10}}})
+	var batch []store.NewTask
+	for i := range 30 {
+		key := fmt.Sprintf("k%d", i%3)
+		batch = append(batch, store.NewTask{Kind: "st.lim", Args: json.RawMessage(`{"key":"` + key + `"}`), LimitKeys: map[string]string{"cap": key}})
+	}
+	e.enqueue(t, batch...)
+	eventually(t, time.Minute, "not every limited task completed", func() bool {
+		return countsOf(t, e, e.st)["default"].Counts[store.StateCompleted] == 30
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for k, n := range most {
+		if n > 2 {
+			t.Fatalf("%d handlers of key %s ran at once, over the cap of 2", n, k)
+		}
+	}
+	e.noDrift(t)
 }

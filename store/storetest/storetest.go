@@ -56,6 +56,7 @@ var groups = []struct {
 	{"schedule", scheduleCases, true},
 	{"flow", flowCases, true},
 	{"wait", waitCases, true},
+	{"limit", limitCases, true},
 	{"stream", streamCases, true},
 	{"rollup", rollupCases, true},
 	{"engine", engineCases, true},

@@ -693,8 +693,9 @@ func roomOf(l store.Limit, defined bool, key string, inUse int, tat int64, parke
 // retried, suspended, rescued): their keys' set-aside tasks are
 // reconsidered at the next claim. held holds back the rate limits of the
 // tasks that met an upstream's limit, until their time.
-func (f FlowStore) Release(ctx context.Context, tx Tx, taskIDs []string, held map[string]int64, nowUS int64) error {
+func (f FlowStore) Release(ctx context.Context, tx Tx, taskIDs []string, held map[string]int64, nowUS int64) (bool, error) {
 	keys := map[string]bool{}
+	woke := false
 	err := chunks(taskIDs, func(part []string) error {
 		rows, err := f.query(ctx, tx, `DELETE FROM weft_limit_holds WHERE task_id IN `+in(len(part))+` RETURNING id`, anys(part)...)
 		if err != nil {
@@ -711,25 +712,27 @@ func (f FlowStore) Release(ctx context.Context, tx Tx, taskIDs []string, held ma
 		return rows.Err()
 	})
 	if err != nil {
-		return fmt.Errorf("release slots: %w", err)
+		return false, fmt.Errorf("release slots: %w", err)
 	}
 	ids := slices.Sorted(maps.Keys(keys))
 	if len(ids) > 0 {
 		// Locked in id order, as claims lock them.
 		if _, err := f.query2(ctx, tx, `SELECT id FROM weft_limit_keys WHERE id IN `+in(len(ids))+` AND parked > 0 ORDER BY id`+f.d.lockSuffix(), anys(ids)...); err != nil {
-			return fmt.Errorf("release slots: %w", err)
+			return false, fmt.Errorf("release slots: %w", err)
 		}
-		if _, err := f.exec(ctx, tx, `UPDATE weft_limit_keys SET ready_at = ? WHERE id IN `+in(len(ids))+` AND parked > 0`,
-			append([]any{nowUS}, anys(ids)...)...); err != nil {
-			return fmt.Errorf("release slots: %w", err)
+		n, err := f.exec(ctx, tx, `UPDATE weft_limit_keys SET ready_at = ? WHERE id IN `+in(len(ids))+` AND parked > 0`,
+			append([]any{nowUS}, anys(ids)...)...)
+		if err != nil {
+			return false, fmt.Errorf("release slots: %w", err)
 		}
+		woke = n > 0
 	}
 	if len(held) > 0 {
 		if err := f.holdRates(ctx, tx, held, nowUS); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return nil
+	return woke, nil
 }
 
 // query2 runs a query for its locks and drains it.
@@ -904,17 +907,42 @@ func (f FlowStore) ReconcileLimits(ctx context.Context, tx Tx, now time.Time) (s
 	return d, nil
 }
 
-// ReadyAt is the earliest time a key with tasks set aside is to be looked
-// at again, for claimers deciding how long to sleep.
-func (f FlowStore) ReadyAt(ctx context.Context, db Querier) (time.Time, bool, error) {
+// NextGated adds to next, the earliest run_at of queues' plain tasks (ok
+// when there is one), what their gated queues hold: the earliest run_at
+// of their gated tasks due after now, and the earliest time a key with tasks set aside
+// is to be looked at again — a claim then makes them claimable.
+func (f FlowStore) NextGated(ctx context.Context, db Querier, queues, kinds []string, gated map[string]bool, now, next time.Time, ok bool) (time.Time, bool, error) {
+	consider := func(at *int64) {
+		if at != nil && (!ok || FromMicros(*at).Before(next)) {
+			next, ok = FromMicros(*at), true
+		}
+	}
+	kindFilter := ""
+	if len(kinds) > 0 {
+		kindFilter = ` AND kind IN ` + in(len(kinds))
+	}
+	for _, q := range queues {
+		if !gated[q] {
+			continue
+		}
+		var at *int64
+		// Only those due later: one due now that the last claim left is
+		// one this worker cannot take (its labels), and must not make it
+		// claim again at once.
+		a := append([]any{q, Micros(now)}, anys(kinds)...)
+		if err := f.queryRow(ctx, db, `SELECT min(run_at) FROM weft_tasks
+			WHERE state = 'pending' AND gate IS NOT NULL AND parked_on IS NULL AND queue = `+f.d.taskArg()+` AND run_at > `+f.d.taskArg()+kindFilter,
+			a...).Scan(&at); err != nil {
+			return next, ok, fmt.Errorf("next run_at: %w", err)
+		}
+		consider(at)
+	}
 	var at *int64
 	if err := f.queryRow(ctx, db, `SELECT min(ready_at) FROM weft_limit_keys WHERE parked > 0`).Scan(&at); err != nil {
-		return time.Time{}, false, fmt.Errorf("limit keys: %w", err)
+		return next, ok, fmt.Errorf("next run_at: %w", err)
 	}
-	if at == nil {
-		return time.Time{}, false, nil
-	}
-	return FromMicros(*at), true, nil
+	consider(at)
+	return next, ok, nil
 }
 
 // insertIgnore inserts rows into table, leaving those whose key exists.

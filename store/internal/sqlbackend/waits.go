@@ -327,9 +327,11 @@ func (f FlowStore) Suspend(ctx context.Context, tx Tx, outcomes []store.Outcome,
 			ended = append(ended, o.TaskID)
 		}
 	}
-	if err := f.Release(ctx, tx, ended, nil, nowUS); err != nil {
+	woke, err := f.Release(ctx, tx, ended, nil, nowUS)
+	if err != nil {
 		return nil, ch, nil, err
 	}
+	ch.Wake = ch.Wake || woke
 	return results, ch, finished, nil
 }
 
