@@ -305,11 +305,12 @@ func TestRateLimitedOutcome(t *testing.T) {
 	if e := res.Outcomes[0].Error; e == nil || e.Field != "outcomes[0].rate_limited" {
 		t.Fatalf("a completion with rate_limited: %+v", res.Outcomes[0])
 	}
+	var snoozed api.OutcomesResponse
 	a.must(t, 200, "POST", "/v1/outcomes", map[string]any{"outcomes": []any{
 		map[string]any{"id": id2, "lease_token": c[0].LeaseToken, "error": "429", "snooze": "10s", "rate_limited": true},
-	}}, &res)
-	if res.Outcomes[0].Error != nil || res.Outcomes[0].State != "pending" {
-		t.Fatalf("a rate-limited failure in a batch: %+v", res.Outcomes[0])
+	}}, &snoozed)
+	if snoozed.Outcomes[0].Error != nil || snoozed.Outcomes[0].State != "pending" {
+		t.Fatalf("a rate-limited failure in a batch: %+v", snoozed.Outcomes[0])
 	}
 }
 
