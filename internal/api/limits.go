@@ -184,6 +184,31 @@ func FromRequirements(rs []store.Requirement) map[string]string {
 	return out
 }
 
+// KeyValues spells a map of labels or limit keys as "k=v, k2=v2", by
+// key; "" for none.
+func KeyValues(m map[string]string) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// RequirementsText spells a task's requirements (label → expression) as
+// people and the CLI's --require write them, by label: "gpu=true,
+// mem>=64".
+func RequirementsText(rs map[string]string) string {
+	parts := make([]string, 0, len(rs))
+	for _, label := range slices.Sorted(maps.Keys(rs)) {
+		expr := rs[label]
+		if !strings.HasPrefix(expr, ">=") && !strings.HasPrefix(expr, "<=") {
+			expr = "=" + expr
+		}
+		parts = append(parts, label+expr)
+	}
+	return strings.Join(parts, ", ")
+}
+
 // toRequirements parses a task's requirements, in label order so that
 // the stored task is the same whatever the object's order; the error
 // says which label is wrong.

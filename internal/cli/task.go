@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -249,11 +247,11 @@ func printTask(w io.Writer, t api.Task, now time.Time) {
 	}
 	line("timeout", t.Timeout)
 	line("unique key", t.UniqueKey)
-	line("limits", pairs(t.Limits, ", "))
+	line("limits", api.KeyValues(t.Limits))
 	if t.Cost > 0 {
 		line("cost", strconv.Itoa(t.Cost))
 	}
-	line("requires", requirementsText(t.Requires))
+	line("requires", api.RequirementsText(t.Requires))
 	line("fairness key", t.FairnessKey)
 	line("args", prettyJSON(t.Args, resultLimit))
 	line("metadata", prettyJSON(t.Metadata, resultLimit))
@@ -429,28 +427,4 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// pairs prints a map as "k=v" pairs by key, joined by sep; "" when
-// empty.
-func pairs(m map[string]string, sep string) string {
-	parts := make([]string, 0, len(m))
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		parts = append(parts, k+"="+m[k])
-	}
-	return strings.Join(parts, sep)
-}
-
-// requirementsText prints a task's requirements as --require takes them:
-// gpu=true, mem>=64.
-func requirementsText(rs map[string]string) string {
-	parts := make([]string, 0, len(rs))
-	for _, label := range slices.Sorted(maps.Keys(rs)) {
-		expr := rs[label]
-		if !strings.HasPrefix(expr, ">=") && !strings.HasPrefix(expr, "<=") {
-			expr = "=" + expr
-		}
-		parts = append(parts, label+expr)
-	}
-	return strings.Join(parts, ", ")
 }

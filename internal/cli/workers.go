@@ -61,7 +61,7 @@ A pending task that no live worker will take says why in 'weft task ID', and
 					kinds = strings.Join(w.Kinds, ",")
 				}
 				if len(w.Labels) > 0 {
-					labels = pairs(w.Labels, ",")
+					labels = api.KeyValues(w.Labels)
 				}
 				if !w.Live {
 					status = "gone"

@@ -140,7 +140,7 @@ func (s *Service) enqueue(ctx context.Context, in []api.TaskInput, prefix string
 
 // Get reads one task; store.ErrNotFound when there is none. A pending
 // task carries a hint when nothing will run it, and its blocked reason
-// when something holds it back (see why).
+// when something holds it back (see Explain).
 func (s *Service) Get(ctx context.Context, id string) (api.Task, error) {
 	t, err := s.b.Get(ctx, id)
 	if err != nil {
@@ -148,7 +148,7 @@ func (s *Service) Get(ctx context.Context, id string) (api.Task, error) {
 	}
 	out := api.FromTask(t)
 	if t.State == store.StatePending {
-		if out.Hint, out.BlockedReason, err = s.why(ctx, t); err != nil {
+		if out.Hint, out.BlockedReason, err = s.Explain(ctx, t); err != nil {
 			return api.Task{}, err
 		}
 	}

@@ -71,11 +71,12 @@ func serves(w api.Worker, kind string) bool {
 	return len(w.Kinds) == 0 || slices.Contains(w.Kinds, kind)
 }
 
-// why says why the pending task t will not run until something changes,
-// as a hint for people, and as the blocked reason when it has one: the
-// one a claim set aside with it (a limit, a rate), else its queue being
-// paused, else no live worker having the labels it requires.
-func (s *Service) why(ctx context.Context, t *store.Task) (string, *api.BlockedReason, error) {
+// Explain says why the pending task t will not run until something
+// changes, as a hint for people, and as the blocked reason when it has
+// one: the one a claim set aside with it (a limit, a rate, with the key's
+// slots in use and cap), else its queue being paused, else no live worker
+// having the labels it requires.
+func (s *Service) Explain(ctx context.Context, t *store.Task) (string, *api.BlockedReason, error) {
 	stats, err := s.b.Stats(ctx)
 	if err != nil {
 		return "", nil, err
@@ -151,22 +152,9 @@ func hint(t *store.Task, paused bool, live []api.Worker) string {
 		return fmt.Sprintf("no live worker on queue %s runs kind %s (they run %s)", t.Queue, t.Kind, strings.Join(slices.Sorted(maps.Keys(kinds)), ", "))
 	}
 	if len(t.Requires) > 0 && !slices.ContainsFunc(runsKind, func(w api.Worker) bool { return satisfies(w, t.Requires) }) {
-		return fmt.Sprintf("no live worker on queue %s that runs kind %s has the labels it requires (%s): give a worker them (weft worker --label, weft.Config.Labels)", t.Queue, t.Kind, requirementList(t.Requires))
+		return fmt.Sprintf("no live worker on queue %s that runs kind %s has the labels it requires (%s): give a worker them (weft worker --label, weft.Config.Labels)", t.Queue, t.Kind, api.RequirementsText(api.FromRequirements(t.Requires)))
 	}
 	return ""
-}
-
-// requirementList spells requirements as the CLI's --require takes them.
-func requirementList(rs []store.Requirement) string {
-	parts := make([]string, len(rs))
-	for i, r := range rs {
-		if r.Op == "=" {
-			parts[i] = r.Label + "=" + r.Value
-		} else {
-			parts[i] = r.Label + r.Op + r.Value
-		}
-	}
-	return strings.Join(parts, ", ")
 }
 
 // queueWorkers counts, per queue, the live workers that work it.
