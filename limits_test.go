@@ -92,6 +92,29 @@ func TestLimitKeysPrecedence(t *testing.T) {
 			}
 		})
 	}
+	// Flow steps take the same options and derivations.
+	fr, err := c.EnqueueFlow(ctx, weft.NewFlow("exports").
+		Add("a", regionArgs{Customer: "acme"}).
+		Add("b", regionArgs{Customer: "globex"}, weft.After("a"), weft.WithOpts(&weft.EnqueueOpts{Limits: map[string]string{"tier": ""}})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]map[string]string{
+		"a": {"per-customer": "acme", "region": "us", "tier": "gold"},
+		"b": {"per-customer": "globex", "region": "us"},
+	} {
+		got, err := c.Get(ctx, fr.Tasks[key])
+		if err != nil || !reflect.DeepEqual(got.LimitKeys, want) {
+			t.Fatalf("step %s: limits %v, %v; want %v", key, got.LimitKeys, err, want)
+		}
+	}
+	// A bad requirement in a step names the step.
+	var ve *weft.ValidationError
+	_, err = c.EnqueueFlow(ctx, weft.NewFlow("bad").Add("a", regionArgs{}, weft.WithOpts(&weft.EnqueueOpts{Requires: map[string]string{"mem": "<=x"}})))
+	if !errors.As(err, &ve) || ve.Field != "tasks[0].requires" {
+		t.Fatalf("a bad requirement in a flow: %v", err)
+	}
+
 	// A client that did not register the kind derives nothing.
 	bare, err := weft.NewClient(c.Store(), nil)
 	if err != nil {

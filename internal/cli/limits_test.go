@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -201,4 +203,34 @@ func TestWorkerLabelsAndRateLimited(t *testing.T) {
 	if !strings.Contains(r.stdout, "LABELS") || !strings.Contains(r.stdout, "gpu=true") {
 		t.Errorf("workers:\n%s", r)
 	}
+}
+
+// weft batch lines carry the task fields of limits, checked as every
+// enqueue checks them.
+func TestBatchLimits(t *testing.T) {
+	s := newTestServer(t, "")
+	ok(t, runWeft(t, "limit", "set", "per-customer", "--concurrency", "2", "--server", s.url))
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.ndjson"), filepath.Join(dir, "bad.ndjson")
+	for path, content := range map[string]string{
+		good: `{"kind":"report","limits":{"per-customer":"acme"},"cost":2,"requires":{"gpu":"true"},"fairness_key":"acme"}` + "\n",
+		bad:  `{"kind":"report"}` + "\n" + `{"kind":"report","requires":{"mem":">=lots"}}` + "\n",
+	} {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	viaServer, direct := s.both(t, "batch", good)
+	ok(t, viaServer)
+	ok(t, direct)
+	tasks, err := s.st.List(context.Background(), store.ListParams{Limit: 10})
+	if err != nil || len(tasks) != 2 {
+		t.Fatalf("tasks %v, %v", tasks, err)
+	}
+	for _, tk := range tasks {
+		if tk.LimitKeys["per-customer"] != "acme" || tk.Cost != 2 || tk.FairnessKey != "acme" || len(tk.Requires) != 1 {
+			t.Errorf("batched task = %+v", tk)
+		}
+	}
+	failsWith(t, s.sameBothWays(t, "batch", bad), exitError, `line 2: requires: label "mem": "lots" after >= is not a number`)
 }
