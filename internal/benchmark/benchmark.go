@@ -24,6 +24,7 @@
 //     tasks.
 //   - flow-submit, flow-burndown, flow-latency: flows (see flows.go).
 //   - stream-append, stream-lag: output streams (see streams.go).
+//   - limit-keys, limit-hotkey: limits (see limits.go).
 //
 // Completion visibility is measured without touching the engine: when a
 // handler starts, it hands the task to an observer goroutine, which reads
@@ -66,7 +67,7 @@ const (
 
 // Scenarios lists every scenario, in the order `all` runs them.
 func Scenarios() []Scenario {
-	return []Scenario{Burndown, Insert, Latency, XLatency, Scale, Memory, FlowSubmit, FlowBurndown, FlowLatency, StreamAppend, StreamLag}
+	return []Scenario{Burndown, Insert, Latency, XLatency, Scale, Memory, FlowSubmit, FlowBurndown, FlowLatency, StreamAppend, StreamLag, LimitKeys, LimitHotKey}
 }
 
 // ParseScenarios reads a comma-separated list of scenario names, or "all".
@@ -291,6 +292,10 @@ func RunOn(ctx context.Context, db *DB, sc Scenario, o Options) (Result, error) 
 		res, err = r.streamAppend(ctx)
 	case StreamLag:
 		res, err = r.streamLag(ctx)
+	case LimitKeys:
+		res, err = r.limitKeys(ctx)
+	case LimitHotKey:
+		res, err = r.limitHotKey(ctx)
 	default:
 		return Result{}, fmt.Errorf("unknown scenario %q", sc)
 	}

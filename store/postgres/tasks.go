@@ -300,21 +300,21 @@ func (s *Store) insertTasks(ctx context.Context, tx execer, b store.Batch) ([]st
 	}
 	switch {
 	case gates.Any():
-		gate, limited, vstart := make([]*string, n), make([]bool, n), make([]int64, n)
+		gate, limited, vstart, latest := make([]*string, n), make([]bool, n), make([]int64, n), make([]*string, n)
 		for j, i := range fresh {
-			gate[j], limited[j], vstart[j] = gates.Gate[i], gates.Limited[i], gates.VStart[i]
+			gate[j], limited[j], vstart[j], latest[j] = gates.Gate[i], gates.Limited[i], gates.VStart[i], gates.Latest[i]
 		}
 		// Gated tasks carry their gate (and, as members of a flow, their
 		// flow and key).
 		_, err = tx.Exec(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at, max_attempts,
-			attempt_timeout_us, unique_key, metadata, created_at, flow_id, flow_key, gate, limited, vstart)
+			attempt_timeout_us, unique_key, metadata, created_at, flow_id, flow_key, gate, limited, vstart, latest_on)
 		SELECT id, kind, queue, args::jsonb, prio, state, run_at, max_attempts, timeout, ukey, md::jsonb, $11, $12,
-			CASE WHEN $12::text IS NULL THEN NULL ELSE fkey END, gate, limited, vstart
+			CASE WHEN $12::text IS NULL THEN NULL ELSE fkey END, gate, limited, vstart, latest
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::int[], $8::bigint[], $9::text[], $10::text[],
-			$13::text[], $14::text[], $15::text[], $16::bool[], $17::bigint[])
-			AS t(id, kind, queue, args, prio, run_at, max_attempts, timeout, ukey, md, state, fkey, gate, limited, vstart)`,
+			$13::text[], $14::text[], $15::text[], $16::bool[], $17::bigint[], $18::text[])
+			AS t(id, kind, queue, args, prio, run_at, max_attempts, timeout, ukey, md, state, fkey, gate, limited, vstart, latest)`,
 			ids, kinds, queues, argsJSON, prios, runAts, maxAttempts, timeouts, uniqueKeys, metadata, createdAt, flowID, states, flowKeys,
-			gate, limited, vstart)
+			gate, limited, vstart, latest)
 	case b.FlowID() == "":
 		_, err = tx.Exec(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at, max_attempts,
 			attempt_timeout_us, unique_key, metadata, created_at)
@@ -339,7 +339,7 @@ func (s *Store) insertTasks(ctx context.Context, tx execer, b store.Batch) ([]st
 		SELECT unnest($1::text[]), 'created', 0, $2`, ids, createdAt); err != nil {
 		return nil, fmt.Errorf("insert created events: %w", err)
 	}
-	if _, err := flows().AfterGatedInsert(ctx, execTx(tx), gates, createdAt); err != nil {
+	if err := flows().AfterGatedInsert(ctx, execTx(tx), gates, added, createdAt); err != nil {
 		return nil, err
 	}
 	// This store's claims take the gated path for these queues at once;

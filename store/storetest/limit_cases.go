@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +28,7 @@ var limitCases = []testCase{
 	{"routing: only a worker whose labels satisfy the requirements claims the task", testRouting},
 	{"fairness: claims follow the weights; a late key is served at once", testFairness},
 	{"at the limit: reject refuses the enqueue, cancel_in_progress asks the running task to cancel", testOnLimit},
+	{"at the limit: keep_latest keeps one pending task per key, the newest", testKeepLatest},
 	{"the cap holds with three stores claiming at once", testConcurrencyThreeStores},
 }
 
@@ -618,6 +620,40 @@ func testConcurrencyThreeStores(t *testing.T, e *env) {
 		if n > 2 {
 			t.Fatalf("%d tasks of key %s ran at once, over the cap of 2", n, a.key)
 		}
+	}
+	e.noDrift(t)
+}
+
+func testKeepLatest(t *testing.T, e *env) {
+	e.setLimit(t, store.Limit{Name: "debounce", Concurrency: 1, OnLimit: store.OnLimitKeepLatest})
+	r1 := e.enqueue(t, limited("deb", "debounce", "doc"))[0]
+	r2 := e.enqueue(t, limited("deb", "debounce", "doc"))[0]
+	other := e.enqueue(t, limited("deb", "debounce", "other"))[0]
+	if got := e.states(t, r1.ID, r2.ID, other.ID); got[0] != store.StateCancelled || got[1] != store.StatePending || got[2] != store.StatePending {
+		t.Fatalf("states %v, want the older task of doc cancelled, the others pending", got)
+	}
+	evs := e.events(t, r1.ID)
+	if last := evs[len(evs)-1]; last.Type != store.EventCancelled || !strings.Contains(string(last.Data), `"superseded"`) {
+		t.Fatalf("the replaced task's last event: %+v", last)
+	}
+	got := e.claim(t, "n", time.Minute, q("deb", 10))
+	if len(got) != 2 {
+		t.Fatalf("claimed %d, want the newest of each key", len(got))
+	}
+	// A running task is not replaced; the next pending one waits for it.
+	r3 := e.enqueue(t, limited("deb", "debounce", "doc"))[0]
+	r4 := e.enqueue(t, limited("deb", "debounce", "doc"))[0]
+	if st := e.states(t, r2.ID, r3.ID, r4.ID); st[0] != store.StateRunning || st[1] != store.StateCancelled || st[2] != store.StatePending {
+		t.Fatalf("states %v, want running, cancelled, pending", st)
+	}
+	stats, err := e.st.Stats(e.ctx)
+	if err != nil || len(stats) != 1 || stats[0].Counts[store.StatePending] != 1 || stats[0].Counts[store.StateCancelled] != 2 || stats[0].Counts[store.StateRunning] != 2 {
+		t.Fatalf("counts: %+v %v", stats, err)
+	}
+	// Flow members cannot draw on it.
+	_, err = e.st.EnqueueFlow(e.ctx, store.NewFlow{Members: []store.NewFlowMember{{Key: "a", Task: limited("deb", "debounce", "doc")}}})
+	if !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("a flow member on a keep_latest limit: %v, want ErrInvalid", err)
 	}
 	e.noDrift(t)
 }

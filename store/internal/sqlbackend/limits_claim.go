@@ -92,9 +92,15 @@ type GateColumns struct {
 	Limited []bool
 	// VStart is each task's fair start tag, 0 when it has no fairness key.
 	VStart []int64
+	// Latest is each task's keep_latest key (store.LimitRef.ID), nil when
+	// it draws on no keep_latest limit.
+	Latest []*string
 	queues []string
 	// cancel lists the keys whose running tasks a new task replaces.
 	cancel []string
+	// newest is, for each keep_latest key, the batch's last task of it,
+	// which replaces the key's other pending tasks.
+	newest map[string]string
 }
 
 // Any reports whether the batch holds a gated task.
@@ -122,7 +128,8 @@ func (f FlowStore) PrepareGates(ctx context.Context, tx Tx, b store.Batch, nowUS
 		}
 		if c == nil {
 			n := b.Len()
-			c = &GateColumns{Gate: make([]*string, n), Limited: make([]bool, n), VStart: make([]int64, n)}
+			c = &GateColumns{Gate: make([]*string, n), Limited: make([]bool, n), VStart: make([]int64, n), Latest: make([]*string, n),
+				newest: map[string]string{}}
 		}
 		j, err := json.Marshal(g)
 		if err != nil {
@@ -179,6 +186,17 @@ func (f FlowStore) PrepareGates(ctx context.Context, tx Tx, b store.Batch, nowUS
 				}
 			case store.OnLimitCancelInProgress:
 				cancel[r.ID()] = true
+			case store.OnLimitKeepLatest:
+				if c.Latest[i] != nil {
+					return nil, &store.ValidationError{Index: index(i), Field: "limits",
+						Message: "a task may draw on one keep_latest limit at most"}
+				}
+				if b.FlowID() != "" {
+					return nil, &store.ValidationError{Index: index(i), Field: "limits",
+						Message: fmt.Sprintf("limit %q keeps the latest task of a key, which a flow member cannot be: its flow would lose it", r.Limit)}
+				}
+				id := r.ID()
+				c.Latest[i], c.newest[id] = &id, t.ID
 			}
 		}
 	}
@@ -243,55 +261,119 @@ func (f FlowStore) fairTags(ctx context.Context, tx Tx, b store.Batch, c *GateCo
 }
 
 // AfterGatedInsert records, in the enqueue's transaction, what the gated
-// tasks it inserted change: their queues take the gated path, and a
-// limit that cancels in progress asks the running tasks of the new tasks'
-// keys to cancel. It returns the ids asked to cancel.
-func (f FlowStore) AfterGatedInsert(ctx context.Context, tx Tx, c *GateColumns, nowUS int64) ([]string, error) {
+// tasks it inserted change: their queues take the gated path; a limit
+// that cancels in progress asks the running tasks of the new tasks' keys
+// to cancel; a limit that keeps the latest cancels the other pending
+// tasks of the new tasks' keys, whose count moves it adds to moves.
+func (f FlowStore) AfterGatedInsert(ctx context.Context, tx Tx, c *GateColumns, moves store.CountMoves, nowUS int64) error {
 	if c == nil {
-		return nil, nil
+		return nil
 	}
 	for _, q := range c.queues {
 		if _, err := f.exec(ctx, tx, `INSERT INTO weft_gated_queues (queue, since) VALUES (?, ?) ON CONFLICT (queue) DO NOTHING`, q, nowUS); err != nil {
-			return nil, fmt.Errorf("gated queues: %w", err)
+			return fmt.Errorf("gated queues: %w", err)
 		}
 	}
-	var asked []string
 	for _, id := range c.cancel {
 		rows, err := f.query(ctx, tx, `SELECT t.id, t.attempt FROM weft_limit_holds h JOIN weft_tasks t ON t.id = h.task_id
 			WHERE h.id = ? AND t.state = 'running' AND NOT t.cancel_requested ORDER BY t.id`+f.d.lockOf("t"), id)
 		if err != nil {
-			return nil, fmt.Errorf("cancel in progress: %w", err)
+			return fmt.Errorf("cancel in progress: %w", err)
 		}
-		var ids []string
-		var attempts []int
-		for rows.Next() {
-			var (
-				tid string
-				a   int
-			)
-			if err := rows.Scan(&tid, &a); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("cancel in progress: %w", err)
-			}
-			ids, attempts = append(ids, tid), append(attempts, a)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("cancel in progress: %w", err)
+		asked, err := scanIDAttempts(rows)
+		if err != nil {
+			return fmt.Errorf("cancel in progress: %w", err)
 		}
 		data := `{"reason":"replaced","limit":` + strconv.Quote(store.ParseLimitRef(id).Limit) + `}`
-		for i, tid := range ids {
-			if _, err := f.exec(ctx, tx, `UPDATE weft_tasks SET cancel_requested = TRUE WHERE id = `+f.d.taskArg(), tid); err != nil {
-				return nil, fmt.Errorf("cancel in progress: %w", err)
+		for _, a := range asked {
+			if _, err := f.exec(ctx, tx, `UPDATE weft_tasks SET cancel_requested = TRUE WHERE id = `+f.d.taskArg(), a.id); err != nil {
+				return fmt.Errorf("cancel in progress: %w", err)
 			}
-			if _, err := f.exec(ctx, tx, `INSERT INTO weft_events (task_id, type, attempt, at, data) VALUES (?, ?, ?, ?, `+f.d.JSON+`)`,
-				tid, string(store.EventCancelRequested), attempts[i], nowUS, data); err != nil {
-				return nil, fmt.Errorf("cancel in progress: %w", err)
+			if err := f.event(ctx, tx, a.id, store.EventCancelRequested, a.attempt, nowUS, data); err != nil {
+				return fmt.Errorf("cancel in progress: %w", err)
 			}
 		}
-		asked = append(asked, ids...)
 	}
-	return asked, nil
+	for _, id := range slices.Sorted(maps.Keys(c.newest)) {
+		if err := f.supersede(ctx, tx, id, c.newest[id], moves, nowUS); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// supersede cancels the pending tasks of a keep_latest key but its newest.
+func (f FlowStore) supersede(ctx context.Context, tx Tx, key, newest string, moves store.CountMoves, nowUS int64) error {
+	rows, err := f.query(ctx, tx, `SELECT id, attempt, queue, parked_on FROM weft_tasks
+		WHERE state = 'pending' AND latest_on = `+f.d.taskArg()+` AND id <> ? ORDER BY id`+f.d.lockSuffix(), key, newest)
+	if err != nil {
+		return fmt.Errorf("keep latest: %w", err)
+	}
+	type old struct {
+		id, queue string
+		attempt   int
+		parkedOn  *string
+	}
+	var olds []old
+	for rows.Next() {
+		var o old
+		if err := rows.Scan(&o.id, &o.attempt, &o.queue, &o.parkedOn); err != nil {
+			rows.Close()
+			return fmt.Errorf("keep latest: %w", err)
+		}
+		olds = append(olds, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("keep latest: %w", err)
+	}
+	data := `{"reason":"superseded","by":` + strconv.Quote(newest) + `}`
+	parked := map[string]int{}
+	for _, o := range olds {
+		if _, err := f.exec(ctx, tx, `UPDATE weft_tasks SET state = '`+string(store.StateCancelled)+`', finalized_at = ?, parked_on = NULL, blocked_reason = NULL
+			WHERE id = `+f.d.taskArg(), nowUS, o.id); err != nil {
+			return fmt.Errorf("keep latest: %w", err)
+		}
+		if err := f.event(ctx, tx, o.id, store.EventCancelled, o.attempt, nowUS, data); err != nil {
+			return fmt.Errorf("keep latest: %w", err)
+		}
+		moves.Move(o.queue, store.StatePending, store.StateCancelled, 1)
+		if o.parkedOn != nil {
+			parked[*o.parkedOn]++
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(parked)) {
+		if _, err := f.exec(ctx, tx, `UPDATE weft_limit_keys SET parked = CASE WHEN parked > ? THEN parked - ? ELSE 0 END WHERE id = ?`,
+			parked[id], parked[id], id); err != nil {
+			return fmt.Errorf("keep latest: %w", err)
+		}
+	}
+	return nil
+}
+
+type idAttempt struct {
+	id      string
+	attempt int
+}
+
+func scanIDAttempts(rows Rows) ([]idAttempt, error) {
+	defer rows.Close()
+	var out []idAttempt
+	for rows.Next() {
+		var a idAttempt
+		if err := rows.Scan(&a.id, &a.attempt); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// event appends one event with JSON data.
+func (f FlowStore) event(ctx context.Context, tx Tx, taskID string, typ store.EventType, attempt int, atUS int64, data string) error {
+	_, err := f.exec(ctx, tx, `INSERT INTO weft_events (task_id, type, attempt, at, data) VALUES (?, ?, ?, ?, `+f.d.JSON+`)`,
+		taskID, string(typ), attempt, atUS, data)
+	return err
 }
 
 // candidate is a pending task a gated claim may take.

@@ -4,6 +4,7 @@ ALTER TABLE weft_tasks ADD COLUMN limited BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE weft_tasks ADD COLUMN vstart BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE weft_tasks ADD COLUMN parked_on TEXT;
 ALTER TABLE weft_tasks ADD COLUMN blocked_reason TEXT;
+ALTER TABLE weft_tasks ADD COLUMN latest_on TEXT;
 
 DROP INDEX weft_tasks_claim;
 CREATE INDEX weft_tasks_claim ON weft_tasks (queue, priority DESC, run_at, id)
@@ -14,6 +15,8 @@ CREATE INDEX weft_tasks_parked ON weft_tasks (parked_on, priority DESC, vstart, 
     WHERE state = 'pending' AND parked_on IS NOT NULL;
 CREATE INDEX weft_tasks_fair ON weft_tasks (queue, vstart)
     WHERE state = 'pending' AND vstart > 0;
+CREATE INDEX weft_tasks_latest ON weft_tasks (latest_on)
+    WHERE state = 'pending' AND latest_on IS NOT NULL;
 
 CREATE TABLE weft_limits (
     name       TEXT   NOT NULL PRIMARY KEY,

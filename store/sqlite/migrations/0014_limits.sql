@@ -5,12 +5,15 @@
 -- leaves it out, so their claims read nothing more. limited marks the
 -- tasks whose finish releases slots. vstart is a fair task's start tag in
 -- its queue; parked_on the limit key a claim set the task aside for, with
--- blocked_reason saying why, until the key has room.
+-- blocked_reason saying why, until the key has room. latest_on is the
+-- key of a keep_latest limit: a newer task of the key replaces it while
+-- it is pending.
 ALTER TABLE weft_tasks ADD COLUMN gate TEXT;
 ALTER TABLE weft_tasks ADD COLUMN limited INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE weft_tasks ADD COLUMN vstart INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE weft_tasks ADD COLUMN parked_on TEXT;
 ALTER TABLE weft_tasks ADD COLUMN blocked_reason TEXT;
+ALTER TABLE weft_tasks ADD COLUMN latest_on TEXT;
 
 DROP INDEX weft_tasks_claim;
 CREATE INDEX weft_tasks_claim ON weft_tasks (queue, priority DESC, run_at)
@@ -21,6 +24,8 @@ CREATE INDEX weft_tasks_parked ON weft_tasks (parked_on, priority DESC, vstart, 
     WHERE state = 'pending' AND parked_on IS NOT NULL;
 CREATE INDEX weft_tasks_fair ON weft_tasks (queue, vstart)
     WHERE state = 'pending' AND vstart > 0;
+CREATE INDEX weft_tasks_latest ON weft_tasks (latest_on)
+    WHERE state = 'pending' AND latest_on IS NOT NULL;
 
 -- spec is the limit as JSON (concurrency, overrides, rate, period, burst,
 -- on_limit).
