@@ -483,7 +483,11 @@ func (s *Store) claimGated(ctx context.Context, req store.ClaimRequest, queues [
 		}
 		var err error
 		claimed, err = flows().ClaimGated(ctx, pgxTx{tx}, req, queues, nowUS, func(ids []string) ([]*store.Task, error) {
-			rows, err := tx.Query(ctx, claimSQL(nil, "SELECT unnest($5::text[])", req.StartLater, true),
+			// The admitted tasks were locked by this transaction: the
+			// state and time checks only restate why they were chosen (and
+			// give $3 its type when no started events are written).
+			rows, err := tx.Query(ctx, claimSQL(nil, "SELECT id FROM weft_tasks WHERE id = ANY($5::text[]) AND state = 'pending' AND run_at <= $3",
+				req.StartLater, true),
 				req.Owner, micros(expires), nowUS, notResumable(req), ids)
 			if err != nil {
 				return nil, fmt.Errorf("claim: %w", err)
