@@ -68,6 +68,12 @@ type Config struct {
 	// burn-down throughput), so only a deployment that shows the
 	// dashboard pays for it — weft serve sets 5s.
 	RollupInterval time.Duration
+	// LimitsInterval is how often the maintenance leader recomputes the
+	// limits' counters from the task rows and corrects any drift (there
+	// is none unless something changed them outside Weft's transactions;
+	// a correction is logged at warn); negative disables. Default:
+	// WEFT_LIMITS_INTERVAL when set, else 10s.
+	LimitsInterval time.Duration
 	// SigningKeys signs and verifies waitpoint tokens: "kid:secret" pairs
 	// separated by commas, secrets of at least 16 bytes; the first signs,
 	// all verify, so a key is rotated by putting a new one first and
@@ -76,6 +82,12 @@ type Config struct {
 	// database, so tokens survive restarts. (weft serve reads
 	// WEFT_SIGNING_KEYS.)
 	SigningKeys string
+	// Labels are this client's worker labels, as {"gpu": "true", "mem":
+	// "64", "region": "eu"}: it claims only tasks whose requirements
+	// (EnqueueOpts.Requires) they satisfy, and no task with requirements
+	// when it has none. They are recorded with the node, so that a task
+	// no live worker can take says so (no_matching_worker).
+	Labels map[string]string
 	// FailUnknownKinds makes this client claim tasks of kinds it has no
 	// worker for, and fail them. By default they are left for other
 	// workers.
@@ -197,6 +209,16 @@ func NewClient(st store.Store, cfg *Config) (*Client, error) {
 		}
 		c.cfg.RollupInterval = d
 	}
+	if err := store.CheckLabels(c.cfg.Labels); err != nil {
+		return nil, err
+	}
+	if c.cfg.LimitsInterval == 0 {
+		d, err := maintenance.Interval(maintenance.LimitsName, 10*time.Second)
+		if err != nil {
+			return nil, &ValidationError{Index: -1, Field: "limits_interval", Message: err.Error()}
+		}
+		c.cfg.LimitsInterval = d
+	}
 	c.nodeID = c.cfg.NodeID
 	if c.nodeID == "" {
 		c.nodeID = defaultNodeID()
@@ -259,6 +281,7 @@ func (c *Client) Start(ctx context.Context) error {
 		FailUnknownKinds: c.cfg.FailUnknownKinds,
 		LeaseTTL:         c.cfg.LeaseTTL,
 		PollInterval:     c.cfg.PollInterval,
+		Labels:           c.cfg.Labels,
 		Logger:           c.log,
 		LogOutcomes:      c.cfg.LogOutcomes,
 		Tracer:           tracing.Provider(c.cfg.TracerProvider).Tracer(tracing.Name),

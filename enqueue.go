@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/weftworks/weft/internal/tracing"
@@ -39,6 +41,28 @@ type EnqueueOpts struct {
 	UniqueKey string
 	// Metadata is stored with the task, encoded as a JSON object.
 	Metadata map[string]any
+	// Limits names the limits (Client.SetLimit) the task draws on, each
+	// with the key it draws under: limit name → key, as
+	// {"per-customer": "acme"}. The limits must exist (an unknown one is
+	// refused, field "limits"). Layers merge limit by limit: these beat
+	// the args' defaults (ArgsWithOpts), which beat the keys the kind
+	// derives from the args (WithLimitKeys); an empty key takes the task
+	// out of that limit.
+	Limits map[string]string
+	// Cost is the units the task takes from its limits' rates; zero
+	// means 1. It needs Limits.
+	Cost int
+	// Requires lists the worker labels (Config.Labels) a worker needs to
+	// claim the task: label → "value" (equal), ">=n" or "<=n" (numbers),
+	// as {"gpu": "true", "mem": ">=64"}. Layers merge label by label; an
+	// empty expression drops the label. A malformed expression is refused
+	// (field "requires").
+	Requires map[string]string
+	// FairnessKey places the task in its queue's fair share (a tenant, a
+	// customer): within one priority, claims go to keys in proportion to
+	// their weights (Client.SetFairness), so that one key's backlog does
+	// not starve the others.
+	FairnessKey string
 }
 
 // ArgsWithOpts is implemented by args types that carry default options.
@@ -67,7 +91,7 @@ func (c *Client) Enqueue(ctx context.Context, args TaskArgs, opts *EnqueueOpts) 
 // EnqueueMany stores a batch atomically: every task, or none when any is
 // invalid (the error is a *ValidationError naming it).
 func (c *Client) EnqueueMany(ctx context.Context, params []EnqueueParams) ([]EnqueueResult, error) {
-	tasks, err := newTasks(params)
+	tasks, err := c.cfg.Workers.newTasks(params)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +116,7 @@ func EnqueueTx[TTx any](ctx context.Context, c *Client, tx TTx, args TaskArgs, o
 
 // EnqueueManyTx stores a batch inside the caller's transaction tx.
 func EnqueueManyTx[TTx any](ctx context.Context, c *Client, tx TTx, params []EnqueueParams) ([]EnqueueResult, error) {
-	tasks, err := newTasks(params)
+	tasks, err := c.cfg.Workers.newTasks(params)
 	if err != nil {
 		return nil, err
 	}
@@ -107,12 +131,13 @@ func EnqueueManyTx[TTx any](ctx context.Context, c *Client, tx TTx, params []Enq
 }
 
 // newTasks translates params for the store, which validates them: only
-// what the store cannot see (nil args, values JSON cannot encode) is
-// refused here.
-func newTasks(params []EnqueueParams) ([]store.NewTask, error) {
+// what the store cannot see (nil args, values JSON cannot encode, label
+// requirements that do not parse) is refused here. The kinds registered
+// in ws (nil for none) derive their tasks' limit keys.
+func (ws *Workers) newTasks(params []EnqueueParams) ([]store.NewTask, error) {
 	tasks := make([]store.NewTask, len(params))
 	for i, p := range params {
-		t, err := newTask(p)
+		t, err := ws.newTask(p)
 		if err != nil {
 			err.Index = i
 			if len(params) == 1 {
@@ -125,7 +150,9 @@ func newTasks(params []EnqueueParams) ([]store.NewTask, error) {
 	return tasks, nil
 }
 
-func newTask(p EnqueueParams) (store.NewTask, *ValidationError) {
+// newTask translates one task; ws (nil for none) derives its limit keys
+// when it registered the kind with WithLimitKeys.
+func (ws *Workers) newTask(p EnqueueParams) (store.NewTask, *ValidationError) {
 	bad := func(field, msg string) *ValidationError { return &ValidationError{Field: field, Message: msg} }
 	if p.Args == nil {
 		return store.NewTask{}, bad("args", "must not be nil")
@@ -144,6 +171,19 @@ func newTask(p EnqueueParams) (store.NewTask, *ValidationError) {
 	t := store.NewTask{
 		Kind: p.Args.Kind(), Queue: o.Queue, Args: args, Priority: o.Priority, RunAt: o.RunAt, Delay: o.Delay,
 		MaxAttempts: o.MaxAttempts, AttemptTimeout: o.Timeout, UniqueKey: o.UniqueKey,
+		Cost: o.Cost, FairnessKey: o.FairnessKey,
+	}
+	limits := o.Limits
+	if derive := ws.limitKeys(t.Kind); derive != nil {
+		derived, err := derive(p.Args, args)
+		if err != nil {
+			return store.NewTask{}, bad("limits", err.Error())
+		}
+		limits = mergeKeys(derived, o.Limits)
+	}
+	t.LimitKeys = dropEmpty(limits)
+	if t.Requires, err = requirements(o.Requires); err != nil {
+		return store.NewTask{}, bad("requires", err.Error())
 	}
 	if len(o.Metadata) > 0 {
 		md, err := json.Marshal(o.Metadata)
@@ -180,5 +220,60 @@ func mergeOpts(base, top EnqueueOpts) EnqueueOpts {
 	if top.Metadata != nil {
 		base.Metadata = top.Metadata
 	}
+	base.Limits = mergeKeys(base.Limits, top.Limits)
+	if top.Cost != 0 {
+		base.Cost = top.Cost
+	}
+	base.Requires = mergeKeys(base.Requires, top.Requires)
+	if top.FairnessKey != "" {
+		base.FairnessKey = top.FairnessKey
+	}
 	return base
+}
+
+// mergeKeys lays top's entries over base's, key by key, without changing
+// either; an empty value in top is kept, so that it can still remove the
+// key once every layer is merged (dropEmpty).
+func mergeKeys(base, top map[string]string) map[string]string {
+	if len(top) == 0 {
+		return base
+	}
+	out := maps.Clone(base)
+	if out == nil {
+		out = make(map[string]string, len(top))
+	}
+	maps.Copy(out, top)
+	return out
+}
+
+// dropEmpty is m without its empty values; nil when nothing is left.
+func dropEmpty(m map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range m {
+		if v == "" {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]string, len(m))
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// requirements parses EnqueueOpts.Requires, in label order so that the
+// stored task is the same whatever the map's order.
+func requirements(exprs map[string]string) ([]store.Requirement, error) {
+	var out []store.Requirement
+	for _, label := range slices.Sorted(maps.Keys(exprs)) {
+		if exprs[label] == "" {
+			continue
+		}
+		r, err := store.ParseRequirement(label, exprs[label])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }

@@ -42,10 +42,20 @@ var (
 	// ErrTxUnsupported: the client's backend cannot enqueue in a
 	// transaction of the given type.
 	ErrTxUnsupported = store.ErrTxUnsupported
+	// ErrLimitNotFound: no limit has the given name.
+	ErrLimitNotFound = store.ErrLimitNotFound
+	// ErrLimitReached: an enqueue was refused by a limit whose OnLimit is
+	// OnLimitReject, its key being at its concurrency cap; the error is a
+	// *LimitReachedError naming the limit and the key.
+	ErrLimitReached = store.ErrLimitReached
 )
 
 // ValidationError says which input was wrong and why; it wraps ErrInvalid.
 type ValidationError = store.ValidationError
+
+// LimitReachedError says which limit and key refused an enqueue, and how
+// many of the key's slots were in use; it wraps ErrLimitReached.
+type LimitReachedError = store.LimitReachedError
 
 // PermanentError fails a task at once, whatever attempts remain. Return
 // Permanent(err) from a worker.
@@ -73,6 +83,22 @@ func (e *SnoozeError) Error() string { return fmt.Sprintf("snoozed for %s", e.De
 // Snooze runs the task again after d, without counting this attempt.
 func Snooze(d time.Duration) error {
 	return &SnoozeError{Delay: max(d, 0)}
+}
+
+// RateLimitedError puts a task back to pending because an upstream
+// refused it for its rate (an HTTP 429): the attempt is not spent, and the
+// task's rate limits are held back for every task until the delay ends.
+// Return RateLimited(d) from a worker.
+type RateLimitedError struct{ Delay time.Duration }
+
+func (e *RateLimitedError) Error() string { return fmt.Sprintf("rate limited for %s", e.Delay) }
+
+// RateLimited runs the task again after d, like Snooze, and holds back
+// every key of the task's rate limits (EnqueueOpts.Limits) until then:
+// no task of those keys starts before d has passed, on any node. Give
+// the upstream's Retry-After as d.
+func RateLimited(d time.Duration) error {
+	return &RateLimitedError{Delay: max(d, 0)}
 }
 
 // CancelError ends a task cancelled. Return Cancel(err) from a worker.
@@ -118,6 +144,7 @@ func verdict(err error, result []byte) engine.Verdict {
 	var (
 		wait   *WaitError
 		snooze *SnoozeError
+		rated  *RateLimitedError
 		perm   *PermanentError
 		cancel *CancelError
 		retry  *RetryError
@@ -129,6 +156,8 @@ func verdict(err error, result []byte) engine.Verdict {
 		return engine.Verdict{Action: engine.Wait, Wait: wait.For.spec(), Err: err}
 	case errors.As(err, &snooze):
 		return engine.Verdict{Action: engine.Snooze, Delay: snooze.Delay, Err: err}
+	case errors.As(err, &rated):
+		return engine.Verdict{Action: engine.Snooze, Delay: rated.Delay, Err: err, RateLimited: true}
 	case errors.As(err, &perm):
 		return engine.Verdict{Action: engine.Fail, Err: err}
 	case errors.As(err, &cancel):

@@ -125,11 +125,12 @@ func (f *Flow) Add(key string, args TaskArgs, opts ...StepOption) *Flow {
 	return f
 }
 
-// members translates the steps for the store, which validates them.
-func (f *Flow) members() ([]store.NewFlowMember, error) {
+// members translates the steps for the store, which validates them; ws
+// (nil for none) derives their limit keys.
+func (f *Flow) members(ws *Workers) ([]store.NewFlowMember, error) {
 	members := make([]store.NewFlowMember, len(f.Steps))
 	for i, s := range f.Steps {
-		t, verr := newTask(EnqueueParams{Args: s.Args, Opts: s.Opts})
+		t, verr := ws.newTask(EnqueueParams{Args: s.Args, Opts: s.Opts})
 		if verr != nil {
 			return nil, &ValidationError{Index: -1, Field: fmt.Sprintf("tasks[%d].%s", i, verr.Field), Message: verr.Message}
 		}
@@ -138,11 +139,11 @@ func (f *Flow) members() ([]store.NewFlowMember, error) {
 	return members, nil
 }
 
-func (f *Flow) newFlow() (store.NewFlow, error) {
+func (f *Flow) newFlow(ws *Workers) (store.NewFlow, error) {
 	if f == nil {
 		return store.NewFlow{}, &ValidationError{Index: -1, Field: "flow", Message: "must not be nil"}
 	}
-	members, err := f.members()
+	members, err := f.members(ws)
 	if err != nil {
 		return store.NewFlow{}, err
 	}
@@ -162,7 +163,7 @@ func (f *Flow) newFlow() (store.NewFlow, error) {
 // tasks[2].depends_on[0]) or a step's unique key is held by another task
 // (ErrConflict).
 func (c *Client) EnqueueFlow(ctx context.Context, f *Flow) (FlowResult, error) {
-	nf, err := f.newFlow()
+	nf, err := f.newFlow(c.cfg.Workers)
 	if err != nil {
 		return FlowResult{}, err
 	}
@@ -172,7 +173,7 @@ func (c *Client) EnqueueFlow(ctx context.Context, f *Flow) (FlowResult, error) {
 // EnqueueFlowTx stores a flow inside the caller's transaction tx, as
 // EnqueueTx stores a task: the flow exists if and only if tx commits.
 func EnqueueFlowTx[TTx any](ctx context.Context, c *Client, tx TTx, f *Flow) (FlowResult, error) {
-	nf, err := f.newFlow()
+	nf, err := f.newFlow(c.cfg.Workers)
 	if err != nil {
 		return FlowResult{}, err
 	}
@@ -279,7 +280,11 @@ func (t *Task[T]) AddToFlow(ctx context.Context, f *Flow) (FlowResult, error) {
 	if t.FlowID == "" {
 		return FlowResult{}, fmt.Errorf("weft: task %s is not a member of a flow: %w", t.ID, ErrConflict)
 	}
-	members, err := f.members()
+	var ws *Workers
+	if t.client != nil {
+		ws = t.client.cfg.Workers
+	}
+	members, err := f.members(ws)
 	if err != nil {
 		return FlowResult{}, err
 	}

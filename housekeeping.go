@@ -13,7 +13,8 @@ import (
 )
 
 // A started client's housekeeping: its node heartbeat, and — on the
-// elected maintenance leader — lease rescue, cron and retention.
+// elected maintenance leader — lease rescue, cron, wait timeouts, rollups,
+// the limits' counters and retention.
 
 // rescueName names the lease-rescue reconciler (and its knob,
 // WEFT_LEASE_RESCUE_INTERVAL).
@@ -92,6 +93,11 @@ func (c *Client) reconcilers() []maintenance.Reconciler {
 		Interval:  max(c.cfg.RollupInterval, 0),
 		Singleton: true,
 		Tick:      rollup.New(c.st, c.cfg.Now).Tick,
+	}, {
+		Name:      maintenance.LimitsName,
+		Interval:  max(c.cfg.LimitsInterval, 0),
+		Singleton: true,
+		Tick:      maintenance.Limits(c.st, c.log),
 	}, {
 		Name:      retentionName,
 		Interval:  max(c.cfg.RetentionInterval, 0),
@@ -179,11 +185,11 @@ const cronName = "cron"
 // heartbeatName names the node heartbeat.
 const heartbeatName = "node_heartbeat"
 
-// node is this client's liveness row, with the queues it works and the
-// kinds it runs (none when it claims every kind, to fail the unknown ones).
+// node is this client's liveness row, with the queues it works, its labels
+// and the kinds it runs (none when it claims every kind, to fail the unknown ones).
 func (c *Client) node() store.Node {
 	host, _ := os.Hostname()
-	n := store.Node{ID: c.nodeID, Host: host, PID: os.Getpid(), StartedAt: c.started, Queues: slices.Sorted(maps.Keys(c.cfg.Queues))}
+	n := store.Node{ID: c.nodeID, Host: host, PID: os.Getpid(), StartedAt: c.started, Queues: slices.Sorted(maps.Keys(c.cfg.Queues)), Labels: c.cfg.Labels}
 	if c.cfg.Workers != nil && !c.cfg.FailUnknownKinds {
 		n.Kinds = slices.Sorted(maps.Keys(c.cfg.Workers.kinds))
 	}

@@ -48,7 +48,10 @@ func (c *Client) Schedule(ctx context.Context, name, spec string, args TaskArgs,
 	if opts != nil {
 		o = *opts
 	}
-	task, verr := newTask(EnqueueParams{Args: args, Opts: &EnqueueOpts{Queue: o.Queue, Priority: o.Priority, MaxAttempts: o.MaxAttempts, Metadata: o.Metadata}})
+	// A schedule stores no limits or requirements (store.Schedule), so no
+	// registry derives any: nil.
+	var none *Workers
+	task, verr := none.newTask(EnqueueParams{Args: args, Opts: &EnqueueOpts{Queue: o.Queue, Priority: o.Priority, MaxAttempts: o.MaxAttempts, Metadata: o.Metadata}})
 	if verr != nil {
 		verr.Index = -1
 		return verr

@@ -22,7 +22,8 @@ type TaskArgs interface {
 
 // Worker runs tasks of one kind. Work's return decides the outcome: nil
 // completes the task; Snooze(d) runs it again later without spending the
-// attempt; Permanent(err) fails it now; Cancel(err) cancels it; any other
+// attempt; RateLimited(d) does the same and holds the task's rate limits
+// back until then; Permanent(err) fails it now; Cancel(err) cancels it; any other
 // error retries it with backoff while attempts remain. A panic counts as a
 // failed attempt, recorded with its stack.
 type Worker[T TaskArgs] interface {
@@ -102,12 +103,28 @@ func (t *Task[T]) Progress(ctx context.Context, v any) error {
 // Workers is the registry of workers by kind, handed to a Client in Config.
 type Workers struct {
 	kinds map[string]engine.Kind
+	// derive holds the kinds' limit-key derivations (WithLimitKeys).
+	derive map[string]deriveFunc
 	// client is the client that runs these workers, set by NewClient.
 	client *Client
 }
 
 // NewWorkers returns an empty registry.
-func NewWorkers() *Workers { return &Workers{kinds: make(map[string]engine.Kind)} }
+func NewWorkers() *Workers {
+	return &Workers{kinds: make(map[string]engine.Kind), derive: make(map[string]deriveFunc)}
+}
+
+// deriveFunc derives a task's limit keys from its args, given as the
+// caller passed them and as encoded.
+type deriveFunc func(args TaskArgs, encoded []byte) (map[string]string, error)
+
+// limitKeys is the derivation registered for kind, or nil; ws may be nil.
+func (ws *Workers) limitKeys(kind string) deriveFunc {
+	if ws == nil {
+		return nil
+	}
+	return ws.derive[kind]
+}
 
 // EngineKinds returns the kinds registered in ws as Weft's engine runs
 // them. Its result's type is internal to Weft: the method is how Weft's own
@@ -124,6 +141,9 @@ type workerConfig struct {
 	timeout      time.Duration
 	backoff      func(attempt int) time.Duration
 	notResumable bool
+	// limitKeys is a func(T) map[string]string, checked against the
+	// worker's T by AddWorker.
+	limitKeys any
 }
 
 // WithTimeout bounds each attempt of the kind, unless the task sets its own
@@ -144,6 +164,19 @@ func WithBackoff(f func(attempt int) time.Duration) WorkerOption {
 // returns an error is still retried as usual.
 func NotResumable() WorkerOption {
 	return func(c *workerConfig) { c.notResumable = true }
+}
+
+// WithLimitKeys derives the limit keys of the kind's tasks from their
+// args when they are enqueued: f returns limit name → key, as
+// {"per-customer": args.CustomerID}. It applies to enqueues through a
+// client whose Config.Workers registered the kind (a client that only
+// enqueues must register it too, or name the keys itself). Keys the
+// enqueue names (EnqueueOpts.Limits, or the args' own EnqueueOpts) beat
+// the derived ones, limit by limit; an empty key leaves the task out of
+// that limit. T must be the worker's args type: AddWorker panics
+// otherwise.
+func WithLimitKeys[T TaskArgs](f func(args T) map[string]string) WorkerOption {
+	return func(c *workerConfig) { c.limitKeys = f }
 }
 
 // AddWorker registers w for T's kind. It panics if the kind is not a valid
@@ -175,6 +208,23 @@ func AddWorker[T TaskArgs](ws *Workers, w Worker[T], opts ...WorkerOption) {
 		o(&c)
 	}
 	k.Timeout, k.Backoff, k.NotResumable = c.timeout, c.backoff, c.notResumable
+	if c.limitKeys != nil {
+		f, ok := c.limitKeys.(func(T) map[string]string)
+		if !ok || f == nil {
+			panic(fmt.Sprintf("weft: AddWorker: WithLimitKeys for kind %q takes a func(%T) map[string]string, not %T", kind, zero, c.limitKeys))
+		}
+		ws.derive[kind] = func(args TaskArgs, encoded []byte) (map[string]string, error) {
+			a, ok := args.(T)
+			if !ok {
+				// Given as another type of the same kind (a pointer to
+				// T): derive from the args as the worker will see them.
+				if err := json.Unmarshal(encoded, &a); err != nil {
+					return nil, fmt.Errorf("deriving the limit keys of kind %q: decode args: %w", kind, err)
+				}
+			}
+			return f(a), nil
+		}
+	}
 	ws.kinds[kind] = k
 }
 

@@ -306,6 +306,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"task-blocked", "/ui/tasks/" + flow.Tasks["load"], ".why"},
 		{"schedules", "/ui/schedules", "#new-schedule"},
 		{"workers", "/ui/workers", "table"},
+		{"limits", "/ui/limits", "table"},
 		{"flows", "/ui/flows", "table"},
 		{"flow", "/ui/flows/" + flow.ID, "svg.dag"},
 		{"waits", "/ui/waits", "table"},

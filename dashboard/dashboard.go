@@ -1,5 +1,5 @@
 // Package dashboard is Weft's web dashboard: server-rendered pages of
-// queues, tasks, schedules, workers, flows and waits, with charts of the
+// queues, tasks, schedules, workers, limits, flows and waits, with charts of the
 // per-minute rollups Weft keeps, actions on what they show, and live
 // updates over Server-Sent Events. `weft serve` mounts it at /ui/ (and
 // redirects / there); a Go program mounts it on its own mux:
@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/weftworks/weft"
+	"github.com/weftworks/weft/internal/ops"
 	"github.com/weftworks/weft/store"
 )
 
@@ -75,6 +76,8 @@ type Dashboard struct {
 	pages map[string]*template.Template
 	auth  *auth
 	cache rollupCache
+	// ops explains why a pending task is held back, as the API does.
+	ops *ops.Service
 }
 
 //go:embed templates/*.html
@@ -111,6 +114,7 @@ func New(cfg Config) (*Dashboard, error) {
 		cfg.Logger = slog.Default()
 	}
 	d := &Dashboard{cfg: cfg, st: cfg.Client.Store(), log: cfg.Logger, mux: http.NewServeMux()}
+	d.ops = ops.New(d.st, ops.Config{})
 	var anon [32]byte
 	if _, err := rand.Read(anon[:]); err != nil {
 		return nil, fmt.Errorf("dashboard: session key: %w", err)
@@ -183,6 +187,8 @@ func (d *Dashboard) routes() {
 	view("/tasks/{id}", d.taskPage)
 	view("/schedules", d.schedulesPage)
 	view("/workers", d.workersPage)
+	view("/limits", d.limitsPage)
+	view("/limits/{name}", d.limitPage)
 	view("/flows", d.flowsPage)
 	view("/flows/{id}", d.flowPage)
 	view("/waits", d.waitsPage)

@@ -9,8 +9,10 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/store"
 )
 
@@ -235,6 +237,8 @@ type why struct {
 	Text string
 	// Tasks are related tasks to link to (a flow's unfinished parents).
 	Tasks []store.FlowMember
+	// Limit names a limit to link to (the one holding the task back).
+	Limit string
 }
 
 // taskData is the task page.
@@ -310,6 +314,13 @@ func (d *Dashboard) whyNotRunning(ctx context.Context, t *store.Task, wps []stor
 		if started == 0 && !t.RunAt.After(now) {
 			out = append(out, why{Text: "No worker has started a task of kind " + t.Kind + " on queue " + t.Queue + " in the last " + fmtDur(idleAfter) + ": is a worker running for this kind and queue?"})
 		}
+		held, err := d.heldBack(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		if held != nil {
+			out = append(out, *held)
+		}
 		if t.CancelRequested {
 			out = append(out, why{Text: "Its cancellation was requested."})
 		}
@@ -352,6 +363,36 @@ func (d *Dashboard) whyNotRunning(ctx context.Context, t *store.Task, wps []stor
 		}
 	}
 	return out, nil
+}
+
+// heldBack is the reason a limit, a rate or the lack of a worker with its
+// labels holds the pending task t back, as the API's blocked_reason says
+// it (ops.Service.Explain); nil when none does. A paused queue is said
+// already.
+func (d *Dashboard) heldBack(ctx context.Context, t *store.Task) (*why, error) {
+	_, b, err := d.ops.Explain(ctx, t)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	text := b.Describe(time.UTC)
+	switch b.Reason {
+	case store.BlockedLimit, store.BlockedRate:
+		if b.Until != nil {
+			text += " (in " + fmtDur(time.Until(*b.Until)) + ")"
+		}
+		return &why{Text: upperFirst(text) + ".", Limit: b.Limit}, nil
+	case store.BlockedNoMatchingWorker:
+		return &why{Text: upperFirst(text) + " (" + api.RequirementsText(api.FromRequirements(t.Requires)) + "): see the Workers page."}, nil
+	}
+	return nil, nil
+}
+
+// upperFirst capitalises a sentence's first letter.
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 func joinStrings(s []string) string {
@@ -491,4 +532,38 @@ func (d *Dashboard) waitsPage(r *http.Request) (*view, error) {
 		rows[i] = waitRow{Task: t, Waitpoints: wps}
 	}
 	return &view{Title: "Waits", Nav: "waits", Live: "*", Data: rows}, nil
+}
+
+// limitKeysShown bounds the keys a limit's page shows: its hottest.
+const limitKeysShown = 50
+
+func (d *Dashboard) limitsPage(r *http.Request) (*view, error) {
+	ls, err := d.st.ListLimits(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	return &view{Title: "Limits", Nav: "limits", Live: "*", Data: ls}, nil
+}
+
+// limitData is a limit's page.
+type limitData struct {
+	Limit store.LimitInfo
+	// Keys are its keys with the most tasks waiting, at most
+	// limitKeysShown; More says there are others.
+	Keys []store.LimitKeyState
+	More bool
+}
+
+func (d *Dashboard) limitPage(r *http.Request) (*view, error) {
+	ctx := r.Context()
+	name := r.PathValue("name")
+	info, err := d.st.GetLimit(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	keys, next, err := d.st.LimitKeyStates(ctx, name, "", limitKeysShown)
+	if err != nil {
+		return nil, err
+	}
+	return &view{Title: "Limit " + name, Nav: "limit", Live: "*", Data: limitData{Limit: info, Keys: keys, More: next != ""}}, nil
 }

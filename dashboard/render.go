@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftworks/weft/internal/api"
 	"github.com/weftworks/weft/store"
 )
 
@@ -115,7 +116,8 @@ func userErrorf(format string, args ...any) error { return &userError{fmt.Sprint
 func isUserError(err error) bool {
 	var ve *store.ValidationError
 	return errors.As(err, &ve) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) ||
-		errors.Is(err, store.ErrAlreadyFinished) || errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrFlowNotFound)
+		errors.Is(err, store.ErrAlreadyFinished) || errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrFlowNotFound) ||
+		errors.Is(err, store.ErrLimitNotFound)
 }
 
 // fail answers an error: the request's own as 400 or 404, the rest as 500,
@@ -123,7 +125,7 @@ func isUserError(err error) bool {
 func (d *Dashboard) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ue *userError
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrFlowNotFound):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrFlowNotFound), errors.Is(err, store.ErrLimitNotFound):
 		d.render(w, r, http.StatusNotFound, "error", &view{Title: "Not found", Data: err.Error()})
 	case errors.As(err, &ue), isUserError(err):
 		d.render(w, r, http.StatusBadRequest, "error", &view{Title: "Bad request", Data: err.Error()})
@@ -200,6 +202,7 @@ func (d *Dashboard) funcs() template.FuncMap {
 		"int64":      func(n int) int64 { return int64(n) },
 		"flowStates": func() []store.FlowState { return store.FlowStates() },
 		"count":      func(c map[store.State]int64, s string) int64 { return c[store.State(s)] },
+		"pairs":      api.KeyValues,
 	}
 }
 

@@ -318,6 +318,9 @@ type Node struct {
 	// Queues are the queues the node works; Kinds the kinds it runs, or
 	// none when it claims every kind (weft.Config.FailUnknownKinds).
 	Queues, Kinds []string
+	// Labels are the node's worker labels (weft.Config.Labels): it claims
+	// the tasks whose requirements they satisfy.
+	Labels map[string]string
 	// Running counts the tasks the node holds, as Nodes reads it; TouchNode
 	// ignores it.
 	Running int
@@ -333,6 +336,8 @@ type RemoteWorker struct {
 	// Queues are the queues its last claim asked for; Kinds the kinds, or
 	// none when it takes every kind.
 	Queues, Kinds []string
+	// Labels are the labels its last claim advertised.
+	Labels map[string]string
 	// FirstSeenAt and LastSeenAt are the times of its first and latest
 	// recorded claims; TouchWorker sets them.
 	FirstSeenAt, LastSeenAt time.Time

@@ -29,6 +29,16 @@ type TaskInput struct {
 	Timeout   string          `json:"timeout,omitempty"`
 	UniqueKey string          `json:"unique_key,omitempty"`
 	Metadata  json.RawMessage `json:"metadata,omitempty"`
+	// Limits names the limits the task draws on, each with its key: limit
+	// name → key ({"per-customer": "acme"}). The limits must exist.
+	Limits map[string]string `json:"limits,omitempty"`
+	// Cost is the units the task takes from its limits' rates; default 1.
+	Cost int `json:"cost,omitempty"`
+	// Requires lists the worker labels a worker needs to claim the task:
+	// label → "value" (equal), ">=n" or "<=n" (numbers).
+	Requires map[string]string `json:"requires,omitempty"`
+	// FairnessKey places the task in its queue's fair share (a tenant).
+	FairnessKey string `json:"fairness_key,omitempty"`
 }
 
 // BatchInput is an atomic batch of tasks: every task is stored or none is.
@@ -85,6 +95,14 @@ type Task struct {
 	// FlowID and Key place a flow member in its flow; absent otherwise.
 	FlowID string `json:"flow_id,omitempty"`
 	Key    string `json:"key,omitempty"`
+	// Limits, Cost, Requires and FairnessKey are as enqueued (TaskInput).
+	Limits      map[string]string `json:"limits,omitempty"`
+	Cost        int               `json:"cost,omitempty"`
+	Requires    map[string]string `json:"requires,omitempty"`
+	FairnessKey string            `json:"fairness_key,omitempty"`
+	// BlockedReason, on a pending task, says why it is not being claimed;
+	// absent when nothing holds it back.
+	BlockedReason *BlockedReason `json:"blocked_reason,omitempty"`
 }
 
 // TaskList is one page of a listing. NextCursor, when set, fetches the
@@ -141,6 +159,10 @@ type ClaimRequest struct {
 	// LeaseTTL is how long the lease lasts without a heartbeat, 1s to 1h;
 	// default 30s.
 	LeaseTTL string `json:"lease_ttl,omitempty"`
+	// Labels are the worker's labels ({"gpu": "true", "mem": "64"}): it is
+	// given only tasks whose requirements they satisfy, and no task with
+	// requirements when it has none.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // ClaimedTask is a task leased to a remote worker. Every later write of
@@ -193,14 +215,18 @@ type CompleteRequest struct {
 // FailRequest ends the attempt unsuccessfully. By default the task is
 // retried with backoff while attempts remain; Permanent fails it now,
 // Cancel cancels it, RetryIn retries after that delay, and Snooze runs it
-// again after that delay without spending the attempt.
+// again after that delay without spending the attempt. RateLimited, with
+// Snooze, says an upstream refused the task for its rate (an HTTP 429):
+// the task's rate limits are also held back for every task until the
+// snooze ends.
 type FailRequest struct {
-	LeaseToken string `json:"lease_token"`
-	Error      string `json:"error"`
-	Permanent  bool   `json:"permanent,omitempty"`
-	Cancel     bool   `json:"cancel,omitempty"`
-	RetryIn    string `json:"retry_in,omitempty"`
-	Snooze     string `json:"snooze,omitempty"`
+	LeaseToken  string `json:"lease_token"`
+	Error       string `json:"error"`
+	Permanent   bool   `json:"permanent,omitempty"`
+	Cancel      bool   `json:"cancel,omitempty"`
+	RetryIn     string `json:"retry_in,omitempty"`
+	Snooze      string `json:"snooze,omitempty"`
+	RateLimited bool   `json:"rate_limited,omitempty"`
 }
 
 // Outcome answers complete and fail: the state the task moved to, and when
@@ -220,14 +246,15 @@ const MaxOutcomes = 1000
 // refused as /fail refuses it instead of reading as a completion.
 type OutcomeInput struct {
 	// ID is the task's id; LeaseToken must be the token of its claim.
-	ID         string          `json:"id"`
-	LeaseToken string          `json:"lease_token"`
-	Result     json.RawMessage `json:"result,omitempty"`
-	Error      *string         `json:"error,omitempty"`
-	Permanent  bool            `json:"permanent,omitempty"`
-	Cancel     bool            `json:"cancel,omitempty"`
-	RetryIn    string          `json:"retry_in,omitempty"`
-	Snooze     string          `json:"snooze,omitempty"`
+	ID          string          `json:"id"`
+	LeaseToken  string          `json:"lease_token"`
+	Result      json.RawMessage `json:"result,omitempty"`
+	Error       *string         `json:"error,omitempty"`
+	Permanent   bool            `json:"permanent,omitempty"`
+	Cancel      bool            `json:"cancel,omitempty"`
+	RetryIn     string          `json:"retry_in,omitempty"`
+	Snooze      string          `json:"snooze,omitempty"`
+	RateLimited bool            `json:"rate_limited,omitempty"`
 }
 
 // OutcomesRequest reports up to MaxOutcomes attempts' outcomes at once,
@@ -278,6 +305,8 @@ const (
 	CodeFlowNotFound    = "flow_not_found"     // 404: no flow has the id
 	CodeAlreadyFinished = "already_finished"   // 409: the flow has ended
 	CodeWaitpointClosed = "waitpoint_closed"   // 409: the waitpoint's wait ended
+	CodeLimitNotFound   = "limit_not_found"    // 404: no limit has the name
+	CodeLimitReached    = "limit_reached"      // 409: a reject limit refused the enqueue
 	CodeTooLarge        = "payload_too_large"  // 413
 	CodeInvalid         = "invalid"            // 422: well-formed but invalid task
 	CodeUnsupportedType = "unsupported_media_type"
@@ -321,9 +350,9 @@ func CodeForStatus(status int) string {
 // only its code); 0 for a code it does not know.
 func StatusForCode(code string) int {
 	switch code {
-	case CodeLeaseLost, CodeAlreadyFinished, CodeWaitpointClosed:
+	case CodeLeaseLost, CodeAlreadyFinished, CodeWaitpointClosed, CodeLimitReached:
 		return http.StatusConflict
-	case CodeFlowNotFound:
+	case CodeFlowNotFound, CodeLimitNotFound:
 		return http.StatusNotFound
 	}
 	for _, status := range []int{
@@ -348,6 +377,12 @@ func FromTask(t *store.Task) Task {
 		Worker: t.LeaseOwner, RunAt: t.RunAt.UTC(), CreatedAt: t.CreatedAt.UTC(),
 		AttemptedAt: timePtr(t.AttemptedAt), FinalizedAt: timePtr(t.FinalizedAt),
 		FlowID: t.FlowID, Key: t.FlowKey,
+		Limits: t.LimitKeys, Cost: t.Cost, Requires: FromRequirements(t.Requires), FairnessKey: t.FairnessKey,
+	}
+	if t.State == store.StatePending {
+		// A claim sets a reason aside with the task; it means nothing
+		// once the task moved on.
+		out.BlockedReason = FromBlocked(t.Blocked)
 	}
 	if t.AttemptTimeout > 0 {
 		out.Timeout = t.AttemptTimeout.String()

@@ -29,8 +29,8 @@ func (e *FieldError) Error() string {
 
 // ToNewTasks translates inputs for the store, which validates them with
 // the same rules as every other entry path. Only what the store cannot see
-// is refused here: durations that do not parse, and more tasks than one
-// request may carry. prefix is the JSON path of the list ("tasks") or ""
+// is refused here: durations and label requirements that do not parse,
+// and more tasks than one request may carry. prefix is the JSON path of the list ("tasks") or ""
 // for a single task; the store's validation errors are mapped back to
 // paths by FieldOf.
 func ToNewTasks(in []TaskInput, prefix string) ([]store.NewTask, error) {
@@ -52,6 +52,7 @@ func toNewTask(t TaskInput, prefix string, i int) (store.NewTask, error) {
 	nt := store.NewTask{
 		Kind: t.Kind, Queue: t.Queue, Args: t.Args, Priority: t.Priority,
 		MaxAttempts: t.MaxAttempts, UniqueKey: t.UniqueKey, Metadata: t.Metadata,
+		LimitKeys: t.Limits, Cost: t.Cost, FairnessKey: t.FairnessKey,
 	}
 	if t.RunAt != nil {
 		nt.RunAt = *t.RunAt
@@ -62,6 +63,11 @@ func toNewTask(t TaskInput, prefix string, i int) (store.NewTask, error) {
 	}
 	if nt.AttemptTimeout, err = duration(t.Timeout); err != nil {
 		return nt, &FieldError{Status: 422, Field: fieldPath(prefix, i, "timeout"), Message: err.Error()}
+	}
+	if len(t.Requires) > 0 {
+		if nt.Requires, err = toRequirements(t.Requires); err != nil {
+			return nt, &FieldError{Status: 422, Field: fieldPath(prefix, i, "requires"), Message: err.Error()}
+		}
 	}
 	return nt, nil
 }

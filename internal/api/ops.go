@@ -133,6 +133,9 @@ type Worker struct {
 	Queues []string `json:"queues"`
 	// Kinds are the kinds it runs; absent when it takes every kind.
 	Kinds []string `json:"kinds,omitempty"`
+	// Labels are its worker labels; it claims the tasks whose
+	// requirements they satisfy. Absent when it has none.
+	Labels map[string]string `json:"labels,omitempty"`
 	// Running counts the tasks it holds now.
 	Running int `json:"running"`
 	// Live is true when it was seen within the last two minutes, or holds

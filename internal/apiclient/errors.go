@@ -11,12 +11,13 @@ import (
 // Sentinel errors, matched by errors.Is against an *Error's code, so that
 // callers need not compare code strings.
 var (
-	// ErrNotFound: the task, flow or route does not exist (404 not_found,
-	// or flow_not_found).
+	// ErrNotFound: the task, flow, limit or route does not exist (404
+	// not_found, flow_not_found or limit_not_found).
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: the task's or flow's state forbids the request, for
 	// example cancelling a finished task (409 conflict, or
-	// already_finished for a flow).
+	// already_finished for a flow), or a limit refused an enqueue (409
+	// limit_reached).
 	ErrConflict = errors.New("conflict")
 	// ErrLeaseLost: a worker's lease token is stale (409 lease_lost); the
 	// attempt must stop without reporting.
@@ -69,9 +70,9 @@ func (e *Error) Error() string {
 func (e *Error) Is(target error) bool {
 	switch target {
 	case ErrNotFound:
-		return e.Code == api.CodeNotFound || e.Code == api.CodeFlowNotFound
+		return e.Code == api.CodeNotFound || e.Code == api.CodeFlowNotFound || e.Code == api.CodeLimitNotFound
 	case ErrConflict:
-		return e.Code == api.CodeConflict || e.Code == api.CodeAlreadyFinished
+		return e.Code == api.CodeConflict || e.Code == api.CodeAlreadyFinished || e.Code == api.CodeLimitReached
 	case ErrLeaseLost:
 		return e.Code == api.CodeLeaseLost
 	case ErrUnauthorized:

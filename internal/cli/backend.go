@@ -39,6 +39,7 @@ type backend interface {
 	PauseQueue(ctx context.Context, name string) (api.Queue, error)
 	ResumeQueue(ctx context.Context, name string) (api.Queue, error)
 	opsBackend
+	limitsBackend
 	flowBackend
 	waitBackend
 	Close() error

@@ -21,6 +21,9 @@ func newEnqueueCmd(g *globals) *cobra.Command {
 		queue, uniqueKey       string
 		delay, at, timeout     string
 		priority, maxAttempts  int
+		limits, requires       []string
+		cost                   int
+		fairnessKey            string
 	)
 	cmd := &cobra.Command{
 		Use:   "enqueue KIND",
@@ -35,16 +38,52 @@ With --unique-key, enqueueing is idempotent: while a task with the same key is
 pending, running or completed, no new task is made and the existing task's id
 is printed instead (noted on standard error).
 
+--limit NAME=KEY makes the task draw on the limit NAME (see 'weft limits')
+under KEY, for example --limit per-customer=acme: it runs only while the key
+has room, and --cost sets how many units of the limit's rate it takes (default
+1). --require LABEL=VALUE, LABEL>=N or LABEL<=N lets only workers with matching
+labels run it (weft worker --label gpu=true). --fairness-key shares the queue
+fairly among keys such as tenants ('weft queues fairness').
+
 With --format json the answer is printed as {"id": ..., "duplicate": ...}.`,
 		Example: `  weft enqueue http --args '{"url":"https://example.com/hook","method":"POST"}'
   weft enqueue report --args @args.json --queue reports --delay 10m
   echo '{"n":1}' | weft enqueue count --args - --unique-key count-1
-  weft enqueue cleanup --at 2030-01-01T03:00:00Z --max-attempts 3 --timeout 5m`,
+  weft enqueue cleanup --at 2030-01-01T03:00:00Z --max-attempts 3 --timeout 5m
+  weft enqueue report --limit per-customer=acme --limit openai=default --cost 2
+  weft enqueue train --require gpu=true --require mem>=64 --fairness-key acme`,
 		Args: exactArgs(1, "the task kind (for example: weft enqueue http --args '{...}')"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in := api.TaskInput{
 				Kind: args[0], Queue: queue, Priority: priority,
 				MaxAttempts: maxAttempts, UniqueKey: uniqueKey,
+				Cost: cost, FairnessKey: fairnessKey,
+			}
+			for _, l := range limits {
+				name, key, ok := strings.Cut(l, "=")
+				if !ok || name == "" {
+					return usagef("--limit %q: expected NAME=KEY, as per-customer=acme", l)
+				}
+				if in.Limits == nil {
+					in.Limits = map[string]string{}
+				}
+				if _, dup := in.Limits[name]; dup {
+					return usagef("--limit %q: limit %s given twice (a task draws on a limit under one key)", l, name)
+				}
+				in.Limits[name] = key
+			}
+			for _, r := range requires {
+				label, expr, err := parseRequirement(r)
+				if err != nil {
+					return err
+				}
+				if in.Requires == nil {
+					in.Requires = map[string]string{}
+				}
+				if _, dup := in.Requires[label]; dup {
+					return usagef("--require %q: label %s given twice", r, label)
+				}
+				in.Requires[label] = expr
 			}
 			var err error
 			if in.Args, err = readJSONFlag("args", argsFlag, g.stdin); err != nil {
@@ -110,6 +149,10 @@ With --format json the answer is printed as {"id": ..., "duplicate": ...}.`,
 	f.IntVar(&maxAttempts, "max-attempts", 0, "attempts before the task fails for good, 1 to 10000 (default 25)")
 	f.StringVar(&timeout, "timeout", "", "time limit of each attempt, as a duration (0s: none)")
 	f.StringVar(&metadataFlag, "metadata", "", "metadata stored with the task: a JSON object, @FILE, or -")
+	f.StringArrayVar(&limits, "limit", nil, "a limit the task draws on, as NAME=KEY (repeatable; see weft limits)")
+	f.IntVar(&cost, "cost", 0, "units the task takes from its limits' rates (default 1)")
+	f.StringArrayVar(&requires, "require", nil, "a worker label the task needs, as LABEL=VALUE, LABEL>=N or LABEL<=N (repeatable)")
+	f.StringVar(&fairnessKey, "fairness-key", "", "the key (a tenant) that shares the queue fairly with the others")
 	return cmd
 }
 

@@ -34,14 +34,16 @@ otherwise one NDJSON line per refresh ({"at":..., "queues":[{..., "rates":
 
 'weft queues pause NAME' stops workers on every node from claiming the queue's
 tasks (tasks can still be enqueued, and running ones finish);
-'weft queues resume NAME' lets them go on.`,
+'weft queues resume NAME' lets them go on. 'weft queues fairness NAME' shows or
+sets how the queue is shared among fairness keys (tenants).`,
 		Example: `  weft queues
   weft queues --watch
   weft queues --watch --interval 10s > queues.ndjson
   weft queues --format json
   weft queues pause emails
-  weft queues resume emails`,
-		Args: exactArgs(0, "no arguments, or a subcommand (pause, resume)"),
+  weft queues resume emails
+  weft queues fairness reports acme=3`,
+		Args: exactArgs(0, "no arguments, or a subcommand (pause, resume, fairness)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if interval <= 0 {
 				return usagef("--interval: %s is not positive", interval)
@@ -106,7 +108,7 @@ tasks (tasks can still be enqueued, and running ones finish);
 	}
 	cmd.Flags().BoolVar(&watch, "watch", false, "refresh every --interval with rates, until Ctrl-C: in place on a terminal, NDJSON lines otherwise")
 	cmd.Flags().DurationVar(&interval, "interval", defaultWatchInterval, "how often --watch refreshes")
-	cmd.AddCommand(newQueuePauseCmd(g, true), newQueuePauseCmd(g, false))
+	cmd.AddCommand(newQueuePauseCmd(g, true), newQueuePauseCmd(g, false), newQueueFairnessCmd(g))
 	return cmd
 }
 

@@ -49,6 +49,12 @@ type serveOptions struct {
 
 	// readToken is the read-only token of the API and the dashboard.
 	readToken string
+
+	// label lists the worker labels of the built-in kinds' workers as
+	// given (--label, or the config file); labels is what resolve made
+	// of them and WEFT_LABELS.
+	label  []string
+	labels map[string]string
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -84,6 +90,10 @@ read-only token on GET routes and refuses it elsewhere (403).
 The server also speaks the Model Context Protocol at /mcp (streamable HTTP),
 behind the same token, for AI agents.
 
+--label LABEL=VALUE (repeatable, or WEFT_LABELS="region=eu,tier=1") gives the
+server's own workers labels: tasks that require labels (enqueued with
+--require) are claimed only by workers whose labels satisfy them.
+
 Every flag can also be set in a TOML file given with --config (or
 WEFT_CONFIG), one key per flag, with the flag's name: addr = "0.0.0.0:7070",
 queue = ["default=10", "mail=5"], grace = "1m". Environment variables
@@ -117,6 +127,7 @@ signal ends the process at once.`,
 	f.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain), with --tls-key (env WEFT_TLS_CERT)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert (env WEFT_TLS_KEY)")
 	f.StringVar(&o.readToken, "read-token", "", "a read-only token for the API and the dashboard: sees everything, changes nothing (env WEFT_API_READ_TOKEN)")
+	f.StringArrayVar(&o.label, "label", nil, "a worker label of this server's workers, as LABEL=VALUE: they claim the tasks whose requirements their labels satisfy (repeatable; env WEFT_LABELS, comma-separated)")
 
 	// The config file: read before the environment and the other flags,
 	// which override it (applyConfig, from the root's pre-run hook).
@@ -175,6 +186,11 @@ func (o *serveOptions) resolve(g *globals, fs *pflag.FlagSet) error {
 	if o.leaseTTL < time.Second {
 		return usagef("--lease-ttl: %s is too short (at least 1s)", o.leaseTTL)
 	}
+	labels, err := workerLabels(g, fs.Changed("label"), o.label)
+	if err != nil {
+		return err
+	}
+	o.labels = labels
 	host, _, err := net.SplitHostPort(o.addr)
 	if err != nil {
 		return usagef("--addr: %q is not host:port (for example %s)", o.addr, defaultAddr)
@@ -291,7 +307,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		rollups = -1
 	}
 	client, err := weft.NewClient(st, &weft.Config{Queues: queues, Workers: ws, LeaseTTL: o.leaseTTL, SigningKeys: o.signingKeys,
-		RollupInterval: rollups, Logger: log, LogOutcomes: true})
+		RollupInterval: rollups, Labels: o.labels, Logger: log, LogOutcomes: true})
 	if err != nil {
 		return err
 	}

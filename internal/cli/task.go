@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -72,7 +73,11 @@ a pending task scheduled for later ready now. Each can be combined with
 events. (weft retry, cancel, delete and run-now do the same to many tasks.)
 
 A pending task that nothing will run says why on a "hint" line: its queue is
-paused, or no live worker works its queue or runs its kind (see weft workers).
+paused, or no live worker works its queue, runs its kind or has the labels it
+requires (see weft workers). A pending task held back says why on a "blocked"
+line: a limit's key at its cap ("waiting for limit per-customer (key acme): 3
+of 3 in use"), a rate limit ("rate limit openai (key default) allows the next
+at 12:00:03"), its queue paused, or no live worker with its labels.
 
 --stream prints the task's output stream — the frames its handler writes —
 from the first frame, live, and exits when the task is final, with the exit
@@ -233,12 +238,21 @@ func printTask(w io.Writer, t api.Task, now time.Time) {
 		line("finalized", whenPtr(t.FinalizedAt, now))
 	}
 	line("worker", t.Worker)
+	if t.BlockedReason != nil {
+		line("blocked", t.BlockedReason.Describe(time.Local))
+	}
 	line("hint", t.Hint)
 	if t.FlowID != "" {
 		line("flow", t.FlowID+" (key "+t.Key+")")
 	}
 	line("timeout", t.Timeout)
 	line("unique key", t.UniqueKey)
+	line("limits", api.KeyValues(t.Limits))
+	if t.Cost > 0 {
+		line("cost", strconv.Itoa(t.Cost))
+	}
+	line("requires", api.RequirementsText(t.Requires))
+	line("fairness key", t.FairnessKey)
 	line("args", prettyJSON(t.Args, resultLimit))
 	line("metadata", prettyJSON(t.Metadata, resultLimit))
 	line("result", prettyJSON(t.Result, resultLimit))

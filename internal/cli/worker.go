@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,13 +34,17 @@ type workerOptions struct {
 	// Kinds are the kinds the worker runs, registered through
 	// weft.Workers as for `weft serve`.
 	Kinds map[string]engine.Kind
-	Log   *slog.Logger
+	// Labels are the worker's labels, sent with its claims: it is given
+	// only tasks whose requirements they satisfy.
+	Labels map[string]string
+	Log    *slog.Logger
 }
 
 func newWorkerCmd(g *globals) *cobra.Command {
 	var (
 		o           workerOptions
 		denyPrivate bool
+		labels      []string
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -53,13 +58,18 @@ Built-in kinds: http (one HTTP request per task, retried until the receiver
 accepts it; see the webhook package). Tasks of other kinds are left for other
 workers.
 
+--label LABEL=VALUE (repeatable; or WEFT_LABELS="gpu=true,region=eu") gives the
+worker labels: tasks enqueued with --require are claimed only by workers whose
+labels satisfy them, and a worker without labels takes no such task.
+
 Ctrl-C or SIGTERM stops claiming and lets running tasks finish for up to
 --grace; tasks still running then are handed back to the server to run again
 without spending an attempt. A second Ctrl-C exits at once (the server then
 rescues the tasks when their leases expire).`,
 		Example: `  weft worker
   weft worker --queue default --queue webhooks --concurrency 50
-  weft worker --server https://weft.internal:7070 --token "$TOKEN" --deny-private`,
+  weft worker --server https://weft.internal:7070 --token "$TOKEN" --deny-private
+  weft worker --label region=eu --label mem=64`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Concurrency < 1 || o.Concurrency > 100 {
@@ -70,6 +80,10 @@ rescues the tasks when their leases expire).`,
 			}
 			if o.Grace < 0 {
 				return usagef("--grace: %s is negative", o.Grace)
+			}
+			var err error
+			if o.Labels, err = workerLabels(g, cmd.Flags().Changed("label"), labels); err != nil {
+				return err
 			}
 			c, err := g.client()
 			if err != nil {
@@ -95,6 +109,7 @@ rescues the tasks when their leases expire).`,
 	f.DurationVar(&o.LeaseTTL, "lease-ttl", 30*time.Second, "lease duration, renewed every third of it while a task runs")
 	f.StringVar(&o.ID, "worker-id", "", "name of this worker in leases (default host-pid)")
 	f.BoolVar(&denyPrivate, "deny-private", false, "http kind: refuse private, loopback and link-local addresses (set when URLs come from users)")
+	f.StringArrayVar(&labels, "label", nil, "a worker label, as LABEL=VALUE (repeatable; env WEFT_LABELS, comma-separated)")
 	return cmd
 }
 
@@ -125,7 +140,7 @@ func runWorker(ctx context.Context, c *apiclient.Client, o workerOptions) error 
 	}
 	src := remote.New(remote.Config{Client: c, Wait: o.Wait, Logger: log})
 	eng, err := engine.New(engine.Config{
-		Source: src, Owner: o.ID, Queues: queues, Kinds: o.Kinds, LeaseTTL: o.LeaseTTL, Logger: log, Tracer: tracer,
+		Source: src, Owner: o.ID, Queues: queues, Kinds: o.Kinds, LeaseTTL: o.LeaseTTL, Labels: o.Labels, Logger: log, Tracer: tracer,
 	})
 	if err != nil {
 		return usagef("--queue: %w", err)
@@ -133,7 +148,7 @@ func runWorker(ctx context.Context, c *apiclient.Client, o workerOptions) error 
 	if err := eng.Start(ctx); err != nil {
 		return fmt.Errorf("start the worker: %w", err)
 	}
-	log.Info("worker started", "server", c.BaseURL(), "queues", o.Queues, "kinds", kinds, "concurrency", o.Concurrency)
+	log.Info("worker started", "server", c.BaseURL(), "queues", o.Queues, "kinds", kinds, "concurrency", o.Concurrency, "labels", o.Labels)
 
 	var refused error
 	select {
@@ -152,4 +167,16 @@ func runWorker(ctx context.Context, c *apiclient.Client, o workerOptions) error 
 		return fmt.Errorf("claim: %w", refused)
 	}
 	return nil
+}
+
+// workerLabels reads the labels of weft worker and weft serve: --label
+// when given (set says so), else WEFT_LABELS, comma-separated.
+func workerLabels(g *globals, set bool, flags []string) (map[string]string, error) {
+	if set {
+		return parseLabels("--label", flags)
+	}
+	if v, ok := g.lookupEnv("WEFT_LABELS"); ok && v != "" {
+		return parseLabels("WEFT_LABELS", strings.Split(v, ","))
+	}
+	return parseLabels("--label", flags)
 }

@@ -18,7 +18,8 @@ func newWorkersCmd(g *globals) *cobra.Command {
 as 'weft serve' (which runs the http kind) or a Go program with workers — and
 remote workers that claim over the HTTP API ('weft worker', the Python
 example, your own). Each shows the queues it works, the kinds it runs ("any"
-when it takes every kind), the tasks it holds, and when it was last seen. A
+when it takes every kind), its labels (which tasks that --require labels it
+may claim), the tasks it holds, and when it was last seen. A
 worker is live when it was seen in the last two minutes or holds a task; a
 remote worker that stays silent for a day is forgotten.
 
@@ -53,17 +54,20 @@ A pending task that no live worker will take says why in 'weft task ID', and
 			}
 			now := time.Now()
 			tw := newTable(g.stdout)
-			fmt.Fprintln(tw, "ID\tTYPE\tHOST\tQUEUES\tKINDS\tRUNNING\tLAST SEEN\tSTATUS")
+			fmt.Fprintln(tw, "ID\tTYPE\tHOST\tQUEUES\tKINDS\tLABELS\tRUNNING\tLAST SEEN\tSTATUS")
 			for _, w := range list.Workers {
-				kinds, status := "any", "live"
+				kinds, labels, status := "any", "-", "live"
 				if len(w.Kinds) > 0 {
 					kinds = strings.Join(w.Kinds, ",")
+				}
+				if len(w.Labels) > 0 {
+					labels = api.KeyValues(w.Labels)
 				}
 				if !w.Live {
 					status = "gone"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", w.ID, w.Type, w.Host, strings.Join(w.Queues, ","), kinds,
-					w.Running, relative(w.LastSeenAt, now), status)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", w.ID, w.Type, w.Host, strings.Join(w.Queues, ","), kinds,
+					labels, w.Running, relative(w.LastSeenAt, now), status)
 			}
 			if err := tw.Flush(); err != nil {
 				return fmt.Errorf("write output: %w", err)

@@ -67,7 +67,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		if len(tasks) > 0 || wait <= 0 {
 			out := api.ClaimResponse{Tasks: make([]api.ClaimedTask, len(tasks))}
 			for i, t := range tasks {
-				out.Tasks[i] = api.ClaimedTask{Task: api.FromTask(t), LeaseToken: leaseToken(t.ID, t.LeaseEpoch, creq.LeaseTTL), LeaseExpiresAt: t.LeaseExpiresAt.UTC()}
+				out.Tasks[i] = api.ClaimedTask{Task: api.FromTask(t), LeaseToken: leaseToken(t.ID, t.LeaseEpoch, creq.LeaseTTL, len(t.LimitKeys) > 0), LeaseExpiresAt: t.LeaseExpiresAt.UTC()}
 				if k, ok := s.cfg.Kinds[t.Kind]; ok && t.AttemptTimeout <= 0 && k.Timeout > 0 {
 					// Bounded as the kind's in-process attempts are.
 					out.Tasks[i].Timeout = k.Timeout.String()
@@ -164,6 +164,10 @@ func claimParams(req api.ClaimRequest) (store.ClaimRequest, int, time.Duration, 
 		}
 	}
 	out.Kinds = req.Kinds
+	if err := store.CheckLabels(req.Labels); err != nil {
+		return zero, 0, 0, err
+	}
+	out.Labels = req.Labels
 	limit := req.Max
 	if limit == 0 {
 		limit = 1
@@ -213,19 +217,27 @@ func durationField(field, v string, def, lo, hi time.Duration) (time.Duration, e
 	return d, nil
 }
 
-// A lease token names the task, the epoch of the claim that leased it and
-// the claim's lease TTL (the default of later heartbeats). The epoch is
-// what fences: a token from an earlier claim is refused once the task was
-// rescued or claimed again.
-func leaseToken(id string, epoch int64, ttl time.Duration) string {
+// A lease token names the task, the epoch of the claim that leased it,
+// the claim's lease TTL (the default of later heartbeats) and, with a
+// fourth part "l", that the task draws on limits. The epoch is what
+// fences: a token from an earlier claim is refused once the task was
+// rescued or claimed again. The limits mark lets a completion, which
+// reads nothing, still send its outcome to the path that frees the
+// task's slots (store.Outcome.Limited); tokens without it, issued before
+// limits existed, stay valid.
+func leaseToken(id string, epoch int64, ttl time.Duration, limited bool) string {
 	raw := id + ":" + strconv.FormatInt(epoch, 10) + ":" + strconv.FormatInt(ttl.Milliseconds(), 10)
+	if limited {
+		raw += ":l"
+	}
 	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }
 
 // lease is what a lease token says.
 type lease struct {
-	epoch int64
-	ttl   time.Duration
+	epoch   int64
+	ttl     time.Duration
+	limited bool
 }
 
 func parseLeaseToken(id, token string) (lease, error) {
@@ -234,7 +246,8 @@ func parseLeaseToken(id, token string) (lease, error) {
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	parts := strings.Split(string(raw), ":")
-	if err != nil || len(parts) != 3 {
+	limited := len(parts) == 4 && parts[3] == "l"
+	if err != nil || (len(parts) != 3 && !limited) {
 		return lease{}, badField("lease_token", "not a lease token issued by this API")
 	}
 	epoch, eerr := strconv.ParseInt(parts[1], 10, 64)
@@ -246,7 +259,7 @@ func parseLeaseToken(id, token string) (lease, error) {
 	if parts[0] != id {
 		return lease{}, badField("lease_token", "the token is for task %s, not %s", parts[0], id)
 	}
-	return lease{epoch: epoch, ttl: ttl}, nil
+	return lease{epoch: epoch, ttl: ttl, limited: limited}, nil
 }
 
 // decodeLeased decodes a worker write's body into req and checks its lease
@@ -375,6 +388,12 @@ func failVerdict(req api.FailRequest) (engine.Verdict, error) {
 		}
 		v.Action, v.Delay, set = engine.Snooze, d, append(set, "snooze")
 	}
+	if req.RateLimited {
+		if req.Snooze == "" {
+			return v, badField("rate_limited", "needs snooze: the delay until the upstream takes requests again (its Retry-After)")
+		}
+		v.RateLimited = true
+	}
 	if len(set) > 1 {
 		return v, badField(set[1], "%s and %s exclude each other: give at most one of permanent, cancel, retry_in and snooze", set[0], set[1])
 	}
@@ -426,7 +445,11 @@ func (s *Server) decide(ctx context.Context, id string, l lease, v engine.Verdic
 			cause = engine.ErrCancelRequested
 		}
 	}
-	return engine.Decide(t, v, cause, s.backoff(t.Kind), now), t, nil
+	o := engine.Decide(t, v, cause, s.backoff(t.Kind), now)
+	// A completion read no task: its token says whether it draws on
+	// limits.
+	o.Limited = o.Limited || l.limited
+	return o, t, nil
 }
 
 // recorded answers an outcome that Finish recorded as r says.

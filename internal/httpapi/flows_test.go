@@ -252,7 +252,7 @@ func TestFlowRemoteWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The token of another claim than the task's current one.
-	stale := leaseToken(root.ID, l.epoch+1, time.Minute)
+	stale := leaseToken(root.ID, l.epoch+1, time.Minute, false)
 	a.wantError(t, 409, api.CodeLeaseLost, "lease_token", "POST", "/v1/tasks/"+root.ID+"/members",
 		map[string]any{"lease_token": stale, "tasks": []any{step("x")}})
 	if states := a.memberStates(t, res.ID); states["part-1"] != "blocked" || states["sum"] != "blocked" || len(states) != 6 {

@@ -349,7 +349,7 @@ func TestRemoteWorker(t *testing.T) {
 	a.wantError(t, 400, api.CodeBadRequest, "lease_token", "POST", "/v1/tasks/"+other.ID+"/complete", map[string]any{"lease_token": tok})
 	a.wantError(t, 400, api.CodeBadRequest, "lease_token", "POST", base+"/complete", map[string]any{"lease_token": "garbage"})
 	a.wantError(t, 404, api.CodeNotFound, "", "POST", "/v1/tasks/01a20000-0000-7000-8000-000000000000/complete",
-		map[string]any{"lease_token": leaseToken("01a20000-0000-7000-8000-000000000000", 1, time.Minute)})
+		map[string]any{"lease_token": leaseToken("01a20000-0000-7000-8000-000000000000", 1, time.Minute, false)})
 	a.wantError(t, 422, api.CodeInvalid, "result", "POST", base+"/complete", map[string]any{"lease_token": tok, "result": json.RawMessage(`{"big": "` + strings.Repeat("x", 1<<20) + `"}`)})
 	var out api.Outcome
 	a.must(t, 200, "POST", base+"/complete", map[string]any{"lease_token": tok, "result": map[string]string{"url": "s3://x"}}, &out)

@@ -53,7 +53,8 @@ func newMetrics(reg *prometheus.Registry, st store.Store) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.enqueued, m.claimed, &queueCollector{st: st}, tasks} {
+	collectors := append([]prometheus.Collector{m.requests, m.duration, m.enqueued, m.claimed, &queueCollector{st: st}, &limitCollector{st: st}, tasks}, limitDriftCounters()...)
+	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

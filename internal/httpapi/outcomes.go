@@ -117,7 +117,7 @@ func readOutcome(raw json.RawMessage) (string, lease, engine.Verdict, error) {
 		for _, opt := range []struct {
 			name string
 			set  bool
-		}{{"permanent", in.Permanent}, {"cancel", in.Cancel}, {"retry_in", in.RetryIn != ""}, {"snooze", in.Snooze != ""}} {
+		}{{"permanent", in.Permanent}, {"cancel", in.Cancel}, {"retry_in", in.RetryIn != ""}, {"snooze", in.Snooze != ""}, {"rate_limited", in.RateLimited}} {
 			if opt.set {
 				return in.ID, l, engine.Verdict{}, badField(opt.name, "is an option of a failure: give error too, or leave it out to complete the task")
 			}
@@ -128,7 +128,7 @@ func readOutcome(raw json.RawMessage) (string, lease, engine.Verdict, error) {
 	if len(in.Result) > 0 && !bytes.Equal(in.Result, []byte("null")) {
 		return in.ID, l, engine.Verdict{}, badField("result", "a failure has no result: give result to complete the task, or error to fail it")
 	}
-	v, err := failVerdict(api.FailRequest{Error: *in.Error, Permanent: in.Permanent, Cancel: in.Cancel, RetryIn: in.RetryIn, Snooze: in.Snooze})
+	v, err := failVerdict(api.FailRequest{Error: *in.Error, Permanent: in.Permanent, Cancel: in.Cancel, RetryIn: in.RetryIn, Snooze: in.Snooze, RateLimited: in.RateLimited})
 	return in.ID, l, v, err
 }
 

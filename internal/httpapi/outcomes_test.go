@@ -69,7 +69,7 @@ func TestOutcomesBatch(t *testing.T) {
 		entry(c[6], ``),
 		entry(c[7], ``),
 		entry(c[8], `, "error": "stopped"`),
-		fmt.Sprintf(`{"id": %q, "lease_token": %q}`, unknown, leaseToken(unknown, 1, time.Minute)),
+		fmt.Sprintf(`{"id": %q, "lease_token": %q}`, unknown, leaseToken(unknown, 1, time.Minute, false)),
 		entry(c[9], `, "error": "boom", "retry_in": "soon"`),
 		entry(c[10], `, "error": "boom", "permanent": "yes"`),
 		entry(c[11], `, "retry_in": "1m"`),

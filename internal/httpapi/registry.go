@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -41,11 +42,15 @@ func newRegistry(st store.Coordinator, log *slog.Logger) *registry {
 // touch records a claim of req's worker from r. A failed write is logged,
 // not answered: the registry is for people, and the claim goes on.
 func (g *registry) touch(r *http.Request, req store.ClaimRequest) {
-	w := store.RemoteWorker{ID: req.Owner, Host: clientHost(r), Kinds: slices.Sorted(slices.Values(req.Kinds))}
+	w := store.RemoteWorker{ID: req.Owner, Host: clientHost(r), Kinds: slices.Sorted(slices.Values(req.Kinds)), Labels: req.Labels}
 	for _, q := range req.Queues {
 		w.Queues = append(w.Queues, q.Queue)
 	}
-	serves := strings.Join(w.Queues, ",") + "|" + strings.Join(w.Kinds, ",") + "|" + w.Host
+	labels := make([]string, 0, len(w.Labels))
+	for _, k := range slices.Sorted(maps.Keys(w.Labels)) {
+		labels = append(labels, k+"="+w.Labels[k])
+	}
+	serves := strings.Join(w.Queues, ",") + "|" + strings.Join(w.Kinds, ",") + "|" + w.Host + "|" + strings.Join(labels, "\x00")
 	now := time.Now()
 	g.mu.Lock()
 	if last, ok := g.seen[w.ID]; ok && last.serves == serves && now.Sub(last.at) < workerTouchEvery {

@@ -3,7 +3,7 @@
 // actions on tasks, remote workers in any language (claims, heartbeats,
 // output frames, outcomes under lease tokens) and the registry of workers,
 // flows of dependent tasks, waits and signals, queue statistics and
-// pausing, schedules, health, Prometheus metrics and the OpenAPI document;
+// pausing, limits and queues' fairness weights, schedules, health, Prometheus metrics and the OpenAPI document;
 // and the Model Context Protocol at /mcp (internal/mcpserver), for AI
 // agents.
 //
@@ -233,6 +233,13 @@ func (s *Server) routeTable() []route {
 		{"GET /v1/queues", s.queues},
 		{"POST /v1/queues/{name}/pause", s.pauseQueue},
 		{"POST /v1/queues/{name}/resume", s.resumeQueue},
+		{"GET /v1/queues/{name}/fairness", s.fairness},
+		{"PUT /v1/queues/{name}/fairness", s.putFairness},
+
+		{"GET /v1/limits", s.limits},
+		{"GET /v1/limits/{name}", s.getLimit},
+		{"PUT /v1/limits/{name}", s.putLimit},
+		{"DELETE /v1/limits/{name}", s.deleteLimit},
 
 		{"POST /mcp", s.mcp.ServeHTTP},
 

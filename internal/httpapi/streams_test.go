@@ -105,7 +105,7 @@ func TestStreamWriteFollowAndEnd(t *testing.T) {
 	a.wantError(t, 422, api.CodeInvalid, "frames", "POST", base+"/stream", map[string]any{"lease_token": c.LeaseToken, "frames": []any{}})
 	a.wantError(t, 400, api.CodeBadRequest, "extra", "POST", base+"/stream", frame(map[string]any{"kind": "text", "data": "x", "extra": 1}))
 	a.wantError(t, 400, api.CodeBadRequest, "lease_token", "POST", base+"/stream", map[string]any{"lease_token": "nope", "frames": []any{}})
-	stale := leaseToken(e.ID, 99, time.Minute)
+	stale := leaseToken(e.ID, 99, time.Minute, false)
 	a.wantError(t, 409, api.CodeLeaseLost, "lease_token", "POST", base+"/stream", map[string]any{"lease_token": stale, "frames": []map[string]any{{"kind": "text", "data": "x"}}})
 
 	// A wait for the result is answered once the task completes.

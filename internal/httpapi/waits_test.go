@@ -200,8 +200,8 @@ func TestWaitRoutesRefusals(t *testing.T) {
 	if after := waitSnapshot(t, a.st, c.ID, lost.ID); after != before {
 		t.Fatalf("a refused request wrote:\nbefore %s\nafter  %s", before, after)
 	}
-	a.wantError(t, 404, api.CodeNotFound, "", "POST", "/v1/tasks/"+unknown+"/waitpoints", map[string]any{"lease_token": leaseToken(unknown, 1, time.Minute), "name": "a"})
-	a.wantError(t, 404, api.CodeNotFound, "", "POST", "/v1/tasks/"+unknown+"/wait", map[string]any{"lease_token": leaseToken(unknown, 1, time.Minute), "waitpoints": []string{"a"}})
+	a.wantError(t, 404, api.CodeNotFound, "", "POST", "/v1/tasks/"+unknown+"/waitpoints", map[string]any{"lease_token": leaseToken(unknown, 1, time.Minute, false), "name": "a"})
+	a.wantError(t, 404, api.CodeNotFound, "", "POST", "/v1/tasks/"+unknown+"/wait", map[string]any{"lease_token": leaseToken(unknown, 1, time.Minute, false), "waitpoints": []string{"a"}})
 }
 
 // A task has at most store.MaxWaitpointsPerTask waitpoints: one more is

@@ -42,6 +42,7 @@ type Backend interface {
 	RemoteWorkers(ctx context.Context) ([]store.RemoteWorker, error)
 	store.Flows
 	store.Streams
+	store.Limiter
 }
 
 // Config tunes a Service.
@@ -138,7 +139,8 @@ func (s *Service) enqueue(ctx context.Context, in []api.TaskInput, prefix string
 }
 
 // Get reads one task; store.ErrNotFound when there is none. A pending
-// task carries a hint when nothing will run it (see hint).
+// task carries a hint when nothing will run it, and its blocked reason
+// when something holds it back (see Explain).
 func (s *Service) Get(ctx context.Context, id string) (api.Task, error) {
 	t, err := s.b.Get(ctx, id)
 	if err != nil {
@@ -146,7 +148,7 @@ func (s *Service) Get(ctx context.Context, id string) (api.Task, error) {
 	}
 	out := api.FromTask(t)
 	if t.State == store.StatePending {
-		if out.Hint, err = s.hint(ctx, t); err != nil {
+		if out.Hint, out.BlockedReason, err = s.Explain(ctx, t); err != nil {
 			return api.Task{}, err
 		}
 	}
@@ -207,13 +209,16 @@ type Problem struct {
 // (api.CodeForStatus), except for a stale lease, which shares 409 with
 // conflicts but needs its own code: a worker must stop rather than retry;
 // and for flows, whose unknown id (flow_not_found) and end
-// (already_finished) are told apart from a task's, and a closed waitpoint,
-// which a sender tells apart from a finished task.
+// (already_finished) are told apart from a task's, a closed waitpoint,
+// which a sender tells apart from a finished task, and limits: an unknown
+// name (limit_not_found) and an enqueue a reject limit refused
+// (limit_reached, naming the limit and the key).
 func ProblemOf(err error) Problem {
 	var (
 		fe *api.FieldError
 		ve *store.ValidationError
 		mb *http.MaxBytesError
+		lr *store.LimitReachedError
 	)
 	switch {
 	case errors.As(err, &fe):
@@ -226,6 +231,12 @@ func ProblemOf(err error) Problem {
 		return problem(http.StatusUnprocessableEntity, ve.Field, ve.Message)
 	case errors.Is(err, store.ErrInvalid):
 		return problem(http.StatusUnprocessableEntity, "", err.Error())
+	case errors.As(err, &lr):
+		return limitReached(lr)
+	case errors.Is(err, store.ErrLimitNotFound):
+		p := problem(http.StatusNotFound, "", err.Error())
+		p.Body.Code = api.CodeLimitNotFound
+		return p
 	case errors.Is(err, store.ErrFlowNotFound):
 		p := problem(http.StatusNotFound, "", err.Error())
 		p.Body.Code = api.CodeFlowNotFound

@@ -144,7 +144,7 @@ func (s *Source) Refused() <-chan error { return s.refused }
 // not sent: the API has no such option, so a remote worker's orphaned
 // tasks are rescued as resumable ones.
 func (s *Source) Claim(ctx context.Context, req store.ClaimRequest) ([]*store.Task, error) {
-	creq := api.ClaimRequest{WorkerID: req.Owner, Kinds: req.Kinds, Max: maxClaim, Wait: s.wait.String(), LeaseTTL: req.LeaseTTL.String()}
+	creq := api.ClaimRequest{WorkerID: req.Owner, Kinds: req.Kinds, Max: maxClaim, Wait: s.wait.String(), LeaseTTL: req.LeaseTTL.String(), Labels: req.Labels}
 	for _, q := range req.Queues {
 		creq.Queues = append(creq.Queues, q.Queue)
 		creq.Max = min(creq.Max, q.Limit)
@@ -178,6 +178,7 @@ func toTask(ct api.ClaimedTask, epoch int64) *store.Task {
 		State: store.StateRunning, RunAt: ct.RunAt, Attempt: ct.Attempt, MaxAttempts: ct.MaxAttempts,
 		Metadata: ct.Metadata, LeaseOwner: ct.Worker, LeaseEpoch: epoch, LeaseExpiresAt: ct.LeaseExpiresAt,
 		CancelRequested: ct.CancelRequested, CreatedAt: ct.CreatedAt, FlowID: ct.FlowID, FlowKey: ct.Key,
+		LimitKeys: ct.Limits, Cost: ct.Cost, FairnessKey: ct.FairnessKey,
 		Errors: toAttemptErrors(ct.Errors),
 	}
 	if d, err := time.ParseDuration(ct.Timeout); err == nil && d > 0 {
@@ -563,7 +564,7 @@ func outcomeInput(token string, f *engine.Finished) api.OutcomeInput {
 		return api.OutcomeInput{ID: f.Task.ID, LeaseToken: token, Result: f.Verdict.Result}
 	}
 	r := failRequest(token, f)
-	return api.OutcomeInput{ID: f.Task.ID, LeaseToken: token, Error: &r.Error, Permanent: r.Permanent, Cancel: r.Cancel, RetryIn: r.RetryIn, Snooze: r.Snooze}
+	return api.OutcomeInput{ID: f.Task.ID, LeaseToken: token, Error: &r.Error, Permanent: r.Permanent, Cancel: r.Cancel, RetryIn: r.RetryIn, Snooze: r.Snooze, RateLimited: r.RateLimited}
 }
 
 // estimate bounds the bytes an outcome adds to a batch report: its result
@@ -624,6 +625,7 @@ func failRequest(token string, f *engine.Finished) api.FailRequest {
 		req.Permanent = true
 	case v.Action == engine.Snooze:
 		req.Snooze = min(v.Delay, maxDelay).String()
+		req.RateLimited = v.RateLimited
 	case v.Delay > 0:
 		req.RetryIn = min(v.Delay, maxDelay).String()
 	}

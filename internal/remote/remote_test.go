@@ -224,6 +224,7 @@ func TestFailRequest(t *testing.T) {
 		{"shutdown", engine.Finished{Verdict: engine.Verdict{Action: engine.Retry, Err: boom}, Cause: engine.ErrShutdown}, api.FailRequest{Snooze: "0s"}},
 		{"permanent at shutdown", engine.Finished{Verdict: engine.Verdict{Action: engine.Fail, Err: boom}, Cause: engine.ErrShutdown}, api.FailRequest{Permanent: true}},
 		{"far future", engine.Finished{Verdict: engine.Verdict{Action: engine.Snooze, Err: boom, Delay: 1 << 62}}, api.FailRequest{Snooze: maxDelay.String()}},
+		{"rate limited", engine.Finished{Verdict: engine.Verdict{Action: engine.Snooze, Err: boom, Delay: 30 * time.Second, RateLimited: true}}, api.FailRequest{Snooze: "30s", RateLimited: true}},
 	}
 	for _, tc := range cases {
 		got := failRequest("tok", &tc.f)

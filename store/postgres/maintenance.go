@@ -18,10 +18,14 @@ func (s *Store) TouchNode(ctx context.Context, n store.Node) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO weft_nodes (id, host, pid, started_at, heartbeat_at, queues, kinds)
-		VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)
-		ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, queues = excluded.queues, kinds = excluded.kinds`,
-		n.ID, n.Host, n.PID, started, nowUS, sqlbackend.NamesJSON(n.Queues), sqlbackend.NamesJSON(n.Kinds))
+	labels, err := sqlbackend.LabelsJSON(n.Labels)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO weft_nodes (id, host, pid, started_at, heartbeat_at, queues, kinds, labels)
+		VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb)
+		ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, queues = excluded.queues, kinds = excluded.kinds, labels = excluded.labels`,
+		n.ID, n.Host, n.PID, started, nowUS, sqlbackend.NamesJSON(n.Queues), sqlbackend.NamesJSON(n.Kinds), labels)
 	if err != nil {
 		return fmt.Errorf("node heartbeat: %w", err)
 	}

@@ -20,10 +20,14 @@ func (s *Store) TouchNode(ctx context.Context, n store.Node) error {
 	if err != nil {
 		return err
 	}
+	labels, err := sqlbackend.LabelsJSON(n.Labels)
+	if err != nil {
+		return err
+	}
 	return s.writer.doLight(ctx, func(q *execer) error {
-		_, err := q.exec(`INSERT INTO weft_nodes (id, host, pid, started_at, heartbeat_at, queues, kinds) VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, queues = excluded.queues, kinds = excluded.kinds`,
-			n.ID, n.Host, n.PID, started, nowUS, sqlbackend.NamesJSON(n.Queues), sqlbackend.NamesJSON(n.Kinds))
+		_, err := q.exec(`INSERT INTO weft_nodes (id, host, pid, started_at, heartbeat_at, queues, kinds, labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, queues = excluded.queues, kinds = excluded.kinds, labels = excluded.labels`,
+			n.ID, n.Host, n.PID, started, nowUS, sqlbackend.NamesJSON(n.Queues), sqlbackend.NamesJSON(n.Kinds), labels)
 		return err
 	})
 }

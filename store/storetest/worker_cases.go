@@ -20,6 +20,7 @@ var workerCases = []testCase{
 	{"remote workers are recorded, updated, and forgotten after a day of silence", testRemoteWorkers},
 	{"bad registrations are refused and nothing is written", testRegistryRefused},
 	{"a started client registers its queues and kinds", testClientRegistersNode},
+	{"nodes and remote workers record their labels, and bad labels are refused", testRegistryLabels},
 }
 
 func testNodeRegistry(t *testing.T, e *env) {
@@ -150,5 +151,65 @@ func testClientRegistersNode(t *testing.T, e *env) {
 	}
 	if len(nodes) != 1 || nodes[0].ID != c.NodeID() || !slices.Equal(nodes[0].Queues, []string{"default", "mail"}) || !slices.Equal(nodes[0].Kinds, []string{tickArgs{}.Kind(), weft.WaitStepKind}) {
 		t.Fatalf("nodes = %+v; want worker-a serving default and mail, kinds %s and the built-in %s", nodes, tickArgs{}.Kind(), weft.WaitStepKind)
+	}
+}
+
+func testRegistryLabels(t *testing.T, e *env) {
+	now := e.clock.Freeze().UTC()
+	gpu := map[string]string{"gpu": "true", "mem": "64", "region": "eu-west"}
+	if err := e.st.TouchNode(e.ctx, store.Node{ID: "n1", Host: "h", PID: 1, Queues: []string{"default"}, Labels: gpu}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.TouchNode(e.ctx, store.Node{ID: "n2", Host: "h", PID: 2, Queues: []string{"default"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.TouchWorker(e.ctx, store.RemoteWorker{ID: "py-1", Host: "10.0.0.7", Queues: []string{"default"}, Labels: map[string]string{"region": "us"}}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := e.open(t).Nodes(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantNodes := []store.Node{
+		{ID: "n1", Host: "h", PID: 1, StartedAt: now, HeartbeatAt: now, Queues: []string{"default"}, Labels: gpu},
+		{ID: "n2", Host: "h", PID: 2, StartedAt: now, HeartbeatAt: now, Queues: []string{"default"}},
+	}
+	if !reflect.DeepEqual(nodes, wantNodes) {
+		t.Fatalf("nodes =\n%+v\nwant\n%+v", nodes, wantNodes)
+	}
+	// A heartbeat or a later claim replaces the labels: they are what the
+	// worker says now, none included.
+	e.clock.Advance(time.Second)
+	if err := e.st.TouchNode(e.ctx, store.Node{ID: "n1", Host: "h", PID: 1, StartedAt: now, Queues: []string{"default"}, Labels: map[string]string{"gpu": "false"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.TouchWorker(e.ctx, store.RemoteWorker{ID: "py-1", Host: "10.0.0.7", Queues: []string{"default"}}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err = e.st.Nodes(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(nodes[0].Labels, map[string]string{"gpu": "false"}) {
+		t.Fatalf("n1's labels after its heartbeat: %v", nodes[0].Labels)
+	}
+	ws, err := e.st.RemoteWorkers(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) != 1 || ws[0].Labels != nil {
+		t.Fatalf("py-1 after a claim without labels: %+v", ws)
+	}
+	// Labels no requirement could name are refused, and nothing changes.
+	bad := map[string]string{"9gpu": "true"}
+	var ve *store.ValidationError
+	if err := e.st.TouchNode(e.ctx, store.Node{ID: "n1", Host: "h", PID: 1, Queues: []string{"default"}, Labels: bad}); !errors.As(err, &ve) || ve.Field != "labels" {
+		t.Fatalf("touch node with label 9gpu: %v, want a ValidationError on labels", err)
+	}
+	if err := e.st.TouchWorker(e.ctx, store.RemoteWorker{ID: "py-2", Host: "h", Queues: []string{"default"}, Labels: bad}); !errors.As(err, &ve) || ve.Field != "labels" {
+		t.Fatalf("touch worker with label 9gpu: %v, want a ValidationError on labels", err)
+	}
+	if got := workerIDs(t, e); !slices.Equal(got, []string{"py-1"}) {
+		t.Fatalf("a refused worker was recorded: %v", got)
 	}
 }

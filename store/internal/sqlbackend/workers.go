@@ -8,9 +8,10 @@ import (
 	"github.com/weftworks/weft/store"
 )
 
-// The worker registry: nodes with the queues and kinds they serve, and
-// remote workers. Both schemas keep a list of names as a JSON array (TEXT
-// on SQLite, JSONB on PostgreSQL), NULL for an empty list.
+// The worker registry: nodes with the queues and kinds they serve and
+// their labels, and remote workers. Both schemas keep a list of names as a
+// JSON array and labels as a JSON object (TEXT on SQLite, JSONB on
+// PostgreSQL), NULL when empty.
 
 // NamesJSON encodes a list of queue or kind names for the registry: a JSON
 // array, or nil (NULL) when the list is empty.
@@ -30,6 +31,31 @@ func names(raw []byte) ([]string, error) {
 	var out []string
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return nil, fmt.Errorf("decode names %q: %w", raw, err)
+	}
+	return out, nil
+}
+
+// LabelsJSON checks a worker's labels (store.CheckLabels) and encodes
+// them for the registry: a JSON object, or nil (NULL) when there are none.
+func LabelsJSON(labels map[string]string) (any, error) {
+	if err := store.CheckLabels(labels); err != nil {
+		return nil, err
+	}
+	if len(labels) == 0 {
+		return nil, nil
+	}
+	b, _ := json.Marshal(labels) // a map[string]string always encodes
+	return string(b), nil
+}
+
+// decodeLabels decodes a column LabelsJSON wrote.
+func decodeLabels(raw []byte) (map[string]string, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	var out map[string]string
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("decode labels %q: %w", raw, err)
 	}
 	return out, nil
 }
@@ -67,13 +93,13 @@ const running = "(SELECT count(*) FROM weft_tasks WHERE lease_owner = r.id AND s
 
 // Nodes implements store.Store.
 func (r Reader) Nodes(ctx context.Context) ([]store.Node, error) {
-	return collect(ctx, r.db, "nodes", "SELECT id, host, pid, started_at, heartbeat_at, queues, kinds, "+running+" FROM weft_nodes r ORDER BY id", nil, func(row Rows) (store.Node, error) {
+	return collect(ctx, r.db, "nodes", "SELECT id, host, pid, started_at, heartbeat_at, queues, kinds, labels, "+running+" FROM weft_nodes r ORDER BY id", nil, func(row Rows) (store.Node, error) {
 		var (
-			n             store.Node
-			start, hb     int64
-			queues, kinds []byte
+			n                     store.Node
+			start, hb             int64
+			queues, kinds, labels []byte
 		)
-		if err := row.Scan(&n.ID, &n.Host, &n.PID, &start, &hb, &queues, &kinds, &n.Running); err != nil {
+		if err := row.Scan(&n.ID, &n.Host, &n.PID, &start, &hb, &queues, &kinds, &labels, &n.Running); err != nil {
 			return n, err
 		}
 		n.StartedAt, n.HeartbeatAt = FromMicros(start), FromMicros(hb)
@@ -81,20 +107,23 @@ func (r Reader) Nodes(ctx context.Context) ([]store.Node, error) {
 		if n.Queues, err = names(queues); err != nil {
 			return n, err
 		}
-		n.Kinds, err = names(kinds)
+		if n.Kinds, err = names(kinds); err != nil {
+			return n, err
+		}
+		n.Labels, err = decodeLabels(labels)
 		return n, err
 	})
 }
 
 // RemoteWorkers implements store.Store.
 func (r Reader) RemoteWorkers(ctx context.Context) ([]store.RemoteWorker, error) {
-	return collect(ctx, r.db, "remote workers", "SELECT id, host, queues, kinds, first_seen_at, last_seen_at, "+running+" FROM weft_workers r ORDER BY id", nil, func(row Rows) (store.RemoteWorker, error) {
+	return collect(ctx, r.db, "remote workers", "SELECT id, host, queues, kinds, labels, first_seen_at, last_seen_at, "+running+" FROM weft_workers r ORDER BY id", nil, func(row Rows) (store.RemoteWorker, error) {
 		var (
-			w             store.RemoteWorker
-			first, last   int64
-			queues, kinds []byte
+			w                     store.RemoteWorker
+			first, last           int64
+			queues, kinds, labels []byte
 		)
-		if err := row.Scan(&w.ID, &w.Host, &queues, &kinds, &first, &last, &w.Running); err != nil {
+		if err := row.Scan(&w.ID, &w.Host, &queues, &kinds, &labels, &first, &last, &w.Running); err != nil {
 			return w, err
 		}
 		w.FirstSeenAt, w.LastSeenAt = FromMicros(first), FromMicros(last)
@@ -102,7 +131,10 @@ func (r Reader) RemoteWorkers(ctx context.Context) ([]store.RemoteWorker, error)
 		if w.Queues, err = names(queues); err != nil {
 			return w, err
 		}
-		w.Kinds, err = names(kinds)
+		if w.Kinds, err = names(kinds); err != nil {
+			return w, err
+		}
+		w.Labels, err = decodeLabels(labels)
 		return w, err
 	})
 }
