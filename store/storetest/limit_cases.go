@@ -267,7 +267,7 @@ func testSlotReleased(t *testing.T, e *env) {
 	e.waitpoint(t, c, "approval")
 	e.suspend(t, c, store.WaitSpec{Waitpoints: []string{"approval"}, Mode: store.WaitAny})
 	e.enqueue(t, limited("r", "one", "k"))
-	c = take("after a suspension")
+	take("after a suspension")
 	// And a rescue of an expired lease.
 	e.clock.Advance(2 * time.Minute)
 	if n := e.rescue(t, store.RescueParams{}); n != 1 {

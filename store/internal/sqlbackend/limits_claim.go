@@ -23,10 +23,9 @@ import (
 // from the database at most every refresh, and set at once by this
 // store's own enqueues.
 type GatedQueues struct {
-	mu      sync.Mutex
-	set     map[string]bool
-	loaded  time.Time
-	refresh time.Duration
+	mu     sync.Mutex
+	set    map[string]bool
+	loaded time.Time
 }
 
 // gatedRefresh is how stale a store's view of the gated queues may be:
