@@ -90,6 +90,11 @@ Scenarios (--scenario, a comma-separated list, or all):
   stream-lag     one task writes --samples frames, one every --interval,
                  while a reader follows its stream: percentiles of a frame's
                  write acknowledged to the follower receiving it.
+  limit-keys     --tasks tasks over 1,000 keys of a limit capped at 1 per
+                 key, drained by --workers workers: compare with burndown.
+  limit-hotkey   10,000 tasks of one key capped at 5, then --tasks plain
+                 tasks in the same queue: the rate of the plain ones, to
+                 compare with burndown (a full key must not slow them).
 all runs them in this order; with the defaults that takes a few minutes.
 
 A progress line is shown on stderr. At the end a table is printed, or with
@@ -115,7 +120,7 @@ per scenario with the median of each figure, marked "median_of").`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.scenarios, "scenario", "all", "scenarios to run: burndown, insert, latency, xlatency, scale, memory, flow-submit, flow-burndown, flow-latency, stream-append, stream-lag, a comma-separated list, or all")
+	f.StringVar(&o.scenarios, "scenario", "all", "scenarios to run: burndown, insert, latency, xlatency, scale, memory, flow-submit, flow-burndown, flow-latency, stream-append, stream-lag, limit-keys, limit-hotkey, a comma-separated list, or all")
 	f.IntVar(&o.tasks, "tasks", 0, "tasks of burndown and insert (default 100,000), rows of scale and tasks of memory (default 1,000,000)")
 	f.IntVar(&o.workers, "workers", benchmark.DefaultWorkers, "engine concurrency in burndown, latency, xlatency and memory")
 	f.IntVar(&o.samples, "samples", benchmark.DefaultSamples, "tasks timed by latency and xlatency")
