@@ -219,7 +219,7 @@ func TestParseScenarios(t *testing.T) {
 		"all":                 Scenarios(),
 		"latency":             {Latency},
 		"scale, Insert,scale": {Scale, Insert},
-		"memory,all":          {Memory, Burndown, Insert, Latency, XLatency, Scale, FlowSubmit, FlowBurndown, FlowLatency, StreamAppend, StreamLag},
+		"memory,all":          {Memory, Burndown, Insert, Latency, XLatency, Scale, FlowSubmit, FlowBurndown, FlowLatency, StreamAppend, StreamLag, LimitKeys, LimitHotKey},
 	} {
 		got, err := ParseScenarios(in)
 		if err != nil || !slices.Equal(got, want) {

@@ -68,8 +68,11 @@ func TestListenerReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close(ctx)
+	// Only this test's listeners (their channels name its schema): the
+	// suite's other tests run at the same time on the same server.
 	tag, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid() AND datname = current_database()`)
+		WHERE query LIKE 'LISTEN%' AND position(current_schema() in query) > 0
+		AND pid <> pg_backend_pid() AND datname = current_database()`)
 	if err != nil || tag.RowsAffected() == 0 {
 		t.Fatalf("terminate the listener: %v (%d rows)", err, tag.RowsAffected())
 	}
