@@ -45,8 +45,10 @@ func scanTask(r sqlbackend.Row) (*store.Task, error) {
 	if err := sqlbackend.ScanGate(gate, &t); err != nil {
 		return nil, err
 	}
-	t.Blocked = sqlbackend.ScanBlocked(blocked)
 	t.State = store.State(state)
+	if t.State == store.StatePending {
+		t.Blocked = sqlbackend.ScanBlocked(blocked)
+	}
 	if flowID != nil && flowKey != nil {
 		t.FlowID, t.FlowKey = *flowID, *flowKey
 	}
@@ -448,13 +450,15 @@ func claimSQL(ctes []string, ids string, startLater, withGate bool) string {
 	if len(ctes) > 0 {
 		with += strings.Join(ctes, ", ") + ", "
 	}
-	gate := ""
+	gate, clear := "", ""
 	if withGate {
-		gate = ", gate"
+		// A claimed task is no longer replaceable by a newer one of its
+		// keep_latest key.
+		gate, clear = ", gate", ", latest_on = NULL"
 	}
 	return with + `claimed AS (UPDATE weft_tasks SET state = 'running', attempt = attempt + 1,
 			lease_epoch = lease_epoch + 1 + (random() * 1073741823)::bigint,
-			lease_owner = $1, lease_expires_at = $2, attempted_at = ` + attemptedAt + `, resumable = NOT (kind = ANY($4::text[]))
+			lease_owner = $1, lease_expires_at = $2, attempted_at = ` + attemptedAt + `, resumable = NOT (kind = ANY($4::text[]))` + clear + `
 		WHERE id IN (` + ids + `)
 		RETURNING id, kind, queue, args, priority, run_at, attempt, max_attempts, attempt_timeout_us, errors, metadata, lease_epoch, created_at, flow_id, flow_key` + gate + `),` + started + `
 		moved AS (INSERT INTO weft_count_deltas (queue, state, n)

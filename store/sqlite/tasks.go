@@ -73,8 +73,10 @@ func scanTask(r sqlbackend.Row) (*store.Task, error) {
 	if err := sqlbackend.ScanGate(gate, &t); err != nil {
 		return nil, err
 	}
-	t.Blocked = sqlbackend.ScanBlocked(blocked)
 	t.State = store.State(state)
+	if t.State == store.StatePending {
+		t.Blocked = sqlbackend.ScanBlocked(blocked)
+	}
 	t.RunAt = fromMicros(runAt)
 	t.AttemptTimeout = time.Duration(timeoutUS) * time.Microsecond
 	if len(errs) > 0 {

@@ -221,20 +221,14 @@ func (f FlowStore) fairTags(ctx context.Context, tx Tx, b store.Batch, c *GateCo
 		}
 		k := fk{t.Queue, t.FairnessKey}
 		if _, ok := vtime[t.Queue]; !ok {
-			var v *int64
-			if err := f.queryRow(ctx, tx, `SELECT min(vstart) FROM weft_tasks WHERE state = 'pending' AND queue = `+f.d.taskArg()+` AND vstart > 0`, t.Queue).Scan(&v); err != nil {
+			// The queue's virtual time is the start tag of the last fair
+			// task claimed (kept under the key "", which no task has).
+			var v int64
+			err := f.queryRow(ctx, tx, `SELECT finish FROM weft_fair_keys WHERE queue = ? AND key = ''`, t.Queue).Scan(&v)
+			if err != nil && !isNoRows(err) {
 				return fmt.Errorf("fair tags: %w", err)
 			}
-			if v == nil {
-				// Nothing is waiting: every key starts level with the
-				// furthest any key got.
-				var top int64
-				if err := f.queryRow(ctx, tx, `SELECT coalesce(max(finish), 0) FROM weft_fair_keys WHERE queue = ?`, t.Queue).Scan(&top); err != nil {
-					return fmt.Errorf("fair tags: %w", err)
-				}
-				v = &top
-			}
-			vtime[t.Queue] = max(*v, 1)
+			vtime[t.Queue] = max(v, 1)
 		}
 		if _, ok := finish[k]; !ok {
 			var last int64
@@ -304,7 +298,7 @@ func (f FlowStore) AfterGatedInsert(ctx context.Context, tx Tx, c *GateColumns, 
 // supersede cancels the pending tasks of a keep_latest key but its newest.
 func (f FlowStore) supersede(ctx context.Context, tx Tx, key, newest string, moves store.CountMoves, nowUS int64) error {
 	rows, err := f.query(ctx, tx, `SELECT id, attempt, queue, parked_on FROM weft_tasks
-		WHERE state = 'pending' AND latest_on = `+f.d.taskArg()+` AND id <> ? ORDER BY id`+f.d.lockSuffix(), key, newest)
+		WHERE latest_on IS NOT NULL AND latest_on = `+f.d.taskArg()+` AND state = 'pending' AND id <> ? ORDER BY id`+f.d.lockSuffix(), key, newest)
 	if err != nil {
 		return fmt.Errorf("keep latest: %w", err)
 	}
@@ -329,8 +323,8 @@ func (f FlowStore) supersede(ctx context.Context, tx Tx, key, newest string, mov
 	data := `{"reason":"superseded","by":` + strconv.Quote(newest) + `}`
 	parked := map[string]int{}
 	for _, o := range olds {
-		if _, err := f.exec(ctx, tx, `UPDATE weft_tasks SET state = '`+string(store.StateCancelled)+`', finalized_at = ?, parked_on = NULL, blocked_reason = NULL
-			WHERE id = `+f.d.taskArg(), nowUS, o.id); err != nil {
+		if _, err := f.exec(ctx, tx, `UPDATE weft_tasks SET state = '`+string(store.StateCancelled)+`', finalized_at = ?, parked_on = NULL,
+			blocked_reason = NULL, latest_on = NULL WHERE id = `+f.d.taskArg(), nowUS, o.id); err != nil {
 			return fmt.Errorf("keep latest: %w", err)
 		}
 		if err := f.event(ctx, tx, o.id, store.EventCancelled, o.attempt, nowUS, data); err != nil {
@@ -455,6 +449,9 @@ func (f FlowStore) ClaimGated(ctx context.Context, tx Tx, req store.ClaimRequest
 		holds    [][]any
 		parked   = map[string][]candidate{}
 		reasons  = map[string]*store.BlockedReason{}
+		// vnow is each queue's virtual time: the start tag of the last
+		// fair task the claim took.
+		vnow = map[string]int64{}
 	)
 	for _, c := range all {
 		if take[c.queue] == 0 {
@@ -475,12 +472,18 @@ func (f FlowStore) ClaimGated(ctx context.Context, tx Tx, req store.ClaimRequest
 		}
 		admitted = append(admitted, c.id)
 		take[c.queue]--
+		if c.gate != nil && c.gate.Fair != "" {
+			vnow[c.queue] = max(vnow[c.queue], c.vstart)
+		}
 	}
 	var claimed []*store.Task
 	if len(admitted) > 0 {
 		if claimed, err = claim(admitted); err != nil {
 			return nil, err
 		}
+	}
+	if err := f.advanceVirtualTime(ctx, tx, vnow); err != nil {
+		return nil, err
 	}
 	if len(holds) > 0 {
 		if err := f.insertIgnore(ctx, tx, "weft_limit_holds", []string{"task_id", "id"}, holds); err != nil {
@@ -491,6 +494,18 @@ func (f FlowStore) ClaimGated(ctx context.Context, tx Tx, req store.ClaimRequest
 		return nil, err
 	}
 	return claimed, nil
+}
+
+// advanceVirtualTime moves the queues' virtual times forward to v.
+func (f FlowStore) advanceVirtualTime(ctx context.Context, tx Tx, v map[string]int64) error {
+	for _, q := range slices.Sorted(maps.Keys(v)) {
+		if _, err := f.exec(ctx, tx, `INSERT INTO weft_fair_keys (queue, key, finish) VALUES (?, '', ?)
+			ON CONFLICT (queue, key) DO UPDATE SET finish = CASE WHEN excluded.finish > weft_fair_keys.finish
+				THEN excluded.finish ELSE weft_fair_keys.finish END`, q, v[q]); err != nil {
+			return fmt.Errorf("claim: virtual time: %w", err)
+		}
+	}
+	return nil
 }
 
 // candidates reads candidate rows (id, queue, priority, vstart, run_at,
@@ -723,7 +738,7 @@ func (f FlowStore) Unpark(ctx context.Context, tx Tx, nowUS int64) (int, error) 
 		n := 0
 		if room > 0 {
 			moved, err := f.exec(ctx, tx, `UPDATE weft_tasks SET parked_on = NULL, blocked_reason = NULL WHERE id IN (
-				SELECT id FROM weft_tasks WHERE state = 'pending' AND parked_on = `+f.d.taskArg()+`
+				SELECT id FROM weft_tasks WHERE parked_on IS NOT NULL AND parked_on = `+f.d.taskArg()+` AND state = 'pending'
 				ORDER BY priority DESC, vstart, run_at, id LIMIT ?)`, k.ref.ID(), room)
 			if err != nil {
 				return 0, fmt.Errorf("unpark: %w", err)
@@ -915,6 +930,18 @@ func (f FlowStore) ReconcileLimits(ctx context.Context, tx Tx, now time.Time) (s
 		}
 	}
 	d.StaleHolds = len(stale)
+	// Tasks that ended while set aside or replaceable (cancelled, deleted
+	// by an operator) keep those columns, which only claims and the
+	// enqueue's replacement clear: clear them, so the partial indexes
+	// hold only what is in use.
+	for _, q := range []string{
+		`UPDATE weft_tasks SET parked_on = NULL, blocked_reason = NULL WHERE parked_on IS NOT NULL AND state <> 'pending'`,
+		`UPDATE weft_tasks SET latest_on = NULL WHERE latest_on IS NOT NULL AND state <> 'pending'`,
+	} {
+		if _, err := f.exec(ctx, tx, q); err != nil {
+			return d, fmt.Errorf("reconcile limits: %w", err)
+		}
+	}
 	// The counts of set-aside tasks, from the rows.
 	actual := map[string]int{}
 	rows, err = f.query(ctx, tx, `SELECT parked_on, count(*) FROM weft_tasks WHERE state = 'pending' AND parked_on IS NOT NULL GROUP BY parked_on`)

@@ -4,7 +4,6 @@ DROP TABLE weft_limit_holds;
 DROP TABLE weft_limit_keys;
 DROP TABLE weft_limits;
 DROP INDEX weft_tasks_latest;
-DROP INDEX weft_tasks_fair;
 DROP INDEX weft_tasks_parked;
 DROP INDEX weft_tasks_gated;
 DROP INDEX weft_tasks_claim;

@@ -12,11 +12,9 @@ CREATE INDEX weft_tasks_claim ON weft_tasks (queue, priority DESC, run_at, id)
 CREATE INDEX weft_tasks_gated ON weft_tasks (queue, priority DESC, vstart, run_at, id)
     WHERE state = 'pending' AND gate IS NOT NULL AND parked_on IS NULL;
 CREATE INDEX weft_tasks_parked ON weft_tasks (parked_on, priority DESC, vstart, run_at, id)
-    WHERE state = 'pending' AND parked_on IS NOT NULL;
-CREATE INDEX weft_tasks_fair ON weft_tasks (queue, vstart)
-    WHERE state = 'pending' AND vstart > 0;
+    WHERE parked_on IS NOT NULL;
 CREATE INDEX weft_tasks_latest ON weft_tasks (latest_on)
-    WHERE state = 'pending' AND latest_on IS NOT NULL;
+    WHERE latest_on IS NOT NULL;
 
 CREATE TABLE weft_limits (
     name       TEXT   NOT NULL PRIMARY KEY,

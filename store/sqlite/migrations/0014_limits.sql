@@ -6,8 +6,12 @@
 -- tasks whose finish releases slots. vstart is a fair task's start tag in
 -- its queue; parked_on the limit key a claim set the task aside for, with
 -- blocked_reason saying why, until the key has room. latest_on is the
--- key of a keep_latest limit: a newer task of the key replaces it while
--- it is pending.
+-- key of a keep_latest limit: a newer task of the key replaces it until it
+-- is claimed. The indexes of set-aside and keep_latest tasks name no
+-- state, so that the claims and outcomes of other tasks, which change
+-- the state, never touch them: the columns are cleared instead when a
+-- task leaves their use (and by the limits reconciler, for a task ended
+-- otherwise).
 ALTER TABLE weft_tasks ADD COLUMN gate TEXT;
 ALTER TABLE weft_tasks ADD COLUMN limited INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE weft_tasks ADD COLUMN vstart INTEGER NOT NULL DEFAULT 0;
@@ -21,11 +25,9 @@ CREATE INDEX weft_tasks_claim ON weft_tasks (queue, priority DESC, run_at)
 CREATE INDEX weft_tasks_gated ON weft_tasks (queue, priority DESC, vstart, run_at)
     WHERE state = 'pending' AND gate IS NOT NULL AND parked_on IS NULL;
 CREATE INDEX weft_tasks_parked ON weft_tasks (parked_on, priority DESC, vstart, run_at)
-    WHERE state = 'pending' AND parked_on IS NOT NULL;
-CREATE INDEX weft_tasks_fair ON weft_tasks (queue, vstart)
-    WHERE state = 'pending' AND vstart > 0;
+    WHERE parked_on IS NOT NULL;
 CREATE INDEX weft_tasks_latest ON weft_tasks (latest_on)
-    WHERE state = 'pending' AND latest_on IS NOT NULL;
+    WHERE latest_on IS NOT NULL;
 
 -- spec is the limit as JSON (concurrency, overrides, rate, period, burst,
 -- on_limit).
