@@ -158,7 +158,7 @@ func applyBulk(ctx context.Context, tx pgx.Tx, p store.BulkPlan, nowUS int64) er
 		for i, t := range p.Retry {
 			ids[i], epochs[i], maxes[i] = t.ID, t.LeaseEpoch, int32(t.MaxAttempts)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE weft_tasks SET state = $1, run_at = $2, finalized_at = NULL, cancel_requested = false,
+		if _, err := tx.Exec(ctx, `UPDATE weft_tasks SET state = $1, run_at = $2, finalized_at = NULL, parked_on = NULL, blocked_reason = NULL, cancel_requested = false,
 			lease_owner = NULL, lease_expires_at = NULL, lease_epoch = r.epoch, max_attempts = r.max_attempts
 			FROM unnest($3::text[], $4::bigint[], $5::int[]) AS r(id, epoch, max_attempts)
 			WHERE weft_tasks.id = r.id`, string(store.StatePending), nowUS, ids, epochs, maxes); err != nil {

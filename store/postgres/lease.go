@@ -160,7 +160,7 @@ func (s *Store) Retry(ctx context.Context, taskID string) (*store.Task, error) {
 		}
 		retried := *t
 		store.RetryRow(&retried, fromMicros(nowUS))
-		_, err = tx.Exec(ctx, `UPDATE weft_tasks SET state = $2, run_at = $3, finalized_at = NULL,
+		_, err = tx.Exec(ctx, `UPDATE weft_tasks SET state = $2, run_at = $3, finalized_at = NULL, parked_on = NULL, blocked_reason = NULL,
 			cancel_requested = false, lease_owner = NULL, lease_expires_at = NULL, lease_epoch = $4, max_attempts = $5
 			WHERE id = $1`, taskID, string(retried.State), nowUS, retried.LeaseEpoch, retried.MaxAttempts)
 		if isUniqueViolation(err) {

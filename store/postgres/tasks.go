@@ -302,21 +302,21 @@ func (s *Store) insertTasks(ctx context.Context, tx execer, b store.Batch) ([]st
 	}
 	switch {
 	case gates.Any():
-		gate, limited, vstart, latest := make([]*string, n), make([]bool, n), make([]int64, n), make([]*string, n)
+		gate, limited, vstart := make([]*string, n), make([]bool, n), make([]int64, n)
 		for j, i := range fresh {
-			gate[j], limited[j], vstart[j], latest[j] = gates.Gate[i], gates.Limited[i], gates.VStart[i], gates.Latest[i]
+			gate[j], limited[j], vstart[j] = gates.Gate[i], gates.Limited[i], gates.VStart[i]
 		}
 		// Gated tasks carry their gate (and, as members of a flow, their
 		// flow and key).
 		_, err = tx.Exec(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at, max_attempts,
-			attempt_timeout_us, unique_key, metadata, created_at, flow_id, flow_key, gate, limited, vstart, latest_on)
+			attempt_timeout_us, unique_key, metadata, created_at, flow_id, flow_key, gate, limited, vstart)
 		SELECT id, kind, queue, args::jsonb, prio, state, run_at, max_attempts, timeout, ukey, md::jsonb, $11, $12,
-			CASE WHEN $12::text IS NULL THEN NULL ELSE fkey END, gate, limited, vstart, latest
+			CASE WHEN $12::text IS NULL THEN NULL ELSE fkey END, gate, limited, vstart
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::int[], $8::bigint[], $9::text[], $10::text[],
-			$13::text[], $14::text[], $15::text[], $16::bool[], $17::bigint[], $18::text[])
-			AS t(id, kind, queue, args, prio, run_at, max_attempts, timeout, ukey, md, state, fkey, gate, limited, vstart, latest)`,
+			$13::text[], $14::text[], $15::text[], $16::bool[], $17::bigint[])
+			AS t(id, kind, queue, args, prio, run_at, max_attempts, timeout, ukey, md, state, fkey, gate, limited, vstart)`,
 			ids, kinds, queues, argsJSON, prios, runAts, maxAttempts, timeouts, uniqueKeys, metadata, createdAt, flowID, states, flowKeys,
-			gate, limited, vstart, latest)
+			gate, limited, vstart)
 	case b.FlowID() == "":
 		_, err = tx.Exec(ctx, `INSERT INTO weft_tasks (id, kind, queue, args, priority, state, run_at, max_attempts,
 			attempt_timeout_us, unique_key, metadata, created_at)
@@ -450,15 +450,13 @@ func claimSQL(ctes []string, ids string, startLater, withGate bool) string {
 	if len(ctes) > 0 {
 		with += strings.Join(ctes, ", ") + ", "
 	}
-	gate, clear := "", ""
+	gate := ""
 	if withGate {
-		// A claimed task is no longer replaceable by a newer one of its
-		// keep_latest key.
-		gate, clear = ", gate", ", latest_on = NULL"
+		gate = ", gate"
 	}
 	return with + `claimed AS (UPDATE weft_tasks SET state = 'running', attempt = attempt + 1,
 			lease_epoch = lease_epoch + 1 + (random() * 1073741823)::bigint,
-			lease_owner = $1, lease_expires_at = $2, attempted_at = ` + attemptedAt + `, resumable = NOT (kind = ANY($4::text[]))` + clear + `
+			lease_owner = $1, lease_expires_at = $2, attempted_at = ` + attemptedAt + `, resumable = NOT (kind = ANY($4::text[]))
 		WHERE id IN (` + ids + `)
 		RETURNING id, kind, queue, args, priority, run_at, attempt, max_attempts, attempt_timeout_us, errors, metadata, lease_epoch, created_at, flow_id, flow_key` + gate + `),` + started + `
 		moved AS (INSERT INTO weft_count_deltas (queue, state, n)

@@ -145,7 +145,7 @@ func applyBulk(q *execer, p store.BulkPlan, nowUS int64) error {
 		if err != nil {
 			return err
 		}
-		if _, err := q.exec(`UPDATE weft_tasks SET state = ?, run_at = ?, finalized_at = NULL, cancel_requested = 0,
+		if _, err := q.exec(`UPDATE weft_tasks SET state = ?, run_at = ?, finalized_at = NULL, parked_on = NULL, blocked_reason = NULL, cancel_requested = 0,
 			lease_owner = NULL, lease_expires_at = NULL, lease_epoch = r.epoch, max_attempts = r.max_attempts
 			FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS epoch,
 				json_extract(value, '$[2]') AS max_attempts FROM json_each(?)) AS r

@@ -136,14 +136,12 @@ func claimRows(q *execer, rowids string, a args, req store.ClaimRequest, attempt
 		}
 		resumable = "kind NOT IN (" + strings.Join(quoted, ",") + ")"
 	}
-	columns, clear := claimColumns, ""
+	columns := claimColumns
 	if withGate {
-		// A claimed task is no longer replaceable by a newer one of its
-		// keep_latest key.
-		columns, clear = columns+", gate", ", latest_on = NULL"
+		columns += ", gate"
 	}
 	query := `UPDATE weft_tasks SET state = 'running', attempt = attempt + 1, lease_epoch = lease_epoch + 1,
-		lease_owner = ?, lease_expires_at = ?, attempted_at = ?, resumable = ` + resumable + clear + `
+		lease_owner = ?, lease_expires_at = ?, attempted_at = ?, resumable = ` + resumable + `
 		WHERE rowid IN (` + rowids + `) RETURNING ` + columns
 	var claimed []*store.Task
 	// The started events are copied from the claimed rows in SQL; only

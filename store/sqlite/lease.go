@@ -163,7 +163,7 @@ func (s *Store) Retry(ctx context.Context, taskID string) (*store.Task, error) {
 			return err
 		}
 		store.RetryRow(t, fromMicros(nowUS))
-		if _, err := q.exec(`UPDATE weft_tasks SET state = ?, run_at = ?, finalized_at = NULL,
+		if _, err := q.exec(`UPDATE weft_tasks SET state = ?, run_at = ?, finalized_at = NULL, parked_on = NULL, blocked_reason = NULL,
 			cancel_requested = 0, lease_owner = NULL, lease_expires_at = NULL, lease_epoch = ?, max_attempts = ?
 			WHERE id = +?`, string(t.State), nowUS, t.LeaseEpoch, t.MaxAttempts, taskID); err != nil {
 			return fmt.Errorf("retry: %w", err)

@@ -289,15 +289,15 @@ func (s *Store) insertTasks(ctx context.Context, db dbtx, b store.Batch) ([]stor
 	// and gated tasks their gate: plain tasks keep the shorter statement.
 	columns, row, width := "", "(?,?,?,?,?,'pending',?,?,?,?,?,?)", 11
 	if b.FlowID() != "" || gates.Any() {
-		columns, row, width = ", flow_id, flow_key, gate, limited, vstart, latest_on", "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 18
+		columns, row, width = ", flow_id, flow_key, gate, limited, vstart", "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 17
 	}
 	for len(fresh) > 0 {
 		n := min(len(fresh), insertChunk)
 		args := make([]any, 0, n*width)
 		for _, i := range fresh[:n] {
 			t := b.Task(i)
-			if width == 18 {
-				var flowID, flowKey, gate, latest any
+			if width == 17 {
+				var flowID, flowKey, gate any
 				var limited, vstart int64
 				if b.FlowID() != "" {
 					flowID, flowKey = b.FlowID(), b.FlowKey(i)
@@ -307,13 +307,10 @@ func (s *Store) insertTasks(ctx context.Context, db dbtx, b store.Batch) ([]stor
 					if gates.Limited[i] {
 						limited = 1
 					}
-					if gates.Latest[i] != nil {
-						latest = *gates.Latest[i]
-					}
 				}
 				args = append(args, t.ID, t.Kind, t.Queue, []byte(t.Args), t.Priority, string(memberState(b, i)), micros(t.RunAt),
 					t.MaxAttempts, t.AttemptTimeout.Microseconds(), nullString(t.UniqueKey), nullBytes(t.Metadata), createdAt,
-					flowID, flowKey, gate, limited, vstart, latest)
+					flowID, flowKey, gate, limited, vstart)
 				continue
 			}
 			args = append(args, t.ID, t.Kind, t.Queue, []byte(t.Args), t.Priority, micros(t.RunAt),

@@ -930,7 +930,7 @@ func (f FlowStore) Reopen(ctx context.Context, tx Tx, flowID string, roots []str
 		if r.To == store.StatePending {
 			maxAttempts = max(maxAttempts, m.attempt+1)
 		}
-		if _, err := f.exec(ctx, tx, `UPDATE weft_tasks SET state = ?, run_at = ?, finalized_at = NULL, cancel_requested = FALSE,
+		if _, err := f.exec(ctx, tx, `UPDATE weft_tasks SET state = ?, run_at = ?, finalized_at = NULL, parked_on = NULL, blocked_reason = NULL, cancel_requested = FALSE,
 			lease_owner = NULL, lease_expires_at = NULL, lease_epoch = lease_epoch + 1, max_attempts = ? WHERE id = ?`,
 			string(r.To), nowUS, maxAttempts, m.id); err != nil {
 			return ch, fmt.Errorf("retry flow %s: %w", flowID, err)

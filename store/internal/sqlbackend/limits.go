@@ -274,7 +274,9 @@ func (f FlowStore) DeleteLimit(ctx context.Context, tx Tx, name string) error {
 		`DELETE FROM weft_limit_keys WHERE name = ?`,
 		`DELETE FROM weft_limit_holds WHERE id >= ? AND id < ?`,
 		`UPDATE weft_tasks SET parked_on = NULL, blocked_reason = NULL
-			WHERE state = 'pending' AND parked_on >= ` + f.d.taskArg() + ` AND parked_on < ` + f.d.taskArg(),
+			WHERE id IN (SELECT task_id FROM weft_limit_parked WHERE id >= ? AND id < ?) AND state = 'pending'`,
+		`DELETE FROM weft_limit_parked WHERE id >= ? AND id < ?`,
+		`DELETE FROM weft_limit_latest WHERE id >= ? AND id < ?`,
 	} {
 		a := []any{from, to}
 		if strings.Contains(q, "name = ?") {

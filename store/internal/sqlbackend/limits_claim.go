@@ -91,10 +91,10 @@ type GateColumns struct {
 	Limited []bool
 	// VStart is each task's fair start tag, 0 when it has no fairness key.
 	VStart []int64
-	// Latest is each task's keep_latest key (store.LimitRef.ID), nil when
-	// it draws on no keep_latest limit.
-	Latest []*string
 	queues []string
+	// latest lists (task id, key) of the tasks drawing on keep_latest
+	// limits.
+	latest [][]any
 	// cancel lists the keys whose running tasks a new task replaces.
 	cancel []string
 	// newest is, for each keep_latest key, the batch's last task of it,
@@ -127,8 +127,7 @@ func (f FlowStore) PrepareGates(ctx context.Context, tx Tx, b store.Batch, nowUS
 		}
 		if c == nil {
 			n := b.Len()
-			c = &GateColumns{Gate: make([]*string, n), Limited: make([]bool, n), VStart: make([]int64, n), Latest: make([]*string, n),
-				newest: map[string]string{}}
+			c = &GateColumns{Gate: make([]*string, n), Limited: make([]bool, n), VStart: make([]int64, n), newest: map[string]string{}}
 		}
 		j, err := json.Marshal(g)
 		if err != nil {
@@ -164,6 +163,7 @@ func (f FlowStore) PrepareGates(ctx context.Context, tx Tx, b store.Batch, nowUS
 			continue
 		}
 		queues[t.Queue] = true
+		latest := false
 		for _, r := range store.Refs(t.LimitKeys) {
 			l, ok := limits[r.Limit]
 			if !ok {
@@ -186,16 +186,17 @@ func (f FlowStore) PrepareGates(ctx context.Context, tx Tx, b store.Batch, nowUS
 			case store.OnLimitCancelInProgress:
 				cancel[r.ID()] = true
 			case store.OnLimitKeepLatest:
-				if c.Latest[i] != nil {
+				if latest {
 					return nil, &store.ValidationError{Index: index(i), Field: "limits",
 						Message: "a task may draw on one keep_latest limit at most"}
 				}
+				latest = true
 				if b.FlowID() != "" {
 					return nil, &store.ValidationError{Index: index(i), Field: "limits",
 						Message: fmt.Sprintf("limit %q keeps the latest task of a key, which a flow member cannot be: its flow would lose it", r.Limit)}
 				}
-				id := r.ID()
-				c.Latest[i], c.newest[id] = &id, t.ID
+				c.latest = append(c.latest, []any{t.ID, r.ID()})
+				c.newest[r.ID()] = t.ID
 			}
 		}
 	}
@@ -287,6 +288,11 @@ func (f FlowStore) AfterGatedInsert(ctx context.Context, tx Tx, c *GateColumns, 
 			}
 		}
 	}
+	if len(c.latest) > 0 {
+		if err := f.insertIgnore(ctx, tx, "weft_limit_latest", []string{"task_id", "id"}, c.latest); err != nil {
+			return fmt.Errorf("keep latest: %w", err)
+		}
+	}
 	for _, id := range slices.Sorted(maps.Keys(c.newest)) {
 		if err := f.supersede(ctx, tx, id, c.newest[id], moves, nowUS); err != nil {
 			return err
@@ -297,8 +303,9 @@ func (f FlowStore) AfterGatedInsert(ctx context.Context, tx Tx, c *GateColumns, 
 
 // supersede cancels the pending tasks of a keep_latest key but its newest.
 func (f FlowStore) supersede(ctx context.Context, tx Tx, key, newest string, moves store.CountMoves, nowUS int64) error {
-	rows, err := f.query(ctx, tx, `SELECT id, attempt, queue, parked_on FROM weft_tasks
-		WHERE latest_on IS NOT NULL AND latest_on = `+f.d.taskArg()+` AND state = 'pending' AND id <> ? ORDER BY id`+f.d.lockSuffix(), key, newest)
+	rows, err := f.query(ctx, tx, `SELECT t.id, t.attempt, t.queue, t.parked_on FROM weft_limit_latest l
+		JOIN weft_tasks t ON t.id = l.task_id AND t.state = 'pending'
+		WHERE l.id = ? AND l.task_id <> ? ORDER BY t.id`+f.d.lockOf("t"), key, newest)
 	if err != nil {
 		return fmt.Errorf("keep latest: %w", err)
 	}
@@ -324,7 +331,7 @@ func (f FlowStore) supersede(ctx context.Context, tx Tx, key, newest string, mov
 	parked := map[string]int{}
 	for _, o := range olds {
 		if _, err := f.exec(ctx, tx, `UPDATE weft_tasks SET state = '`+string(store.StateCancelled)+`', finalized_at = ?, parked_on = NULL,
-			blocked_reason = NULL, latest_on = NULL WHERE id = `+f.d.taskArg(), nowUS, o.id); err != nil {
+			blocked_reason = NULL WHERE id = `+f.d.taskArg(), nowUS, o.id); err != nil {
 			return fmt.Errorf("keep latest: %w", err)
 		}
 		if err := f.event(ctx, tx, o.id, store.EventCancelled, o.attempt, nowUS, data); err != nil {
@@ -335,10 +342,34 @@ func (f FlowStore) supersede(ctx context.Context, tx Tx, key, newest string, mov
 			parked[*o.parkedOn]++
 		}
 	}
+	// The key's other rows go too, with those of tasks that ended
+	// otherwise; the replaced tasks leave the tasks set aside.
+	if _, err := f.exec(ctx, tx, `DELETE FROM weft_limit_latest WHERE id = ? AND task_id <> ?`, key, newest); err != nil {
+		return fmt.Errorf("keep latest: %w", err)
+	}
+	ids := make([]string, len(olds))
+	for i, o := range olds {
+		ids[i] = o.id
+	}
+	if err := f.dropParked(ctx, tx, ids, parked); err != nil {
+		return fmt.Errorf("keep latest: %w", err)
+	}
+	return nil
+}
+
+// dropParked removes tasks from the set-aside table, and their counts —
+// parked, by key — from their keys.
+func (f FlowStore) dropParked(ctx context.Context, tx Tx, taskIDs []string, parked map[string]int) error {
+	if err := chunks(taskIDs, func(part []string) error {
+		_, err := f.exec(ctx, tx, `DELETE FROM weft_limit_parked WHERE task_id IN `+in(len(part)), anys(part)...)
+		return err
+	}); err != nil {
+		return err
+	}
 	for _, id := range slices.Sorted(maps.Keys(parked)) {
 		if _, err := f.exec(ctx, tx, `UPDATE weft_limit_keys SET parked = CASE WHEN parked > ? THEN parked - ? ELSE 0 END WHERE id = ?`,
 			parked[id], parked[id], id); err != nil {
-			return fmt.Errorf("keep latest: %w", err)
+			return err
 		}
 	}
 	return nil
@@ -451,7 +482,8 @@ func (f FlowStore) ClaimGated(ctx context.Context, tx Tx, req store.ClaimRequest
 		reasons  = map[string]*store.BlockedReason{}
 		// vnow is each queue's virtual time: the start tag of the last
 		// fair task the claim took.
-		vnow = map[string]int64{}
+		vnow        = map[string]int64{}
+		replaceable []string
 	)
 	for _, c := range all {
 		if take[c.queue] == 0 {
@@ -465,8 +497,12 @@ func (f FlowStore) ClaimGated(ctx context.Context, tx Tx, req store.ClaimRequest
 				continue
 			}
 			for _, r := range c.refs {
-				if l, ok := limits[r.Limit]; ok && l.HasCap() {
+				l, ok := limits[r.Limit]
+				if ok && l.HasCap() {
 					holds = append(holds, []any{c.id, r.ID()})
+				}
+				if ok && l.OnLimit == store.OnLimitKeepLatest {
+					replaceable = append(replaceable, c.id)
 				}
 			}
 		}
@@ -484,6 +520,16 @@ func (f FlowStore) ClaimGated(ctx context.Context, tx Tx, req store.ClaimRequest
 	}
 	if err := f.advanceVirtualTime(ctx, tx, vnow); err != nil {
 		return nil, err
+	}
+	// A claimed task is no longer replaceable by a newer one of its
+	// keep_latest key.
+	if len(replaceable) > 0 {
+		if err := chunks(replaceable, func(part []string) error {
+			_, err := f.exec(ctx, tx, `DELETE FROM weft_limit_latest WHERE task_id IN `+in(len(part)), anys(part)...)
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("claim: keep latest: %w", err)
+		}
 	}
 	if len(holds) > 0 {
 		if err := f.insertIgnore(ctx, tx, "weft_limit_holds", []string{"task_id", "id"}, holds); err != nil {
@@ -634,12 +680,17 @@ func (f FlowStore) writeKeys(ctx context.Context, tx Tx, state map[store.LimitRe
 	for _, ref := range slices.Sorted(maps.Keys(parked)) {
 		cs := parked[ref]
 		values := make([][]any, 0, len(cs))
+		rows := make([][]any, 0, len(cs))
 		for _, c := range cs {
 			b, _ := json.Marshal(reasons[c.id])
 			values = append(values, []any{c.id, ref, string(b)})
+			rows = append(rows, []any{c.id, ref, c.priority, c.vstart, c.runAt})
 		}
 		q, a := updateFromText("weft_tasks", "id", `parked_on = v.c1, blocked_reason = v.c2`, values)
 		if _, err := f.exec(ctx, tx, q, a...); err != nil {
+			return fmt.Errorf("claim: set aside: %w", err)
+		}
+		if err := f.insertIgnore(ctx, tx, "weft_limit_parked", []string{"task_id", "id", "priority", "vstart", "run_at"}, rows); err != nil {
 			return fmt.Errorf("claim: set aside: %w", err)
 		}
 	}
@@ -735,18 +786,15 @@ func (f FlowStore) Unpark(ctx context.Context, tx Tx, nowUS int64) (int, error) 
 	for _, k := range keys {
 		l, ok := limits[k.ref.Limit]
 		room, next := roomOf(l, ok, k.ref.Key, used[k.ref.ID()], k.tat, k.parked, nowUS)
-		n := 0
+		n, taken := 0, 0
 		if room > 0 {
-			moved, err := f.exec(ctx, tx, `UPDATE weft_tasks SET parked_on = NULL, blocked_reason = NULL WHERE id IN (
-				SELECT id FROM weft_tasks WHERE parked_on IS NOT NULL AND parked_on = `+f.d.taskArg()+` AND state = 'pending'
-				ORDER BY priority DESC, vstart, run_at, id LIMIT ?)`, k.ref.ID(), room)
-			if err != nil {
-				return 0, fmt.Errorf("unpark: %w", err)
+			var err error
+			if n, taken, err = f.unparkKey(ctx, tx, k.ref.ID(), room); err != nil {
+				return 0, err
 			}
-			n = int(moved)
 		}
-		left := k.parked - n
-		if n < room || left < 0 {
+		left := k.parked - taken
+		if taken < room || left < 0 {
 			left = 0 // fewer were set aside than counted: none is left
 		}
 		var readyAt any
@@ -760,6 +808,40 @@ func (f FlowStore) Unpark(ctx context.Context, tx Tx, nowUS int64) (int, error) 
 		total += n
 	}
 	return total, nil
+}
+
+// unparkKey makes claimable up to room of the tasks set aside for key,
+// best first: it returns how many it made claimable and how many rows it
+// took from the set-aside table (more when some tasks had ended
+// otherwise).
+func (f FlowStore) unparkKey(ctx context.Context, tx Tx, key string, room int) (n, taken int, err error) {
+	rows, err := f.query(ctx, tx, `SELECT task_id FROM weft_limit_parked WHERE id = ?
+		ORDER BY priority DESC, vstart, run_at, task_id LIMIT ?`, key, room)
+	if err != nil {
+		return 0, 0, fmt.Errorf("unpark: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, 0, fmt.Errorf("unpark: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(ids) == 0 {
+		return 0, 0, err
+	}
+	moved, err := f.exec(ctx, tx, `UPDATE weft_tasks SET parked_on = NULL, blocked_reason = NULL
+		WHERE id IN `+in(len(ids))+` AND state = 'pending'`, anys(ids)...)
+	if err != nil {
+		return 0, 0, fmt.Errorf("unpark: %w", err)
+	}
+	if _, err := f.exec(ctx, tx, `DELETE FROM weft_limit_parked WHERE task_id IN `+in(len(ids)), anys(ids)...); err != nil {
+		return 0, 0, fmt.Errorf("unpark: %w", err)
+	}
+	return int(moved), len(ids), nil
 }
 
 // roomOf is how many tasks set aside for a key may be claimable now, and,
@@ -931,12 +1013,11 @@ func (f FlowStore) ReconcileLimits(ctx context.Context, tx Tx, now time.Time) (s
 	}
 	d.StaleHolds = len(stale)
 	// Tasks that ended while set aside or replaceable (cancelled, deleted
-	// by an operator) keep those columns, which only claims and the
-	// enqueue's replacement clear: clear them, so the partial indexes
-	// hold only what is in use.
+	// by an operator) leave rows that only claims and replacements clear:
+	// drop them.
 	for _, q := range []string{
-		`UPDATE weft_tasks SET parked_on = NULL, blocked_reason = NULL WHERE parked_on IS NOT NULL AND state <> 'pending'`,
-		`UPDATE weft_tasks SET latest_on = NULL WHERE latest_on IS NOT NULL AND state <> 'pending'`,
+		`DELETE FROM weft_limit_parked WHERE NOT EXISTS (SELECT 1 FROM weft_tasks t WHERE t.id = weft_limit_parked.task_id AND t.state = 'pending')`,
+		`DELETE FROM weft_limit_latest WHERE NOT EXISTS (SELECT 1 FROM weft_tasks t WHERE t.id = weft_limit_latest.task_id AND t.state = 'pending')`,
 	} {
 		if _, err := f.exec(ctx, tx, q); err != nil {
 			return d, fmt.Errorf("reconcile limits: %w", err)
@@ -944,7 +1025,7 @@ func (f FlowStore) ReconcileLimits(ctx context.Context, tx Tx, now time.Time) (s
 	}
 	// The counts of set-aside tasks, from the rows.
 	actual := map[string]int{}
-	rows, err = f.query(ctx, tx, `SELECT parked_on, count(*) FROM weft_tasks WHERE state = 'pending' AND parked_on IS NOT NULL GROUP BY parked_on`)
+	rows, err = f.query(ctx, tx, `SELECT id, count(*) FROM weft_limit_parked GROUP BY id`)
 	if err != nil {
 		return d, fmt.Errorf("reconcile limits: %w", err)
 	}

@@ -1,14 +1,13 @@
+DROP TABLE weft_limit_latest;
+DROP TABLE weft_limit_parked;
 DROP TABLE weft_fair_keys;
 DROP TABLE weft_gated_queues;
 DROP TABLE weft_limit_holds;
 DROP TABLE weft_limit_keys;
 DROP TABLE weft_limits;
-DROP INDEX weft_tasks_latest;
-DROP INDEX weft_tasks_parked;
 DROP INDEX weft_tasks_gated;
 DROP INDEX weft_tasks_claim;
 CREATE INDEX weft_tasks_claim ON weft_tasks (queue, priority DESC, run_at, id) WHERE state = 'pending';
-ALTER TABLE weft_tasks DROP COLUMN latest_on;
 ALTER TABLE weft_tasks DROP COLUMN blocked_reason;
 ALTER TABLE weft_tasks DROP COLUMN parked_on;
 ALTER TABLE weft_tasks DROP COLUMN vstart;

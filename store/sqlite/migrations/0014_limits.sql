@@ -5,29 +5,19 @@
 -- leaves it out, so their claims read nothing more. limited marks the
 -- tasks whose finish releases slots. vstart is a fair task's start tag in
 -- its queue; parked_on the limit key a claim set the task aside for, with
--- blocked_reason saying why, until the key has room. latest_on is the
--- key of a keep_latest limit: a newer task of the key replaces it until it
--- is claimed. The indexes of set-aside and keep_latest tasks name no
--- state, so that the claims and outcomes of other tasks, which change
--- the state, never touch them: the columns are cleared instead when a
--- task leaves their use (and by the limits reconciler, for a task ended
--- otherwise).
+-- blocked_reason saying why, until the key has room (weft_limit_parked
+-- orders them by key).
 ALTER TABLE weft_tasks ADD COLUMN gate TEXT;
 ALTER TABLE weft_tasks ADD COLUMN limited INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE weft_tasks ADD COLUMN vstart INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE weft_tasks ADD COLUMN parked_on TEXT;
 ALTER TABLE weft_tasks ADD COLUMN blocked_reason TEXT;
-ALTER TABLE weft_tasks ADD COLUMN latest_on TEXT;
 
 DROP INDEX weft_tasks_claim;
 CREATE INDEX weft_tasks_claim ON weft_tasks (queue, priority DESC, run_at)
     WHERE state = 'pending' AND gate IS NULL;
 CREATE INDEX weft_tasks_gated ON weft_tasks (queue, priority DESC, vstart, run_at)
     WHERE state = 'pending' AND gate IS NOT NULL AND parked_on IS NULL;
-CREATE INDEX weft_tasks_parked ON weft_tasks (parked_on, priority DESC, vstart, run_at)
-    WHERE parked_on IS NOT NULL;
-CREATE INDEX weft_tasks_latest ON weft_tasks (latest_on)
-    WHERE latest_on IS NOT NULL;
 
 -- spec is the limit as JSON (concurrency, overrides, rate, period, burst,
 -- on_limit).
@@ -79,3 +69,25 @@ CREATE TABLE weft_fair_keys (
     finish INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (queue, key)
 ) WITHOUT ROWID;
+
+-- The tasks set aside, by the key that refused them, in claim order: a
+-- table of their own rather than an index of weft_tasks, which every
+-- claim and outcome of every task would have to maintain (measured: 15%
+-- of PostgreSQL's update cost). A row whose task ended otherwise (an
+-- operator's cancel) is dropped when met.
+CREATE TABLE weft_limit_parked (
+    task_id  TEXT    NOT NULL PRIMARY KEY,
+    id       TEXT    NOT NULL,
+    priority INTEGER NOT NULL,
+    vstart   INTEGER  NOT NULL,
+    run_at   INTEGER  NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX weft_limit_parked_key ON weft_limit_parked (id, priority DESC, vstart, run_at, task_id);
+
+-- The pending tasks of keep_latest keys, which a newer task of the key
+-- replaces; a claim takes its tasks out.
+CREATE TABLE weft_limit_latest (
+    task_id TEXT NOT NULL PRIMARY KEY,
+    id      TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX weft_limit_latest_key ON weft_limit_latest (id);
